@@ -1,0 +1,191 @@
+"""Calling a model's compiled library (ctypes), or CasADi's virtual machine when no C compiler exists.
+
+Both backends expose the same small interface used by :mod:`symode.solve`:
+``rhs``, ``jac_x``, ``jac_p``, ``obs``, ``obs_jac_x``, ``obs_jac_p`` at one point (t, x, p, U), and
+``integrate`` over a grid of sample intervals.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codegen import Layout
+
+METHODS = {"auto": 0, "explicit": 1, "stiff": 2}
+METHOD_NAMES = {v: k for k, v in METHODS.items()}
+
+
+class Options(ctypes.Structure):
+    _fields_ = [("rtol", ctypes.c_double), ("atol", ctypes.c_double), ("h0", ctypes.c_double),
+                ("hmax", ctypes.c_double), ("max_steps", ctypes.c_long), ("method", ctypes.c_int)]
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [("n_steps", ctypes.c_long), ("n_accepted", ctypes.c_long), ("n_rejected", ctypes.c_long),
+                ("n_rhs", ctypes.c_long), ("n_jac", ctypes.c_long), ("n_lu", ctypes.c_long),
+                ("method_used", ctypes.c_int), ("n_switches", ctypes.c_int), ("fail_interval", ctypes.c_int),
+                ("fail_t", ctypes.c_double)]
+
+
+ERRORS = {-1: "step budget exhausted (max_steps)", -2: "step size underflow",
+          -3: "non-finite value (NaN/Inf) in the state or right-hand side", -4: "singular iteration matrix",
+          -5: "right-hand side evaluation failed", -6: "invalid arguments", -7: "out of memory"}
+
+
+@dataclass
+class IntegrationResult:
+    """Raw result of integrating over a time grid."""
+
+    x: np.ndarray           # (nt, nx)
+    status: int             # 0 or a negative error code
+    stats: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        return "ok" if self.status == 0 else ERRORS.get(self.status, f"error {self.status}")
+
+
+_DPTR = ctypes.POINTER(ctypes.c_double)
+
+
+def _ptr(a: np.ndarray) -> Any:
+    return a.ctypes.data_as(_DPTR)
+
+
+class CompiledBackend:
+    """A model's shared library loaded with ctypes."""
+
+    kind = "compiled"
+
+    def __init__(self, library: Path, layout: Layout) -> None:
+        self.layout = layout
+        self.path = library
+        self.lib = ctypes.CDLL(str(library))
+        self.nx, self.np, self.nU = len(layout.states), len(layout.parameters), layout.nu_interval
+        self.ny = len(layout.observables)
+        dims = (ctypes.c_int * 4)()
+        self.lib.symode_model_dims(dims)
+        if tuple(dims) != (self.nx, self.np, self.nU, self.ny):
+            raise RuntimeError(f"library {library} does not match its layout")
+        point = [ctypes.c_double, _DPTR, _DPTR, _DPTR, _DPTR]
+        for name in ("symode_rhs", "symode_jac_x", "symode_jac_p", "symode_obs", "symode_obs_jac_x",
+                     "symode_obs_jac_p"):
+            fn = getattr(self.lib, name)
+            fn.argtypes = point
+            fn.restype = ctypes.c_int
+        self.lib.symode_simulate.argtypes = [ctypes.POINTER(Options), ctypes.c_int, _DPTR, _DPTR, _DPTR, _DPTR,
+                                             _DPTR, ctypes.POINTER(Stats)]
+        self.lib.symode_simulate.restype = ctypes.c_int
+
+    def _point(self, name: str, shape: tuple[int, ...], t: float, x: np.ndarray, p: np.ndarray,
+               U: np.ndarray) -> np.ndarray:
+        x, p, U = _f64(x, self.nx), _f64(p, self.np), _f64(U, self.nU)
+        out = np.empty(int(np.prod(shape)), dtype=np.float64)
+        status = getattr(self.lib, name)(float(t), _ptr(x), _ptr(p), _ptr(U), _ptr(out))
+        if status != 0:
+            raise RuntimeError(f"{name} failed with status {status}")
+        return out.reshape(shape[::-1]).T if len(shape) == 2 else out  # column-major matrices
+
+    def rhs(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_rhs", (self.nx,), t, x, p, U)
+
+    def jac_x(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_jac_x", (self.nx, self.nx), t, x, p, U)
+
+    def jac_p(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_jac_p", (self.nx, self.np), t, x, p, U)
+
+    def obs(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_obs", (self.ny,), t, x, p, U)
+
+    def obs_jac_x(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_obs_jac_x", (self.ny, self.nx), t, x, p, U)
+
+    def obs_jac_p(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._point("symode_obs_jac_p", (self.ny, self.np), t, x, p, U)
+
+    def integrate(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
+                  atol: float, method: str, max_steps: int = 0, hmax: float = 0.0) -> IntegrationResult:
+        times = np.ascontiguousarray(times, dtype=np.float64)
+        nt = len(times)
+        x0, p = _f64(x0, self.nx), _f64(p, self.np)
+        U = np.ascontiguousarray(U, dtype=np.float64).reshape(-1)
+        if U.size != max(nt - 1, 0) * self.nU:
+            raise ValueError(f"expected {(nt - 1) * self.nU} interval inputs, got {U.size}")
+        xout = np.empty((nt, self.nx), dtype=np.float64)
+        opts = Options(rtol, atol, 0.0, hmax, max_steps, METHODS[method])
+        stats = Stats()
+        Uc = U if U.size else np.zeros(1)
+        status = self.lib.symode_simulate(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(Uc),
+                                          _ptr(xout), ctypes.byref(stats))
+        info = {name: getattr(stats, name) for name, _ in Stats._fields_}
+        info["method_used"] = METHOD_NAMES.get(info["method_used"], "?")
+        return IntegrationResult(xout, status, info)
+
+
+class VMBackend:
+    """Fallback without a C compiler: CasADi's virtual machine and scipy's integrators (slow)."""
+
+    kind = "casadi-vm"
+
+    def __init__(self, functions: list[Any], layout: Layout) -> None:
+        self.layout = layout
+        self.fns = {fn.name(): fn for fn in functions}
+        self.nx, self.np, self.nU = len(layout.states), len(layout.parameters), layout.nu_interval
+        self.ny = len(layout.observables)
+
+    def _call(self, name: str, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        out = self.fns[name](t, x, p, U)
+        return np.array(out, dtype=np.float64)
+
+    def rhs(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_rhs", t, x, p, U).reshape(-1)
+
+    def jac_x(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_jac_x", t, x, p, U).reshape(self.nx, self.nx)
+
+    def jac_p(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_jac_p", t, x, p, U).reshape(self.nx, self.np)
+
+    def obs(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_obs", t, x, p, U).reshape(-1)
+
+    def obs_jac_x(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_obs_jac_x", t, x, p, U).reshape(self.ny, self.nx)
+
+    def obs_jac_p(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        return self._call("sym_obs_jac_p", t, x, p, U).reshape(self.ny, self.np)
+
+    def integrate(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
+                  atol: float, method: str, max_steps: int = 0, hmax: float = 0.0) -> IntegrationResult:
+        from scipy.integrate import solve_ivp
+
+        nt = len(times)
+        U = np.asarray(U, dtype=np.float64).reshape(max(nt - 1, 0), self.nU)
+        xout = np.full((nt, self.nx), np.nan)
+        xout[0] = x0
+        scipy_method = {"auto": "LSODA", "explicit": "DOP853", "stiff": "BDF"}[method]
+        nfev = 0
+        for i in range(nt - 1):
+            Ui = U[i]
+            sol = solve_ivp(lambda t, x, Ui=Ui: self.rhs(t, x, p, Ui), (times[i], times[i + 1]), xout[i],
+                            method=scipy_method, rtol=rtol, atol=atol,
+                            jac=None if scipy_method == "DOP853" else (lambda t, x, Ui=Ui: self.jac_x(t, x, p, Ui)))
+            nfev += sol.nfev
+            if not sol.success or not np.all(np.isfinite(sol.y[:, -1])):
+                stats = {"fail_interval": i, "fail_t": float(times[i]), "n_rhs": nfev, "method_used": method}
+                return IntegrationResult(xout, -2, stats)
+            xout[i + 1] = sol.y[:, -1]
+        return IntegrationResult(xout, 0, {"n_rhs": nfev, "fail_interval": -1, "method_used": method})
+
+
+def _f64(a: Any, n: int) -> np.ndarray:
+    arr = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+    if arr.size != n:
+        raise ValueError(f"expected {n} values, got {arr.size}")
+    return arr if n else np.zeros(1)

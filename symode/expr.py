@@ -1,0 +1,147 @@
+"""Safe parsing of rate and observable expressions.
+
+Expressions in spec files are untrusted text. They are parsed with :func:`ast.parse` (which only builds a
+syntax tree and runs nothing) and the tree is translated node by node into sympy, accepting only a
+whitelist: numbers, the names the caller declares, ``+ - * / **``, unary minus, parentheses and the
+functions in :data:`FUNCTIONS`. Attribute access, subscripts, calls of anything else, keywords, strings,
+lambdas, comprehensions and every other construct are rejected before any of it is evaluated; ``sympify``
+and ``eval`` are never used.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+
+import sympy as sp
+
+from .errors import ExpressionError
+
+#: Functions allowed in expressions, with their arity (None: two or more arguments).
+FUNCTIONS: dict[str, tuple[object, int | None]] = {
+    "exp": (sp.exp, 1),
+    "log": (sp.log, 1),
+    "sqrt": (sp.sqrt, 1),
+    "abs": (sp.Abs, 1),
+    "tanh": (sp.tanh, 1),
+    "sin": (sp.sin, 1),
+    "cos": (sp.cos, 1),
+    "min": (sp.Min, None),
+    "max": (sp.Max, None),
+    "pow": (sp.Pow, 2),
+}
+
+MAX_LENGTH = 4000
+MAX_DEPTH = 60
+MAX_EXPONENT = 64
+
+
+def _fail(text: str, msg: str) -> ExpressionError:
+    return ExpressionError(f"{msg} in expression {text!r}")
+
+
+def parse_expression(text: str, symbols: Mapping[str, sp.Symbol] | Iterable[str]) -> sp.Expr:
+    """Parse ``text`` into a sympy expression over the given symbols, or raise :class:`ExpressionError`.
+
+    ``symbols`` maps allowed names to sympy symbols (or is an iterable of allowed names, then plain
+    symbols are made). Nothing in ``text`` is ever executed.
+    """
+    if not isinstance(text, str):
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            return sp.Float(text)
+        raise ExpressionError(f"expected an expression string, got {type(text).__name__}")
+    if not isinstance(symbols, Mapping):
+        symbols = {name: sp.Symbol(name, real=True) for name in symbols}
+    if len(text) > MAX_LENGTH:
+        raise _fail(text[:40] + "...", f"expression longer than {MAX_LENGTH} characters")
+    if not text.strip():
+        raise ExpressionError("empty expression")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise _fail(text, f"syntax error ({exc.msg})") from None
+    return _Translator(text, symbols).visit(tree.body, 0)
+
+
+class _Translator:
+    def __init__(self, text: str, symbols: Mapping[str, sp.Symbol]) -> None:
+        self.text = text
+        self.symbols = symbols
+
+    def visit(self, node: ast.AST, depth: int) -> sp.Expr:
+        if depth > MAX_DEPTH:
+            raise _fail(self.text, "expression nested too deeply")
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _fail(self.text, f"constant {value!r} is not a number")
+            if isinstance(value, int):
+                if abs(value) > 10**15:
+                    raise _fail(self.text, "integer constant too large")
+                return sp.Integer(value)
+            return sp.Float(value)
+        if isinstance(node, ast.Name):
+            if node.id in self.symbols:
+                return self.symbols[node.id]
+            if node.id in FUNCTIONS:
+                raise _fail(self.text, f"function {node.id!r} used without arguments")
+            raise _fail(self.text, f"unknown symbol {node.id!r}")
+        if isinstance(node, ast.UnaryOp):
+            operand = self.visit(node.operand, depth + 1)
+            if isinstance(node.op, ast.USub):
+                return -operand
+            if isinstance(node.op, ast.UAdd):
+                return operand
+            raise _fail(self.text, f"operator {type(node.op).__name__} not allowed")
+        if isinstance(node, ast.BinOp):
+            left = self.visit(node.left, depth + 1)
+            right = self.visit(node.right, depth + 1)
+            op = node.op
+            if isinstance(op, ast.Add):
+                return left + right
+            if isinstance(op, ast.Sub):
+                return left - right
+            if isinstance(op, ast.Mult):
+                return left * right
+            if isinstance(op, ast.Div):
+                if right == 0:
+                    raise _fail(self.text, "division by zero")
+                return left / right
+            if isinstance(op, ast.Pow):
+                return self._power(left, right)
+            raise _fail(self.text, f"operator {type(op).__name__} not allowed")
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:30]
+                raise _fail(self.text, f"call of {name!r} not allowed (allowed: {', '.join(FUNCTIONS)})")
+            if node.keywords:
+                raise _fail(self.text, "keyword arguments not allowed")
+            func, arity = FUNCTIONS[node.func.id]
+            args = [self.visit(a, depth + 1) for a in node.args]
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise _fail(self.text, "starred arguments not allowed")
+            if (arity is not None and len(args) != arity) or (arity is None and len(args) < 2):
+                want = arity if arity is not None else "at least 2"
+                raise _fail(self.text, f"{node.func.id}() takes {want} argument(s), got {len(args)}")
+            if node.func.id == "pow":
+                return self._power(*args)
+            return func(*args)  # type: ignore[operator]
+        raise _fail(self.text, f"{type(node).__name__} not allowed")
+
+    def _power(self, base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+        if exponent.is_number and abs(float(exponent)) > MAX_EXPONENT:
+            raise _fail(self.text, f"constant exponent larger than {MAX_EXPONENT}")
+        if base.is_number and exponent.is_number:
+            try:
+                value = float(base) ** float(exponent)
+            except (OverflowError, ZeroDivisionError):
+                raise _fail(self.text, "constant power out of range") from None
+            if isinstance(value, complex):
+                raise _fail(self.text, "constant power is not real")
+            return sp.Float(value)
+        return sp.Pow(base, exponent)
+
+
+def free_names(expr: sp.Expr) -> set[str]:
+    """Names of the free symbols of a parsed expression."""
+    return {s.name for s in expr.free_symbols}
