@@ -33,6 +33,14 @@ class Dataset:
     def line_of(self, row: int) -> int | None:
         return int(self.lines[row]) if len(self.lines) > row else None
 
+    def until(self, t_end: float) -> Dataset:
+        """The rows with time <= t_end."""
+        n = int(np.searchsorted(self.times, t_end, side="right"))
+        if n < 2:
+            raise DataError(f"only {n} sample(s) up to time {t_end}", file=self.file)
+        return Dataset(self.times[:n], {k: v[:n] for k, v in self.columns.items()}, self.time_column,
+                       self.file, self.lines[:n])
+
 
 def read_csv(path: str | Path) -> Dataset:
     """Parse a CSV file into a Dataset (no spec checks yet)."""

@@ -11,6 +11,7 @@ and ``eval`` are never used.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Iterable, Mapping
 
 import sympy as sp
@@ -37,7 +38,8 @@ MAX_EXPONENT = 64
 
 
 def _fail(text: str, msg: str) -> ExpressionError:
-    return ExpressionError(f"{msg} in expression {text!r}")
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return ExpressionError(f"{msg} in expression {shown!r}")
 
 
 def parse_expression(text: str, symbols: Mapping[str, sp.Symbol] | Iterable[str]) -> sp.Expr:
@@ -53,14 +55,19 @@ def parse_expression(text: str, symbols: Mapping[str, sp.Symbol] | Iterable[str]
     if not isinstance(symbols, Mapping):
         symbols = {name: sp.Symbol(name, real=True) for name in symbols}
     if len(text) > MAX_LENGTH:
-        raise _fail(text[:40] + "...", f"expression longer than {MAX_LENGTH} characters")
+        raise _fail(text, f"expression longer than {MAX_LENGTH} characters")
     if not text.strip():
         raise ExpressionError("empty expression")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise _fail(text, f"syntax error ({exc.msg})") from None
-    return _Translator(text, symbols).visit(tree.body, 0)
+    except (RecursionError, MemoryError, ValueError):
+        raise _fail(text, "expression nested too deeply") from None
+    result = _Translator(text, symbols).visit(tree.body, 0)
+    if result.has(sp.zoo, sp.oo, sp.nan, sp.I):
+        raise _fail(text, "expression has a non-finite or complex constant")
+    return result
 
 
 class _Translator:
@@ -79,6 +86,8 @@ class _Translator:
                 if abs(value) > 10**15:
                     raise _fail(self.text, "integer constant too large")
                 return sp.Integer(value)
+            if not math.isfinite(value):
+                raise _fail(self.text, "number out of range")
             return sp.Float(value)
         if isinstance(node, ast.Name):
             if node.id in self.symbols:
@@ -94,22 +103,19 @@ class _Translator:
                 return operand
             raise _fail(self.text, f"operator {type(node.op).__name__} not allowed")
         if isinstance(node, ast.BinOp):
-            left = self.visit(node.left, depth + 1)
-            right = self.visit(node.right, depth + 1)
-            op = node.op
-            if isinstance(op, ast.Add):
-                return left + right
-            if isinstance(op, ast.Sub):
-                return left - right
-            if isinstance(op, ast.Mult):
-                return left * right
-            if isinstance(op, ast.Div):
-                if right == 0:
-                    raise _fail(self.text, "division by zero")
-                return left / right
-            if isinstance(op, ast.Pow):
-                return self._power(left, right)
-            raise _fail(self.text, f"operator {type(op).__name__} not allowed")
+            # A left-associated chain a + b - c * d ... counts as one level of nesting (iterated, not recursed),
+            # so long flat sums are accepted while the recursion depth stays bounded.
+            if isinstance(node.op, ast.Pow):
+                return self._power(self.visit(node.left, depth + 1), self.visit(node.right, depth + 1))
+            chain: list[ast.BinOp] = []
+            cur: ast.expr = node
+            while isinstance(cur, ast.BinOp) and not isinstance(cur.op, ast.Pow):
+                chain.append(cur)
+                cur = cur.left
+            result = self.visit(cur, depth + 1)
+            for link in reversed(chain):
+                result = self._binop(link.op, result, self.visit(link.right, depth + 1))
+            return result
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:30]
@@ -128,13 +134,32 @@ class _Translator:
             return func(*args)  # type: ignore[operator]
         raise _fail(self.text, f"{type(node).__name__} not allowed")
 
+    def _binop(self, op: ast.operator, left: sp.Expr, right: sp.Expr) -> sp.Expr:
+        if isinstance(op, ast.Add):
+            return left + right
+        if isinstance(op, ast.Sub):
+            return left - right
+        if isinstance(op, ast.Mult):
+            return left * right
+        if isinstance(op, ast.Div):
+            if right.is_zero:
+                raise _fail(self.text, "division by zero")
+            return left / right
+        raise _fail(self.text, f"operator {type(op).__name__} not allowed")
+
     def _power(self, base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
-        if exponent.is_number and abs(float(exponent)) > MAX_EXPONENT:
-            raise _fail(self.text, f"constant exponent larger than {MAX_EXPONENT}")
+        for part in (base, exponent):
+            if part.is_number and not part.is_extended_real:
+                raise _fail(self.text, "constant in a power is not real")
+        try:
+            if exponent.is_number and abs(float(exponent)) > MAX_EXPONENT:
+                raise _fail(self.text, f"constant exponent larger than {MAX_EXPONENT}")
+        except (TypeError, ValueError, OverflowError):
+            raise _fail(self.text, "constant exponent is not a finite real number") from None
         if base.is_number and exponent.is_number:
             try:
                 value = float(base) ** float(exponent)
-            except (OverflowError, ZeroDivisionError):
+            except (OverflowError, ZeroDivisionError, TypeError, ValueError):
                 raise _fail(self.text, "constant power out of range") from None
             if isinstance(value, complex):
                 raise _fail(self.text, "constant power is not real")

@@ -8,6 +8,7 @@ The format is documented in ``docs/spec-format.md``. Loading validates every fie
 from __future__ import annotations
 
 import copy
+import keyword
 import math
 import re
 from collections.abc import Mapping
@@ -410,7 +411,7 @@ class _Validator:
     def name(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not NAME_RE.match(value):
             raise self.err(path, f"{value!r} is not a valid name (letters, digits, _; starting with a letter)")
-        if value in RESERVED:
+        if value in RESERVED or keyword.iskeyword(value):
             raise self.err(path, f"{value!r} is a reserved name")
         return value
 
@@ -529,13 +530,12 @@ class _Validator:
     def ref(self, value: Any, path: tuple[Any, ...], parameters: dict[str, Parameter]) -> str | float:
         """A role value: a parameter name or a number."""
         if isinstance(value, str):
+            if value in parameters:
+                return value
             try:
-                return float(value)
+                float(value)
             except ValueError:
-                pass
-            if value not in parameters:
-                raise self.err(path, f"unknown parameter {value!r}")
-            return value
+                raise self.err(path, f"unknown parameter {value!r}") from None
         num = self.number(value, path)
         assert num is not None
         return num

@@ -1,0 +1,37 @@
+"""symode: build, fit and simplify ODE models of microbial communities.
+
+Public API (each CLI command is a thin layer over these):
+
+- :func:`load_spec`, :func:`loads_spec`, :class:`Spec` — read and validate model specs;
+- :func:`apply_params` — apply a params file's values;
+- :func:`build_model` / :class:`Model` — sympy -> CasADi -> compiled C, cached;
+- :func:`simulate` / :class:`Trajectory` — integrate over sample times with known inputs;
+- :func:`read_csv` / :class:`Dataset` — time-series data;
+- :func:`template_spec` — the generalized n x m community template;
+- :func:`build_graph`, :func:`graph_to_spec`, :func:`draw_graph` — the community graph.
+"""
+
+from .data import Dataset, read_csv
+from .errors import DataError, ExpressionError, SolverError, SpecError, SymodeError
+from .model import Model, build_model
+from .params import apply_params, load_params
+from .solve import Trajectory, simulate
+from .spec import Spec, dump_spec, load_spec, loads_spec
+
+__all__ = [
+    "DataError", "Dataset", "ExpressionError", "Model", "SolverError", "Spec", "SpecError", "SymodeError",
+    "Trajectory", "apply_params", "build_graph", "build_model", "draw_graph", "dump_spec", "graph_to_spec",
+    "load_params", "load_spec", "loads_spec", "read_csv", "simulate", "template_spec",
+]
+
+
+def __getattr__(name: str):  # lazy: networkx/matplotlib are only imported when used
+    if name in ("build_graph", "graph_to_spec", "draw_graph"):
+        from . import graph
+
+        return getattr(graph, name)
+    if name == "template_spec":
+        from .template import template_spec
+
+        return template_spec
+    raise AttributeError(name)
