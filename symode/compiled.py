@@ -81,6 +81,15 @@ class CompiledBackend:
         self.lib.symode_simulate.argtypes = [ctypes.POINTER(Options), ctypes.c_int, _DPTR, _DPTR, _DPTR, _DPTR,
                                              _DPTR, ctypes.POINTER(Stats)]
         self.lib.symode_simulate.restype = ctypes.c_int
+        opt, st, i = ctypes.POINTER(Options), ctypes.POINTER(Stats), ctypes.c_int
+        self.lib.symode_observe.argtypes = [i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR]
+        self.lib.symode_sens.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, st]
+        self.lib.symode_residual_loss.argtypes = [i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
+                                                  _DPTR, _DPTR]
+        self.lib.symode_grad_forward.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
+                                                 _DPTR, _DPTR, st]
+        self.lib.symode_grad_adjoint.argtypes = [opt, i, i, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
+                                                 _DPTR, st]
 
     def _point(self, name: str, shape: tuple[int, ...], t: float, x: np.ndarray, p: np.ndarray,
                U: np.ndarray) -> np.ndarray:
@@ -123,9 +132,90 @@ class CompiledBackend:
         Uc = U if U.size else np.zeros(1)
         status = self.lib.symode_simulate(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(Uc),
                                           _ptr(xout), ctypes.byref(stats))
-        info = {name: getattr(stats, name) for name, _ in Stats._fields_}
-        info["method_used"] = METHOD_NAMES.get(info["method_used"], "?")
-        return IntegrationResult(xout, status, info)
+        return IntegrationResult(xout, status, _stats(stats))
+
+
+    # -- gradients (see csrc/symode_gradient.h) --------------------------------------------------------
+    def _prep(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray) -> tuple[Any, ...]:
+        times = np.ascontiguousarray(times, dtype=np.float64)
+        U = np.ascontiguousarray(U, dtype=np.float64).reshape(-1)
+        if U.size != max(len(times) - 1, 0) * self.nU:
+            raise ValueError(f"expected {(len(times) - 1) * self.nU} interval inputs, got {U.size}")
+        return times, _f64(x0, self.nx), _f64(p, self.np), (U if U.size else np.zeros(1))
+
+    def observe(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Observables at every sample time, (nt, ny)."""
+        times, _, p, U = self._prep(times, np.zeros(self.nx), p, U)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        Y = np.empty((len(times), max(self.ny, 1)))
+        if self.ny and self.lib.symode_observe(len(times), _ptr(times), _ptr(X), _ptr(p), _ptr(U), _ptr(Y)):
+            raise RuntimeError("observable evaluation failed")
+        return Y[:, : self.ny]
+
+    def residual_loss(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
+                      sigma: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss 1/2 sum r^2 and residuals r (nt, ny) of a trajectory X."""
+        times, _, p, U = self._prep(times, np.zeros(self.nx), p, U)
+        X, data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (X, data, sigma))
+        r = np.empty_like(data)
+        loss = ctypes.c_double()
+        null = ctypes.cast(None, _DPTR)
+        status = self.lib.symode_residual_loss(len(times), _ptr(times), _ptr(X), _ptr(p), _ptr(U), _ptr(data),
+                                               _ptr(sigma), _ptr(r), ctypes.byref(loss), null, null)
+        if status:
+            raise RuntimeError(f"residual evaluation failed ({ERRORS.get(status, status)})")
+        return loss.value, r
+
+    def sensitivities(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
+                      atol: float, method: str) -> tuple[IntegrationResult, np.ndarray]:
+        """States (nt, nx) and S = dx/d[x0, p] (nt, nx, nx+np) by forward sensitivities."""
+        times, x0, p, U = self._prep(times, x0, p, U)
+        nt, ns = len(times), self.nx + self.np
+        X = np.empty((nt, self.nx))
+        S = np.empty((nt, ns, self.nx))  # column-major blocks
+        opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
+        status = self.lib.symode_sens(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(X),
+                                      _ptr(S), ctypes.byref(stats))
+        return IntegrationResult(X, status, _stats(stats)), np.transpose(S, (0, 2, 1))
+
+    def grad_forward(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
+                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, jacobian: bool = False
+                     ) -> tuple[int, float, np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+        """(status, loss, gradient wrt [x0, p], residual Jacobian or None, residuals or None, stats)."""
+        times, x0, p, U = self._prep(times, x0, p, U)
+        data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
+        ns = self.nx + self.np
+        grad = np.empty(ns)
+        loss = ctypes.c_double()
+        rjac = np.empty((data.size, ns)) if jacobian else None
+        r = np.empty(data.shape) if jacobian else None
+        null = ctypes.cast(None, _DPTR)
+        opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
+        status = self.lib.symode_grad_forward(
+            ctypes.byref(opts), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(data), _ptr(sigma),
+            ctypes.byref(loss), _ptr(grad), _ptr(rjac) if jacobian else null, _ptr(r) if jacobian else null,
+            ctypes.byref(stats))
+        return status, loss.value, grad, rjac, r, _stats(stats)
+
+    def grad_adjoint(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
+                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, backsolve: bool = False,
+                     nsub: int = 4) -> tuple[int, float, np.ndarray, dict[str, Any]]:
+        """(status, loss, gradient wrt [x0, p], stats) by the continuous adjoint."""
+        times, x0, p, U = self._prep(times, x0, p, U)
+        data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
+        grad = np.empty(self.nx + self.np)
+        loss = ctypes.c_double()
+        opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
+        status = self.lib.symode_grad_adjoint(
+            ctypes.byref(opts), int(backsolve), nsub, len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U),
+            _ptr(data), _ptr(sigma), ctypes.byref(loss), _ptr(grad), ctypes.byref(stats))
+        return status, loss.value, grad, _stats(stats)
+
+
+def _stats(stats: Stats) -> dict[str, Any]:
+    info = {name: getattr(stats, name) for name, _ in Stats._fields_}
+    info["method_used"] = METHOD_NAMES.get(info["method_used"], "?")
+    return info
 
 
 class VMBackend:

@@ -46,7 +46,7 @@ def read_csv(path: str | Path) -> Dataset:
     """Parse a CSV file into a Dataset (no spec checks yet)."""
     file = str(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: tolerate a BOM (Excel)
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         raise DataError("file not found", file=file) from None

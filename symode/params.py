@@ -6,13 +6,14 @@ ignored (e.g. a data set's ``truth.json`` or a ``fit.json`` can be passed as is)
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
 from .spec import Spec
-from .yamlfile import load_yaml_file
+from .yamlfile import Located, load_yaml, load_yaml_file
 
 
 @dataclass
@@ -26,8 +27,10 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
     try:
         located = load_yaml_file(path)
     except Exception as exc:  # SpecError from the YAML layer: re-raise as a data error
-        raise DataError(getattr(exc, "message", str(exc)), file=str(path),
-                        line=getattr(exc, "line", None)) from None
+        located = _json_fallback(path)
+        if located is None:
+            raise DataError(getattr(exc, "message", str(exc)), file=str(path),
+                            line=getattr(exc, "line", None)) from None
     data = located.data
     if not isinstance(data, dict):
         raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=str(path))
@@ -65,6 +68,17 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
                     raise DataError(f"value {value} must be positive (log-scale parameter)", **where)
                 out.parameters[name] = float(value)
     return out
+
+
+def _json_fallback(path: str | Path) -> Located | None:
+    """Valid JSON that YAML rejects (tab indentation): tabs in JSON are only whitespace outside strings
+    (raw tabs inside strings are invalid JSON), so replacing them keeps the data and the line numbers."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        json.loads(text)
+        return load_yaml(text.replace("\t", " "), str(path))
+    except Exception:
+        return None
 
 
 def apply_params(spec: Spec, path: str | Path | None) -> Spec:

@@ -9,7 +9,7 @@
  *          eq. 4.14), IV.2 / Hairer's code dopri5.f (PI control, stiffness detection).
  *  [HW96]  E. Hairer, G. Wanner, "Solving Ordinary Differential Equations II", 2nd ed.,
  *          Springer 1996, Sec. IV.7 (Rosenbrock methods, RODAS); coefficients as in Hairer's
- *          rodas.f, subroutine RO4COE (METH=1, the method of [HW96] Table IV.7.?).
+ *          rodas.f, subroutine RO4COE (METH=1, the RODAS4 method of [HW96]).
  *
  * All coefficients below are either exact rationals (DOPRI5) or the 16-digit values of
  * rodas.f (RODAS4; they are solutions of nonlinear order conditions, no closed form).
@@ -142,6 +142,10 @@ typedef struct {
     int want_switch;
     int nonstiff_count, nonstiff_needed;
     long expl_since_switch;
+    /* optional accepted-step hook (symode_integrate_ws_hook) */
+    symode_step_hook_fn hook;
+    void *hook_ctx;
+    int interval;
 } solver;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -366,10 +370,11 @@ static int ros_prepare(solver *s, double t, double t1)
     if (m->jac) {
         if (m->jac(m->ctx, t, y, s->p, s->u, J) != 0) return SYMODE_ERR_RHS;
     } else {
-        /* forward differences, increment sqrt(eps)*max(|x_j|, 1) */
-        const double sq = sqrt(DBL_EPSILON);
+        /* forward differences with rodas.f/radau5.f increments sqrt(eps * max(1e-5, |x_j|)).
+           (sqrt(eps)*max(|x_j|,1) was tried: for tiny states, e.g. Robertson's y2 ~ 1e-8, the
+           increment exceeds the state, the Jacobian is wrong and RODAS4 needs 3x the steps.) */
         for (j = 0; j < n; j++) {
-            double yj = y[j], del = sq * dmax(fabs(yj), 1.0);
+            double yj = y[j], del = sqrt(DBL_EPSILON * dmax(1e-5, fabs(yj)));
             y[j] = yj + del;
             del = y[j] - yj; /* exactly representable increment */
             if (feval(s, t, y, s->ftmp)) { y[j] = yj; return SYMODE_ERR_RHS; }
@@ -594,6 +599,17 @@ static int run_interval(solver *s, double t0, double t1, double *tfail)
         if (rc < 0) return rc;
 
         if (rc == STEP_ACCEPT) {
+            if (s->hook) {
+                /* after acceptance s->ynew holds the (unchanged) step-start state */
+                symode_step_info info;
+                info.interval = s->interval;
+                info.method = s->method;
+                info.t = t;
+                info.h = hstep;
+                info.tend = tend;
+                info.t1 = t1;
+                if (s->hook(s->hook_ctx, &info, s->ynew) != 0) return SYMODE_ERR_NOMEM;
+            }
             s->st->n_accepted++;
             t = tend;
             reject = 0;
@@ -670,6 +686,14 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
                         const double *times, const double *x0, const double *p, const double *u,
                         double *xout, symode_stats *stats, void *work)
 {
+    return symode_integrate_ws_hook(m, opt, nt, times, x0, p, u, xout, stats, work, NULL, NULL);
+}
+
+int symode_integrate_ws_hook(const symode_model *m, const symode_options *opt, int nt,
+                             const double *times, const double *x0, const double *p,
+                             const double *u, double *xout, symode_stats *stats, void *work,
+                             symode_step_hook_fn hook, void *hctx)
+{
     symode_stats local_stats;
     symode_options o;
     solver s;
@@ -722,6 +746,8 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
     s.facold = 1e-4;
     s.nonstiff_needed = RS_NONSTIFF_COUNT;
     s.expl_since_switch = AUTO_SHORT_EXPLICIT; /* no back-off for the first switch */
+    s.hook = hook;
+    s.hook_ctx = hctx;
 
     w = (double *)work;
     s.y = w; w += n;
@@ -752,6 +778,7 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
     for (i = 0; i < nt - 1; i++) {
         double tfail = times[i];
         s.u = m->nu > 0 ? u + (size_t)i * m->nu : u;
+        s.interval = i;
         rc = run_interval(&s, times[i], times[i + 1], &tfail);
         if (rc) {
             stats->fail_interval = i;

@@ -94,6 +94,29 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
                         const double *times, const double *x0, const double *p, const double *u,
                         double *xout, symode_stats *stats, void *work);
 
+/* Step recording hook (used by symode_tape.c for discrete adjoints / sensitivities).
+   Called once per ACCEPTED step, after the step was accepted and before any method switch:
+     interval: index i of [times[i], times[i+1]];  method: SYMODE_EXPLICIT or SYMODE_STIFF used
+     for this step;  t: step start;  h: step size used in the stage formulas;  tend: step end
+     (exactly times[i+1] for the last step of an interval);  t1: interval end;
+     x: state at the step start (n values, valid only during the call).
+   For SYMODE_STIFF steps the Jacobian and f(t, x) used are always those at (t, x): the integrator
+   only reuses a Jacobian after rejections, where the step start does not change.
+   A nonzero return aborts the integration with SYMODE_ERR_NOMEM. */
+typedef struct {
+    int interval;
+    int method;
+    double t, h, tend, t1;
+} symode_step_info;
+typedef int (*symode_step_hook_fn)(void *hctx, const symode_step_info *info, const double *x);
+
+/* symode_integrate_ws with an optional step hook (hook == NULL: identical to
+   symode_integrate_ws). */
+int symode_integrate_ws_hook(const symode_model *m, const symode_options *opt, int nt,
+                             const double *times, const double *x0, const double *p,
+                             const double *u, double *xout, symode_stats *stats, void *work,
+                             symode_step_hook_fn hook, void *hctx);
+
 const char *symode_strerror(int code);
 
 #ifdef __cplusplus

@@ -1,0 +1,437 @@
+/*
+ * symode_gradient.c -- see symode_gradient.h for the mathematics.
+ * All integrations go through symode_integrate_ws (symode_integrator.c): the time loop stays in C.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "symode_gradient.h"
+
+static const double *interval_u(const symode_gmodel *g, const double *u, int nt, int i)
+{
+    int k = i < nt - 1 ? i : nt - 2;
+    if (k < 0) k = 0;
+    return g->m.nu > 0 ? u + (size_t)k * (size_t)g->m.nu : u;
+}
+
+static double dmaxd(double a, double b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* residuals and loss                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double *y, *Hx, *Hp;
+} obs_buf;
+
+static int obs_buf_init(obs_buf *b, int nx, int np, int ny)
+{
+    size_t n = (size_t)ny + (size_t)ny * (size_t)nx + (size_t)ny * (size_t)(np > 0 ? np : 1);
+    b->y = (double *)malloc(n * sizeof(double));
+    if (!b->y) return SYMODE_ERR_NOMEM;
+    b->Hx = b->y + ny;
+    b->Hp = b->Hx + (size_t)ny * nx;
+    return 0;
+}
+
+/* Per-sample residual contributions. If S is given (nx x ns column-major), the residual Jacobian rows
+   (Hx S + [0 | Hp]) / sigma are written to rjac (row-major, ns columns) and accumulated into grad. */
+static int residual_row(const symode_gmodel *g, obs_buf *b, double t, const double *x, const double *p,
+                        const double *u, const double *d, const double *sig, double *r, double *loss,
+                        double *lam, double *gp, const double *S, double *rjac, double *grad)
+{
+    int nx = g->m.nx, np = g->m.np, ny = g->ny, ns = nx + np, k, j, l, any = 0, rc;
+    for (k = 0; k < ny; k++) {
+        if (isfinite(d[k])) {
+            any = 1;
+            if (!(sig[k] > 0.0) || !isfinite(sig[k])) return SYMODE_ERR_ARGS;
+        }
+        if (r) r[k] = 0.0;
+    }
+    if (rjac) memset(rjac, 0, (size_t)ny * ns * sizeof(double));
+    if (!any) return 0;
+    if ((rc = g->obs(g->m.ctx, t, x, p, u, b->y))) return SYMODE_ERR_RHS;
+    if (lam || gp || S) {
+        if ((rc = g->obs_jac_x(g->m.ctx, t, x, p, u, b->Hx))) return SYMODE_ERR_RHS;
+        if (np > 0 && (rc = g->obs_jac_p(g->m.ctx, t, x, p, u, b->Hp))) return SYMODE_ERR_RHS;
+    }
+    for (k = 0; k < ny; k++) {
+        double rk, w;
+        if (!isfinite(d[k])) continue;
+        rk = (b->y[k] - d[k]) / sig[k];
+        if (!isfinite(rk)) return SYMODE_ERR_NONFINITE;
+        if (r) r[k] = rk;
+        *loss += 0.5 * rk * rk;
+        w = rk / sig[k];
+        if (lam)
+            for (l = 0; l < nx; l++) lam[l] += w * b->Hx[k + (size_t)l * ny];
+        if (gp)
+            for (j = 0; j < np; j++) gp[j] += w * b->Hp[k + (size_t)j * ny];
+        if (S) {
+            double *row = rjac ? rjac + (size_t)k * ns : NULL;
+            for (j = 0; j < ns; j++) {
+                const double *s = S + (size_t)j * nx;
+                double v = j >= nx ? b->Hp[k + (size_t)(j - nx) * ny] : 0.0;
+                for (l = 0; l < nx; l++) v += b->Hx[k + (size_t)l * ny] * s[l];
+                v /= sig[k];
+                if (row) row[j] = v;
+                if (grad) grad[j] += rk * v;
+            }
+        }
+    }
+    return 0;
+}
+
+int symode_residuals(const symode_gmodel *g, int nt, const double *times, const double *X, const double *p,
+                     const double *u, const double *data, const double *sigma, double *r, double *loss,
+                     double *lam, double *gp)
+{
+    obs_buf b;
+    int i, rc = 0, nx = g->m.nx, ny = g->ny;
+    double L = 0.0;
+    if (nt < 1 || !loss) return SYMODE_ERR_ARGS;
+    if ((rc = obs_buf_init(&b, nx, g->m.np, ny))) return rc;
+    if (lam) memset(lam, 0, (size_t)nt * nx * sizeof(double));
+    for (i = 0; i < nt && !rc; i++)
+        rc = residual_row(g, &b, times[i], X + (size_t)i * nx, p, interval_u(g, u, nt, i),
+                          data + (size_t)i * ny, sigma + (size_t)i * ny, r ? r + (size_t)i * ny : NULL, &L,
+                          lam ? lam + (size_t)i * nx : NULL, gp, NULL, NULL, NULL);
+    free(b.y);
+    *loss = L;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* forward sensitivities: z = [x, S], S' = Jx S + [0 | Jp]                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const symode_gmodel *g;
+    double *Jx, *Jp;
+} fs_ctx;
+
+static int fs_rhs(void *vctx, double t, const double *z, const double *p, const double *u, double *dz)
+{
+    fs_ctx *c = (fs_ctx *)vctx;
+    const symode_gmodel *g = c->g;
+    int nx = g->m.nx, np = g->m.np, ns = nx + np, j, l, k;
+    const double *S = z + nx;
+    double *dS = dz + nx;
+    if (g->m.rhs(g->m.ctx, t, z, p, u, dz)) return 1;
+    if (g->m.jac(g->m.ctx, t, z, p, u, c->Jx)) return 1;
+    if (np > 0 && g->jac_p(g->m.ctx, t, z, p, u, c->Jp)) return 1;
+    for (j = 0; j < ns; j++) {
+        double *col = dS + (size_t)j * nx;
+        const double *s = S + (size_t)j * nx;
+        if (j >= nx) memcpy(col, c->Jp + (size_t)(j - nx) * nx, (size_t)nx * sizeof(double));
+        else memset(col, 0, (size_t)nx * sizeof(double));
+        for (l = 0; l < nx; l++) {
+            const double sl = s[l];
+            const double *Jcol = c->Jx + (size_t)l * nx;
+            if (sl == 0.0) continue;
+            for (k = 0; k < nx; k++) col[k] += Jcol[k] * sl;
+        }
+    }
+    return 0;
+}
+
+/* Integrate the augmented system; Z receives nt rows of nz = nx + nx*(nx+np). */
+static int fs_integrate(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                        const double *x0, const double *p, const double *u, double *Z, symode_stats *stats)
+{
+    int nx = g->m.nx, np = g->m.np, ns = nx + np, j, rc;
+    size_t nz = (size_t)nx + (size_t)nx * ns;
+    fs_ctx c;
+    symode_model am;
+    symode_options o;
+    double *z0;
+    if (!g->m.jac || (np > 0 && !g->jac_p)) return SYMODE_ERR_ARGS;
+    z0 = (double *)calloc(nz + (size_t)nx * nx + (size_t)nx * (np > 0 ? np : 1), sizeof(double));
+    if (!z0) return SYMODE_ERR_NOMEM;
+    c.g = g;
+    c.Jx = z0 + nz;
+    c.Jp = c.Jx + (size_t)nx * nx;
+    memcpy(z0, x0, (size_t)nx * sizeof(double));
+    for (j = 0; j < nx; j++) z0[nx + (size_t)j * nx + j] = 1.0;
+    am = g->m;
+    am.nx = (int)nz;
+    am.rhs = fs_rhs;
+    am.jac = NULL; /* finite-difference Jacobian of the augmented system (stiff method only) */
+    am.ctx = &c;
+    if (opt) o = *opt;
+    else symode_default_options(&o);
+    if (nz > 1200 && o.method != SYMODE_EXPLICIT) o.method = SYMODE_EXPLICIT; /* dense LU of nz^2 too big */
+    rc = symode_integrate(&am, &o, nt, times, z0, p, u, Z, stats);
+    free(z0);
+    return rc;
+}
+
+int symode_forward_sens(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                        const double *x0, const double *p, const double *u, double *X, double *S,
+                        symode_stats *stats)
+{
+    int nx = g->m.nx, ns = nx + g->m.np, i, rc;
+    size_t nz = (size_t)nx + (size_t)nx * ns;
+    double *Z = (double *)malloc((size_t)nt * nz * sizeof(double));
+    if (!Z) return SYMODE_ERR_NOMEM;
+    rc = fs_integrate(g, opt, nt, times, x0, p, u, Z, stats);
+    for (i = 0; i < nt; i++) {
+        if (X) memcpy(X + (size_t)i * nx, Z + (size_t)i * nz, (size_t)nx * sizeof(double));
+        if (S) memcpy(S + (size_t)i * nx * ns, Z + (size_t)i * nz + nx, (size_t)nx * ns * sizeof(double));
+    }
+    free(Z);
+    return rc;
+}
+
+int symode_loss_forward(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                        const double *x0, const double *p, const double *u, const double *data,
+                        const double *sigma, double *loss, double *grad, double *rjac, double *r,
+                        symode_stats *stats)
+{
+    int nx = g->m.nx, ny = g->ny, ns = nx + g->m.np, i, rc;
+    size_t nz = (size_t)nx + (size_t)nx * ns;
+    double L = 0.0, *Z;
+    obs_buf b;
+    if (!loss || nt < 1) return SYMODE_ERR_ARGS;
+    Z = (double *)malloc((size_t)nt * nz * sizeof(double));
+    if (!Z) return SYMODE_ERR_NOMEM;
+    if ((rc = obs_buf_init(&b, nx, g->m.np, ny))) {
+        free(Z);
+        return rc;
+    }
+    rc = fs_integrate(g, opt, nt, times, x0, p, u, Z, stats);
+    if (grad) memset(grad, 0, (size_t)ns * sizeof(double));
+    for (i = 0; i < nt && !rc; i++) {
+        const double *zi = Z + (size_t)i * nz;
+        rc = residual_row(g, &b, times[i], zi, p, interval_u(g, u, nt, i), data + (size_t)i * ny,
+                          sigma + (size_t)i * ny, r ? r + (size_t)i * ny : NULL, &L, NULL, NULL, zi + nx,
+                          rjac ? rjac + (size_t)i * ny * ns : NULL, grad);
+    }
+    *loss = L;
+    free(b.y);
+    free(Z);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* continuous adjoint (Algorithm 1), in reversed time s = t_hi - t                              */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const symode_gmodel *g;
+    int variant;
+    double t_hi;
+    int nsub;
+    const double *tn, *xn, *fn; /* interpolation nodes (nsub+1) */
+    double *Jx, *Jp, *xbuf;
+} adj_ctx;
+
+/* Cubic Hermite interpolation of x(t) from node values and derivatives. */
+static void hermite(const adj_ctx *c, double t, double *x)
+{
+    int nx = c->g->m.nx, j = 0, k;
+    double h, th, h00, h10, h01, h11;
+    while (j < c->nsub - 1 && t > c->tn[j + 1]) j++;
+    h = c->tn[j + 1] - c->tn[j];
+    th = (t - c->tn[j]) / h;
+    h00 = (1.0 + 2.0 * th) * (1.0 - th) * (1.0 - th);
+    h10 = th * (1.0 - th) * (1.0 - th);
+    h01 = th * th * (3.0 - 2.0 * th);
+    h11 = th * th * (th - 1.0);
+    for (k = 0; k < nx; k++) {
+        const double *x0 = c->xn + (size_t)j * nx, *x1 = c->xn + (size_t)(j + 1) * nx;
+        const double *f0 = c->fn + (size_t)j * nx, *f1 = c->fn + (size_t)(j + 1) * nx;
+        x[k] = h00 * x0[k] + h10 * h * f0[k] + h01 * x1[k] + h11 * h * f1[k];
+    }
+}
+
+/* da/ds = Jx^T a, dg/ds = Jp^T a (and dx/ds = -f for the backsolve). */
+static int adj_rhs(void *vctx, double s, const double *z, const double *p, const double *u, double *dz)
+{
+    adj_ctx *c = (adj_ctx *)vctx;
+    const symode_gmodel *g = c->g;
+    int nx = g->m.nx, np = g->m.np, k, l;
+    double t = c->t_hi - s;
+    const double *x, *a;
+    double *da, *dg;
+    if (c->variant == SYMODE_ADJ_INTERPOLATE) {
+        hermite(c, t, c->xbuf);
+        x = c->xbuf;
+        a = z;
+        da = dz;
+    } else {
+        x = z;
+        a = z + nx;
+        if (g->m.rhs(g->m.ctx, t, x, p, u, dz)) return 1;
+        for (k = 0; k < nx; k++) dz[k] = -dz[k];
+        da = dz + nx;
+    }
+    dg = da + nx;
+    if (g->m.jac(g->m.ctx, t, x, p, u, c->Jx)) return 1;
+    if (np > 0 && g->jac_p(g->m.ctx, t, x, p, u, c->Jp)) return 1;
+    for (l = 0; l < nx; l++) {
+        const double *col = c->Jx + (size_t)l * nx;
+        double v = 0.0;
+        for (k = 0; k < nx; k++) v += col[k] * a[k];
+        da[l] = v;
+    }
+    for (l = 0; l < np; l++) {
+        const double *col = c->Jp + (size_t)l * nx;
+        double v = 0.0;
+        for (k = 0; k < nx; k++) v += col[k] * a[k];
+        dg[l] = v;
+    }
+    return 0;
+}
+
+/* Jacobian of the interpolating adjoint system [a, g]: [[Jx^T, 0], [Jp^T, 0]] (exact: x(t) is given). */
+static int adj_jac(void *vctx, double s, const double *z, const double *p, const double *u, double *J)
+{
+    adj_ctx *c = (adj_ctx *)vctx;
+    const symode_gmodel *g = c->g;
+    int nx = g->m.nx, np = g->m.np, n = nx + np, k, l;
+    (void)z;
+    hermite(c, c->t_hi - s, c->xbuf);
+    if (g->m.jac(g->m.ctx, c->t_hi - s, c->xbuf, p, u, c->Jx)) return 1;
+    if (np > 0 && g->jac_p(g->m.ctx, c->t_hi - s, c->xbuf, p, u, c->Jp)) return 1;
+    memset(J, 0, (size_t)n * n * sizeof(double));
+    /* J[i + j*n] = d(dz_i)/dz_j; rows l < nx: da_l = sum_k Jx[k, l] a_k; rows nx+l: dg_l = sum_k Jp[k, l] a_k */
+    for (l = 0; l < nx; l++)
+        for (k = 0; k < nx; k++) J[l + (size_t)k * n] = c->Jx[k + (size_t)l * nx];
+    for (l = 0; l < np; l++)
+        for (k = 0; k < nx; k++) J[nx + l + (size_t)k * n] = c->Jp[k + (size_t)l * nx];
+    return 0;
+}
+
+int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nsub, int nt,
+                        const double *times, const double *x0, const double *p, const double *u,
+                        const double *data, const double *sigma, double *loss, double *grad,
+                        symode_stats *stats)
+{
+    int nx = g->m.nx, np = g->m.np, nu = g->m.nu, i, k, rc = 0;
+    int nz = (variant == SYMODE_ADJ_BACKSOLVE ? 2 * nx : nx) + np;
+    size_t nbuf;
+    double *X = NULL, *lam = NULL, *gp = NULL, *z = NULL, *zout = NULL, *tn = NULL, *xn = NULL, *fn = NULL;
+    double *ubuf = NULL, *work = NULL, *Jx = NULL, *Jp = NULL, *xbuf = NULL, scale = 0.0;
+    void *ws = NULL, *ws_x = NULL;
+    adj_ctx c;
+    symode_model am;
+    symode_options o, oa;
+    symode_stats st;
+
+    if (!loss || !grad || nt < 1 || !g->m.jac || (np > 0 && !g->jac_p) ||
+        (variant != SYMODE_ADJ_INTERPOLATE && variant != SYMODE_ADJ_BACKSOLVE) || nsub < 1)
+        return SYMODE_ERR_ARGS;
+    if (opt) o = *opt;
+    else symode_default_options(&o);
+
+    nbuf = (size_t)nt * nx * 2 + (size_t)(np > 0 ? np : 1) + 2 * (size_t)nz + (size_t)(nsub + 1) * (2 * nx + 1) +
+           (size_t)nsub * (nu > 0 ? nu : 1) + (size_t)nx * nx + (size_t)nx * (np > 0 ? np : 1) + nx;
+    work = (double *)calloc(nbuf, sizeof(double));
+    ws = malloc(symode_workspace_size(nz));
+    ws_x = malloc(symode_workspace_size(nx));
+    if (!work || !ws || !ws_x) {
+        rc = SYMODE_ERR_NOMEM;
+        goto done;
+    }
+    X = work;
+    lam = X + (size_t)nt * nx;
+    gp = lam + (size_t)nt * nx;
+    z = gp + (np > 0 ? np : 1);
+    zout = z + nz;
+    tn = zout + nz;
+    xn = tn + (nsub + 1);
+    fn = xn + (size_t)(nsub + 1) * nx;
+    ubuf = fn + (size_t)(nsub + 1) * nx;
+    Jx = ubuf + (size_t)nsub * (nu > 0 ? nu : 1);
+    Jp = Jx + (size_t)nx * nx;
+    xbuf = Jp + (size_t)nx * (np > 0 ? np : 1);
+
+    /* forward pass: checkpoints at the sample times */
+    rc = symode_integrate_ws(&g->m, &o, nt, times, x0, p, u, X, stats, ws_x);
+    if (rc) goto done;
+    rc = symode_residuals(g, nt, times, X, p, u, data, sigma, NULL, loss, lam, gp);
+    if (rc) goto done;
+    for (i = 0; i < nt * nx; i++) scale = dmaxd(scale, fabs(lam[i]));
+
+    c.g = g;
+    c.variant = variant;
+    c.nsub = nsub;
+    c.tn = tn;
+    c.xn = xn;
+    c.fn = fn;
+    c.Jx = Jx;
+    c.Jp = Jp;
+    c.xbuf = xbuf;
+    am.nx = nz;
+    am.np = np;
+    am.nu = nu;
+    am.rhs = adj_rhs;
+    am.jac = variant == SYMODE_ADJ_INTERPOLATE ? adj_jac : NULL;
+    am.ctx = &c;
+    am.nonautonomous = 1;
+    oa = o;
+    oa.atol = dmaxd(o.rtol * 1e-3 * scale, 1e-300);
+    oa.h0 = 0.0;
+
+    /* backward pass */
+    memset(z, 0, (size_t)nz * sizeof(double));
+    {
+        double *a = variant == SYMODE_ADJ_BACKSOLVE ? z + nx : z;
+        memcpy(a, lam + (size_t)(nt - 1) * nx, (size_t)nx * sizeof(double));
+    }
+    for (i = nt - 1; i >= 1; i--) {
+        const double *ui = nu > 0 ? u + (size_t)(i - 1) * nu : u;
+        double ts[2];
+        double *a;
+        c.t_hi = times[i];
+        if (variant == SYMODE_ADJ_INTERPOLATE) {
+            for (k = 0; k <= nsub; k++) tn[k] = times[i - 1] + (times[i] - times[i - 1]) * k / nsub;
+            tn[nsub] = times[i];
+            for (k = 0; k < nsub && nu > 0; k++) memcpy(ubuf + (size_t)k * nu, ui, (size_t)nu * sizeof(double));
+            rc = symode_integrate_ws(&g->m, &o, nsub + 1, tn, X + (size_t)(i - 1) * nx, p, ubuf, xn, &st, ws_x);
+            if (rc) break;
+            for (k = 0; k <= nsub; k++)
+                if (g->m.rhs(g->m.ctx, tn[k], xn + (size_t)k * nx, p, ui, fn + (size_t)k * nx)) {
+                    rc = SYMODE_ERR_RHS;
+                    break;
+                }
+            if (rc) break;
+        } else {
+            memcpy(z, X + (size_t)i * nx, (size_t)nx * sizeof(double)); /* reset x to the checkpoint */
+        }
+        ts[0] = 0.0;
+        ts[1] = times[i] - times[i - 1];
+        rc = symode_integrate_ws(&am, &oa, 2, ts, z, p, ui, zout, &st, ws);
+        if (rc) {
+            if (stats) {
+                stats->fail_interval = i - 1;
+                stats->fail_t = times[i] - (isfinite(st.fail_t) ? st.fail_t : 0.0);
+            }
+            break;
+        }
+        memcpy(z, zout + nz, (size_t)nz * sizeof(double));
+        a = variant == SYMODE_ADJ_BACKSOLVE ? z + nx : z;
+        for (k = 0; k < nx; k++) a[k] += lam[(size_t)(i - 1) * nx + k];
+        if (stats) {
+            stats->n_steps += st.n_steps;
+            stats->n_accepted += st.n_accepted;
+            stats->n_rejected += st.n_rejected;
+            stats->n_rhs += st.n_rhs;
+            stats->n_jac += st.n_jac;
+            stats->n_lu += st.n_lu;
+        }
+    }
+    if (!rc) {
+        const double *a = variant == SYMODE_ADJ_BACKSOLVE ? z + nx : z;
+        const double *gacc = a + nx;
+        memcpy(grad, a, (size_t)nx * sizeof(double));
+        for (k = 0; k < np; k++) grad[nx + k] = gacc[k] + gp[k];
+    }
+done:
+    free(work);
+    free(ws);
+    free(ws_x);
+    return rc;
+}

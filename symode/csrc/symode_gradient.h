@@ -1,0 +1,71 @@
+/*
+ * symode_gradient.h -- loss, residuals and continuous-time gradients for symode models.
+ *
+ * Loss (weighted least squares = Gaussian negative log-likelihood up to a constant):
+ *     r_ik = (y_k(t_i) - d_ik) / sigma_ik  for every finite data value d_ik,   L = 1/2 sum r_ik^2,
+ * with y = h(t, x, p, u) the observables. Observables at sample i use the inputs of interval
+ * min(i, nt-2).
+ *
+ * Gradients with respect to theta = [x0 (nx), p (np)]:
+ *   - forward sensitivities: S = dx/dtheta solves S' = Jx S + [0 | Jp], S(t0) = [I | 0], integrated
+ *     together with x (error control on both); gives the residual Jacobian for Gauss-Newton;
+ *   - continuous adjoint (Chen et al. 2018, Algorithm 1): a(t) = dL/dx(t) solves a' = -Jx^T a backwards
+ *     with jumps a += dL/dx(t_i) at observation times, and dL/dp = int Jp^T a dt + direct terms;
+ *     x(t) comes from checkpoints at the sample times and, inside each interval, a cubic Hermite
+ *     interpolant of a forward re-integration on nsub sub-steps ("interpolating adjoint"), or from
+ *     integrating x backwards together with a, reset to the checkpoint at every sample ("backsolve").
+ */
+#ifndef SYMODE_GRADIENT_H
+#define SYMODE_GRADIENT_H
+
+#include "symode_integrator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int (*symode_point_fn)(void *ctx, double t, const double *x, const double *p, const double *u,
+                               double *out);
+
+typedef struct {
+    symode_model m;              /* nx, np, nu, rhs, jac (Jx), ctx, nonautonomous */
+    int ny;                      /* number of observables */
+    symode_point_fn jac_p;       /* df/dp, column-major nx*np */
+    symode_point_fn obs;         /* h, ny */
+    symode_point_fn obs_jac_x;   /* dh/dx, column-major ny*nx */
+    symode_point_fn obs_jac_p;   /* dh/dp, column-major ny*np */
+} symode_gmodel;
+
+enum { SYMODE_ADJ_INTERPOLATE = 0, SYMODE_ADJ_BACKSOLVE = 1 };
+
+/* Residuals of a trajectory X (nt*nx, row-major). Writes r (nt*ny, 0 where data missing; may be NULL),
+   *loss, lam (nt*nx: dL/dx(t_i); may be NULL) and adds the direct dL/dp to gp (np; may be NULL). */
+int symode_residuals(const symode_gmodel *g, int nt, const double *times, const double *X, const double *p,
+                     const double *u, const double *data, const double *sigma, double *r, double *loss,
+                     double *lam, double *gp);
+
+/* Forward sensitivities. X: nt*nx; S: nt blocks of nx*(nx+np), column-major per block (may be NULL
+   only if nt*nx*(nx+np) is too large: then returns SYMODE_ERR_ARGS). */
+int symode_forward_sens(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                        const double *x0, const double *p, const double *u, double *X, double *S,
+                        symode_stats *stats);
+
+/* Loss and gradient by forward sensitivities; optionally the residual Jacobian
+   rjac ((nt*ny) x (nx+np), row-major, rows of missing data zero) and residuals r (nt*ny). */
+int symode_loss_forward(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                        const double *x0, const double *p, const double *u, const double *data,
+                        const double *sigma, double *loss, double *grad, double *rjac, double *r,
+                        symode_stats *stats);
+
+/* Loss and gradient (nx+np) by the continuous adjoint. variant: SYMODE_ADJ_INTERPOLATE (nsub Hermite
+   sub-steps per interval, nsub >= 1) or SYMODE_ADJ_BACKSOLVE. */
+int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nsub, int nt,
+                        const double *times, const double *x0, const double *p, const double *u,
+                        const double *data, const double *sigma, double *loss, double *grad,
+                        symode_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

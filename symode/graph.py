@@ -1,0 +1,351 @@
+"""The community as a graph (networkx): states are nodes, interactions are edges keyed by their id.
+
+>>> G = build_graph(load_spec("specs/chemostat.yaml"))      # doctest: +SKIP
+>>> G2 = remove_interactions(G, ["inhib:A-|X"])              # doctest: +SKIP
+>>> spec2 = prune_unused_parameters(graph_to_spec(G2))      # doctest: +SKIP
+>>> draw_graph(spec2, "community.png")                      # doctest: +SKIP
+
+Edges: uptake / production / inhibition / glv run source -> target; mass action runs from each reactant
+to each product (a self-loop on each reactant when there are no products); custom rates run from each
+state with a negative stoichiometric coefficient to each one with a positive coefficient (self-loops
+when one side is empty). One interaction may therefore own several edges; all carry the same key.
+``G.graph`` keeps the rest of the spec so that :func:`graph_to_spec` rebuilds it losslessly.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from .expr import parse_expression
+from .io import atomic_write_bytes
+from .spec import Interaction, Spec, State, spec_from_dict
+
+GRAPH_KEYS = ("name", "description", "reactor", "parameters", "inputs", "observables")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Spec <-> graph
+# ----------------------------------------------------------------------------------------------------
+
+def interaction_edges(e: Interaction) -> list[tuple[str, str]]:
+    """The (source, target) node pairs an interaction is drawn as."""
+    if e.kind in ("uptake", "production", "inhibition", "glv") and e.source and e.target:
+        return [(e.source, e.target)]
+    if e.kind == "mass_action":
+        if e.products:
+            return [(r, q) for r in e.reactants for q in e.products]
+        return [(r, r) for r in e.reactants]
+    if e.kind == "custom":
+        neg = [n for n, c in e.stoichiometry.items() if c < 0]
+        pos = [n for n, c in e.stoichiometry.items() if c > 0]
+        if neg and pos:
+            return [(a, b) for a in neg for b in pos]
+        return [(n, n) for n in (neg or pos or list(e.stoichiometry))]
+    nodes = e.nodes()
+    return [(nodes[0], nodes[-1])] if nodes else []
+
+
+def build_graph(spec: Spec) -> nx.MultiDiGraph:
+    """A MultiDiGraph with a node per state and an edge (keyed by interaction id) per interaction."""
+    G = nx.MultiDiGraph()
+    for s in spec.states.values():
+        st = copy.deepcopy(s)
+        G.add_node(st.name, role=st.role, x0=st.x0, state=st)
+    for e in spec.interactions:
+        inter = copy.deepcopy(e)
+        for u, v in interaction_edges(inter):
+            G.add_edge(u, v, key=inter.id, kind=inter.kind, law=inter.law, params=dict(inter.params),
+                       interaction=inter)
+    for key in GRAPH_KEYS:
+        G.graph[key] = copy.deepcopy(getattr(spec, key))
+    G.graph["interaction_order"] = [e.id for e in spec.interactions]
+    return G
+
+
+def graph_interactions(G: nx.MultiDiGraph) -> list[Interaction]:
+    """The graph's interactions (one per edge key), in the original spec order, then any new ones."""
+    found: dict[str, Interaction] = {}
+    for _u, _v, key, data in G.edges(keys=True, data=True):
+        if key not in found:
+            inter = data.get("interaction")
+            if inter is None:
+                raise ValueError(f"edge {key!r} has no 'interaction' attribute")
+            found[key] = inter
+    order = [i for i in G.graph.get("interaction_order", []) if i in found]
+    order += [i for i in found if i not in order]
+    return [found[i] for i in order]
+
+
+def graph_to_spec(G: nx.MultiDiGraph, *, prune: bool = False) -> Spec:
+    """Rebuild (and validate) the spec of a graph made by :func:`build_graph` (maybe edited).
+
+    Node attributes ``role`` and ``x0`` override the stored State's. With ``prune=True``, parameters no
+    longer used anywhere are dropped (:func:`prune_unused_parameters`).
+    """
+    states: dict[str, State] = {}
+    for name, data in G.nodes(data=True):
+        st = copy.deepcopy(data.get("state")) or State(name=str(name))
+        st.role = data.get("role", st.role)
+        st.x0 = float(data.get("x0", st.x0))
+        states[st.name] = st
+    missing = [k for k in GRAPH_KEYS if k not in G.graph]
+    if missing:
+        raise ValueError(f"graph lacks spec data {', '.join(missing)} (build it with build_graph)")
+    spec = Spec(name=G.graph["name"], description=G.graph["description"],
+                reactor=copy.deepcopy(G.graph["reactor"]), states=states,
+                parameters=copy.deepcopy(G.graph["parameters"]), inputs=copy.deepcopy(G.graph["inputs"]),
+                interactions=copy.deepcopy(graph_interactions(G)),
+                observables=copy.deepcopy(G.graph["observables"]))
+    if prune:
+        spec = prune_unused_parameters(spec)
+    return spec_from_dict(spec.to_dict(), file=f"<graph {spec.name}>")
+
+
+def remove_interactions(G: nx.MultiDiGraph, ids: Iterable[str]) -> nx.MultiDiGraph:
+    """A copy of G without the edges of the given interactions (KeyError for an unknown id)."""
+    ids = list(ids)
+    H = G.copy()
+    present = {k for _u, _v, k in H.edges(keys=True)}
+    unknown = [i for i in ids if i not in present]
+    if unknown:
+        raise KeyError(f"no interaction(s) {', '.join(map(repr, unknown))} in the graph")
+    drop = set(ids)
+    H.remove_edges_from([(u, v, k) for u, v, k in list(H.edges(keys=True)) if k in drop])
+    H.graph["interaction_order"] = [i for i in G.graph.get("interaction_order", []) if i not in drop]
+    return H
+
+
+def used_parameters(spec: Spec) -> set[str]:
+    """Parameters referenced by interactions, custom rates, the reactor or the observables."""
+    names = set(spec.parameters)
+    used: set[str] = set()
+
+    def refs(text: str) -> set[str]:
+        symbols = [*spec.states, *spec.inputs, *spec.parameters, "t"]
+        return {s.name for s in parse_expression(text, symbols).free_symbols} & names
+
+    for e in spec.interactions:
+        used |= {v for v in e.params.values() if isinstance(v, str)}
+        if e.rate is not None:
+            used |= refs(e.rate)
+    used |= {v for v in spec.reactor.feed.values() if isinstance(v, str)}
+    if spec.reactor.dilution in names:
+        used.add(spec.reactor.dilution)
+    for o in spec.observables.values():
+        used |= refs(o.expr)
+    return used & names
+
+
+def prune_unused_parameters(spec: Spec) -> Spec:
+    """A copy of the spec without parameters that nothing references any more."""
+    used = used_parameters(spec)
+    new = spec.copy()
+    new.parameters = {n: p for n, p in new.parameters.items() if n in used}
+    return new
+
+
+# ----------------------------------------------------------------------------------------------------
+# Drawing
+# ----------------------------------------------------------------------------------------------------
+
+NODE_STYLE: dict[str, dict[str, Any]] = {
+    "substrate": {"shape": "hexagon", "face": "#d9c8a9", "edge": "#7a5c2e", "size": 0.30, "label": "substrate"},
+    "main": {"shape": "circle", "face": "#5fa85f", "edge": "#2d5f2d", "size": 0.34, "label": "main culture"},
+    "satellite": {"shape": "circle", "face": "#8fb8e0", "edge": "#2f5f8f", "size": 0.26, "label": "satellite"},
+    "metabolite": {"shape": "square", "face": "#f3c77a", "edge": "#9a6a12", "size": 0.22, "label": "metabolite"},
+    "other": {"shape": "ellipse", "face": "#d6d6d6", "edge": "#555555", "size": 0.24, "label": "other state"},
+}
+EDGE_STYLE: dict[str, dict[str, Any]] = {
+    "uptake": {"color": "#1f4e99", "linestyle": "-", "arrow": "-|>", "label": "uptake (growth on)"},
+    "production": {"color": "#2e7d32", "linestyle": "--", "arrow": "-|>", "label": "production"},
+    "inhibition": {"color": "#c62828", "linestyle": "-", "arrow": "bar", "label": "inhibition"},
+    "glv": {"color": "#6a1b9a", "linestyle": ":", "arrow": "-|>", "label": "gLV interaction"},
+    "other": {"color": "#555555", "linestyle": ":", "arrow": "-|>", "label": "mass action / custom"},
+}
+COLUMN = ("substrate", "main", "metabolite", "satellite")  # left to right
+
+
+def graph_layout(G: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
+    """Deterministic positions: substrate left, main culture centre-left, metabolites and satellites in
+    columns to the right, other states in a row underneath."""
+    groups: dict[str, list[str]] = {r: [] for r in (*COLUMN, "other")}
+    for n, data in G.nodes(data=True):
+        role = data.get("role", "other")
+        groups[role if role in groups else "other"].append(n)
+    pos: dict[str, tuple[float, float]] = {}
+    spacing = 1.1
+    # Metabolites and satellites are linked all-to-all in a full template: widen their gap as they grow.
+    rows = max(len(groups["metabolite"]), len(groups["satellite"]), 1)
+    gap = {"substrate": 1.6, "main": 1.8, "metabolite": max(1.8, 1.0 + 0.6 * rows), "satellite": 0.0}
+    x = 0.0
+    for role in COLUMN:  # empty columns take no room
+        names = groups[role]
+        if not names:
+            continue
+        for i, n in enumerate(names):
+            pos[n] = (x, ((len(names) - 1) / 2 - i) * spacing)
+        x += gap[role]
+    tallest = max((len(groups[r]) for r in COLUMN), default=1)
+    y_other = -((max(tallest, 1) - 1) / 2 + 1) * spacing
+    for i, n in enumerate(groups["other"]):
+        pos[n] = (i * 1.4, y_other)
+    return pos
+
+
+def _node_patch(xy: tuple[float, float], style: dict[str, Any]) -> Any:
+    from matplotlib import patches
+
+    r = style["size"]
+    kw = {"facecolor": style["face"], "edgecolor": style["edge"], "linewidth": 1.6, "zorder": 3}
+    if style["shape"] == "circle":
+        return patches.Circle(xy, r, **kw)
+    if style["shape"] == "square":
+        return patches.FancyBboxPatch((xy[0] - r, xy[1] - r), 2 * r, 2 * r,
+                                      boxstyle="round,pad=0,rounding_size=0.05", **kw)
+    if style["shape"] == "hexagon":
+        return patches.RegularPolygon(xy, 6, radius=r * 1.15, **kw)
+    return patches.Ellipse(xy, 2.6 * r, 1.6 * r, **kw)
+
+
+def _edge_style(kind: str) -> dict[str, Any]:
+    return EDGE_STYLE.get(kind, EDGE_STYLE["other"])
+
+
+def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
+               strengths: Mapping[str, float] | None = None, title: str | None = None) -> None:
+    """Draw the community graph to a PNG or SVG file (chosen by the extension), atomically.
+
+    strengths: interaction id -> value (e.g. fitted strengths); edge widths grow with sqrt(|value|)
+    relative to the largest value of the same edge kind, non-zero values are printed on the edges and
+    zero-strength edges are drawn faint.
+    """
+    from matplotlib import patches
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"draw_graph writes .png or .svg files, not {path.name!r}")
+    G = spec_or_graph if isinstance(spec_or_graph, nx.MultiDiGraph) else build_graph(spec_or_graph)
+    pos = graph_layout(G)
+    strengths = dict(strengths or {})
+    # Widths are relative within each edge kind (a rate constant and an affinity are not comparable).
+    smax: dict[str, float] = {}
+    for _u, _v, k, d in G.edges(keys=True, data=True):
+        v = strengths.get(k)
+        if v is not None and math.isfinite(v):
+            kind = d.get("kind", "other")
+            smax[kind] = max(smax.get(kind, 0.0), abs(v))
+
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ys = [p[1] for p in pos.values()] or [0.0]
+    width = max(xs) - min(xs) + 2.0
+    height = max(ys) - min(ys) + 2.0
+    scale = 1.3          # inches per layout unit
+    legend_w = 2.3       # inches
+    graph_w, graph_h = width * scale, height * scale + (0.4 if title else 0.0)
+    fig_w = max(6.0, graph_w + legend_w)
+    fig = Figure(figsize=(fig_w, max(3.0, graph_h)))
+    FigureCanvasAgg(fig)
+    ax_w = (fig_w - legend_w) / fig_w
+    ax = fig.add_axes((0.0, 0.0, ax_w, (height * scale) / max(3.0, graph_h)))
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
+    ax.set_ylim(min(ys) - 1.0, max(ys) + 1.0)
+
+    node_patches: dict[str, Any] = {}
+    for n, data in G.nodes(data=True):
+        style = NODE_STYLE.get(data.get("role", "other"), NODE_STYLE["other"])
+        patch = _node_patch(pos[n], style)
+        ax.add_patch(patch)
+        node_patches[n] = patch
+        ax.text(*pos[n], str(n), ha="center", va="center", fontsize=10, fontweight="bold", zorder=4)
+
+    # Parallel edges between one pair of nodes fan out with different curvatures.
+    pairs: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for u, v, k in G.edges(keys=True):
+        pairs.setdefault(tuple(sorted((str(u), str(v)))), []).append((u, v, k))  # type: ignore[arg-type]
+    for (a, _b), edges in pairs.items():
+        n_par = len(edges)
+        for i, (u, v, k) in enumerate(edges):
+            data = G.edges[u, v, k]
+            style = _edge_style(data.get("kind", "other"))
+            s = strengths.get(k)
+            lw = 1.4
+            alpha = 0.9
+            if s is not None and math.isfinite(s):
+                top = smax.get(data.get("kind", "other"), 0.0)
+                lw = 0.8 + 3.2 * (math.sqrt(abs(s) / top) if top > 0 else 0.0)
+                if s == 0:
+                    alpha = 0.25
+            if u == v:
+                _self_loop(ax, pos[u], NODE_STYLE.get(G.nodes[u].get("role", "other"), NODE_STYLE["other"]),
+                           style, lw, alpha)
+                continue
+            rad = 0.0 if n_par == 1 else 0.22 * (i - (n_par - 1) / 2)
+            if u != a:
+                rad = -rad
+            if style["arrow"] == "bar":
+                arrowstyle = patches.ArrowStyle("-[", widthB=4.0 + lw, lengthB=0.0)
+            else:
+                arrowstyle = patches.ArrowStyle("-|>", head_length=4 + lw, head_width=2.2 + 0.8 * lw)
+            arrow = patches.FancyArrowPatch(pos[u], pos[v], patchA=node_patches[u], patchB=node_patches[v],
+                                            arrowstyle=arrowstyle, connectionstyle=f"arc3,rad={rad}",
+                                            color=style["color"], linestyle=style["linestyle"], linewidth=lw,
+                                            alpha=alpha, shrinkA=2, shrinkB=3, mutation_scale=1.0, zorder=2)
+            ax.add_patch(arrow)
+            if s is not None and s != 0:
+                (x1, y1), (x2, y2) = pos[u], pos[v]
+                lx = (x1 + x2) / 2 + rad * (y2 - y1) / 2
+                ly = (y1 + y2) / 2 - rad * (x2 - x1) / 2
+                ax.text(lx, ly, f"{s:.3g}", fontsize=7, ha="center", va="center", color=style["color"], zorder=5,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+                              "alpha": 0.8})
+
+    handles: list[Any] = []
+    roles = {d.get("role", "other") for _n, d in G.nodes(data=True)}
+    markers = {"circle": "o", "square": "s", "hexagon": "h", "ellipse": "o"}
+    for role, st in NODE_STYLE.items():
+        if role in roles:
+            handles.append(Line2D([], [], linestyle="", marker=markers[st["shape"]], markersize=11,
+                                  markerfacecolor=st["face"], markeredgecolor=st["edge"], label=st["label"]))
+    kinds = {d.get("kind", "other") for _u, _v, d in G.edges(data=True)}
+    kinds = {k if k in EDGE_STYLE else "other" for k in kinds}
+    for kind, st in EDGE_STYLE.items():
+        if kind in kinds:
+            marker = "|" if st["arrow"] == "bar" else ">"
+            handles.append(Line2D([], [], color=st["color"], linestyle=st["linestyle"], linewidth=1.6,
+                                  marker=marker, markevery=[1], markersize=8, label=st["label"]))
+    if handles:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(ax_w, 0.5), frameon=False, fontsize=9,
+                   handlelength=2.6)
+    if title is None:
+        title = G.graph.get("name")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _self_loop(ax: Any, xy: tuple[float, float], node_style: dict[str, Any], style: dict[str, Any], lw: float,
+               alpha: float) -> None:
+    from matplotlib import patches
+
+    r = node_style["size"]
+    start = (xy[0] - 0.5 * r, xy[1] + 0.9 * r)
+    end = (xy[0] + 0.5 * r, xy[1] + 0.9 * r)
+    arrowstyle = "-[" if style["arrow"] == "bar" else "-|>"
+    ax.add_patch(patches.FancyArrowPatch(start, end, connectionstyle="arc3,rad=-1.6", arrowstyle=arrowstyle,
+                                         mutation_scale=8, color=style["color"], linestyle=style["linestyle"],
+                                         linewidth=lw, alpha=alpha, zorder=2))

@@ -1,0 +1,127 @@
+"""Tests for the C ODE integrator (symode/csrc/symode_integrator.c).
+
+Compiles tests/csrc/test_integrator_main.c together with the integrator, runs it and asserts on its
+"OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
+"""
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CSRC = ROOT / "symode" / "csrc"
+INTEGRATOR = CSRC / "symode_integrator.c"
+DRIVER = ROOT / "tests" / "csrc" / "test_integrator_main.c"
+
+CC = shutil.which("cc") or shutil.which("gcc")
+VALGRIND = shutil.which("valgrind")
+CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) found")
+
+# every check the driver must report as OK
+EXPECTED = [
+    "jaccheck_rigid", "jaccheck_rober", "jaccheck_vdp", "jaccheck_chemostat", "jaccheck_nonaut",
+    "decay_explicit_1e-08", "decay_explicit_1e-10", "decay_stiff_1e-08", "decay_stiff_1e-10",
+    "decay_auto_1e-08", "decay_auto_1e-10",
+    "lin3_explicit_1e-08", "lin3_explicit_1e-10", "lin3_stiff_1e-08", "lin3_stiff_1e-10",
+    "lin3_auto_1e-08", "lin3_auto_1e-10", "lin3_stiff_fdjac_1e-08", "lin3_stiff_fdjac_1e-10",
+    "lin3_auto_fdjac_1e-08", "lin3_auto_fdjac_1e-10",
+    "pwc_explicit", "pwc_stiff", "pwc_auto",
+    "rigid_reference_agree", "order_dp5_rigid", "order_rodas4_rigid", "order_dp5_nonaut",
+    "order_rodas4_nonaut", "order_dp5_manufactured", "order_rodas4_manufactured",
+    "order_rodas4_manufactured_fdjac", "rodas4_nonautonomous_flag", "tolscale_dp5",
+    "tolscale_rodas4",
+    "robertson_reference_t40", "robertson_mass_conservation", "robertson_stiff_rtol1e-6",
+    "robertson_auto_rtol1e-6", "robertson_stiff_fdjac_rtol1e-6", "robertson_auto_fdjac_rtol1e-6",
+    "robertson_auto_vs_explicit",
+    "vdp_reference", "vdp_mu1000_stiff", "vdp_mu1000_auto", "vdp_explicit_maxsteps",
+    "nan_rhs_explicit", "nan_rhs_stiff", "nan_rhs_auto", "rhs_error_explicit", "rhs_error_stiff",
+    "rhs_error_auto", "x0_nan", "args_times_not_increasing", "args_nx0", "args_p_null",
+    "defaults_null_opt_stats", "single_time_point", "strerror",
+    "prothero_robinson_stiff", "prothero_robinson_auto", "jac_nan", "jac_error",
+    "workspace_and_big_h0",
+    "chemostat_reference", "chemostat_auto", "chemostat_auto_fdjac", "chemostat_stiff",
+    "chemostat_stiff_fdjac", "chemostat_explicit",
+]
+
+
+def _compile(out, extra_flags=(), check=True):
+    cmd = [CC, *CFLAGS, *extra_flags, f"-I{CSRC}", str(DRIVER), str(INTEGRATOR), "-lm", "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if check:
+        assert res.returncode == 0, f"compilation failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def _parse(stdout):
+    results = {}
+    for line in stdout.splitlines():
+        parts = line.split(" | ", 1)
+        head = parts[0].split()
+        if len(head) == 2 and head[0] in ("OK", "FAIL"):
+            results[head[1]] = (head[0], parts[1] if len(parts) > 1 else "")
+    return results
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("integrator") / "test_integrator_main"
+    _compile(exe)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def driver_run(driver):
+    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=120)
+    return res, _parse(res.stdout)
+
+
+def test_integrator_compiles_warning_free(tmp_path):
+    cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", "-c",
+           str(INTEGRATOR), "-o", str(tmp_path / "symode_integrator.o")]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_driver_all_ok(driver_run):
+    res, results = driver_run
+    fails = {k: v for k, v in results.items() if v[0] != "OK"}
+    assert not fails, "\n".join(f"{k}: {v[1]}" for k, v in fails.items())
+    assert res.returncode == 0, res.stdout + res.stderr
+    missing = [name for name in EXPECTED if name not in results]
+    assert not missing, f"checks not reported: {missing}"
+    assert f"SUMMARY {len(results)} 0" in res.stdout
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_check(driver_run, name):
+    _, results = driver_run
+    assert name in results, f"check {name} not reported"
+    status, info = results[name]
+    assert status == "OK", f"{name}: {info}"
+
+
+@pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
+def test_valgrind_clean(driver):
+    res = subprocess.run(
+        [VALGRIND, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+         str(driver), "--quick"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "FAIL " not in res.stdout
+
+
+def test_sanitizers(tmp_path):
+    exe = tmp_path / "test_integrator_asan"
+    res = _compile(exe, ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+                   check=False)
+    if res.returncode != 0:
+        pytest.skip("compiler does not support -fsanitize=address,undefined")
+    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=120)
+    if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
+        pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
