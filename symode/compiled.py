@@ -199,7 +199,7 @@ class CompiledBackend:
 
     def grad_adjoint(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
                      sigma: np.ndarray, *, rtol: float, atol: float, method: str, backsolve: bool = False,
-                     nsub: int = 4) -> tuple[int, float, np.ndarray, dict[str, Any]]:
+                     nsub: int = 8) -> tuple[int, float, np.ndarray, dict[str, Any]]:
         """(status, loss, gradient wrt [x0, p], stats) by the continuous adjoint."""
         times, x0, p, U = self._prep(times, x0, p, U)
         data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))

@@ -128,7 +128,7 @@ class ForwardSensitivity(Method):
 class InterpolatingAdjoint(Method):
     """nsub: Hermite sub-steps per sample interval for x(t) during the backward pass."""
 
-    nsub: int = 4
+    nsub: int = 8
     name = "adjoint"
 
     def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201

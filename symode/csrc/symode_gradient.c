@@ -223,27 +223,52 @@ typedef struct {
     int variant;
     double t_hi;
     int nsub;
-    const double *tn, *xn, *fn; /* interpolation nodes (nsub+1) */
+    const double *tn, *xn, *fn, *an; /* interpolation nodes (nsub+1): t, x, x', x'' */
     double *Jx, *Jp, *xbuf;
 } adj_ctx;
 
-/* Cubic Hermite interpolation of x(t) from node values and derivatives. */
+/* Quintic Hermite interpolation of x(t) from node values x, first derivatives f and second derivatives
+   a = df/dt along the solution (error O(h^6) per sub-step). */
 static void hermite(const adj_ctx *c, double t, double *x)
 {
     int nx = c->g->m.nx, j = 0, k;
-    double h, th, h00, h10, h01, h11;
+    double h, s, s2, s3, s4, s5, b0, b1, b2, b3, b4, b5;
+    const double *x0, *x1, *f0, *f1, *a0, *a1;
     while (j < c->nsub - 1 && t > c->tn[j + 1]) j++;
     h = c->tn[j + 1] - c->tn[j];
-    th = (t - c->tn[j]) / h;
-    h00 = (1.0 + 2.0 * th) * (1.0 - th) * (1.0 - th);
-    h10 = th * (1.0 - th) * (1.0 - th);
-    h01 = th * th * (3.0 - 2.0 * th);
-    h11 = th * th * (th - 1.0);
+    s = (t - c->tn[j]) / h;
+    s2 = s * s; s3 = s2 * s; s4 = s3 * s; s5 = s4 * s;
+    b0 = 1.0 - 10.0 * s3 + 15.0 * s4 - 6.0 * s5;
+    b1 = (s - 6.0 * s3 + 8.0 * s4 - 3.0 * s5) * h;
+    b2 = (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5) * h * h;
+    b3 = 10.0 * s3 - 15.0 * s4 + 6.0 * s5;
+    b4 = (-4.0 * s3 + 7.0 * s4 - 3.0 * s5) * h;
+    b5 = (0.5 * s3 - s4 + 0.5 * s5) * h * h;
+    x0 = c->xn + (size_t)j * nx; x1 = x0 + nx;
+    f0 = c->fn + (size_t)j * nx; f1 = f0 + nx;
+    a0 = c->an + (size_t)j * nx; a1 = a0 + nx;
+    for (k = 0; k < nx; k++)
+        x[k] = b0 * x0[k] + b1 * f0[k] + b2 * a0[k] + b3 * x1[k] + b4 * f1[k] + b5 * a1[k];
+}
+
+/* Second derivative x'' = d f(t, x(t))/dt at a node, by a central difference along the flow. */
+static int second_derivative(const symode_gmodel *g, double t, const double *x, const double *f,
+                             const double *p, const double *u, double *tmp, double *fp, double *out)
+{
+    int nx = g->m.nx, k;
+    double nrm = 0.0, xn = 0.0, d;
     for (k = 0; k < nx; k++) {
-        const double *x0 = c->xn + (size_t)j * nx, *x1 = c->xn + (size_t)(j + 1) * nx;
-        const double *f0 = c->fn + (size_t)j * nx, *f1 = c->fn + (size_t)(j + 1) * nx;
-        x[k] = h00 * x0[k] + h10 * h * f0[k] + h01 * x1[k] + h11 * h * f1[k];
+        nrm = dmaxd(nrm, fabs(f[k]));
+        xn = dmaxd(xn, fabs(x[k]));
     }
+    d = 1e-5 * (xn + 1e-8) / (nrm + 1e-300);
+    if (d > 1e-5 * (1.0 + fabs(t))) d = 1e-5 * (1.0 + fabs(t));
+    for (k = 0; k < nx; k++) tmp[k] = x[k] + d * f[k];
+    if (g->m.rhs(g->m.ctx, t + d, tmp, p, u, fp)) return 1;
+    for (k = 0; k < nx; k++) tmp[k] = x[k] - d * f[k];
+    if (g->m.rhs(g->m.ctx, t - d, tmp, p, u, out)) return 1;
+    for (k = 0; k < nx; k++) out[k] = (fp[k] - out[k]) / (2.0 * d);
+    return 0;
 }
 
 /* da/ds = Jx^T a, dg/ds = Jp^T a (and dx/ds = -f for the backsolve). */
@@ -313,6 +338,7 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
     int nz = (variant == SYMODE_ADJ_BACKSOLVE ? 2 * nx : nx) + np;
     size_t nbuf;
     double *X = NULL, *lam = NULL, *gp = NULL, *z = NULL, *zout = NULL, *tn = NULL, *xn = NULL, *fn = NULL;
+    double *an = NULL, *tmp1 = NULL, *tmp2 = NULL;
     double *ubuf = NULL, *work = NULL, *Jx = NULL, *Jp = NULL, *xbuf = NULL, scale = 0.0;
     void *ws = NULL, *ws_x = NULL;
     adj_ctx c;
@@ -326,7 +352,7 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
     if (opt) o = *opt;
     else symode_default_options(&o);
 
-    nbuf = (size_t)nt * nx * 2 + (size_t)(np > 0 ? np : 1) + 2 * (size_t)nz + (size_t)(nsub + 1) * (2 * nx + 1) +
+    nbuf = (size_t)nt * nx * 2 + (size_t)(np > 0 ? np : 1) + 2 * (size_t)nz + (size_t)(nsub + 1) * (3 * nx + 1) + 2 * (size_t)nx +
            (size_t)nsub * (nu > 0 ? nu : 1) + (size_t)nx * nx + (size_t)nx * (np > 0 ? np : 1) + nx;
     work = (double *)calloc(nbuf, sizeof(double));
     ws = malloc(symode_workspace_size(nz));
@@ -343,7 +369,10 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
     tn = zout + nz;
     xn = tn + (nsub + 1);
     fn = xn + (size_t)(nsub + 1) * nx;
-    ubuf = fn + (size_t)(nsub + 1) * nx;
+    an = fn + (size_t)(nsub + 1) * nx;
+    tmp1 = an + (size_t)(nsub + 1) * nx;
+    tmp2 = tmp1 + nx;
+    ubuf = tmp2 + nx;
     Jx = ubuf + (size_t)nsub * (nu > 0 ? nu : 1);
     Jp = Jx + (size_t)nx * nx;
     xbuf = Jp + (size_t)nx * (np > 0 ? np : 1);
@@ -361,6 +390,7 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
     c.tn = tn;
     c.xn = xn;
     c.fn = fn;
+    c.an = an;
     c.Jx = Jx;
     c.Jp = Jp;
     c.xbuf = xbuf;
@@ -393,7 +423,9 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
             rc = symode_integrate_ws(&g->m, &o, nsub + 1, tn, X + (size_t)(i - 1) * nx, p, ubuf, xn, &st, ws_x);
             if (rc) break;
             for (k = 0; k <= nsub; k++)
-                if (g->m.rhs(g->m.ctx, tn[k], xn + (size_t)k * nx, p, ui, fn + (size_t)k * nx)) {
+                if (g->m.rhs(g->m.ctx, tn[k], xn + (size_t)k * nx, p, ui, fn + (size_t)k * nx) ||
+                    second_derivative(g, tn[k], xn + (size_t)k * nx, fn + (size_t)k * nx, p, ui, tmp1, tmp2,
+                                      an + (size_t)k * nx)) {
                     rc = SYMODE_ERR_RHS;
                     break;
                 }

@@ -1,0 +1,818 @@
+/*
+ * symode_tape.c -- discrete adjoint / discrete forward sensitivities of symode_integrator.c.
+ *
+ * The integrator reports every accepted step through symode_integrate_ws_hook(); the tape keeps
+ * (interval, method, t, h, tend, t1, x_start). Each step is a smooth map x_start -> x_end (for
+ * fixed p, u, t, h) given by the DOPRI5 or RODAS4 stage formulas; they are re-evaluated here with
+ * the integrator's exact expressions and coefficients (copied below; they must stay in sync with
+ * symode_integrator.c -- the replay test checks bit-for-bit agreement with the integrator output).
+ *
+ * DOPRI5 step (K_1 = f(t, y), Y_1 = y, T_j = min(t + c_j h, tend), T_6 = tend):
+ *   Y_j = y + h sum_{l<j} a_jl K_l,  K_j = f(T_j, Y_j),  y_new = y + h sum_l b_l K_l.
+ *   (K_7 = f(tend, y_new) only feeds the error estimate / FSAL and does not enter y_new.)
+ * RODAS4 step (E = I/(h gamma) - J, J = Jx(t, y), f_t = 0 or the integrator's forward
+ *   difference (f(t + dt, y) - f(t, y)) / dt with the same dt):
+ *   r_1 = f(t, y) + h d_1 f_t,  k_1 = E^{-1} r_1,
+ *   Y_i = y + sum_{j<i} a_ij k_j (i = 2..6; a_6j = a_5j, a_65 = 1),
+ *   r_i = f(T_i, Y_i) + sum_{j<i} (c_ij / h) k_j + h d_i f_t,  k_i = E^{-1} r_i,
+ *   y_new = Y_6 + k_6.
+ *   Derivative of a solve: dk = E^{-1} (dr + dJ k)  ->  adjoint rbar = E^{-T} kbar and the
+ *   second-order term rbar^T dJ k (vjp2 with v = k_i, w = rbar_i), tangent jvp2(v = k_i).
+ */
+#include "symode_tape.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- DOPRI5 coefficients (identical to symode_integrator.c) ---- */
+static const double DP_C2 = 1.0 / 5.0, DP_C3 = 3.0 / 10.0, DP_C4 = 4.0 / 5.0, DP_C5 = 8.0 / 9.0;
+static const double DP_A21 = 1.0 / 5.0;
+static const double DP_A31 = 3.0 / 40.0, DP_A32 = 9.0 / 40.0;
+static const double DP_A41 = 44.0 / 45.0, DP_A42 = -56.0 / 15.0, DP_A43 = 32.0 / 9.0;
+static const double DP_A51 = 19372.0 / 6561.0, DP_A52 = -25360.0 / 2187.0,
+                    DP_A53 = 64448.0 / 6561.0, DP_A54 = -212.0 / 729.0;
+static const double DP_A61 = 9017.0 / 3168.0, DP_A62 = -355.0 / 33.0, DP_A63 = 46732.0 / 5247.0,
+                    DP_A64 = 49.0 / 176.0, DP_A65 = -5103.0 / 18656.0;
+static const double DP_A71 = 35.0 / 384.0, DP_A73 = 500.0 / 1113.0, DP_A74 = 125.0 / 192.0,
+                    DP_A75 = -2187.0 / 6784.0, DP_A76 = 11.0 / 84.0;
+
+/* ---- RODAS4 coefficients (identical to symode_integrator.c, rodas.f RO4COE) ---- */
+static const double RS_GAMMA = 0.25;
+static const double RS_C2 = 0.386, RS_C3 = 0.21, RS_C4 = 0.63;
+static const double RS_D1 = 0.25, RS_D2 = -0.1043, RS_D3 = 0.1035, RS_D4 = -0.3620000000000023e-01;
+static const double RS_A21 = 0.1544000000000000e+01;
+static const double RS_A31 = 0.9466785280815826e+00, RS_A32 = 0.2557011698983284e+00;
+static const double RS_A41 = 0.3314825187068521e+01, RS_A42 = 0.2896124015972201e+01,
+                    RS_A43 = 0.9986419139977817e+00;
+static const double RS_A51 = 0.1221224509226641e+01, RS_A52 = 0.6019134481288629e+01,
+                    RS_A53 = 0.1253708332932087e+02, RS_A54 = -0.6878860361058950e+00;
+static const double RS_C21 = -0.5668800000000000e+01;
+static const double RS_C31 = -0.2430093356833875e+01, RS_C32 = -0.2063599157091915e+00;
+static const double RS_C41 = -0.1073529058151375e+00, RS_C42 = -0.9594562251023355e+01,
+                    RS_C43 = -0.2047028614809616e+02;
+static const double RS_C51 = 0.7496443313967647e+01, RS_C52 = -0.1024680431464352e+02,
+                    RS_C53 = -0.3399990352819905e+02, RS_C54 = 0.1170890893206160e+02;
+static const double RS_C61 = 0.8083246795921522e+01, RS_C62 = -0.7981132988064893e+01,
+                    RS_C63 = -0.3152159432874371e+02, RS_C64 = 0.1631930543123136e+02,
+                    RS_C65 = -0.6058818238834054e+01;
+
+/* index 0..5 = stages 1..6 */
+static const double *dp_a_row(int j)
+{
+    static const double A[6][6] = {
+        {0, 0, 0, 0, 0, 0},
+        {1.0 / 5.0, 0, 0, 0, 0, 0},
+        {3.0 / 40.0, 9.0 / 40.0, 0, 0, 0, 0},
+        {44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0, 0, 0, 0},
+        {19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0, 0, 0},
+        {9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0, -5103.0 / 18656.0, 0}};
+    return A[j];
+}
+static const double DP_B[6] = {35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0,
+                                -2187.0 / 6784.0, 11.0 / 84.0};
+
+/* RODAS4 in the generic form Y_i = y + sum a_ij k_j (row 5 = stage 6: a_5j, a_65 = 1) */
+static const double RS_A[6][5] = {
+    {0, 0, 0, 0, 0},
+    {0.1544000000000000e+01, 0, 0, 0, 0},
+    {0.9466785280815826e+00, 0.2557011698983284e+00, 0, 0, 0},
+    {0.3314825187068521e+01, 0.2896124015972201e+01, 0.9986419139977817e+00, 0, 0},
+    {0.1221224509226641e+01, 0.6019134481288629e+01, 0.1253708332932087e+02,
+     -0.6878860361058950e+00, 0},
+    {0.1221224509226641e+01, 0.6019134481288629e+01, 0.1253708332932087e+02,
+     -0.6878860361058950e+00, 1.0}};
+static const double RS_CM[6][5] = {
+    {0, 0, 0, 0, 0},
+    {-0.5668800000000000e+01, 0, 0, 0, 0},
+    {-0.2430093356833875e+01, -0.2063599157091915e+00, 0, 0, 0},
+    {-0.1073529058151375e+00, -0.9594562251023355e+01, -0.2047028614809616e+02, 0, 0},
+    {0.7496443313967647e+01, -0.1024680431464352e+02, -0.3399990352819905e+02,
+     0.1170890893206160e+02, 0},
+    {0.8083246795921522e+01, -0.7981132988064893e+01, -0.3152159432874371e+02,
+     0.1631930543123136e+02, -0.6058818238834054e+01}};
+static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
+
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    int interval, method;
+    double t, h, tend, t1;
+} tape_step;
+
+struct symode_tape {
+    int valid;        /* recording finished with rc == 0 */
+    int nx, np, nu, nt;
+    int nonaut;       /* m->nonautonomous at recording time */
+    int jac_fd;       /* recorded with m->jac == NULL */
+    long n, cap, nstiff;
+    tape_step *steps;
+    double *x;        /* n * nx step-start states */
+};
+
+static double dmin(double a, double b) { return a < b ? a : b; }
+static double dmax(double a, double b) { return a > b ? a : b; }
+
+symode_tape *symode_tape_new(void)
+{
+    symode_tape *t = (symode_tape *)calloc(1, sizeof(symode_tape));
+    return t;
+}
+
+void symode_tape_free(symode_tape *tape)
+{
+    if (!tape) return;
+    free(tape->steps);
+    free(tape->x);
+    free(tape);
+}
+
+long symode_tape_nsteps(const symode_tape *tape) { return tape ? tape->n : -1; }
+long symode_tape_nstiff(const symode_tape *tape) { return tape ? tape->nstiff : -1; }
+int symode_tape_nx(const symode_tape *tape) { return tape && tape->valid ? tape->nx : 0; }
+int symode_tape_nt(const symode_tape *tape) { return tape && tape->valid ? tape->nt : 0; }
+
+static int tape_hook(void *hctx, const symode_step_info *info, const double *x)
+{
+    symode_tape *tp = (symode_tape *)hctx;
+    tape_step *st;
+    if (tp->n == tp->cap) {
+        long nc = tp->cap > 0 ? 2 * tp->cap : 256;
+        tape_step *ns;
+        double *nx_;
+        if ((size_t)nc > ((size_t)-1) / (sizeof(double) * (size_t)tp->nx + sizeof(tape_step)))
+            return 1;
+        ns = (tape_step *)realloc(tp->steps, (size_t)nc * sizeof(tape_step));
+        if (!ns) return 1;
+        tp->steps = ns;
+        nx_ = (double *)realloc(tp->x, (size_t)nc * (size_t)tp->nx * sizeof(double));
+        if (!nx_) return 1;
+        tp->x = nx_;
+        tp->cap = nc;
+    }
+    st = tp->steps + tp->n;
+    st->interval = info->interval;
+    st->method = info->method;
+    st->t = info->t;
+    st->h = info->h;
+    st->tend = info->tend;
+    st->t1 = info->t1;
+    memcpy(tp->x + (size_t)tp->n * tp->nx, x, (size_t)tp->nx * sizeof(double));
+    if (info->method == SYMODE_STIFF) tp->nstiff++;
+    tp->n++;
+    return 0;
+}
+
+int symode_integrate_record(const symode_model *m, const symode_options *opt, int nt,
+                            const double *times, const double *x0, const double *p,
+                            const double *u, double *xout, symode_stats *stats,
+                            symode_tape *tape)
+{
+    void *work;
+    int rc;
+    if (!tape) return symode_integrate(m, opt, nt, times, x0, p, u, xout, stats);
+    tape->valid = 0;
+    tape->n = 0;
+    tape->nstiff = 0;
+    if (!m || m->nx <= 0) return symode_integrate(m, opt, nt, times, x0, p, u, xout, stats);
+    tape->nx = m->nx;
+    tape->np = m->np;
+    tape->nu = m->nu;
+    tape->nt = nt;
+    tape->nonaut = m->nonautonomous != 0;
+    tape->jac_fd = m->jac == NULL;
+    work = malloc(symode_workspace_size(m->nx));
+    if (!work) {
+        if (stats) {
+            memset(stats, 0, sizeof(*stats));
+            stats->fail_interval = -1;
+            stats->fail_t = NAN;
+        }
+        return SYMODE_ERR_NOMEM;
+    }
+    rc = symode_integrate_ws_hook(m, opt, nt, times, x0, p, u, xout, stats, work, tape_hook, tape);
+    free(work);
+    tape->valid = rc == 0;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* dense LU (same algorithm as symode_integrator.c) + transposed solve                          */
+/* ------------------------------------------------------------------------------------------ */
+static int lu_factor(int n, double *A, int *piv)
+{
+    int i, j, k, pk;
+    for (k = 0; k < n; k++) {
+        double amax = fabs(A[k + (size_t)k * n]), inv;
+        double *colk = A + (size_t)k * n;
+        pk = k;
+        for (i = k + 1; i < n; i++) {
+            double a = fabs(colk[i]);
+            if (a > amax) { amax = a; pk = i; }
+        }
+        piv[k] = pk;
+        if (!(amax > 0.0) || !isfinite(amax)) return 1;
+        if (pk != k) {
+            for (j = 0; j < n; j++) {
+                double tmp = A[k + (size_t)j * n];
+                A[k + (size_t)j * n] = A[pk + (size_t)j * n];
+                A[pk + (size_t)j * n] = tmp;
+            }
+        }
+        inv = 1.0 / colk[k];
+        for (i = k + 1; i < n; i++) colk[i] *= inv;
+        for (j = k + 1; j < n; j++) {
+            double *colj = A + (size_t)j * n;
+            double a = colj[k];
+            if (a != 0.0)
+                for (i = k + 1; i < n; i++) colj[i] -= colk[i] * a;
+        }
+    }
+    return 0;
+}
+
+static void lu_solve(int n, const double *A, const int *piv, double *b)
+{
+    int i, k;
+    for (k = 0; k < n; k++) {
+        const double *colk = A + (size_t)k * n;
+        double bk;
+        if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
+        bk = b[k];
+        if (bk != 0.0)
+            for (i = k + 1; i < n; i++) b[i] -= colk[i] * bk;
+    }
+    for (k = n - 1; k >= 0; k--) {
+        const double *colk = A + (size_t)k * n;
+        double bk = (b[k] /= colk[k]);
+        if (bk != 0.0)
+            for (i = 0; i < k; i++) b[i] -= colk[i] * bk;
+    }
+}
+
+/* Solve A^T x = b with the factors of lu_factor (P A = L U  ->  A^T = U^T L^T P). */
+static void lu_solve_t(int n, const double *A, const int *piv, double *b)
+{
+    int i, k;
+    for (k = 0; k < n; k++) { /* U^T z = b (U^T lower triangular) */
+        const double *colk = A + (size_t)k * n;
+        double s = b[k];
+        for (i = 0; i < k; i++) s -= colk[i] * b[i];
+        b[k] = s / colk[k];
+    }
+    for (k = n - 1; k >= 0; k--) { /* L^T w = z (unit upper triangular) */
+        const double *colk = A + (size_t)k * n;
+        double s = b[k];
+        for (i = k + 1; i < n; i++) s -= colk[i] * b[i];
+        b[k] = s;
+    }
+    for (k = n - 1; k >= 0; k--) /* x = P^T w */
+        if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* work space                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    const symode_tape *tp;
+    const symode_model *m;
+    const symode_derivs *d;
+    const double *p;
+    const double *u; /* current interval */
+    int n, np, P;    /* P = n + np (forward) */
+    /* step replay data */
+    double *Y[6], *K[6]; /* stage states / stage values (DP5: K = f; RODAS4: K = k_i) */
+    double *F[6];        /* RODAS4: f(T_i, Y_i) (F[0] = f(t, y)) */
+    double *ynew, *fx, *ftmp;
+    double *J, *E;
+    int *piv;
+    double T[6];         /* stage times */
+    double delt;         /* RODAS4 non-autonomous df/dt increment (0: autonomous) */
+    /* adjoint */
+    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar;
+    /* forward (n x P matrices) */
+    double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
+} wspace;
+
+/* allocate everything in one block; returns the block or NULL */
+static void *ws_alloc(wspace *w, int n, int np, int forward)
+{
+    size_t nn = (size_t)n, P = (size_t)n + (size_t)np, npp = np > 0 ? (size_t)np : 1;
+    size_t nd = 0, i;
+    double *b, *q;
+    void *block;
+    nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
+    nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
+    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn;
+    block = malloc(nd * sizeof(double) + nn * sizeof(int) + sizeof(double));
+    if (!block) return NULL;
+    b = (double *)block;
+    memset(b, 0, nd * sizeof(double));
+    q = b;
+    for (i = 0; i < 6; i++) { w->Y[i] = q; q += nn; }
+    for (i = 0; i < 6; i++) { w->K[i] = q; q += nn; }
+    for (i = 0; i < 6; i++) { w->F[i] = q; q += nn; }
+    w->ynew = q; q += nn;
+    w->fx = q; q += nn;
+    w->ftmp = q; q += nn;
+    w->J = q; q += nn * nn;
+    w->E = q; q += nn * nn;
+    for (i = 0; i < 6; i++) { w->kbar[i] = q; q += nn; }
+    for (i = 0; i < 6; i++) { w->rbar[i] = q; q += nn; }
+    w->ybar = q; q += nn;
+    w->w = q; q += nn;
+    w->ox = q; q += nn;
+    w->op = q; q += npp;
+    w->gp = q; q += npp;
+    w->fxbar = q; q += nn + npp;
+    if (forward) {
+        for (i = 0; i < 6; i++) { w->dK[i] = q; q += nn * P; }
+        w->dY = q; q += nn * P;
+        w->G = q; q += nn * P;
+        w->Gt = q; q += nn * P;
+        w->dfx = q; q += nn * P;
+        w->Jp = q; q += nn * npp;
+        w->Jp2 = q; q += nn * npp;
+        w->Jx2 = q; q += nn * nn;
+        w->ep = q; q += npp;
+        w->colv = q; q += nn;
+    }
+    w->piv = (int *)(void *)q;
+    return block;
+}
+
+static int rhs(wspace *w, double t, const double *x, double *out)
+{
+    return w->m->rhs(w->m->ctx, t, x, w->p, w->u, out) != 0 ? SYMODE_ERR_RHS : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* step replays (exact integrator expressions). y = step start, result in w->ynew.             */
+/* ------------------------------------------------------------------------------------------ */
+static int dp5_replay(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4],
+           *k6 = w->K[5];
+    double *y1 = w->ynew;
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + DP_C2 * h, tend);
+    w->T[2] = dmin(t + DP_C3 * h, tend);
+    w->T[3] = dmin(t + DP_C4 * h, tend);
+    w->T[4] = dmin(t + DP_C5 * h, tend);
+    w->T[5] = tend;
+    if (rhs(w, t, y, k1)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + h * DP_A21 * k1[i];
+    if (rhs(w, w->T[1], w->Y[1], k2)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + h * (DP_A31 * k1[i] + DP_A32 * k2[i]);
+    if (rhs(w, w->T[2], w->Y[2], k3)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + h * (DP_A41 * k1[i] + DP_A42 * k2[i] + DP_A43 * k3[i]);
+    if (rhs(w, w->T[3], w->Y[3], k4)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        w->Y[4][i] =
+            y[i] + h * (DP_A51 * k1[i] + DP_A52 * k2[i] + DP_A53 * k3[i] + DP_A54 * k4[i]);
+    if (rhs(w, w->T[4], w->Y[4], k5)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        w->Y[5][i] = y[i] + h * (DP_A61 * k1[i] + DP_A62 * k2[i] + DP_A63 * k3[i] +
+                                 DP_A64 * k4[i] + DP_A65 * k5[i]);
+    if (rhs(w, tend, w->Y[5], k6)) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        y1[i] = y[i] + h * (DP_A71 * k1[i] + DP_A73 * k3[i] + DP_A74 * k4[i] + DP_A75 * k5[i] +
+                            DP_A76 * k6[i]);
+    return 0;
+}
+
+static int ros_replay(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    const symode_model *m = w->m;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4],
+           *ak6 = w->K[5], *fx = w->fx, *E = w->E, *dy1 = w->F[0], *ynew = w->ynew;
+    double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
+        hc64, hc65, hd1, hd2, hd3, hd4;
+
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + RS_C2 * h, tend);
+    w->T[2] = dmin(t + RS_C3 * h, tend);
+    w->T[3] = dmin(t + RS_C4 * h, tend);
+    w->T[4] = tend;
+    w->T[5] = tend;
+    if (rhs(w, t, y, dy1)) return SYMODE_ERR_RHS;
+    if (!m->jac || m->jac(m->ctx, t, y, w->p, w->u, w->J) != 0) return SYMODE_ERR_RHS;
+    w->delt = 0.0;
+    if (w->tp->nonaut) {
+        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
+        if (t + delt > s->t1) delt = -delt;
+        w->delt = delt;
+        if (rhs(w, t + delt, y, w->ftmp)) return SYMODE_ERR_RHS;
+        for (i = 0; i < n; i++) fx[i] = (w->ftmp[i] - dy1[i]) / delt;
+    } else {
+        memset(fx, 0, (size_t)n * sizeof(double));
+    }
+    fac = 1.0 / (h * RS_GAMMA);
+    for (i = 0; i < n * n; i++) E[i] = -w->J[i];
+    for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
+    if (lu_factor(n, E, w->piv)) return SYMODE_ERR_SINGULAR;
+
+    hc21 = RS_C21 / h;
+    hc31 = RS_C31 / h; hc32 = RS_C32 / h;
+    hc41 = RS_C41 / h; hc42 = RS_C42 / h; hc43 = RS_C43 / h;
+    hc51 = RS_C51 / h; hc52 = RS_C52 / h; hc53 = RS_C53 / h; hc54 = RS_C54 / h;
+    hc61 = RS_C61 / h; hc62 = RS_C62 / h; hc63 = RS_C63 / h; hc64 = RS_C64 / h; hc65 = RS_C65 / h;
+    hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
+
+    for (i = 0; i < n; i++) ak1[i] = dy1[i] + hd1 * fx[i];
+    lu_solve(n, E, w->piv, ak1);
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
+    if (rhs(w, w->T[1], w->Y[1], w->F[1])) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc21 * ak1[i] + hd2 * fx[i];
+    lu_solve(n, E, w->piv, ak2);
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
+    if (rhs(w, w->T[2], w->Y[2], w->F[2])) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
+    lu_solve(n, E, w->piv, ak3);
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
+    if (rhs(w, w->T[3], w->Y[3], w->F[3])) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        ak4[i] = w->F[3][i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
+    lu_solve(n, E, w->piv, ak4);
+    for (i = 0; i < n; i++)
+        w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
+    if (rhs(w, tend, w->Y[4], w->F[4])) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        ak5[i] = w->F[4][i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
+    lu_solve(n, E, w->piv, ak5);
+    for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
+    if (rhs(w, tend, w->Y[5], w->F[5])) return SYMODE_ERR_RHS;
+    for (i = 0; i < n; i++)
+        ak6[i] = w->F[5][i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
+                 hc65 * ak5[i];
+    lu_solve(n, E, w->piv, ak6);
+    for (i = 0; i < n; i++) ynew[i] = w->Y[5][i] + ak6[i];
+    return 0;
+}
+
+static int step_replay(wspace *w, const tape_step *s, const double *y)
+{
+    return s->method == SYMODE_STIFF ? ros_replay(w, s, y) : dp5_replay(w, s, y);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* adjoint of one step: on entry w->ybar = adjoint of y_new; on exit adjoint of y; w->gp += .  */
+/* (step_replay must have been called for this step.)                                          */
+/* ------------------------------------------------------------------------------------------ */
+static int vjp_acc(wspace *w, double t, const double *x, const double *wt, double *xacc,
+                   double scale_x)
+{
+    int i;
+    const symode_derivs *d = w->d;
+    if (d->vjp(w->m->ctx, t, x, w->p, w->u, wt, w->ox, w->op) != 0) return SYMODE_ERR_RHS;
+    for (i = 0; i < w->n; i++) xacc[i] += scale_x * w->ox[i];
+    for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
+    return 0;
+}
+
+static int dp5_adjoint(wspace *w, const tape_step *s)
+{
+    const int n = w->n;
+    const double h = s->h;
+    int i, j, l;
+    double *a = w->ybar, *Yb = w->w;
+    for (j = 0; j < 6; j++)
+        for (i = 0; i < n; i++) w->kbar[j][i] = h * DP_B[j] * a[i];
+    /* a (= ybar) keeps the identity path y_new = y + ... */
+    for (j = 5; j >= 0; j--) {
+        const double *arow = dp_a_row(j);
+        memset(Yb, 0, (size_t)n * sizeof(double));
+        if (vjp_acc(w, w->T[j], w->Y[j], w->kbar[j], Yb, 1.0)) return SYMODE_ERR_RHS;
+        for (i = 0; i < n; i++) a[i] += Yb[i];
+        for (l = 0; l < j; l++) {
+            double c = h * arow[l];
+            for (i = 0; i < n; i++) w->kbar[l][i] += c * Yb[i];
+        }
+    }
+    return 0;
+}
+
+static int ros_adjoint(wspace *w, const tape_step *s)
+{
+    const int n = w->n;
+    const double h = s->h;
+    const symode_derivs *d = w->d;
+    int i, j, l;
+    double *a = w->ybar, *Yb = w->w, *fxbar = w->fxbar, *abar_out = w->ftmp;
+    /* y_new = y + sum_j a_6j k_j + k_6 */
+    memcpy(abar_out, a, (size_t)n * sizeof(double));
+    memset(fxbar, 0, (size_t)n * sizeof(double));
+    for (j = 0; j < 5; j++)
+        for (i = 0; i < n; i++) w->kbar[j][i] = RS_A[5][j] * abar_out[i];
+    memcpy(w->kbar[5], abar_out, (size_t)n * sizeof(double));
+    /* a accumulates dL/dy */
+    for (j = 5; j >= 0; j--) {
+        double *rb = w->rbar[j];
+        memcpy(rb, w->kbar[j], (size_t)n * sizeof(double));
+        lu_solve_t(n, w->E, w->piv, rb);
+        for (l = 0; l < j; l++) {
+            double c = RS_CM[j][l] / h;
+            for (i = 0; i < n; i++) w->kbar[l][i] += c * rb[i];
+        }
+        if (RS_DV[j] != 0.0) {
+            double c = h * RS_DV[j];
+            for (i = 0; i < n; i++) fxbar[i] += c * rb[i];
+        }
+        if (j >= 1) {
+            /* F_j = f(T_j, Y_j), Y_j = y + sum_l a_jl k_l */
+            memset(Yb, 0, (size_t)n * sizeof(double));
+            if (vjp_acc(w, w->T[j], w->Y[j], rb, Yb, 1.0)) return SYMODE_ERR_RHS;
+            for (i = 0; i < n; i++) a[i] += Yb[i];
+            for (l = 0; l < j; l++) {
+                double c = RS_A[j][l];
+                if (c != 0.0)
+                    for (i = 0; i < n; i++) w->kbar[l][i] += c * Yb[i];
+            }
+        }
+        /* J-dependence of the solve: rbar^T dJ k_j */
+        if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
+            return SYMODE_ERR_RHS;
+        for (i = 0; i < n; i++) a[i] += w->ox[i];
+        for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
+    }
+    /* r_1 = f(t, y) + h d_1 f_t;  f_t = (f(t + delt, y) - f(t, y)) / delt */
+    memcpy(Yb, w->rbar[0], (size_t)n * sizeof(double));
+    if (w->delt != 0.0) {
+        for (i = 0; i < n; i++) fxbar[i] /= w->delt;
+        if (vjp_acc(w, s->t + w->delt, w->Y[0], fxbar, a, 1.0)) return SYMODE_ERR_RHS;
+        for (i = 0; i < n; i++) Yb[i] -= fxbar[i];
+    }
+    if (vjp_acc(w, s->t, w->Y[0], Yb, a, 1.0)) return SYMODE_ERR_RHS;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* forward sensitivities of one step: S (n x P) -> w->dY holds the new S on exit              */
+/* ------------------------------------------------------------------------------------------ */
+static int full_jac(wspace *w, double t, const double *x, double *Jx, double *Jp)
+{
+    const symode_model *m = w->m;
+    const symode_derivs *d = w->d;
+    int i, j, n = w->n, np = w->np;
+    if (m->jac && (np == 0 || d->jac_p)) {
+        if (m->jac(m->ctx, t, x, w->p, w->u, Jx) != 0) return SYMODE_ERR_RHS;
+        if (np > 0 && d->jac_p(m->ctx, t, x, w->p, w->u, Jp) != 0) return SYMODE_ERR_RHS;
+        return 0;
+    }
+    if (!d->vjp) return SYMODE_ERR_ARGS;
+    for (i = 0; i < n; i++) {
+        memset(w->colv, 0, (size_t)n * sizeof(double));
+        w->colv[i] = 1.0;
+        if (d->vjp(m->ctx, t, x, w->p, w->u, w->colv, w->ox, w->op) != 0) return SYMODE_ERR_RHS;
+        for (j = 0; j < n; j++) Jx[i + (size_t)j * n] = w->ox[j];
+        for (j = 0; j < np; j++) Jp[i + (size_t)j * n] = w->op[j];
+    }
+    return 0;
+}
+
+/* out (n x P) = Jx X + [0 | Jp] */
+static void jac_apply(int n, int np, const double *Jx, const double *Jp, const double *X,
+                      double *out)
+{
+    int P = n + np, c, i, k;
+    for (c = 0; c < P; c++) {
+        double *oc = out + (size_t)c * n;
+        const double *xc = X + (size_t)c * n;
+        memset(oc, 0, (size_t)n * sizeof(double));
+        for (k = 0; k < n; k++) {
+            double xk = xc[k];
+            const double *jk = Jx + (size_t)k * n;
+            if (xk != 0.0)
+                for (i = 0; i < n; i++) oc[i] += jk[i] * xk;
+        }
+        if (c >= n)
+            for (i = 0; i < n; i++) oc[i] += Jp[i + (size_t)(c - n) * n];
+    }
+}
+
+static int dp5_forward(wspace *w, const tape_step *s, double *S)
+{
+    const int n = w->n;
+    const size_t NP = (size_t)n * w->P;
+    const double h = s->h;
+    int j, l;
+    size_t q;
+    for (j = 0; j < 6; j++) {
+        const double *arow = dp_a_row(j);
+        double *dY = w->dY;
+        memcpy(dY, S, NP * sizeof(double));
+        for (l = 0; l < j; l++) {
+            double c = h * arow[l];
+            if (c != 0.0)
+                for (q = 0; q < NP; q++) dY[q] += c * w->dK[l][q];
+        }
+        if (full_jac(w, w->T[j], w->Y[j], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
+        jac_apply(n, w->np, w->Jx2, w->Jp2, dY, w->dK[j]);
+    }
+    for (j = 0; j < 6; j++) {
+        double c = h * DP_B[j];
+        if (c != 0.0)
+            for (q = 0; q < NP; q++) S[q] += c * w->dK[j][q];
+    }
+    return 0;
+}
+
+static int ros_forward(wspace *w, const tape_step *s, double *S)
+{
+    const int n = w->n, np = w->np, P = w->P;
+    const size_t NP = (size_t)n * P;
+    const double h = s->h;
+    const symode_derivs *d = w->d;
+    int j, l, c, i;
+    size_t q;
+    double *G = w->G, *dfx = w->dfx;
+    /* G = d f(t, y) */
+    if (full_jac(w, s->t, w->Y[0], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
+    jac_apply(n, np, w->Jx2, w->Jp2, S, G);
+    if (w->delt != 0.0) {
+        if (full_jac(w, s->t + w->delt, w->Y[0], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
+        jac_apply(n, np, w->Jx2, w->Jp2, S, w->Gt);
+        for (q = 0; q < NP; q++) dfx[q] = (w->Gt[q] - G[q]) / w->delt;
+    }
+    for (j = 0; j < 6; j++) {
+        double *dr = w->dK[j];
+        if (j == 0) {
+            memcpy(dr, G, NP * sizeof(double));
+        } else {
+            double *dY = w->dY;
+            memcpy(dY, S, NP * sizeof(double));
+            for (l = 0; l < j; l++) {
+                double cc = RS_A[j][l];
+                if (cc != 0.0)
+                    for (q = 0; q < NP; q++) dY[q] += cc * w->dK[l][q];
+            }
+            if (full_jac(w, w->T[j], w->Y[j], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
+            jac_apply(n, np, w->Jx2, w->Jp2, dY, dr);
+        }
+        for (l = 0; l < j; l++) {
+            double cc = RS_CM[j][l] / h;
+            for (q = 0; q < NP; q++) dr[q] += cc * w->dK[l][q];
+        }
+        if (RS_DV[j] != 0.0 && w->delt != 0.0) {
+            double cc = h * RS_DV[j];
+            for (q = 0; q < NP; q++) dr[q] += cc * dfx[q];
+        }
+        /* + dJ k_j, then solve */
+        for (c = 0; c < P; c++) {
+            double *col = dr + (size_t)c * n;
+            const double *dpp = NULL;
+            if (c >= n) {
+                memset(w->ep, 0, (size_t)np * sizeof(double));
+                w->ep[c - n] = 1.0;
+                dpp = w->ep;
+            }
+            if (d->jvp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], S + (size_t)c * n, dpp,
+                        w->colv) != 0)
+                return SYMODE_ERR_RHS;
+            for (i = 0; i < n; i++) col[i] += w->colv[i];
+            lu_solve(n, w->E, w->piv, col);
+        }
+    }
+    /* S_new = S + sum_j a_6j dk_j + dk_6 */
+    for (j = 0; j < 5; j++) {
+        double cc = RS_A[5][j];
+        for (q = 0; q < NP; q++) S[q] += cc * w->dK[j][q];
+    }
+    for (q = 0; q < NP; q++) S[q] += w->dK[5][q];
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* drivers                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+static int check_common(const symode_tape *tape, const symode_model *m, const double *p,
+                        const double *u)
+{
+    if (!tape || !tape->valid || !m || !m->rhs || m->nx != tape->nx || m->np != tape->np ||
+        m->nu != tape->nu || (m->np > 0 && !p) || (m->nu > 0 && tape->nt > 1 && !u))
+        return SYMODE_ERR_ARGS;
+    if (tape->nstiff > 0 && (tape->jac_fd || !m->jac)) return SYMODE_ERR_ARGS;
+    return 0;
+}
+
+static const double *interval_u(const symode_model *m, const double *u, int i)
+{
+    return m->nu > 0 ? u + (size_t)i * m->nu : u;
+}
+
+int symode_tape_replay(const symode_tape *tape, const symode_model *m, const double *x0,
+                       const double *p, const double *u, double *xout)
+{
+    wspace w;
+    void *block;
+    int rc = 0, i, n;
+    long k = 0;
+    double *y;
+    if (check_common(tape, m, p, u) || !x0 || !xout) return SYMODE_ERR_ARGS;
+    n = m->nx;
+    memset(&w, 0, sizeof(w));
+    block = ws_alloc(&w, n, m->np, 0);
+    if (!block) return SYMODE_ERR_NOMEM;
+    w.tp = tape; w.m = m; w.p = p; w.n = n; w.np = m->np; w.P = n + m->np;
+    y = w.ybar; /* current state */
+    memcpy(y, x0, (size_t)n * sizeof(double));
+    memcpy(xout, x0, (size_t)n * sizeof(double));
+    for (i = 0; i < tape->nt - 1 && rc == 0; i++) {
+        w.u = interval_u(m, u, i);
+        for (; k < tape->n && tape->steps[k].interval == i; k++) {
+            rc = step_replay(&w, tape->steps + k, y);
+            if (rc) break;
+            memcpy(y, w.ynew, (size_t)n * sizeof(double));
+        }
+        memcpy(xout + (size_t)(i + 1) * n, y, (size_t)n * sizeof(double));
+    }
+    free(block);
+    return rc;
+}
+
+int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const symode_derivs *d,
+                        const double *p, const double *u, const double *lam, double *grad_x0,
+                        double *grad_p)
+{
+    wspace w;
+    void *block;
+    int rc = 0, i, k2, n, np;
+    long k;
+    if (check_common(tape, m, p, u) || !d || !d->vjp || !lam || !grad_x0 ||
+        (m->np > 0 && !grad_p) || (tape->nstiff > 0 && !d->vjp2))
+        return SYMODE_ERR_ARGS;
+    n = m->nx;
+    np = m->np;
+    memset(&w, 0, sizeof(w));
+    block = ws_alloc(&w, n, np, 0);
+    if (!block) return SYMODE_ERR_NOMEM;
+    w.tp = tape; w.m = m; w.d = d; w.p = p; w.n = n; w.np = np; w.P = n + np;
+    memcpy(w.ybar, lam + (size_t)(tape->nt - 1) * n, (size_t)n * sizeof(double));
+    k = tape->n - 1;
+    for (i = tape->nt - 2; i >= 0 && rc == 0; i--) {
+        w.u = interval_u(m, u, i);
+        for (; k >= 0 && tape->steps[k].interval == i; k--) {
+            const tape_step *s = tape->steps + k;
+            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            if (rc) break;
+            rc = s->method == SYMODE_STIFF ? ros_adjoint(&w, s) : dp5_adjoint(&w, s);
+            if (rc) break;
+        }
+        for (k2 = 0; k2 < n; k2++) w.ybar[k2] += lam[(size_t)i * n + k2];
+    }
+    if (rc == 0) {
+        memcpy(grad_x0, w.ybar, (size_t)n * sizeof(double));
+        if (np > 0) memcpy(grad_p, w.gp, (size_t)np * sizeof(double));
+    }
+    free(block);
+    return rc;
+}
+
+int symode_tape_forward(const symode_tape *tape, const symode_model *m, const symode_derivs *d,
+                        const double *p, const double *u, double *S_out)
+{
+    wspace w;
+    void *block;
+    int rc = 0, i, n, np, P;
+    long k = 0;
+    size_t NP;
+    double *S;
+    if (check_common(tape, m, p, u) || !d || !S_out || (tape->nstiff > 0 && !d->jvp2) ||
+        ((!m->jac || (m->np > 0 && !d->jac_p)) && !d->vjp))
+        return SYMODE_ERR_ARGS;
+    n = m->nx;
+    np = m->np;
+    P = n + np;
+    NP = (size_t)n * P;
+    memset(&w, 0, sizeof(w));
+    block = ws_alloc(&w, n, np, 1);
+    if (!block) return SYMODE_ERR_NOMEM;
+    w.tp = tape; w.m = m; w.d = d; w.p = p; w.n = n; w.np = np; w.P = P;
+    S = S_out; /* S_out block 0 = [I | 0]; each block is propagated from the previous one */
+    memset(S, 0, NP * sizeof(double));
+    for (i = 0; i < n; i++) S[i + (size_t)i * n] = 1.0;
+    for (i = 0; i < tape->nt - 1 && rc == 0; i++) {
+        double *Snext = S_out + (size_t)(i + 1) * NP;
+        memcpy(Snext, S_out + (size_t)i * NP, NP * sizeof(double));
+        w.u = interval_u(m, u, i);
+        for (; k < tape->n && tape->steps[k].interval == i; k++) {
+            const tape_step *s = tape->steps + k;
+            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            if (rc) break;
+            rc = s->method == SYMODE_STIFF ? ros_forward(&w, s, Snext) : dp5_forward(&w, s, Snext);
+            if (rc) break;
+        }
+    }
+    free(block);
+    return rc;
+}
