@@ -237,14 +237,32 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
         return out
 
     f = ca.vertcat(*to_casadi(list(sym.f), mapping))
+    Jx = dense(sym.jac_x)
+    Jp = dense(sym.jac_p)
+    v = ca.SX.sym("v", nx)
+    w = ca.SX.sym("w", nx)
+    dxs = ca.SX.sym("dx", nx)
+    dps = ca.SX.sym("dp", np_)
+    Jxv = ca.mtimes(Jx, v)
+    wJxv = ca.dot(w, Jxv)
     ny = sym.h.shape[0]
     h = ca.vertcat(*to_casadi(list(sym.h), mapping)) if ny else ca.SX.zeros(0, 1)
     args = [t, x, p, U]
     names = ["t", "x", "p", "U"]
     out = [
         ca.Function("sym_rhs", args, [f], names, ["f"]),
-        ca.Function("sym_jac_x", args, [ca.densify(dense(sym.jac_x))], names, ["J"]),
-        ca.Function("sym_jac_p", args, [ca.densify(dense(sym.jac_p))], names, ["J"]),
+        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
+        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
+        # vector-Jacobian products for adjoints: Jx^T w, Jp^T w
+        ca.Function("sym_vjp", [*args, w], [ca.densify(ca.mtimes(Jx.T, w)), ca.densify(ca.mtimes(Jp.T, w))],
+                    [*names, "w"], ["vx", "vp"]),
+        # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
+        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
+                    [*names, "v", "w"], ["vx", "vp"]),
+        # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
+        ca.Function("sym_jvp2", [*args, v, dxs, dps],
+                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
+                    [*names, "v", "dx", "dp"], ["out"]),
         ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
         ca.Function("sym_obs_jac_x", args, [ca.densify(dense(sym.h_jac_x))], names, ["J"]),
         ca.Function("sym_obs_jac_p", args, [ca.densify(dense(sym.h_jac_p))], names, ["J"]),
@@ -284,6 +302,39 @@ DEFINE_CALL(sym_jac_p)
 DEFINE_CALL(sym_obs)
 DEFINE_CALL(sym_obs_jac_x)
 DEFINE_CALL(sym_obs_jac_p)
+
+static int vjp_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
+                       const double *w, double *out_x, double *out_p) {{
+    const casadi_real *arg[sym_vjp_SZ_ARG > 5 ? sym_vjp_SZ_ARG : 5];
+    casadi_real *res[sym_vjp_SZ_RES > 2 ? sym_vjp_SZ_RES : 2];
+    casadi_int iw[sym_vjp_SZ_IW + 1];
+    casadi_real w_[sym_vjp_SZ_W + 1];
+    (void)ctx;
+    arg[0] = &t; arg[1] = x; arg[2] = p; arg[3] = u; arg[4] = w; res[0] = out_x; res[1] = out_p;
+    return sym_vjp(arg, res, iw, w_, 0);
+}}
+
+static int vjp2_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
+                        const double *v, const double *w, double *out_x, double *out_p) {{
+    const casadi_real *arg[sym_vjp2_SZ_ARG > 6 ? sym_vjp2_SZ_ARG : 6];
+    casadi_real *res[sym_vjp2_SZ_RES > 2 ? sym_vjp2_SZ_RES : 2];
+    casadi_int iw[sym_vjp2_SZ_IW + 1];
+    casadi_real w_[sym_vjp2_SZ_W + 1];
+    (void)ctx;
+    arg[0] = &t; arg[1] = x; arg[2] = p; arg[3] = u; arg[4] = v; arg[5] = w; res[0] = out_x; res[1] = out_p;
+    return sym_vjp2(arg, res, iw, w_, 0);
+}}
+
+static int jvp2_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
+                        const double *v, const double *dx, const double *dp, double *out) {{
+    const casadi_real *arg[sym_jvp2_SZ_ARG > 7 ? sym_jvp2_SZ_ARG : 7];
+    casadi_real *res[sym_jvp2_SZ_RES > 1 ? sym_jvp2_SZ_RES : 1];
+    casadi_int iw[sym_jvp2_SZ_IW + 1];
+    casadi_real w_[sym_jvp2_SZ_W + 1];
+    (void)ctx;
+    arg[0] = &t; arg[1] = x; arg[2] = p; arg[3] = u; arg[4] = v; arg[5] = dx; arg[6] = dp; res[0] = out;
+    return sym_jvp2(arg, res, iw, w_, 0);
+}}
 
 static int rhs_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
                        double *xdot) {{
