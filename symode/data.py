@@ -115,15 +115,12 @@ def input_matrix(spec: Spec, data: Dataset | None, times: np.ndarray,
                 raise DataError("missing or NaN input value", file=data.file, line=data.line_of(int(bad[0])),
                                 field=name)
             out[name] = col
-        elif inp.default is not None:
-            if data is not None:
-                warnings.warn(f"{data.file}: no column {name!r}; using the input's default {inp.default}",
-                              stacklevel=2)
+        elif inp.default is not None and data is None:
             out[name] = np.full(len(times), inp.default)
         else:
             where = data.file if data is not None else None
-            raise DataError(f"missing input column {name!r} (and the spec gives no default)", file=where,
-                            field=name)
+            why = "" if data is not None else " (and the spec gives no default)"
+            raise DataError(f"missing input column {name!r}{why}", file=where, field=name)
     return out
 
 

@@ -118,7 +118,7 @@ class _Translator:
             return result
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:30]
+                name = node.func.id if isinstance(node.func, ast.Name) else _short(ast.unparse(node.func))
                 raise _fail(self.text, f"call of {name!r} not allowed (allowed: {', '.join(FUNCTIONS)})")
             if node.keywords:
                 raise _fail(self.text, "keyword arguments not allowed")
@@ -165,6 +165,10 @@ class _Translator:
                 raise _fail(self.text, "constant power is not real")
             return sp.Float(value)
         return sp.Pow(base, exponent)
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def free_names(expr: sp.Expr) -> set[str]:

@@ -147,9 +147,8 @@ def test_input_matrix_values_and_default(tmp_path, spec) -> None:
     u = input_matrix(spec, ds, ds.times)
     assert u["D"][:2].tolist() == [0.2, 0.3]  # last value unused by piecewise-constant inputs
     ds2 = read_csv(write(tmp_path, "time,X,S\n0,1,1\n1,1,1\n", "nod.csv"))
-    with pytest.warns(UserWarning, match="default"):
-        u2 = input_matrix(spec, ds2, ds2.times)
-    assert u2["D"].tolist() == [0.25, 0.25]
+    with pytest.raises(DataError, match="missing input column 'D'"):
+        input_matrix(spec, ds2, ds2.times)  # a data file must carry its inputs; defaults are for data-free runs
     assert input_matrix(spec, None, np.array([0.0, 1.0]))["D"].tolist() == [0.25, 0.25]
 
 

@@ -1,0 +1,128 @@
+"""The command line: every subcommand, its --help, and user errors (exit 2, one located line)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from symode.cli import build_parser, main
+from symode.spec import load_spec
+
+from .conftest import SPECS
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symode.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"validate", "graph", "template", "simulate", "demo", "gradcheck"} <= set(sub.choices)
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        assert p.description, name
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, (name, action.dest)
+        assert "usage" in text
+
+
+def test_validate_and_equations(capsys):
+    assert main(["validate", str(SPECS / "chemostat.yaml"), "--equations"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "dB/dt" in out
+
+
+def test_template_writes_loadable_spec(tmp_path):
+    out = tmp_path / "t.yaml"
+    assert main(["template", "--satellites", "3", "--metabolites", "2", "-o", str(out)]) == 0
+    spec = load_spec(out)
+    assert [s for s in spec.states] == ["S", "X", "Y1", "Y2", "Y3", "M1", "M2"]
+
+
+def test_graph_png(tmp_path):
+    out = tmp_path / "g.png"
+    assert main(["graph", str(SPECS / "chemostat.yaml"), "-o", str(out), "--strengths"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_simulate_without_data(tmp_path):
+    out = tmp_path / "traj.csv"
+    assert main(["simulate", str(SPECS / "chemostat.yaml"), "--t-end", "24", "--dt", "0.5", "-o", str(out),
+                 "--plot", str(tmp_path / "traj.png")]) == 0
+    rows = np.genfromtxt(out, delimiter=",", names=True)
+    assert rows.dtype.names == ("time", "S", "X", "Y", "A", "B")
+    assert len(rows) == 49 and rows["time"][-1] == 24.0
+    assert (tmp_path / "traj.png").exists()
+
+
+def test_simulate_with_data_reproduces_truth(tmp_path, shared_data):
+    out = tmp_path / "traj.csv"
+    r = run("simulate", str(SPECS / "chemostat.yaml"), "--data", str(shared_data / "chemostat-dev" / "data.csv"),
+            "--params", str(shared_data / "chemostat-dev" / "truth.json"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    traj = np.genfromtxt(out, delimiter=",", names=True)
+    truth = np.genfromtxt(shared_data / "chemostat-dev" / "truth_states.csv", delimiter=",", names=True)
+    assert traj.dtype.names == truth.dtype.names
+    for name in ("S", "X", "Y", "A", "B"):
+        assert np.max(np.abs(traj[name] / truth[name] - 1)) <= 1e-5
+
+
+BAD_SPECS = {
+    "yaml": ("name: x\nstates:\n  S: {x0: 1\n", ":4:"),
+    "unknown_symbol": ("name: x\nstates:\n  S: {x0: 1}\nparameters:\n  k: {value: 1}\ninteractions:\n"
+                       "  - {id: r, type: custom, rate: 'k*Q', stoichiometry: {S: -1}}\n", ":7:"),
+    "undefined_species": ("name: x\nstates:\n  S: {x0: 1}\nparameters:\n  k: {value: 1}\ninteractions:\n"
+                          "  - {type: uptake, from: S, to: Z, mu: k, K: k, yield: k}\n", ":7:"),
+    "bounds": ("name: x\nstates:\n  S: {x0: 1}\nparameters:\n  k: {value: 5, bounds: [0, 1]}\n", ":5:"),
+    "code": ("name: x\nstates:\n  S: {x0: 1}\nparameters:\n  k: {value: 1}\ninteractions:\n"
+             "  - {id: r, type: custom, rate: \"__import__('os').system('touch PWNED')\", stoichiometry: {S: -1}}\n",
+             ":7:"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_spec_exits_2_with_location(tmp_path, case):
+    text, where = BAD_SPECS[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "symode.cli", "validate", str(path)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) + where in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("time_h,D,X,S\n0,0.25,1,2\n1,nan,1,2\n2,0.25,1,2\n", ":3: D: missing or NaN input"),
+    ("time_h,X,S\n0,1,2\n1,1,2\n", "missing input column 'D'"),
+    ("time_h,D,X,S\n0,0.25,1,2\n2,0.25,1,2\n1,0.25,1,2\n", ":4: time_h: unsorted"),
+    ("X,S\n1,2\n", "no time column"),
+])
+def test_bad_data_exits_2(tmp_path, content, needle):
+    data = tmp_path / "d.csv"
+    data.write_text(content)
+    r = run("simulate", str(SPECS / "chemostat.yaml"), "--data", str(data), "-o", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_solver_failure_exits_2(tmp_path):
+    spec = tmp_path / "blowup.yaml"
+    spec.write_text("name: b\nreactor: {mode: batch}\nstates: {x: {x0: 1.0}}\nparameters: {k: {value: 1.0}}\n"
+                    "interactions:\n  - {type: mass_action, reactants: {x: 2}, products: {x: 3}, k: k}\n")
+    r = run("simulate", str(spec), "--t-end", "5", "-o", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and "solver failed" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path):
+    r = run("demo", "--quick", "-o", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr
+    for name in ("experiment.csv", "truth_states.csv", "trajectories.png", "graph.png"):
+        assert (tmp_path / "demo" / name).exists()

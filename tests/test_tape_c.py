@@ -1,0 +1,124 @@
+"""Tests for the discrete adjoint / forward sensitivities (symode/csrc/symode_tape.c).
+
+Compiles tests/csrc/test_tape_main.c together with the tape and the integrator, runs it and asserts
+on its "OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
+"""
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CSRC = ROOT / "symode" / "csrc"
+SOURCES = [CSRC / "symode_tape.c", CSRC / "symode_integrator.c"]
+DRIVER = ROOT / "tests" / "csrc" / "test_tape_main.c"
+
+CC = shutil.which("cc") or shutil.which("gcc")
+VALGRIND = shutil.which("valgrind")
+CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) found")
+
+# every check the driver must report as OK
+EXPECTED = [
+    "derivcheck_nl3", "derivcheck_chem", "derivcheck_lin2",
+    # replay bit-identical, adjoint vs forward, both vs finite differences of the replayed map
+    "nl3_explicit", "nl3_stiff", "nl3_auto",
+    "nl3_nonaut_explicit", "nl3_nonaut_stiff", "nl3_nonaut_auto",
+    "chem_auto", "chem_stiff", "chem_explicit",
+    "lin2_explicit", "lin2_stiff", "lin2_auto",
+    # against the exact continuous sensitivities / a tight-tolerance reference
+    "lin2_explicit_vs_exact", "lin2_stiff_vs_exact", "lin2_auto_vs_exact",
+    "chem_gradient_vs_continuous",
+    "obs_at_t0", "single_time_point", "record_bit_identical", "errors_args", "explicit_vjp_only",
+    "perf_chemostat_runs",
+]
+
+
+def _compile(out, extra_flags=(), check=True):
+    cmd = [CC, *CFLAGS, *extra_flags, f"-I{CSRC}", str(DRIVER), *map(str, SOURCES), "-lm", "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if check:
+        assert res.returncode == 0, f"compilation failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def _parse(stdout):
+    results = {}
+    for line in stdout.splitlines():
+        parts = line.split(" | ", 1)
+        head = parts[0].split()
+        if len(head) == 2 and head[0] in ("OK", "FAIL"):
+            results[head[1]] = (head[0], parts[1] if len(parts) > 1 else "")
+    return results
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("tape") / "test_tape_main"
+    _compile(exe)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def driver_run(driver):
+    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=120)
+    return res, _parse(res.stdout)
+
+
+@pytest.mark.parametrize("src", ["symode_tape.c", "symode_integrator.c"])
+def test_compiles_warning_free(tmp_path, src):
+    cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", f"-I{CSRC}", "-c",
+           str(CSRC / src), "-o", str(tmp_path / "x.o")]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_driver_all_ok(driver_run):
+    res, results = driver_run
+    fails = {k: v for k, v in results.items() if v[0] != "OK"}
+    assert not fails, "\n".join(f"{k}: {v[1]}" for k, v in fails.items())
+    assert res.returncode == 0, res.stdout + res.stderr
+    missing = [name for name in EXPECTED if name not in results]
+    assert not missing, f"checks not reported: {missing}"
+    assert f"SUMMARY {len(results)} 0" in res.stdout
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_check(driver_run, name):
+    _, results = driver_run
+    assert name in results, f"check {name} not reported"
+    status, info = results[name]
+    assert status == "OK", f"{name}: {info}"
+
+
+def test_perf_info(driver_run):
+    res, _ = driver_run
+    info = [line for line in res.stdout.splitlines() if line.startswith("INFO perf_chemostat")]
+    assert info, res.stdout
+    print(info[0])
+
+
+@pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
+def test_valgrind_clean(driver):
+    res = subprocess.run(
+        [VALGRIND, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+         str(driver), "--quick"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "FAIL " not in res.stdout
+
+
+def test_sanitizers(tmp_path):
+    exe = tmp_path / "test_tape_asan"
+    res = _compile(exe, ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+                   check=False)
+    if res.returncode != 0:
+        pytest.skip("compiler does not support -fsanitize=address,undefined")
+    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=120)
+    if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
+        pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
