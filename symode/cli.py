@@ -19,11 +19,11 @@ from .errors import SymodeError
 EXIT_USAGE = 2
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"symode: warning: {message}", file=sys.stderr)
 
 
-def _load_spec(path: str, params: str | None = None):  # noqa: ANN202
+def _load_spec(path: str, params: str | None = None):
     from .params import apply_params
     from .spec import load_spec
 

@@ -110,7 +110,7 @@ class Method:
 class ForwardSensitivity(Method):
     name = "forward"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         be = problem.model.backend
         status, loss, grad, rjac, r, stats = be.grad_forward(problem.times, x0, p, problem.U, problem.data,
                                                              problem.sigma, rtol=rtol, atol=atol, method=solver,
@@ -131,7 +131,7 @@ class InterpolatingAdjoint(Method):
     nsub: int = 8
     name = "adjoint"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         status, loss, grad, stats = problem.model.backend.grad_adjoint(
             problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
             backsolve=False, nsub=self.nsub)
@@ -143,7 +143,7 @@ class InterpolatingAdjoint(Method):
 class BacksolveAdjoint(Method):
     name = "backsolve"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         status, loss, grad, stats = problem.model.backend.grad_adjoint(
             problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
             backsolve=True)
@@ -162,7 +162,7 @@ class Auto(Method):
             return ForwardSensitivity()
         return InterpolatingAdjoint()
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         return self.choose(problem, jacobian).compute(problem, x0, p, rtol=rtol, atol=atol, solver=solver,
                                                       jacobian=jacobian)
 

@@ -91,7 +91,7 @@ class Symmetry:
         if name in self.exponents:
             return self.exponents[name]
         for key, k in self.exponents.items():
-            if key.startswith("x0.") and name.startswith(key) and name[len(key)] in "[@#:/ ":
+            if _matches(key, name):
                 return k
         return 0.0
 
@@ -101,6 +101,12 @@ class Symmetry:
     def to_dict(self) -> dict[str, Any]:
         return {"exponents": dict(self.exponents), "description": self.description,
                 "invariants": list(self.invariants), "states": list(self.states), "verified": self.verified}
+
+
+def _matches(key: str, name: str) -> bool:
+    """``name`` is ``key`` or a per-experiment copy of the initial state ``key`` ("x0.Y[2]", "x0.Y@b")."""
+    return name == key or (key.startswith("x0.") and name.startswith(key) and len(name) > len(key)
+                           and name[len(key)] in "[@#:/ ")
 
 
 def _display(name: str, taken: set[str]) -> str:
@@ -325,7 +331,7 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
         exact = v is not None
         if v is None:
             v = r / r[np.flatnonzero(np.abs(r) > 1e-8)[0]]
-        exps = {unknowns[c]: (float(v[c]) if not exact else float(v[c])) for c in range(n_unk)
+        exps = {unknowns[c]: float(v[c]) for c in range(n_unk)
                 if abs(v[c]) > 1e-9}
         verified = _verify(sym, exps, exact, rng)
         if verified is None:
@@ -421,11 +427,8 @@ def symmetry_directions(symmetries: Sequence[Symmetry], names: Sequence[str]) ->
     estimation problem and gets a zero column."""
     cols = []
     for s in symmetries:
-        col = np.array([s.exponent(n) for n in names], dtype=float)
-        covered = all(any(s.exponent(n) != 0 for n in names if n == key or
-                          (key.startswith("x0.") and n.startswith(key) and n[len(key):len(key) + 1] in
-                           ("[", "@", "#", ":", "/", " "))) for key in s.exponents)
-        cols.append(col if covered else np.zeros(len(names)))
+        covered = all(any(_matches(key, n) for n in names) for key in s.exponents)
+        cols.append(np.array([s.exponent(n) for n in names], dtype=float) if covered else np.zeros(len(names)))
     return np.array(cols, dtype=float).T if cols else np.zeros((len(names), 0))
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from symode.errors import SolverError
+from symode.gradcheck import rel_error
 from symode.gradient import (
     METHODS,
     Problem,
@@ -13,7 +14,6 @@ from symode.gradient import (
     loss,
     loss_and_gradient,
 )
-from symode.gradcheck import rel_error
 from symode.model import build_model
 from symode.solve import simulate
 from symode.spec import load_spec, loads_spec

@@ -59,11 +59,13 @@ def test_compiled_matches_sympy_and_finite_differences(name):
         Jp = be.jac_p(t, x, p, U)
         np.testing.assert_allclose(Jx, np.asarray(jx_ref(t, x, p, u), float), rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(Jp, np.asarray(jp_ref(t, x, p, u), float), rtol=1e-11, atol=1e-12)
-        np.testing.assert_allclose(Jx, _central_diff(lambda xx: be.rhs(t, xx, p, U), x), rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(Jp, _central_diff(lambda pp: be.rhs(t, x, pp, U), p), rtol=1e-5, atol=1e-7)
+        fd_x = _central_diff(lambda xx, t=t, p=p, U=U: be.rhs(t, xx, p, U), x)
+        fd_p = _central_diff(lambda pp, t=t, x=x, U=U: be.rhs(t, x, pp, U), p)
+        np.testing.assert_allclose(Jx, fd_x, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(Jp, fd_p, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(be.obs(t, x, p, U), np.asarray(h_ref(t, x, p, u), float).ravel(), rtol=1e-12)
-        np.testing.assert_allclose(be.obs_jac_x(t, x, p, U),
-                                   _central_diff(lambda xx: be.obs(t, xx, p, U), x), rtol=1e-6, atol=1e-9)
+        fd_h = _central_diff(lambda xx, t=t, p=p, U=U: be.obs(t, xx, p, U), x)
+        np.testing.assert_allclose(be.obs_jac_x(t, x, p, U), fd_h, rtol=1e-6, atol=1e-9)
 
 
 def test_vm_backend_matches_compiled(chemostat_model):
