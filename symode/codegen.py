@@ -34,11 +34,12 @@ import sympy as sp
 from .errors import SymodeError
 from .spec import Spec
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 #: Hand-written C compiled into every model library (beside the generated model.c / model_casadi.c).
-C_SOURCES = ("symode_integrator.h", "symode_integrator.c", "symode_gradient.h", "symode_gradient.c")
+C_SOURCES = ("symode_integrator.h", "symode_integrator.c", "symode_tape.h", "symode_tape.c", "symode_gradient.h",
+             "symode_gradient.c")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -165,6 +166,15 @@ def to_casadi(exprs: list[sp.Expr], mapping: dict[sp.Symbol, Any]) -> list[Any]:
     return [tr(sp.sympify(e)) for e in exprs]
 
 
+def to_casadi_cse(exprs: list[sp.Expr], mapping: dict[sp.Symbol, Any]) -> list[Any]:
+    """:func:`to_casadi` after sympy's common-subexpression elimination over all ``exprs`` jointly."""
+    replacements, reduced = sp.cse(exprs, order="none")
+    memo = dict(mapping)
+    for sym_, expr in replacements:
+        memo[sym_] = to_casadi([expr], memo)[0]
+    return to_casadi(reduced, memo)
+
+
 def _product(items: list[Any]) -> Any:
     out = items[0]
     for a in items[1:]:
@@ -228,25 +238,31 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
         else:
             mapping[s] = U[k]
 
-    def dense(m: sp.Matrix) -> Any:
-        rows, cols = m.shape
-        flat = to_casadi(list(m.T), mapping)  # column-major
-        out = ca.SX.zeros(rows, cols)
-        for idx, e in enumerate(flat):
-            out[idx % rows, idx // rows] = e
-        return out
+    # One CSE pass over f, df/dx, df/dp, h, dh/dx, dh/dp (column-major entries), then split back.
+    mats = [sym.f, sym.jac_x, sym.jac_p, sym.h, sym.h_jac_x, sym.h_jac_p]
+    flat = [e for m in mats for e in m.T]
+    translated = to_casadi_cse(flat, mapping)
 
-    f = ca.vertcat(*to_casadi(list(sym.f), mapping))
-    Jx = dense(sym.jac_x)
-    Jp = dense(sym.jac_p)
+    def take(m: sp.Matrix, start: int) -> tuple[Any, int]:
+        rows, cols = m.shape
+        out = ca.SX.zeros(rows, cols)
+        for idx in range(rows * cols):
+            out[idx % rows, idx // rows] = translated[start + idx]
+        return out, start + rows * cols
+
+    pos = 0
+    f, pos = take(sym.f, pos)
+    Jx, pos = take(sym.jac_x, pos)
+    Jp, pos = take(sym.jac_p, pos)
+    h, pos = take(sym.h, pos)
+    Hx, pos = take(sym.h_jac_x, pos)
+    Hp, pos = take(sym.h_jac_p, pos)
     v = ca.SX.sym("v", nx)
     w = ca.SX.sym("w", nx)
     dxs = ca.SX.sym("dx", nx)
     dps = ca.SX.sym("dp", np_)
     Jxv = ca.mtimes(Jx, v)
     wJxv = ca.dot(w, Jxv)
-    ny = sym.h.shape[0]
-    h = ca.vertcat(*to_casadi(list(sym.h), mapping)) if ny else ca.SX.zeros(0, 1)
     args = [t, x, p, U]
     names = ["t", "x", "p", "U"]
     out = [
@@ -264,8 +280,8 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
                     [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
                     [*names, "v", "dx", "dp"], ["out"]),
         ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
-        ca.Function("sym_obs_jac_x", args, [ca.densify(dense(sym.h_jac_x))], names, ["J"]),
-        ca.Function("sym_obs_jac_p", args, [ca.densify(dense(sym.h_jac_p))], names, ["J"]),
+        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
+        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
     ]
     return out
 
@@ -397,6 +413,10 @@ static void init_gmodel(symode_gmodel *g) {{
     g->obs = obs_adapter;
     g->obs_jac_x = obsjx_adapter;
     g->obs_jac_p = obsjp_adapter;
+    g->d.jac_p = jacp_adapter;
+    g->d.vjp = vjp_adapter;
+    g->d.vjp2 = vjp2_adapter;
+    g->d.jvp2 = jvp2_adapter;
 }}
 
 int symode_simulate(const symode_options *opt, int nt, const double *times, const double *x0,
@@ -441,12 +461,20 @@ int symode_grad_forward(const symode_options *opt, int nt, const double *times, 
     return symode_loss_forward(&g, opt, nt, times, x0, p, u, data, sigma, loss, grad, rjac, r, stats);
 }}
 
-int symode_grad_adjoint(const symode_options *opt, int variant, int nsub, int nt, const double *times,
+int symode_grad_adjoint(const symode_options *opt, int variant, int nt, const double *times,
                         const double *x0, const double *p, const double *u, const double *data,
                         const double *sigma, double *loss, double *grad, symode_stats *stats) {{
     symode_gmodel g;
     init_gmodel(&g);
-    return symode_loss_adjoint(&g, opt, variant, nsub, nt, times, x0, p, u, data, sigma, loss, grad, stats);
+    return symode_loss_adjoint(&g, opt, variant, nt, times, x0, p, u, data, sigma, loss, grad, stats);
+}}
+
+int symode_grad_discrete(const symode_options *opt, int nt, const double *times, const double *x0,
+                         const double *p, const double *u, const double *data, const double *sigma,
+                         double *loss, double *grad, double *rjac, double *r, symode_stats *stats) {{
+    symode_gmodel g;
+    init_gmodel(&g);
+    return symode_loss_discrete(&g, opt, nt, times, x0, p, u, data, sigma, loss, grad, rjac, r, stats);
 }}
 """
 

@@ -88,8 +88,9 @@ class CompiledBackend:
                                                   _DPTR, _DPTR]
         self.lib.symode_grad_forward.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
                                                  _DPTR, _DPTR, st]
-        self.lib.symode_grad_adjoint.argtypes = [opt, i, i, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
+        self.lib.symode_grad_adjoint.argtypes = [opt, i, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
                                                  _DPTR, st]
+        self.lib.symode_grad_discrete.argtypes = self.lib.symode_grad_forward.argtypes
 
     def _point(self, name: str, shape: tuple[int, ...], t: float, x: np.ndarray, p: np.ndarray,
                U: np.ndarray) -> np.ndarray:
@@ -179,9 +180,13 @@ class CompiledBackend:
         return IntegrationResult(X, status, _stats(stats)), np.transpose(S, (0, 2, 1))
 
     def grad_forward(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
-                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, jacobian: bool = False
+                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, jacobian: bool = False,
+                     discrete: bool = False
                      ) -> tuple[int, float, np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-        """(status, loss, gradient wrt [x0, p], residual Jacobian or None, residuals or None, stats)."""
+        """(status, loss, gradient wrt [x0, p], residual Jacobian or None, residuals or None, stats).
+
+        discrete=False: continuous forward sensitivities; True: derivatives of the discretised solution
+        through the recorded steps (reverse mode unless the Jacobian is requested)."""
         times, x0, p, U = self._prep(times, x0, p, U)
         data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
         ns = self.nx + self.np
@@ -191,15 +196,15 @@ class CompiledBackend:
         r = np.empty(data.shape) if jacobian else None
         null = ctypes.cast(None, _DPTR)
         opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
-        status = self.lib.symode_grad_forward(
-            ctypes.byref(opts), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(data), _ptr(sigma),
-            ctypes.byref(loss), _ptr(grad), _ptr(rjac) if jacobian else null, _ptr(r) if jacobian else null,
-            ctypes.byref(stats))
+        fn = self.lib.symode_grad_discrete if discrete else self.lib.symode_grad_forward
+        status = fn(ctypes.byref(opts), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(data),
+                    _ptr(sigma), ctypes.byref(loss), _ptr(grad), _ptr(rjac) if jacobian else null,
+                    _ptr(r) if jacobian else null, ctypes.byref(stats))
         return status, loss.value, grad, rjac, r, _stats(stats)
 
     def grad_adjoint(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
-                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, backsolve: bool = False,
-                     nsub: int = 8) -> tuple[int, float, np.ndarray, dict[str, Any]]:
+                     sigma: np.ndarray, *, rtol: float, atol: float, method: str, backsolve: bool = False
+                     ) -> tuple[int, float, np.ndarray, dict[str, Any]]:
         """(status, loss, gradient wrt [x0, p], stats) by the continuous adjoint."""
         times, x0, p, U = self._prep(times, x0, p, U)
         data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
@@ -207,7 +212,7 @@ class CompiledBackend:
         loss = ctypes.c_double()
         opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
         status = self.lib.symode_grad_adjoint(
-            ctypes.byref(opts), int(backsolve), nsub, len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U),
+            ctypes.byref(opts), int(backsolve), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U),
             _ptr(data), _ptr(sigma), ctypes.byref(loss), _ptr(grad), ctypes.byref(stats))
         return status, loss.value, grad, _stats(stats)
 

@@ -15,9 +15,11 @@ with theta = [x0, p]. Missing data (NaN) are skipped. Methods (strategy objects,
   Cost nearly independent of the number of parameters.
 - :class:`BacksolveAdjoint` — the same, re-integrating x backwards (reset to checkpoints at samples);
   unstable on stiff/dissipative systems, offered for comparison.
-- :class:`DiscreteAdjoint` — exact gradient of the discretised solution through the compiled stepper
-  (available when the model library provides it).
-- :class:`Auto` — forward sensitivities for few parameters, the interpolating adjoint for many.
+- :class:`DiscreteAdjoint` — exact gradient of the discretised solution: the accepted Dormand-Prince /
+  Rodas4 steps of the forward solve are recorded and differentiated in reverse mode (second-order terms
+  of the Rosenbrock stages from CasADi-generated Hessian-vector products).
+- :class:`Auto` — forward sensitivities when the residual Jacobian is wanted (Gauss-Newton), else the
+  discrete adjoint.
 """
 
 from __future__ import annotations
@@ -32,10 +34,6 @@ from .data import Dataset, input_matrix
 from .errors import DataError, SolverError, SymodeError
 from .model import Model
 from .solve import DEFAULT_ATOL, DEFAULT_RTOL, interval_inputs
-
-#: Above this many sensitivity columns (nx + np) Auto prefers the adjoint.
-AUTO_FORWARD_MAX_COLUMNS = 100
-
 
 @dataclass
 class GradientResult:
@@ -108,13 +106,16 @@ class Method:
 
 @dataclass
 class ForwardSensitivity(Method):
-    name = "forward"
+    """Continuous forward sensitivities S' = Jx S + [0 | Jp], error-controlled together with x."""
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
+    name = "forward"
+    discrete = False
+
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
         be = problem.model.backend
         status, loss, grad, rjac, r, stats = be.grad_forward(problem.times, x0, p, problem.U, problem.data,
                                                              problem.sigma, rtol=rtol, atol=atol, method=solver,
-                                                             jacobian=jacobian)
+                                                             jacobian=jacobian, discrete=self.discrete)
         _check(status, stats, problem, self.name)
         res = GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
         if jacobian:
@@ -125,25 +126,36 @@ class ForwardSensitivity(Method):
 
 
 @dataclass
-class InterpolatingAdjoint(Method):
-    """nsub: Hermite sub-steps per sample interval for x(t) during the backward pass."""
+class DiscreteAdjoint(ForwardSensitivity):
+    """Exact derivative of the discretised solution: the forward solve's accepted steps (Dormand-Prince
+    and Rodas4 stages) are recorded and differentiated in reverse mode; with ``jacobian=True`` in forward
+    mode (discrete forward sensitivities)."""
 
-    nsub: int = 8
+    name = "discrete"
+    discrete = True
+
+
+@dataclass
+class InterpolatingAdjoint(Method):
+    """Algorithm 1 with x(t) interpolated (quintic Hermite) between the forward solver's accepted steps."""
+
     name = "adjoint"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
         status, loss, grad, stats = problem.model.backend.grad_adjoint(
             problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
-            backsolve=False, nsub=self.nsub)
+            backsolve=False)
         _check(status, stats, problem, self.name)
         return GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
 
 
 @dataclass
 class BacksolveAdjoint(Method):
+    """Algorithm 1 with x re-integrated backwards (reset at every sample); unstable when stiff."""
+
     name = "backsolve"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
         status, loss, grad, stats = problem.model.backend.grad_adjoint(
             problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
             backsolve=True)
@@ -153,22 +165,22 @@ class BacksolveAdjoint(Method):
 
 @dataclass
 class Auto(Method):
-    """Forward sensitivities when nx + np is small (or a residual Jacobian is wanted), else the adjoint."""
+    """Forward sensitivities when a residual Jacobian is wanted, else the discrete adjoint: exact for the
+    discretisation, 2-4 forward solves whatever the number of parameters, and in bench/gradients.py the
+    fastest method at every template size (forward sensitivities only win when the Jacobian is needed)."""
 
     name = "auto"
 
     def choose(self, problem: Problem, jacobian: bool) -> Method:
-        if jacobian or problem.nx + problem.np <= AUTO_FORWARD_MAX_COLUMNS:
-            return ForwardSensitivity()
-        return InterpolatingAdjoint()
+        return ForwardSensitivity() if jacobian else DiscreteAdjoint()
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
         return self.choose(problem, jacobian).compute(problem, x0, p, rtol=rtol, atol=atol, solver=solver,
                                                       jacobian=jacobian)
 
 
 METHODS: dict[str, type[Method]] = {"forward": ForwardSensitivity, "adjoint": InterpolatingAdjoint,
-                                    "backsolve": BacksolveAdjoint, "auto": Auto}
+                                    "backsolve": BacksolveAdjoint, "discrete": DiscreteAdjoint, "auto": Auto}
 
 
 def get_method(method: str | Method) -> Method:

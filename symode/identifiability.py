@@ -82,7 +82,7 @@ class Symmetry:
 
     exponents: dict[str, float]        # name -> k: name -> l**k * name leaves every observable unchanged
     description: str                   # e.g. "Y -> l*Y, gA -> gA/l, gB -> gB/l"
-    invariants: list[str]              # monomials invariant under this symmetry, e.g. ["gA*Y0", "gB*Y0"]
+    invariants: list[str]              # monomials invariant under it, e.g. ["gA*Y(0)", "gB*Y(0)"]
     states: list[str] = field(default_factory=list)   # (hidden) states it rescales
     verified: str = "symbolic"         # "symbolic" or "numeric" (sympy could not simplify to 0)
 
@@ -109,12 +109,9 @@ def _matches(key: str, name: str) -> bool:
                            and name[len(key)] in "[@#:/ ")
 
 
-def _display(name: str, taken: set[str]) -> str:
-    """'x0.Y' -> 'Y0' (or 'Y(0)' if a parameter is called Y0)."""
-    if name.startswith("x0."):
-        short = name[3:] + "0"
-        return short if short not in taken else name[3:] + "(0)"
-    return name
+def _display(name: str, taken: set[str] | None = None) -> str:
+    """'x0.Y' -> 'Y(0)' (not 'Y0': that may be a parameter, e.g. the feed S0); parameters unchanged."""
+    return f"{name[3:]}(0)" if name.startswith("x0.") else name
 
 
 def _fmt_exp(k: float) -> str:
@@ -127,7 +124,7 @@ def _fmt_exp(k: float) -> str:
 def _describe(exponents: Mapping[str, float], taken: set[str]) -> str:
     parts = []
     for name, k in exponents.items():
-        d = _display(name, taken)
+        d = name[3:] if name.startswith("x0.") else name
         if k == 1:
             parts.append(f"{d} -> l*{d}")
         elif k == -1:
@@ -140,7 +137,7 @@ def _describe(exponents: Mapping[str, float], taken: set[str]) -> str:
 
 
 def _monomial(powers: Mapping[str, float], taken: set[str]) -> str:
-    """'gA*Y0', 'vA/A0', 'KA^2/IA' from name -> power."""
+    """'gA*Y(0)', 'vA/A(0)', 'KA^2/IA' from name -> power."""
     num, den = [], []
     for name, k in powers.items():
         if k == 0:
@@ -294,7 +291,7 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
         u = np.where(uvals != 0, uvals, 1.0) * np.exp(rng.normal(0.0, 0.3, len(uvals)))
         t = float(rng.uniform(0.0, 10.0))
         with np.errstate(all="ignore"):
-            f, fx, fp, h, hx, hp = (np.atleast_2d(np.asarray(v, dtype=float)) for v in fun(t, *x, *p, *u))
+            f, fx, fp, _h, hx, hp = (np.atleast_2d(np.asarray(v, dtype=float)) for v in fun(t, *x, *p, *u))
         f = f.reshape(-1)
         block = np.zeros((n_eq, n_unk))
         for c, i in enumerate(xi):
@@ -389,7 +386,7 @@ def _verify(sym: Any, exps: Mapping[str, float], exact: bool, rng: np.random.Gen
 def invariant_combinations(symmetries: Sequence[Symmetry], names: Sequence[str] | None = None,
                            *, taken: set[str] | None = None) -> list[str]:
     """A basis of the monomials (over the moved names) invariant under *all* the symmetries: the
-    combinations the data can at best determine (e.g. "gA*Y0/A0")."""
+    combinations the data can at best determine (e.g. "gA*Y(0)/A(0)")."""
     import sympy as sp
 
     moved = []
@@ -397,6 +394,7 @@ def invariant_combinations(symmetries: Sequence[Symmetry], names: Sequence[str] 
         for n in s.exponents:
             if n not in moved and (names is None or n in names):
                 moved.append(n)
+    moved.sort(key=lambda n: not n.startswith("x0."))   # states become pivots: one parameter per monomial
     if not moved:
         return []
     E = sp.Matrix([[sp.Rational(Fraction(s.exponents.get(n, 0.0)).limit_denominator(1000)) for n in moved]
@@ -538,8 +536,15 @@ def _interval(value: float, se: float, scale: str, bound: tuple[float | None, fl
     return [_fin(lo), _fin(hi)]
 
 
+def _relative_w(W: np.ndarray, theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
+    """Symmetry generators (d log theta) in relative coordinates (d theta / |theta| for linear ones)."""
+    sign = np.array([1.0 if s == "log" or t >= 0 else -1.0 for t, s in zip(theta, scales, strict=True)])
+    return W * sign[:, None]
+
+
 def _relative_factors(theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
-    """Multiply transformed-space columns by these to get relative coordinates."""
+    """Relative coordinate u = z / f (z transformed): Jacobian columns dr/du = dr/dz * f,
+    covariance cov_z = f f^T cov_u."""
     return np.array([1.0 if s == "log" else (abs(t) if t != 0 and np.isfinite(t) else 1.0)
                      for t, s in zip(theta, scales, strict=True)])
 
@@ -589,7 +594,7 @@ def cramer_rao(J: np.ndarray, names: Sequence[str], scales: Sequence[str], theta
     theta = np.asarray(theta, dtype=float)
     rf = _relative_factors(theta, scales)
     W = symmetry_directions(symmetries or [], names)
-    d = _decompose(np.asarray(J, dtype=float) / rf, W, rcond, abs_floor)
+    d = _decompose(np.asarray(J, dtype=float) * rf, _relative_w(W, theta, scales), rcond, abs_floor)
     rel = np.sqrt(np.maximum(np.diag(d.cov_rel), 0.0))
     if d.null_rel.shape[1]:
         rel[np.max(np.abs(d.null_rel), axis=1) > NULL_COMPONENT] = np.inf
@@ -631,7 +636,7 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     W = symmetry_directions(syms, names)
     active = [s for k, s in enumerate(syms) if np.any(W[:, k] != 0)]
     rf = _relative_factors(theta, scales)
-    d = _decompose(J / rf, W, rcond, abs_floor)
+    d = _decompose(J * rf, _relative_w(W, theta, scales), rcond, abs_floor)
 
     cov_t = d.cov_rel * np.outer(rf, rf)
     se = np.sqrt(np.maximum(np.diag(cov_t), 0.0))
@@ -667,7 +672,7 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     taken = {nm for nm in names if not nm.startswith("x0.")}
     null_dirs = []
     for k in range(d.null_rel.shape[1]):
-        v = d.null_rel[:, k] / rf          # back to transformed coordinates
+        v = d.null_rel[:, k] * rf          # back to transformed coordinates
         v = v / np.linalg.norm(v)
         big = np.argmax(np.abs(v))
         if v[big] < 0:
@@ -726,7 +731,8 @@ def _pct(x: float) -> str:
 
 
 def _eigen_combinations(d: _Decomp, names: list[str], scales: list[str], identifiable: dict[str, bool],
-                        rel_se_max: float, taken: set[str], min_comp: float = 0.05) -> list[str]:
+                        rel_se_max: float, taken: set[str], min_comp: float = 0.1,
+                        max_terms: int = 5) -> list[str]:
     """Well-determined eigen-directions that involve non-identifiable parameters, as monomials
     (log-scale parameters) or linear combinations."""
     out = []
@@ -738,13 +744,13 @@ def _eigen_combinations(d: _Decomp, names: list[str], scales: list[str], identif
             continue
         v = d.det_vecs[:, k]
         sig = [i for i in range(len(names)) if abs(v[i]) >= min_comp * np.max(np.abs(v))]
-        if len(sig) < 2 or all(identifiable[names[i]] for i in sig):
+        if len(sig) < 2 or len(sig) > max_terms or all(identifiable[names[i]] for i in sig):
             continue
         lead = max(sig, key=lambda i: abs(v[i]))
         w = v / v[lead]
         se_lead = se_dir / abs(v[lead])
         if all(scales[i] == "log" for i in sig):
-            terms = [f"{_display(names[i], taken)}^{w[i]:.3g}" for i in sorted(sig, key=lambda i: -abs(w[i]))]
+            terms = [f"{_display(names[i], taken)}^{w[i]:.2g}" for i in sorted(sig, key=lambda i: -abs(w[i]))]
             out.append(" * ".join(terms) + f" (relative SE {_pct(se_lead)})")
         else:
             terms = [f"{w[i]:+.3g}*{'log ' if scales[i] == 'log' else ''}{_display(names[i], taken)}"
@@ -1040,10 +1046,11 @@ def _advice(fisher: FisherResult, syms: Sequence[Symmetry], spec: Spec | None,
                     if isinstance(ref, str) and ref in value and not fisher.identifiable.get(ref, True) and lvl:
                         hi = max(lvl)
                         if value[ref] > 10 * hi:
-                            out.append(f"{ref} = {_g(value[ref])} is far above the observed level of {src} "
-                                       f"(at most {_g(hi)}): the inhibition 1/(1 + {src}/{ref}) stays near 1, "
-                                       f"so its profile is flat above ~{_g(10 * hi)}; only raising {src} "
-                                       f"(e.g. by pulses of {src}, or lower dilution) would reveal it.")
+                            out.append(f"{ref} = {_g(value[ref])} is far above the level of {src} (at most "
+                                       f"{_g(hi)}): the inhibition factor 1/(1 + {src}/{ref}) stays near 1, so the "
+                                       f"data bound {ref} at most from below and its profile is flat upwards; only "
+                                       f"higher {src} levels (pulses of {src}, conditions that favour its "
+                                       f"production) would reveal it.")
             if e.kind == "uptake":
                 ref = e.params.get("K")
                 if isinstance(ref, str) and ref in value and not fisher.identifiable.get(ref, True) and lvl:

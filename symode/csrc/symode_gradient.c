@@ -218,25 +218,72 @@ int symode_loss_forward(const symode_gmodel *g, const symode_options *opt, int n
 /* continuous adjoint (Algorithm 1), in reversed time s = t_hi - t                              */
 /* ------------------------------------------------------------------------------------------ */
 
+/* States at the start of every accepted forward step (the interpolation nodes). */
+typedef struct {
+    int n, cap, nx;
+    double *t, *x;
+    int *interval, *method;
+} nodes_t;
+
+static int nodes_push(void *vs, const symode_step_info *info, const double *x)
+{
+    nodes_t *s = (nodes_t *)vs;
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 256;
+        double *t = (double *)realloc(s->t, (size_t)cap * sizeof(double));
+        double *xx;
+        int *iv, *me;
+        if (!t) return 1;
+        s->t = t;
+        xx = (double *)realloc(s->x, (size_t)cap * s->nx * sizeof(double));
+        if (!xx) return 1;
+        s->x = xx;
+        iv = (int *)realloc(s->interval, (size_t)cap * sizeof(int));
+        if (!iv) return 1;
+        s->interval = iv;
+        me = (int *)realloc(s->method, (size_t)cap * sizeof(int));
+        if (!me) return 1;
+        s->method = me;
+        s->cap = cap;
+    }
+    s->t[s->n] = info->t;
+    memcpy(s->x + (size_t)s->n * s->nx, x, (size_t)s->nx * sizeof(double));
+    s->interval[s->n] = info->interval;
+    s->method[s->n] = info->method;
+    s->n++;
+    return 0;
+}
+
+static void nodes_free(nodes_t *s)
+{
+    free(s->t);
+    free(s->x);
+    free(s->interval);
+    free(s->method);
+}
+
 typedef struct {
     const symode_gmodel *g;
     int variant;
     double t_hi;
-    int nsub;
-    const double *tn, *xn, *fn, *an; /* interpolation nodes (nsub+1): t, x, x', x'' */
+    int nn;                              /* nodes of the current interval */
+    const double *tn, *xn, *fn, *an;     /* t, x, x' = f, x'' = df/dt along the solution */
     double *Jx, *Jp, *xbuf;
 } adj_ctx;
 
-/* Quintic Hermite interpolation of x(t) from node values x, first derivatives f and second derivatives
-   a = df/dt along the solution (error O(h^6) per sub-step). */
+/* Quintic Hermite interpolation of x(t) between the forward steps (error O(h^6) per step). */
 static void hermite(const adj_ctx *c, double t, double *x)
 {
-    int nx = c->g->m.nx, j = 0, k;
+    int nx = c->g->m.nx, lo = 0, hi = c->nn - 1, k;
     double h, s, s2, s3, s4, s5, b0, b1, b2, b3, b4, b5;
     const double *x0, *x1, *f0, *f1, *a0, *a1;
-    while (j < c->nsub - 1 && t > c->tn[j + 1]) j++;
-    h = c->tn[j + 1] - c->tn[j];
-    s = (t - c->tn[j]) / h;
+    while (hi - lo > 1) { /* tn[lo] <= t <= tn[hi] */
+        int mid = (lo + hi) / 2;
+        if (c->tn[mid] <= t) lo = mid;
+        else hi = mid;
+    }
+    h = c->tn[lo + 1] - c->tn[lo];
+    s = (t - c->tn[lo]) / h;
     s2 = s * s; s3 = s2 * s; s4 = s3 * s; s5 = s4 * s;
     b0 = 1.0 - 10.0 * s3 + 15.0 * s4 - 6.0 * s5;
     b1 = (s - 6.0 * s3 + 8.0 * s4 - 3.0 * s5) * h;
@@ -244,14 +291,14 @@ static void hermite(const adj_ctx *c, double t, double *x)
     b3 = 10.0 * s3 - 15.0 * s4 + 6.0 * s5;
     b4 = (-4.0 * s3 + 7.0 * s4 - 3.0 * s5) * h;
     b5 = (0.5 * s3 - s4 + 0.5 * s5) * h * h;
-    x0 = c->xn + (size_t)j * nx; x1 = x0 + nx;
-    f0 = c->fn + (size_t)j * nx; f1 = f0 + nx;
-    a0 = c->an + (size_t)j * nx; a1 = a0 + nx;
+    x0 = c->xn + (size_t)lo * nx; x1 = x0 + nx;
+    f0 = c->fn + (size_t)lo * nx; f1 = f0 + nx;
+    a0 = c->an + (size_t)lo * nx; a1 = a0 + nx;
     for (k = 0; k < nx; k++)
         x[k] = b0 * x0[k] + b1 * f0[k] + b2 * a0[k] + b3 * x1[k] + b4 * f1[k] + b5 * a1[k];
 }
 
-/* Second derivative x'' = d f(t, x(t))/dt at a node, by a central difference along the flow. */
+/* x'' = d f(t, x(t))/dt at a node, by a central difference along the flow. */
 static int second_derivative(const symode_gmodel *g, double t, const double *x, const double *f,
                              const double *p, const double *u, double *tmp, double *fp, double *out)
 {
@@ -321,7 +368,6 @@ static int adj_jac(void *vctx, double s, const double *z, const double *p, const
     if (g->m.jac(g->m.ctx, c->t_hi - s, c->xbuf, p, u, c->Jx)) return 1;
     if (np > 0 && g->jac_p(g->m.ctx, c->t_hi - s, c->xbuf, p, u, c->Jp)) return 1;
     memset(J, 0, (size_t)n * n * sizeof(double));
-    /* J[i + j*n] = d(dz_i)/dz_j; rows l < nx: da_l = sum_k Jx[k, l] a_k; rows nx+l: dg_l = sum_k Jp[k, l] a_k */
     for (l = 0; l < nx; l++)
         for (k = 0; k < nx; k++) J[l + (size_t)k * n] = c->Jx[k + (size_t)l * nx];
     for (l = 0; l < np; l++)
@@ -329,64 +375,78 @@ static int adj_jac(void *vctx, double s, const double *z, const double *p, const
     return 0;
 }
 
-int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nsub, int nt,
+int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nt,
                         const double *times, const double *x0, const double *p, const double *u,
                         const double *data, const double *sigma, double *loss, double *grad,
                         symode_stats *stats)
 {
-    int nx = g->m.nx, np = g->m.np, nu = g->m.nu, i, k, rc = 0;
+    int nx = g->m.nx, np = g->m.np, nu = g->m.nu, i, k, rc = 0, maxn = 0, first;
     int nz = (variant == SYMODE_ADJ_BACKSOLVE ? 2 * nx : nx) + np;
-    size_t nbuf;
-    double *X = NULL, *lam = NULL, *gp = NULL, *z = NULL, *zout = NULL, *tn = NULL, *xn = NULL, *fn = NULL;
-    double *an = NULL, *tmp1 = NULL, *tmp2 = NULL;
-    double *ubuf = NULL, *work = NULL, *Jx = NULL, *Jp = NULL, *xbuf = NULL, scale = 0.0;
+    double *X = NULL, *lam = NULL, *gp = NULL, *z = NULL, *zout = NULL, *tn = NULL, *xn = NULL;
+    double *fn = NULL, *an = NULL, *tmp1 = NULL, *tmp2 = NULL, *work = NULL, *Jx = NULL, *Jp = NULL;
+    double *xbuf = NULL, scale = 0.0;
+    int *start = NULL;
     void *ws = NULL, *ws_x = NULL;
+    nodes_t nodes;
     adj_ctx c;
     symode_model am;
     symode_options o, oa;
     symode_stats st;
 
+    memset(&nodes, 0, sizeof nodes);
+    nodes.nx = nx;
     if (!loss || !grad || nt < 1 || !g->m.jac || (np > 0 && !g->jac_p) ||
-        (variant != SYMODE_ADJ_INTERPOLATE && variant != SYMODE_ADJ_BACKSOLVE) || nsub < 1)
+        (variant != SYMODE_ADJ_INTERPOLATE && variant != SYMODE_ADJ_BACKSOLVE))
         return SYMODE_ERR_ARGS;
     if (opt) o = *opt;
     else symode_default_options(&o);
 
-    nbuf = (size_t)nt * nx * 2 + (size_t)(np > 0 ? np : 1) + 2 * (size_t)nz + (size_t)(nsub + 1) * (3 * nx + 1) + 2 * (size_t)nx +
-           (size_t)nsub * (nu > 0 ? nu : 1) + (size_t)nx * nx + (size_t)nx * (np > 0 ? np : 1) + nx;
-    work = (double *)calloc(nbuf, sizeof(double));
+    /* forward pass: checkpoints at the sample times, nodes at every accepted step */
+    X = (double *)malloc((size_t)nt * nx * 2 * sizeof(double) + sizeof(double));
+    start = (int *)malloc((size_t)(nt + 1) * sizeof(int));
     ws = malloc(symode_workspace_size(nz));
     ws_x = malloc(symode_workspace_size(nx));
-    if (!work || !ws || !ws_x) {
+    if (!X || !start || !ws || !ws_x) {
         rc = SYMODE_ERR_NOMEM;
         goto done;
     }
-    X = work;
     lam = X + (size_t)nt * nx;
-    gp = lam + (size_t)nt * nx;
+    rc = symode_integrate_ws_hook(&g->m, &o, nt, times, x0, p, u, X, stats, ws_x, nodes_push, &nodes);
+    if (rc) goto done;
+    /* start[i] = first node of interval i; nodes of interval i are start[i] .. start[i+1]-1 */
+    for (i = 0, first = 0; i <= nt - 1; i++) {
+        while (first < nodes.n && nodes.interval[first] < i) first++;
+        start[i] = first;
+    }
+    for (i = 0; i < nt - 1; i++)
+        if (start[i + 1] - start[i] > maxn) maxn = start[i + 1] - start[i];
+
+    work = (double *)calloc((size_t)(np > 0 ? np : 1) + 2 * (size_t)nz + (size_t)(maxn + 1) * (3 * nx + 1) +
+                                2 * (size_t)nx + (size_t)nx * nx + (size_t)nx * (np > 0 ? np : 1) + nx,
+                            sizeof(double));
+    if (!work) {
+        rc = SYMODE_ERR_NOMEM;
+        goto done;
+    }
+    gp = work;
     z = gp + (np > 0 ? np : 1);
     zout = z + nz;
     tn = zout + nz;
-    xn = tn + (nsub + 1);
-    fn = xn + (size_t)(nsub + 1) * nx;
-    an = fn + (size_t)(nsub + 1) * nx;
-    tmp1 = an + (size_t)(nsub + 1) * nx;
+    xn = tn + (maxn + 1);
+    fn = xn + (size_t)(maxn + 1) * nx;
+    an = fn + (size_t)(maxn + 1) * nx;
+    tmp1 = an + (size_t)(maxn + 1) * nx;
     tmp2 = tmp1 + nx;
-    ubuf = tmp2 + nx;
-    Jx = ubuf + (size_t)nsub * (nu > 0 ? nu : 1);
+    Jx = tmp2 + nx;
     Jp = Jx + (size_t)nx * nx;
     xbuf = Jp + (size_t)nx * (np > 0 ? np : 1);
 
-    /* forward pass: checkpoints at the sample times */
-    rc = symode_integrate_ws(&g->m, &o, nt, times, x0, p, u, X, stats, ws_x);
-    if (rc) goto done;
     rc = symode_residuals(g, nt, times, X, p, u, data, sigma, NULL, loss, lam, gp);
     if (rc) goto done;
     for (i = 0; i < nt * nx; i++) scale = dmaxd(scale, fabs(lam[i]));
 
     c.g = g;
     c.variant = variant;
-    c.nsub = nsub;
     c.tn = tn;
     c.xn = xn;
     c.fn = fn;
@@ -394,6 +454,8 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
     c.Jx = Jx;
     c.Jp = Jp;
     c.xbuf = xbuf;
+    c.nn = 0;
+    memset(&am, 0, sizeof am);
     am.nx = nz;
     am.np = np;
     am.nu = nu;
@@ -407,22 +469,25 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
 
     /* backward pass */
     memset(z, 0, (size_t)nz * sizeof(double));
-    {
-        double *a = variant == SYMODE_ADJ_BACKSOLVE ? z + nx : z;
-        memcpy(a, lam + (size_t)(nt - 1) * nx, (size_t)nx * sizeof(double));
-    }
+    memcpy(variant == SYMODE_ADJ_BACKSOLVE ? z + nx : z, lam + (size_t)(nt - 1) * nx, (size_t)nx * sizeof(double));
     for (i = nt - 1; i >= 1; i--) {
         const double *ui = nu > 0 ? u + (size_t)(i - 1) * nu : u;
+        int n0 = start[i - 1], n1 = start[i], stiff = 0;
         double ts[2];
         double *a;
+        for (k = n0; k < n1; k++) stiff |= nodes.method[k] == SYMODE_STIFF;
+        /* the adjoint is as stiff as the forward problem: take the forward method of this interval */
+        if (o.method == SYMODE_AUTO) oa.method = stiff ? SYMODE_STIFF : SYMODE_EXPLICIT;
+        /* an adjoint needing far more steps than the forward pass is diverging (backsolve on stiff problems) */
+        oa.max_steps = 100L * (n1 - n0 + 1) + 20000L;
         c.t_hi = times[i];
         if (variant == SYMODE_ADJ_INTERPOLATE) {
-            for (k = 0; k <= nsub; k++) tn[k] = times[i - 1] + (times[i] - times[i - 1]) * k / nsub;
-            tn[nsub] = times[i];
-            for (k = 0; k < nsub && nu > 0; k++) memcpy(ubuf + (size_t)k * nu, ui, (size_t)nu * sizeof(double));
-            rc = symode_integrate_ws(&g->m, &o, nsub + 1, tn, X + (size_t)(i - 1) * nx, p, ubuf, xn, &st, ws_x);
-            if (rc) break;
-            for (k = 0; k <= nsub; k++)
+            c.nn = n1 - n0 + 1;
+            memcpy(tn, nodes.t + n0, (size_t)(n1 - n0) * sizeof(double));
+            memcpy(xn, nodes.x + (size_t)n0 * nx, (size_t)(n1 - n0) * nx * sizeof(double));
+            tn[n1 - n0] = times[i];
+            memcpy(xn + (size_t)(n1 - n0) * nx, X + (size_t)i * nx, (size_t)nx * sizeof(double));
+            for (k = 0; k < c.nn; k++)
                 if (g->m.rhs(g->m.ctx, tn[k], xn + (size_t)k * nx, p, ui, fn + (size_t)k * nx) ||
                     second_derivative(g, tn[k], xn + (size_t)k * nx, fn + (size_t)k * nx, p, ui, tmp1, tmp2,
                                       an + (size_t)k * nx)) {
@@ -462,8 +527,66 @@ int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int v
         for (k = 0; k < np; k++) grad[nx + k] = gacc[k] + gp[k];
     }
 done:
+    nodes_free(&nodes);
+    free(X);
+    free(start);
     free(work);
     free(ws);
     free(ws_x);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* discrete adjoint / discrete forward sensitivities through the recorded steps (symode_tape)  */
+/* ------------------------------------------------------------------------------------------ */
+
+int symode_loss_discrete(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                         const double *x0, const double *p, const double *u, const double *data,
+                         const double *sigma, double *loss, double *grad, double *rjac, double *r,
+                         symode_stats *stats)
+{
+    int nx = g->m.nx, np = g->m.np, ny = g->ny, ns = nx + np, i, rc;
+    double *X = NULL, *lam = NULL, *gp = NULL, *S = NULL, L = 0.0;
+    symode_tape *tape = NULL;
+    obs_buf b;
+    if (!loss || !grad || nt < 1 || !g->d.vjp) return SYMODE_ERR_ARGS;
+    b.y = NULL;
+    tape = symode_tape_new();
+    X = (double *)malloc(((size_t)nt * nx * 2 + (size_t)(np > 0 ? np : 1)) * sizeof(double));
+    if (!tape || !X) {
+        rc = SYMODE_ERR_NOMEM;
+        goto done;
+    }
+    lam = X + (size_t)nt * nx;
+    gp = lam + (size_t)nt * nx;
+    memset(gp, 0, (size_t)(np > 0 ? np : 1) * sizeof(double));
+    rc = symode_integrate_record(&g->m, opt, nt, times, x0, p, u, X, stats, tape);
+    if (rc) goto done;
+    if (!rjac) {
+        rc = symode_residuals(g, nt, times, X, p, u, data, sigma, r, loss, lam, gp);
+        if (rc) goto done;
+        rc = symode_tape_adjoint(tape, &g->m, &g->d, p, u, lam, grad, grad + nx);
+        for (i = 0; i < np && !rc; i++) grad[nx + i] += gp[i];
+        goto done;
+    }
+    /* residual Jacobian requested: discrete forward sensitivities */
+    S = (double *)malloc((size_t)nt * nx * ns * sizeof(double));
+    if (!S) {
+        rc = SYMODE_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = symode_tape_forward(tape, &g->m, &g->d, p, u, S))) goto done;
+    if ((rc = obs_buf_init(&b, nx, np, ny))) goto done;
+    memset(grad, 0, (size_t)ns * sizeof(double));
+    for (i = 0; i < nt && !rc; i++)
+        rc = residual_row(g, &b, times[i], X + (size_t)i * nx, p, interval_u(g, u, nt, i), data + (size_t)i * ny,
+                          sigma + (size_t)i * ny, r ? r + (size_t)i * ny : NULL, &L, NULL, NULL,
+                          S + (size_t)i * nx * ns, rjac + (size_t)i * ny * ns, grad);
+    *loss = L;
+done:
+    free(b.y);
+    free(S);
+    free(X);
+    symode_tape_free(tape);
     return rc;
 }

@@ -11,14 +11,16 @@
  *     together with x (error control on both); gives the residual Jacobian for Gauss-Newton;
  *   - continuous adjoint (Chen et al. 2018, Algorithm 1): a(t) = dL/dx(t) solves a' = -Jx^T a backwards
  *     with jumps a += dL/dx(t_i) at observation times, and dL/dp = int Jp^T a dt + direct terms;
- *     x(t) comes from checkpoints at the sample times and, inside each interval, a cubic Hermite
- *     interpolant of a forward re-integration on nsub sub-steps ("interpolating adjoint"), or from
- *     integrating x backwards together with a, reset to the checkpoint at every sample ("backsolve").
+ *     x(t) comes from the states stored at every accepted forward step, interpolated by quintic
+ *     Hermite polynomials ("interpolating adjoint"), or from integrating x backwards together with a,
+ *     reset to the checkpoint at every sample ("backsolve");
+ *   - discrete: the exact derivative of the discretised solution through the recorded steps.
  */
 #ifndef SYMODE_GRADIENT_H
 #define SYMODE_GRADIENT_H
 
 #include "symode_integrator.h"
+#include "symode_tape.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +36,7 @@ typedef struct {
     symode_point_fn obs;         /* h, ny */
     symode_point_fn obs_jac_x;   /* dh/dx, column-major ny*nx */
     symode_point_fn obs_jac_p;   /* dh/dp, column-major ny*np */
+    symode_derivs d;             /* vjp, vjp2, jvp2, jac_p for the discrete methods (symode_tape.h) */
 } symode_gmodel;
 
 enum { SYMODE_ADJ_INTERPOLATE = 0, SYMODE_ADJ_BACKSOLVE = 1 };
@@ -57,12 +60,21 @@ int symode_loss_forward(const symode_gmodel *g, const symode_options *opt, int n
                         const double *sigma, double *loss, double *grad, double *rjac, double *r,
                         symode_stats *stats);
 
-/* Loss and gradient (nx+np) by the continuous adjoint. variant: SYMODE_ADJ_INTERPOLATE (nsub Hermite
-   sub-steps per interval, nsub >= 1) or SYMODE_ADJ_BACKSOLVE. */
-int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nsub, int nt,
+/* Loss and gradient (nx+np) by the continuous adjoint. variant: SYMODE_ADJ_INTERPOLATE (x(t) by quintic
+   Hermite interpolation between the forward solver's accepted steps) or SYMODE_ADJ_BACKSOLVE. In AUTO mode
+   each interval's adjoint uses the method the forward pass used there (the adjoint is as stiff as x). */
+int symode_loss_adjoint(const symode_gmodel *g, const symode_options *opt, int variant, int nt,
                         const double *times, const double *x0, const double *p, const double *u,
                         const double *data, const double *sigma, double *loss, double *grad,
                         symode_stats *stats);
+
+/* Loss and the exact gradient of the DISCRETISED solution: the forward solve is recorded on a tape and
+   differentiated through the integrator's own steps (symode_tape.h): reverse mode (discrete adjoint), or
+   forward mode when the residual Jacobian rjac is requested. Needs g->d. */
+int symode_loss_discrete(const symode_gmodel *g, const symode_options *opt, int nt, const double *times,
+                         const double *x0, const double *p, const double *u, const double *data,
+                         const double *sigma, double *loss, double *grad, double *rjac, double *r,
+                         symode_stats *stats);
 
 #ifdef __cplusplus
 }

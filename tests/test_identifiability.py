@@ -1,0 +1,356 @@
+"""Identifiability: exact scaling symmetries, Fisher information, profile likelihood."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from symode.identifiability import (
+    CHI2_1,
+    Symmetry,
+    cramer_rao,
+    fisher_analysis,
+    invariant_combinations,
+    log_jacobian,
+    profile_likelihood,
+    render_markdown,
+    scaling_symmetries,
+)
+from symode.spec import load_spec, spec_from_dict
+
+from .conftest import SPECS
+
+Z95, Z99 = 1.959963984540054, 2.5758293035489004
+
+# Model (1) by hand: Y -> lY with gA, gB -> /l keeps qA*Y and qB*Y; A -> lA needs vA, KA, IA *l (A/KA,
+# A/IA invariant) and gA*l (qA*Y must scale like dA/dt); B likewise.
+Y_SCALING = {"x0.Y": 1, "gA": -1, "gB": -1}
+A_SCALING = {"x0.A": 1, "gA": 1, "vA": 1, "KA": 1, "IA": 1}
+B_SCALING = {"x0.B": 1, "gB": 1, "vB": 1, "KB": 1, "IB": 1}
+
+
+def _in_span(expected: dict[str, float], found: list[Symmetry]) -> bool:
+    keys = sorted({k for s in found for k in s.exponents} | set(expected))
+    M = np.array([[s.exponents.get(k, 0.0) for k in keys] for s in found])
+    v = np.array([expected.get(k, 0.0) for k in keys])
+    coef, *_ = np.linalg.lstsq(M.T, v, rcond=None)
+    return bool(np.allclose(M.T @ coef, v, atol=1e-10))
+
+
+@pytest.fixture(scope="module")
+def chemostat_spec():
+    return load_spec(SPECS / "chemostat.yaml")
+
+
+@pytest.fixture(scope="module")
+def chemostat_symmetries(chemostat_spec):
+    return scaling_symmetries(chemostat_spec)
+
+
+# ---------------------------------------------------------------------------------------------------
+# exact symmetries
+# ---------------------------------------------------------------------------------------------------
+
+def test_chemostat_has_three_scaling_symmetries(chemostat_symmetries):
+    syms = chemostat_symmetries
+    assert len(syms) == 3
+    for expected in (Y_SCALING, A_SCALING, B_SCALING):
+        assert _in_span(expected, syms)
+    assert all(s.verified == "symbolic" for s in syms)
+    # the reduced basis is exactly the hand-derived one, with small integers
+    assert sorted(sorted(s.exponents.items()) for s in syms) == \
+        sorted(sorted((k, float(v)) for k, v in e.items()) for e in (Y_SCALING, A_SCALING, B_SCALING))
+    y = next(s for s in syms if "x0.Y" in s.exponents)
+    assert y.description == "Y -> l*Y, gA -> gA/l, gB -> gB/l"
+    assert set(y.invariants) == {"gA*Y(0)", "gB*Y(0)"}
+    assert y.states == ["Y"]
+    # nothing observed (S, X) or fixed (S0, gamma, mu0, KS) or an input (D) scales
+    for s in syms:
+        assert not set(s.exponents) & {"x0.S", "x0.X", "S0", "gamma", "mu0", "KS", "D", "muA", "muB"}
+    inv = invariant_combinations(syms)
+    assert len(inv) == 11 - 3 and "vA/A(0)" in inv and "gA*Y(0)/A(0)" in inv
+
+
+def test_symmetries_leave_observables_unchanged(chemostat_model, chemostat_symmetries):
+    from symode.solve import simulate
+
+    params = {"gA": 0.5, "gB": 2.0, "vA": 3e-4, "vB": 6e-3, "muA": 0.15, "muB": 0.5, "KA": 0.5, "IA": 50.0,
+              "KB": 0.2, "IB": 2.0}
+    x0 = {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}
+    times = np.linspace(0.0, 72.0, 289)
+    D = 0.25 + 0.03 * np.sin(times / 7.0)
+    kw = dict(inputs={"D": D}, rtol=1e-12, atol=1e-14)
+    ref = simulate(chemostat_model, times, params=params, x0=x0, **kw)
+    lam = 1.7
+    for s in chemostat_symmetries:
+        p2 = {k: v * lam ** s.exponent(k) for k, v in params.items()}
+        x2 = {k: v * lam ** s.exponent(f"x0.{k}") for k, v in x0.items()}
+        assert p2 != params or x2 != x0
+        out = simulate(chemostat_model, times, params=p2, x0=x2, **kw)
+        for obs in ("X", "S"):
+            np.testing.assert_allclose(out[obs], ref[obs], rtol=1e-8, atol=1e-10)
+        for st in s.states:   # the hidden state itself is rescaled
+            np.testing.assert_allclose(out[st], lam * ref[st], rtol=1e-8, atol=1e-12)
+    # a non-symmetry (muA) does change the observables
+    out = simulate(chemostat_model, times, params={**params, "muA": 0.15 * lam}, x0=x0, **kw)
+    assert np.max(np.abs(out["X"] - ref["X"])) > 1e-4
+
+
+def test_observing_metabolites_leaves_only_the_satellite_scaling(chemostat_spec):
+    d = chemostat_spec.to_dict()
+    for m in ("A", "B"):
+        d["observables"][m] = {"noise": {"relative": 0.05, "absolute": 0.002}}
+    syms = scaling_symmetries(spec_from_dict(d))
+    assert len(syms) == 1
+    assert syms[0].exponents == {k: float(v) for k, v in Y_SCALING.items()}
+
+
+def test_known_initial_state_breaks_its_symmetry(chemostat_spec):
+    free = [*chemostat_spec.estimated_parameters, "x0.A", "x0.B"]   # Y(0) known
+    syms = scaling_symmetries(chemostat_spec, free=free)
+    assert len(syms) == 2
+    assert not any("x0.Y" in s.exponents for s in syms)
+    with pytest.raises(ValueError, match="unknown"):
+        scaling_symmetries(chemostat_spec, free=["nope"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fisher information
+# ---------------------------------------------------------------------------------------------------
+
+def _orthogonal_jacobian(norms: list[float], n_obs: int = 200, seed: int = 1) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(n_obs, len(norms))))
+    return q * np.asarray(norms)
+
+
+def test_fisher_linear_least_squares_exact_se():
+    rng = np.random.default_rng(0)
+    J = rng.normal(size=(300, 3)) * [2.0, 0.5, 10.0]
+    J[:, 1] += 0.3 * J[:, 0]
+    theta = np.array([1.0, -2.0, 0.5])
+    res = fisher_analysis(J, ["a", "b", "c"], theta, scales=["linear"] * 3, n_obs=300, loss=150.0)
+    cov = np.linalg.inv(J.T @ J)
+    se = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(res.se_transformed, se, rtol=1e-10)
+    np.testing.assert_allclose(res.rel_se, se / np.abs(theta), rtol=1e-10)
+    for i, n in enumerate("abc"):
+        np.testing.assert_allclose(res.intervals[n]["0.95"], [theta[i] - Z95 * se[i], theta[i] + Z95 * se[i]])
+        np.testing.assert_allclose(res.intervals[n]["0.99"], [theta[i] - Z99 * se[i], theta[i] + Z99 * se[i]])
+    corr = cov / np.outer(se, se)
+    np.testing.assert_allclose(res.correlation, corr, atol=1e-10)
+    assert res.rank == 3 and not res.null_directions
+    assert all(res.identifiable.values()) and not res.reasons
+    assert res.s2 == pytest.approx(2 * 150.0 / 297)
+
+
+def test_fisher_rank_deficient_reports_null_direction():
+    J = _orthogonal_jacobian([3.0, 2.0, 50.0])
+    J = np.column_stack([J[:, 0], J[:, 1], J[:, 0] - J[:, 1], J[:, 2]])   # c moves with a - b
+    theta = np.array([1.0, 1.0, 1.0, 2.0])
+    res = fisher_analysis(J, ["a", "b", "c", "d"], theta, scales=["log"] * 4, n_obs=200, loss=100.0)
+    assert res.rank == 3
+    assert len(res.null_directions) == 1
+    v = res.null_directions[0]
+    assert set(v) == {"a", "b", "c"}
+    assert v["a"] / v["c"] == pytest.approx(-1.0) and v["b"] / v["c"] == pytest.approx(1.0)
+    for n in "abc":
+        assert math.isinf(res.se_transformed[list("abcd").index(n)])
+        assert res.identifiable[n] is False
+        assert res.reasons[n].startswith("flat direction")
+        assert res.intervals[n]["0.95"] == [None, None]
+    assert res.se_transformed[3] == pytest.approx(1 / 50.0)
+    assert res.identifiable["d"] and "d" not in res.reasons
+    assert np.isnan(res.correlation[0, 3])
+    # the well-determined combinations of a, b, c are reported (log params: monomials)
+    assert any("a" in c and "b" in c for c in res.combinations)
+    np.testing.assert_allclose(cramer_rao(J, list("abcd"), ["log"] * 4, theta)[:3], np.inf)
+
+
+def test_fisher_log_scale_intervals_and_bounds():
+    J = _orthogonal_jacobian([10.0, 1.0, 2.0])   # SE in log space: 0.1, 1.0, 0.5
+    theta = np.array([2.0, 5.0, 0.3])
+    names = ["k", "K", "c"]
+    res = fisher_analysis(J, names, theta, scales=["log", "log", "linear"], n_obs=200, loss=99.0,
+                          bounds={"K": (1.0, 50.0), "c": (0.0, None)})
+    np.testing.assert_allclose(res.se_transformed, [0.1, 1.0, 0.5], rtol=1e-10)
+    np.testing.assert_allclose(res.rel_se, [0.1, 1.0, 0.5 / 0.3], rtol=1e-10)
+    lo, hi = res.intervals["k"]["0.95"]
+    assert lo == pytest.approx(2.0 * math.exp(-Z95 * 0.1)) and hi == pytest.approx(2.0 * math.exp(Z95 * 0.1))
+    assert hi - 2.0 > 2.0 - lo                              # asymmetric in natural space
+    assert math.sqrt(lo * hi) == pytest.approx(2.0)          # symmetric in log space
+    # K: exp(+-1.96) = x7.1 would leave [1, 50]: clipped to the bounds
+    assert res.intervals["K"]["0.95"] == [pytest.approx(1.0), pytest.approx(5.0 * math.exp(Z95))]
+    assert res.intervals["K"]["0.99"] == [pytest.approx(1.0), pytest.approx(50.0)]
+    assert res.intervals["c"]["0.95"] == [pytest.approx(0.0), pytest.approx(0.3 + Z95 * 0.5)]
+    assert res.identifiable == {"k": True, "K": False, "c": False}
+    assert "relative SE 100% > 50%" in res.reasons["K"]
+    np.testing.assert_allclose(res.se_natural, [0.2, 5.0, 0.5])
+    np.testing.assert_allclose(cramer_rao(J, names, ["log", "log", "linear"], theta), res.rel_se)
+
+
+def test_fisher_exact_symmetry_and_correlation_reasons():
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(400, 2))
+    # r depends on log a + log b (symmetry a -> l a, b -> b/l) and on c, d nearly collinear
+    J = np.column_stack([base[:, 0], base[:, 0], base[:, 1] * 0.05, base[:, 1] * 0.05 + rng.normal(size=400) * 1e-3])
+    names = ["a", "b", "c", "d"]
+    sym = Symmetry(exponents={"a": 1.0, "b": -1.0}, description="a -> l*a, b -> b/l", invariants=["a*b"])
+    res = fisher_analysis(J, names, np.ones(4), scales=["log"] * 4, n_obs=400, loss=200.0, symmetries=[sym])
+    assert res.reasons["a"] == "exact symmetry: a -> l*a, b -> b/l"
+    assert res.reasons["b"].startswith("exact symmetry")
+    assert "correlated with d" in res.reasons["c"] and "relative SE" in res.reasons["c"]
+    assert "a*b (exact invariant)" in res.combinations
+    md = render_markdown(res, [sym])
+    assert "| a |" in md and "exact symmetry" in md and "a*b" in md
+    # a symmetry moving a quantity that is not estimated does not apply
+    other = Symmetry(exponents={"a": 1.0, "x0.Y": 1.0}, description="Y -> l*Y, a -> l*a", invariants=[])
+    res2 = fisher_analysis(J[:, 2:], ["c", "d"], np.ones(2), scales=["log"] * 2, n_obs=400, loss=200.0,
+                           symmetries=[other])
+    assert res2.symmetries == []
+
+
+def test_fisher_validates_shapes():
+    with pytest.raises(ValueError):
+        fisher_analysis(np.ones((5, 2)), ["a"], np.ones(1), scales=["log"], n_obs=5, loss=1.0)
+    with pytest.raises(ValueError):
+        fisher_analysis(np.full((5, 1), np.nan), ["a"], np.ones(1), scales=["log"], n_obs=5, loss=1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# profile likelihood
+# ---------------------------------------------------------------------------------------------------
+
+def _quadratic(H: np.ndarray, m: np.ndarray, flat: int | None = None):
+    calls = []
+
+    def objective(i: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        calls.append(v)
+        o = [k for k in range(len(m)) if k != i]
+        z = np.empty(len(m))
+        z[i] = v
+        z[o] = m[o] - np.linalg.solve(H[np.ix_(o, o)], H[o, i] * (v - m[i]))
+        d = z - m
+        return 0.5 * d @ H @ d + 10.0, z
+
+    return objective, calls
+
+
+def test_profile_quadratic_matches_wald():
+    A = np.array([[2.0, 0.8, 0.1], [0.8, 1.5, 0.3], [0.1, 0.3, 0.9]])
+    H = A @ A.T * 40.0
+    m = np.log(np.array([2.0, 0.5, 7.0]))
+    obj, _ = _quadratic(H, m)
+    C = np.linalg.inv(H)
+    names, scales = ["a", "b", "c"], ["log"] * 3
+    for i in range(3):
+        prof = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, bounds=None)
+        se = math.sqrt(C[i, i])
+        for lev, z in (("0.95", Z95), ("0.99", Z99)):
+            lo, hi = prof.intervals[lev]
+            assert math.log(lo) == pytest.approx(m[i] - z * se, rel=1e-6, abs=1e-6)
+            assert math.log(hi) == pytest.approx(m[i] + z * se, rel=1e-6, abs=1e-6)
+        assert prof.identifiable and not any(prof.flat.values())
+        assert prof.stop == {"lower": "threshold", "upper": "threshold"}
+        assert prof.better is None and prof.loss_hat == pytest.approx(10.0)
+        assert np.all(np.diff(prof.values) > 0) and prof.q.max() >= CHI2_1["0.99"]
+        assert prof.evaluations <= 40
+    # agrees with the Fisher analysis of the same quadratic (J^T J = H)
+    J = np.linalg.cholesky(H).T
+    fish = fisher_analysis(J, names, np.exp(m), scales=scales, n_obs=3, loss=10.0)
+    np.testing.assert_allclose(fish.intervals["b"]["0.95"],
+                               profile_likelihood(obj, np.exp(m), 1, names=names, scales=scales).intervals["0.95"],
+                               rtol=1e-6)
+
+
+def test_profile_flat_direction_gives_open_sides():
+    H = np.diag([100.0, 0.0, 50.0])
+    m = np.array([0.0, 1.0, 2.0])
+    H[0, 1] = H[1, 0] = 0.0
+
+    def objective(i, v, start):
+        z = m.copy()
+        z[i] = v
+        d = z - m
+        return 0.5 * d @ H @ d, z
+
+    names, scales = ["a", "b", "c"], ["linear", "log", "linear"]
+    theta = np.array([0.0, math.e, 2.0])
+    prof = profile_likelihood(objective, theta, 1, names=names, scales=scales, bounds={"b": (1e-3, 1e3)})
+    assert prof.intervals == {"0.95": [None, None], "0.99": [None, None]}
+    assert prof.flat == {"lower": True, "upper": True}
+    assert prof.stop == {"lower": "bound", "upper": "bound"}
+    assert prof.values[0] == pytest.approx(1e-3) and prof.values[-1] == pytest.approx(1e3)
+    assert not prof.identifiable
+    # unbounded: stops after the maximal span, still open
+    prof = profile_likelihood(objective, theta, 1, names=names, scales=scales, bounds=None)
+    assert prof.intervals["0.95"] == [None, None]
+    assert set(prof.stop.values()) <= {"max span", "max steps"}
+    # a well-determined linear parameter next to it
+    prof = profile_likelihood(objective, theta, 0, names=names, scales=scales, bounds=None)
+    np.testing.assert_allclose(prof.intervals["0.95"], [-Z95 * 0.1, Z95 * 0.1], rtol=1e-6)
+    md = render_markdown(fisher_analysis(np.diag([10.0, 0.0, math.sqrt(50.0)]), names, theta, scales=scales,
+                                         n_obs=3, loss=0.0), [], [prof])
+    assert "profile 95%" in md
+
+
+def test_profile_reports_a_better_optimum_and_solver_errors():
+    def objective(i, v, start):
+        if v > 0.12:
+            raise RuntimeError("solver failed")
+        z = np.array([v])
+        return 50.0 * (v + 0.1) ** 2, z          # true minimum at -0.1, not at the given 0
+
+    prof = profile_likelihood(objective, np.array([0.0]), 0, names=["a"], scales=["linear"], step=0.05)
+    assert prof.better is not None and prof.better[0] < prof.loss_hat
+    assert prof.stop["upper"].startswith("error")
+
+
+# ---------------------------------------------------------------------------------------------------
+# model (1) at the chemostat-dev truth
+# ---------------------------------------------------------------------------------------------------
+
+def test_chemostat_dev_symmetry_parameters_not_identifiable(shared_data, chemostat_model, chemostat_symmetries):
+    from symode.data import read_csv
+    from symode.gradient import Problem, loss_and_gradient
+
+    truth = json.loads((shared_data / "chemostat-dev" / "truth.json").read_text())
+    spec = chemostat_model.spec.with_values({**truth["parameters"], **truth["constants"]}, truth["x0"])
+    model = chemostat_model.with_spec(spec)
+    prob = Problem(model, read_csv(shared_data / "chemostat-dev" / "data.csv"), window=(0.0, 240.0))
+    res = loss_and_gradient(prob, jacobian=True)
+    est = spec.estimated_parameters
+    names = [f"x0.{s}" for s in model.states] + est
+    cols = list(range(len(model.states))) + [len(model.states) + model.parameters.index(p) for p in est]
+    theta = np.concatenate([model.x0_vector(), model.parameter_vector()])[cols]
+    scales = ["log"] * len(names)
+    J = log_jacobian(res.residual_jacobian[:, cols], theta, scales)
+    bounds = {p: (spec.parameters[p].lower, spec.parameters[p].upper) for p in est}
+    moved = {k for s in chemostat_symmetries for k in s.exponents}
+    assert moved == {"x0.Y", "x0.A", "x0.B", "gA", "gB", "vA", "vB", "KA", "IA", "KB", "IB"}
+
+    # the null space of the information matrix alone already finds them (no symmetry given) ...
+    plain = fisher_analysis(J, names, theta, scales=scales, n_obs=prob.n_observations, loss=res.loss, bounds=bounds)
+    assert len(plain.null_directions) >= 3
+    rel = cramer_rao(J, names, scales, theta)
+    for i, n in enumerate(names):
+        if n in moved:
+            assert not plain.identifiable[n] and math.isinf(rel[i]), n
+    # ... and with the exact symmetries the reasons name them
+    fish = fisher_analysis(J, names, theta, scales=scales, n_obs=prob.n_observations, loss=res.loss,
+                           symmetries=chemostat_symmetries, bounds=bounds)
+    for n in moved:
+        assert not fish.identifiable[n]
+        assert fish.reasons[n].startswith("exact symmetry")
+        assert math.isinf(fish.rel_se[names.index(n)])
+    assert fish.identifiable["x0.X"] and fish.identifiable["x0.S"]
+    for n in ("muA", "muB"):   # not moved by a symmetry, but practically undetermined from 10 days of X, S
+        assert not fish.identifiable[n] and "relative SE" in fish.reasons[n]
+    assert fish.intervals["gA"]["0.99"] == [1e-3, 1e3]      # undetermined: the bounds
+    assert 0.5 < fish.s2 < 2.0
+    md = render_markdown(fish, chemostat_symmetries, spec=spec, state_ranges={"A": (0.05, 0.3), "B": (0.0, 0.05)})
+    for st in ("Y", "A", "B"):
+        assert f"Measure {st} (at least once" in md
+    assert "IA = 50 is far above" in md
