@@ -86,11 +86,11 @@ class CompiledBackend:
         self.lib.symode_sens.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, st]
         self.lib.symode_residual_loss.argtypes = [i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
                                                   _DPTR, _DPTR]
-        self.lib.symode_grad_forward.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
-                                                 _DPTR, _DPTR, st]
-        self.lib.symode_grad_adjoint.argtypes = [opt, i, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
-                                                 _DPTR, st]
-        self.lib.symode_grad_discrete.argtypes = self.lib.symode_grad_forward.argtypes
+        # gradient entry points take raw addresses (see Workspace): no per-call pointer objects
+        v = ctypes.c_void_p
+        self.lib.symode_grad_forward.argtypes = [v, i, v, v, v, v, v, v, v, v, v, v, v]
+        self.lib.symode_grad_discrete.argtypes = [v, i, v, v, v, v, v, v, v, v, v, v, v]
+        self.lib.symode_grad_adjoint.argtypes = [v, i, i, v, v, v, v, v, v, v, v, v]
 
     def _point(self, name: str, shape: tuple[int, ...], t: float, x: np.ndarray, p: np.ndarray,
                U: np.ndarray) -> np.ndarray:
@@ -179,6 +179,11 @@ class CompiledBackend:
                                       _ptr(S), ctypes.byref(stats))
         return IntegrationResult(X, status, _stats(stats)), np.transpose(S, (0, 2, 1))
 
+    def workspace(self, times: np.ndarray, U: np.ndarray, data: np.ndarray, sigma: np.ndarray) -> Workspace:
+        """Buffers and raw addresses for repeated gradient calls on one data set (the hot path of fitting
+        and benchmarks: no per-call array conversions)."""
+        return Workspace(self, times, U, data, sigma)
+
     def grad_forward(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
                      sigma: np.ndarray, *, rtol: float, atol: float, method: str, jacobian: bool = False,
                      discrete: bool = False
@@ -187,34 +192,74 @@ class CompiledBackend:
 
         discrete=False: continuous forward sensitivities; True: derivatives of the discretised solution
         through the recorded steps (reverse mode unless the Jacobian is requested)."""
-        times, x0, p, U = self._prep(times, x0, p, U)
-        data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
-        ns = self.nx + self.np
-        grad = np.empty(ns)
-        loss = ctypes.c_double()
-        rjac = np.empty((data.size, ns)) if jacobian else None
-        r = np.empty(data.shape) if jacobian else None
-        null = ctypes.cast(None, _DPTR)
-        opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
-        fn = self.lib.symode_grad_discrete if discrete else self.lib.symode_grad_forward
-        status = fn(ctypes.byref(opts), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(data),
-                    _ptr(sigma), ctypes.byref(loss), _ptr(grad), _ptr(rjac) if jacobian else null,
-                    _ptr(r) if jacobian else null, ctypes.byref(stats))
-        return status, loss.value, grad, rjac, r, _stats(stats)
+        ws = self.workspace(times, U, data, sigma)
+        return ws.gradient("discrete" if discrete else "forward", x0, p, rtol=rtol, atol=atol, method=method,
+                           jacobian=jacobian)
 
     def grad_adjoint(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
                      sigma: np.ndarray, *, rtol: float, atol: float, method: str, backsolve: bool = False
                      ) -> tuple[int, float, np.ndarray, dict[str, Any]]:
         """(status, loss, gradient wrt [x0, p], stats) by the continuous adjoint."""
-        times, x0, p, U = self._prep(times, x0, p, U)
-        data, sigma = (np.ascontiguousarray(a, dtype=np.float64) for a in (data, sigma))
-        grad = np.empty(self.nx + self.np)
-        loss = ctypes.c_double()
-        opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
-        status = self.lib.symode_grad_adjoint(
-            ctypes.byref(opts), int(backsolve), len(times), _ptr(times), _ptr(x0), _ptr(p), _ptr(U),
-            _ptr(data), _ptr(sigma), ctypes.byref(loss), _ptr(grad), ctypes.byref(stats))
-        return status, loss.value, grad, _stats(stats)
+        ws = self.workspace(times, U, data, sigma)
+        status, loss, grad, _, _, stats = ws.gradient("backsolve" if backsolve else "adjoint", x0, p, rtol=rtol,
+                                                      atol=atol, method=method)
+        return status, loss, grad, stats
+
+
+class Workspace:
+    """Pre-allocated, pre-addressed arrays for one (times, inputs, data, sigma) problem."""
+
+    def __init__(self, backend: CompiledBackend, times: np.ndarray, U: np.ndarray, data: np.ndarray,
+                 sigma: np.ndarray) -> None:
+        self.be = backend
+        self.times, _, _, self.U = backend._prep(times, np.zeros(backend.nx), np.zeros(backend.np), U)
+        self.data = np.ascontiguousarray(data, dtype=np.float64)
+        self.sigma = np.ascontiguousarray(sigma, dtype=np.float64)
+        self.nt = len(self.times)
+        ns = backend.nx + backend.np
+        self.x0 = np.zeros(max(backend.nx, 1))
+        self.p = np.zeros(max(backend.np, 1))
+        self.grad = np.zeros(ns)
+        self.rjac: np.ndarray | None = None
+        self.r: np.ndarray | None = None
+        self.loss = ctypes.c_double()
+        self.opts = Options()
+        self.stats = Stats()
+        addr = _addr
+        self.a = {k: addr(getattr(self, k)) for k in ("times", "U", "data", "sigma", "x0", "p", "grad")}
+        self.loss_ref, self.opts_ref, self.stats_ref = (ctypes.addressof(self.loss), ctypes.addressof(self.opts),
+                                                        ctypes.addressof(self.stats))
+        lib = backend.lib
+        self.fns = {"forward": lib.symode_grad_forward, "discrete": lib.symode_grad_discrete,
+                    "adjoint": lib.symode_grad_adjoint, "backsolve": lib.symode_grad_adjoint}
+
+    def gradient(self, kind: str, x0: np.ndarray, p: np.ndarray, *, rtol: float, atol: float, method: str,
+                 jacobian: bool = False
+                 ) -> tuple[int, float, np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+        be, a = self.be, self.a
+        self.x0[: be.nx] = x0
+        self.p[: be.np] = p
+        o = self.opts
+        o.rtol, o.atol, o.method = rtol, atol, METHODS[method]
+        fn = self.fns[kind]
+        if kind in ("adjoint", "backsolve"):
+            status = fn(self.opts_ref, int(kind == "backsolve"), self.nt, a["times"], a["x0"], a["p"], a["U"],
+                        a["data"], a["sigma"], self.loss_ref, a["grad"], self.stats_ref)
+        else:
+            rj = r = None
+            if jacobian:
+                if self.rjac is None:
+                    self.rjac = np.empty((self.data.size, be.nx + be.np))
+                    self.r = np.empty(self.data.shape)
+                rj, r = _addr(self.rjac), _addr(self.r)
+            status = fn(self.opts_ref, self.nt, a["times"], a["x0"], a["p"], a["U"], a["data"], a["sigma"],
+                        self.loss_ref, a["grad"], rj, r, self.stats_ref)
+        return (status, self.loss.value, self.grad.copy(), self.rjac.copy() if jacobian else None,
+                self.r.copy() if jacobian else None, _stats(self.stats))
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.ctypes.data
 
 
 def _stats(stats: Stats) -> dict[str, Any]:

@@ -86,6 +86,15 @@ class Problem:
         self.n_observations = int(self.observed.sum())
 
     @property
+    def workspace(self) -> Any:
+        """The backend's pre-addressed buffers for this problem (rebuilt if the arrays were replaced)."""
+        key = (id(self.times), id(self.U), id(self.data), id(self.sigma))
+        if getattr(self, "_ws_key", None) != key:
+            self._ws = self.model.backend.workspace(self.times, self.U, self.data, self.sigma)
+            self._ws_key = key
+        return self._ws
+
+    @property
     def nx(self) -> int:
         return len(self.model.states)
 
@@ -112,10 +121,9 @@ class ForwardSensitivity(Method):
     discrete = False
 
     def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
-        be = problem.model.backend
-        status, loss, grad, rjac, r, stats = be.grad_forward(problem.times, x0, p, problem.U, problem.data,
-                                                             problem.sigma, rtol=rtol, atol=atol, method=solver,
-                                                             jacobian=jacobian, discrete=self.discrete)
+        status, loss, grad, rjac, r, stats = problem.workspace.gradient(
+            "discrete" if self.discrete else "forward", x0, p, rtol=rtol, atol=atol, method=solver,
+            jacobian=jacobian)
         _check(status, stats, problem, self.name)
         res = GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
         if jacobian:
@@ -142,9 +150,8 @@ class InterpolatingAdjoint(Method):
     name = "adjoint"
 
     def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
-        status, loss, grad, stats = problem.model.backend.grad_adjoint(
-            problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
-            backsolve=False)
+        status, loss, grad, _, _, stats = problem.workspace.gradient("adjoint", x0, p, rtol=rtol, atol=atol,
+                                                                     method=solver)
         _check(status, stats, problem, self.name)
         return GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
 
@@ -156,9 +163,8 @@ class BacksolveAdjoint(Method):
     name = "backsolve"
 
     def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
-        status, loss, grad, stats = problem.model.backend.grad_adjoint(
-            problem.times, x0, p, problem.U, problem.data, problem.sigma, rtol=rtol, atol=atol, method=solver,
-            backsolve=True)
+        status, loss, grad, _, _, stats = problem.workspace.gradient("backsolve", x0, p, rtol=rtol, atol=atol,
+                                                                     method=solver)
         _check(status, stats, problem, self.name)
         return GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
 

@@ -410,6 +410,7 @@ def test_fresh_venv_reproduces_symode(dev, tmp_path: Path) -> None:
     proc = subprocess.run([*python, str(script), str(out), str(root), str(res_npy), str(res_json)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"isolated interpreter: {' '.join(python[:2])}")
     assert (out / "libmodel.so").exists()
     res = json.loads(res_json.read_text())
     assert res["forbidden_modules"] == []
