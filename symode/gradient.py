@@ -35,6 +35,7 @@ from .errors import DataError, SolverError, SymodeError
 from .model import Model
 from .solve import DEFAULT_ATOL, DEFAULT_RTOL, interval_inputs
 
+
 @dataclass
 class GradientResult:
     loss: float
@@ -120,7 +121,7 @@ class ForwardSensitivity(Method):
     name = "forward"
     discrete = False
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         status, loss, grad, rjac, r, stats = problem.workspace.gradient(
             "discrete" if self.discrete else "forward", x0, p, rtol=rtol, atol=atol, method=solver,
             jacobian=jacobian)
@@ -149,7 +150,7 @@ class InterpolatingAdjoint(Method):
 
     name = "adjoint"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         status, loss, grad, _, _, stats = problem.workspace.gradient("adjoint", x0, p, rtol=rtol, atol=atol,
                                                                      method=solver)
         _check(status, stats, problem, self.name)
@@ -162,7 +163,7 @@ class BacksolveAdjoint(Method):
 
     name = "backsolve"
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         status, loss, grad, _, _, stats = problem.workspace.gradient("backsolve", x0, p, rtol=rtol, atol=atol,
                                                                      method=solver)
         _check(status, stats, problem, self.name)
@@ -180,7 +181,7 @@ class Auto(Method):
     def choose(self, problem: Problem, jacobian: bool) -> Method:
         return ForwardSensitivity() if jacobian else DiscreteAdjoint()
 
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):  # noqa: ANN001, ANN201
+    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
         return self.choose(problem, jacobian).compute(problem, x0, p, rtol=rtol, atol=atol, solver=solver,
                                                       jacobian=jacobian)
 
