@@ -37,6 +37,7 @@ from .spec import Spec
 CODEGEN_VERSION = "2"
 CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
+OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
 #: Hand-written C compiled into every model library (beside the generated model.c / model_casadi.c).
 C_SOURCES = ("symode_integrator.h", "symode_integrator.c", "symode_tape.h", "symode_tape.c", "symode_gradient.h",
              "symode_gradient.c")
@@ -506,17 +507,61 @@ def _wrap(text: str, width: int = 90) -> str:
     return "\n *   ".join(textwrap.wrap(text, width)) or "-"
 
 
-def compile_library(directory: Path) -> Path:
-    """Compile the sources in ``directory`` into ``libmodel.so``."""
+def _compile_objects(cc: str, directory: Path, sources: list[str]) -> None:
+    """Compile C files to position-independent objects, in parallel (one process per file)."""
+    procs = [(src, subprocess.Popen([cc, *OBJ_FLAGS, "-c", src, "-o", src[:-2] + ".o"], cwd=directory,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for src in sources]
+    errors = []
+    for src, proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            errors.append(f"{src}: {err.strip()[:2000]}")
+    if errors:
+        raise SymodeError(f"C compilation failed in {directory}: {'; '.join(errors)}")
+
+
+def runtime_objects(root: Path) -> Path:
+    """symode's own C runtime (integrator, tape, gradients) compiled once per toolchain into
+    ``root/runtime-<hash>/`` and shared by every model library."""
     cc = find_compiler()
     if cc is None:
         raise SymodeError("no C compiler found")
+    final = root / f"runtime-{_toolchain_fingerprint()[:16]}"
+    objs = [n[:-2] + ".o" for n in C_SOURCES if n.endswith(".c")]
+    if all((final / o).exists() for o in objs):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-runtime-", dir=root))
+    try:
+        for n in C_SOURCES:
+            shutil.copy(CSRC / n, tmp / n)
+        _compile_objects(cc, tmp, [n for n in C_SOURCES if n.endswith(".c")])
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not all((final / o).exists() for o in objs):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def compile_library(directory: Path, runtime: Path | None = None) -> Path:
+    """Compile the model sources in ``directory`` and link them with the runtime objects into
+    ``libmodel.so``."""
+    cc = find_compiler()
+    if cc is None:
+        raise SymodeError("no C compiler found")
+    runtime = runtime or runtime_objects(directory.parent)
+    _compile_objects(cc, directory, ["model.c", "model_casadi.c"])
     out = directory / "libmodel.so"
-    cmd = [cc, *CFLAGS, "-o", str(out), "model.c", "model_casadi.c",
-           *(n for n in C_SOURCES if n.endswith(".c")), "-lm"]
+    runtime_objs = [str(runtime / (n[:-2] + ".o")) for n in C_SOURCES if n.endswith(".c")]
+    cmd = [cc, "-shared", "-o", str(out), "model.o", "model_casadi.o", *runtime_objs, "-lm"]
     proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SymodeError(f"C compilation failed in {directory}: {proc.stderr.strip()[:2000]}")
+        raise SymodeError(f"linking failed in {directory}: {proc.stderr.strip()[:2000]}")
     return out
 
 
@@ -536,7 +581,7 @@ def build_library(spec: Spec, sym_factory: Any, *, cache_dir: Path | None = None
     tmp = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=root))
     try:
         generate_sources(sym_factory(), layout, tmp, spec.name)
-        compile_library(tmp)
+        compile_library(tmp, runtime_objects(root))
         (tmp / "layout.json").write_text(json.dumps(layout.to_json(), indent=1))
         (tmp / "spec.yaml").write_text(spec.to_yaml())
         if force and final.exists():
