@@ -104,8 +104,9 @@ def test_concurrent_builds_are_safe(tmp_path):
     with ctx.Pool(2) as pool:
         results = pool.map(_build_in, [str(tmp_path)] * 2)
     assert results[0] == results[1]
-    dirs = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    dirs = [p for p in tmp_path.iterdir() if not p.name.startswith((".", "runtime-"))]
     assert len(dirs) == 1 and (dirs[0] / "libmodel.so").exists()
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("runtime-")]) == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build-")]
 
 
