@@ -301,6 +301,21 @@ class VMBackend:
     def obs_jac_p(self, t: float, x: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
         return self._call("sym_obs_jac_p", t, x, p, U).reshape(self.ny, self.np)
 
+    def observe(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
+        U = np.asarray(U, dtype=np.float64).reshape(max(len(times) - 1, 0), self.nU)
+        Ui = np.vstack([U, U[-1:]]) if len(U) else np.zeros((len(times), self.nU))
+        return np.array([self.obs(times[i], X[i], p, Ui[i]) for i in range(len(times))]).reshape(len(times), self.ny)
+
+    def residual_loss(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray, data: np.ndarray,
+                      sigma: np.ndarray) -> tuple[float, np.ndarray]:
+        r = np.where(np.isfinite(data), (self.observe(times, X, p, U) - np.nan_to_num(data)) / sigma, 0.0)
+        return 0.5 * float(np.sum(r**2)), r
+
+    def workspace(self, *args: Any) -> Any:
+        from .errors import SymodeError
+
+        raise SymodeError("gradients need the compiled backend: install a C compiler (cc/gcc) and rebuild")
+
     def integrate(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
                   atol: float, method: str, max_steps: int = 0, hmax: float = 0.0) -> IntegrationResult:
         from scipy.integrate import solve_ivp
