@@ -797,7 +797,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        theta_hat: np.ndarray, index: int, *, names: Sequence[str], scales: Sequence[str],
                        bounds: Any = None, n_points: int = 15, threshold: float | None = None,
                        progress: bool = False, loss_hat: float | None = None, step: float | None = None,
-                       max_span: float | None = None, max_evals: int | None = None) -> Profile:
+                       max_span: float | None = None, max_evals: int | None = None,
+                       refine: int = 2) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -808,8 +809,10 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
 
     Walks both ways from the optimum with adaptive steps (about n_points/2 per side) until
     2*(loss - loss_hat) exceeds ``threshold`` (default chi2(1, 0.99) = 6.63), a bound is hit, the walk
-    exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side.
-    Interval ends interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
+    exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side;
+    a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times. The side's
+    previous re-optimised vector is the start of each evaluation (warm start). Interval ends
+    interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
     that never crosses a level is None ("flat profile").
     """
     names = list(names)
@@ -897,6 +900,30 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
             elif dq > 2.0 * target:
                 h *= 0.5
             q_prev = q
+        # an overshooting last step: bisect (at most `refine` times) to place the 99% end more precisely
+        if why == "threshold" and len(pts) >= 2:
+            side_pts = [p for p in pts if sign * (p[0] - z0) >= 0]
+            side_pts.sort(key=lambda p: sign * (p[0] - z0))
+            below, above = side_pts[-2], side_pts[-1]
+            for _ in range(refine):
+                if 2.0 * (above[1] - loss_hat) <= 1.5 * thr:
+                    break
+                zm = 0.5 * (below[0] + above[0])
+                try:
+                    L, th = objective(index, float(zm), below[2])
+                except Exception:
+                    break
+                evals += 1
+                if not np.isfinite(L):
+                    break
+                th = np.asarray(th, dtype=float)
+                pts.append((float(zm), float(L), th.copy()))
+                if L < best_loss - 1e-9 * max(1.0, abs(best_loss)):
+                    best_loss, better = float(L), (float(L), th.copy())
+                if 2.0 * (L - loss_hat) >= thr:
+                    above = pts[-1]
+                else:
+                    below = pts[-1]
         stop[side] = why
         flat[side] = side_max_q < thr
     if bar is not None:
