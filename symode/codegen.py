@@ -34,7 +34,7 @@ import sympy as sp
 from .errors import SymodeError
 from .spec import Spec
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "4"
 CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
@@ -97,6 +97,9 @@ def structure(spec: Spec) -> dict[str, Any]:
         "interactions": [{k: v for k, v in e.items() if k != "description"} for e in d["interactions"]],
         "observables": {n: o.expr for n, o in spec.observables.items()},
         "roles": {n: s.role for n, s in spec.states.items()},
+        # neural terms (absent for other models, so their keys are unchanged)
+        **({"neural": [{k: v for k, v in n.to_dict().items() if k not in ("description", "seed", "l2")}
+                       for n in spec.neural]} if spec.neural else {}),
     }
 
 
@@ -224,6 +227,8 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     """CasADi Functions (t, x, p, U) -> f, df/dx, df/dp, h, dh/dx, dh/dp (Jacobians dense)."""
     import casadi as ca
 
+    if getattr(sym, "neural", None):
+        return neural_casadi_functions(sym, layout)
     nx, np_, nu = len(layout.states), len(layout.parameters), len(layout.inputs)
     t = ca.SX.sym("t")
     x = ca.SX.sym("x", nx)
@@ -245,10 +250,13 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     translated = to_casadi_cse(flat, mapping)
 
     def take(m: sp.Matrix, start: int) -> tuple[Any, int]:
+        """The translated entries as a sparse SX matrix: symbolic zeros stay structural zeros, so that
+        products such as Jp^T w only touch the nonzeros."""
         rows, cols = m.shape
-        out = ca.SX.zeros(rows, cols)
-        for idx in range(rows * cols):
-            out[idx % rows, idx // rows] = translated[start + idx]
+        out = ca.SX(rows, cols)
+        for idx, e in enumerate(m.T):
+            if e != 0:
+                out[idx % rows, idx // rows] = translated[start + idx]
         return out, start + rows * cols
 
     pos = 0
@@ -258,12 +266,15 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     h, pos = take(sym.h, pos)
     Hx, pos = take(sym.h_jac_x, pos)
     Hp, pos = take(sym.h_jac_p, pos)
+    # Products for adjoints and second-order terms by CasADi's AD on f (2-3x cheaper than multiplying
+    # the sympy Jacobians); df/dx and df/dp themselves are sympy's.
     v = ca.SX.sym("v", nx)
     w = ca.SX.sym("w", nx)
     dxs = ca.SX.sym("dx", nx)
     dps = ca.SX.sym("dp", np_)
-    Jxv = ca.mtimes(Jx, v)
+    Jxv = ca.jtimes(f, x, v)
     wJxv = ca.dot(w, Jxv)
+    vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
     args = [t, x, p, U]
     names = ["t", "x", "p", "U"]
     out = [
@@ -271,8 +282,7 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
         ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
         ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
         # vector-Jacobian products for adjoints: Jx^T w, Jp^T w
-        ca.Function("sym_vjp", [*args, w], [ca.densify(ca.mtimes(Jx.T, w)), ca.densify(ca.mtimes(Jp.T, w))],
-                    [*names, "w"], ["vx", "vp"]),
+        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
         # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
         ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
                     [*names, "v", "w"], ["vx", "vp"]),
@@ -285,6 +295,64 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
         ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
     ]
     return out
+
+
+def neural_casadi_functions(sym: Any, layout: Layout) -> list[Any]:
+    """:func:`casadi_functions` for models with neural terms: the placeholders of the neural outputs in
+    the sympy f are replaced by the MLPs built in CasADi SX (:func:`symode.neural.mlp_casadi`), and every
+    derivative (df/dx, df/dp, the vector-Jacobian and second-order products, dh/dx, dh/dp) comes from
+    CasADi's AD instead of sympy (thousands of weights). Same functions, names and signatures."""
+    import casadi as ca
+
+    from .neural import mlp_casadi
+
+    nx, np_, nu = len(layout.states), len(layout.parameters), len(layout.inputs)
+    t = ca.SX.sym("t")
+    x = ca.SX.sym("x", nx)
+    p = ca.SX.sym("p", np_)
+    U = ca.SX.sym("U", layout.nu_interval)
+    mapping: dict[sp.Symbol, Any] = {sym.t: t}
+    mapping.update({s: x[i] for i, s in enumerate(sym.x)})
+    mapping.update({s: p[i] for i, s in enumerate(sym.p)})
+    for k, s in enumerate(sym.u):
+        if s.name in layout.linear_inputs:
+            j = layout.linear_inputs.index(s.name)
+            mapping[s] = U[k] + U[nu + j] * (t - U[layout.nu_interval - 1])
+        else:
+            mapping[s] = U[k]
+    by_name = {s.name: v for s, v in mapping.items()}
+    pindex = {n: i for i, n in enumerate(layout.parameters)}
+    for term in sym.spec.neural:
+        outs = mlp_casadi(term, [by_name[n] for n in term.inputs], lambda n: p[pindex[n]])
+        for o, val in zip(term.outputs, outs, strict=True):
+            mapping[sym.neural[term.ref(o)]] = val
+    f = ca.vertcat(*to_casadi_cse(list(sym.f), mapping)) if nx else ca.SX.zeros(0, 1)
+    h = ca.vertcat(*to_casadi_cse(list(sym.h), mapping)) if len(sym.h) else ca.SX.zeros(0, 1)
+    Jx, Jp = ca.jacobian(f, x), ca.jacobian(f, p)
+    Hx, Hp = ca.jacobian(h, x), ca.jacobian(h, p)
+    v = ca.SX.sym("v", nx)
+    w = ca.SX.sym("w", nx)
+    dxs = ca.SX.sym("dx", nx)
+    dps = ca.SX.sym("dp", np_)
+    Jxv = ca.jtimes(f, x, v)
+    wJxv = ca.dot(w, Jxv)
+    vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
+    args = [t, x, p, U]
+    names = ["t", "x", "p", "U"]
+    return [
+        ca.Function("sym_rhs", args, [f], names, ["f"]),
+        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
+        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
+        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
+        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
+                    [*names, "v", "w"], ["vx", "vp"]),
+        ca.Function("sym_jvp2", [*args, v, dxs, dps],
+                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
+                    [*names, "v", "dx", "dp"], ["out"]),
+        ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
+        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
+        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
+    ]
 
 
 _WRAPPER = r"""/* Generated by symode (codegen v{version}) for model '{name}'. Do not edit.
