@@ -130,7 +130,7 @@ class CompiledBackend:
         xout = np.empty((nt, self.nx), dtype=np.float64)
         opts = Options(rtol, atol, 0.0, hmax, max_steps, METHODS[method])
         stats = Stats()
-        Uc = U if U.size else np.zeros(1)
+        Uc = U if U.size else np.zeros(max(self.nU, 1))
         status = self.lib.symode_simulate(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(Uc),
                                           _ptr(xout), ctypes.byref(stats))
         return IntegrationResult(xout, status, _stats(stats))
@@ -142,7 +142,7 @@ class CompiledBackend:
         U = np.ascontiguousarray(U, dtype=np.float64).reshape(-1)
         if U.size != max(len(times) - 1, 0) * self.nU:
             raise ValueError(f"expected {(len(times) - 1) * self.nU} interval inputs, got {U.size}")
-        return times, _f64(x0, self.nx), _f64(p, self.np), (U if U.size else np.zeros(1))
+        return times, _f64(x0, self.nx), _f64(p, self.np), (U if U.size else np.zeros(max(self.nU, 1)))
 
     def observe(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
         """Observables at every sample time, (nt, ny)."""

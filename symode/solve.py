@@ -123,8 +123,6 @@ def simulate(model: Model, times: np.ndarray | None = None, *, data: Dataset | N
 
 
 def observe(model: Model, traj: Trajectory, p: np.ndarray, U: np.ndarray) -> dict[str, np.ndarray]:
-    """Observable values h(t, x, p, u) along a trajectory."""
-    nt = len(traj.times)
-    Ui = np.vstack([U, U[-1:]]) if len(U) else np.zeros((nt, model.layout.nu_interval))
-    ys = np.array([model.backend.obs(traj.times[i], traj.x[i], p, Ui[i]) for i in range(nt)])
+    """Observable values h(t, x, p, u) along a trajectory (sample i uses the inputs of interval i)."""
+    ys = model.backend.observe(traj.times, traj.x, p, U)
     return {name: ys[:, k] for k, name in enumerate(model.observables)}
