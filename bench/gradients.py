@@ -7,8 +7,8 @@
     relative error against a tight-tolerance reference.
 (b) Generalized templates N x M for N, M in {1, 2, 4, 8}: gradient time / forward-solve time per method.
 
-Prints markdown tables. Times are medians over repeated calls; the machine is shared and noisy, so
-compare ratios measured in the same run.
+Prints markdown tables. Times are medians over repeated calls; ratios are medians of ratios of a
+method and the forward solve timed alternately (the machine is shared and noisy).
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ from symode.synth import make_dataset, noisy_observations, smooth_dilution  # no
 SHARED = ROOT.parent / "shared" / "data"
 RTOL, ATOL = 1e-8, 1e-10
 SYMODE_METHODS = [m for m in ("forward", "adjoint", "backsolve", "discrete", "auto") if m in METHODS]
+
+
+def paired(fn, base, rounds: int = 7) -> tuple[float, float]:
+    """(median time of fn, median of fn/base time ratios), fn and base timed alternately so that load
+    changes on this shared machine hit both alike."""
+    t_fn, ratios = [], []
+    for _ in range(rounds):
+        a = time_call(fn, min_time=0.05, max_repeat=2000)
+        b = time_call(base, min_time=0.05, max_repeat=2000)
+        t_fn.append(a)
+        ratios.append(a / b)
+    return float(np.median(t_fn)), float(np.median(ratios))
 
 
 def casadi_cvodes_gradient(problem: Problem, p: np.ndarray, x0: np.ndarray, tol: float):
@@ -99,11 +111,13 @@ def bench_chemostat(quick: bool) -> list[str]:
         rows.append(f"| {label} | forward solve only | {fwd * 1e3:.3f} ms | | 1.0 | |")
         for name in SYMODE_METHODS:
             res = loss_and_gradient(problem, method=name, rtol=RTOL, atol=ATOL)
-            t = time_call(lambda name=name, problem=problem: loss_and_gradient(problem, method=name, rtol=RTOL,
-                                                                              atol=ATOL))
-            rows.append(f"| {label} | symode {name} | {t * 1e3:.3f} ms | {t_cas / t:.1f}x faster | {t / fwd:.1f} | "
+            t, ratio = paired(lambda name=name, problem=problem: loss_and_gradient(problem, method=name, rtol=RTOL,
+                                                                                  atol=ATOL),
+                              lambda problem=problem, p=p, x0=x0: model.backend.integrate(
+                                  problem.times, x0, p, problem.U, rtol=RTOL, atol=ATOL, method="auto"))
+            rows.append(f"| {label} | symode {name} | {t * 1e3:.3f} ms | {t_cas / t:.0f}x faster | {ratio:.1f} | "
                         f"{rel_error(res.gradient, ref):.1e} |")
-        rows.append(f"| {label} | CasADi CVODES adjoint | {t_cas * 1e3:.3f} ms | 1.0 | {t_cas / fwd:.1f} | "
+        rows.append(f"| {label} | CasADi CVODES adjoint | {t_cas * 1e3:.3f} ms | 1.0 | {t_cas / fwd:.0f} | "
                     f"{cas_err:.1e} |")
     return rows
 
@@ -129,10 +143,12 @@ def bench_templates(quick: bool) -> list[str]:
                 problem.times, x0, p, problem.U, rtol=RTOL, atol=ATOL, method="auto"), max_repeat=200)
             ratios = []
             for name in names:
-                t = time_call(lambda name=name, problem=problem: loss_and_gradient(problem, method=name, rtol=RTOL,
-                                                                                  atol=ATOL),
-                              min_time=0.3, max_repeat=50)
-                ratios.append(f"{t / fwd:.1f}")
+                _, ratio = paired(lambda name=name, problem=problem: loss_and_gradient(problem, method=name,
+                                                                                      rtol=RTOL, atol=ATOL),
+                                  lambda problem=problem, model=model, p=p, x0=x0: model.backend.integrate(
+                                      problem.times, x0, p, problem.U, rtol=RTOL, atol=ATOL, method="auto"),
+                                  rounds=5)
+                ratios.append(f"{ratio:.1f}")
             from symode.gradient import Auto
 
             picked = Auto().choose(problem, False).name
