@@ -150,6 +150,164 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import check_columns, read_csv
+    from .neural import train, write_training
+
+    spec = _load_spec(args.spec, args.params)
+    data = read_csv(args.data)
+    check_columns(spec, data, need_observables=True)
+    result = train(spec, data, holdout=args.holdout, optimizer=args.optimizer, max_iter=args.max_iter,
+                   time_limit=args.time_limit, polish=args.polish, seed=args.seed,
+                   log=lambda s: print(s, file=sys.stderr))
+    path = write_training(result, args.output)
+    print(f"wrote {path} and {Path(args.output) / 'train.json'}", file=sys.stderr)
+    return 0
+
+
+def _fit_common(args: argparse.Namespace, *, profile: bool) -> int:
+    import time as _time
+
+    from .data import read_csv
+    from .fit import fit
+    from .model import build_model
+    from .report import write_fit_json, write_outputs
+
+    spec = _load_spec(args.spec, args.params)
+    datasets = [read_csv(d) for d in args.data]
+    from .fit import check_data
+
+    for d in datasets:
+        check_data(spec, d)
+    if args.multistart < 0:
+        raise SymodeError("--multistart must be >= 0")
+    out = Path(args.output)
+    model = build_model(spec)
+    last = [_time.perf_counter()]
+
+    def checkpoint(info) -> None:  # a provisional fit.json of the best point every 20 s
+        if _time.perf_counter() - last[0] > 20.0 and info.stage == "single shooting":
+            last[0] = _time.perf_counter()
+            from .fit import provisional_result
+
+            write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
+
+    fixed = [n.strip() for n in (args.fix or "").split(",") if n.strip()]
+    result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
+                 progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers, seed=args.seed,
+                 max_time=args.max_time, callback=checkpoint)
+    files = write_outputs(result, out, report=not args.no_report)
+    ident = result.identifiable
+    n_id = sum(ident[n] for n in result.estimated_parameters)
+    state = "converged" if result.converged else ("interrupted" if result.interrupted else "not converged")
+    print(f"fit {state}: objective {result.objective:.6g} ({result.n_obs} observations), {result.iterations} "
+          f"iterations, {result.wall_time_s:.1f} s; {n_id} of {len(result.estimated_parameters)} parameters "
+          f"identifiable", file=sys.stderr)
+    iv = result.intervals
+    for n in result.estimated_parameters:
+        lo, hi = iv[n]["0.95"]
+        print(f"  {n:>8s} = {result.parameters[n]:<12.5g} 95% [{_fmt_opt(lo)}, {_fmt_opt(hi)}]"
+              f"{'' if ident[n] else '  (not identifiable)'}", file=sys.stderr)
+    print("wrote " + ", ".join(str(f) for f in files.values()), file=sys.stderr)
+    return 130 if result.interrupted else 0
+
+
+def _fmt_opt(v: float | None) -> str:
+    return "open" if v is None else f"{v:.4g}"
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    return _fit_common(args, profile=args.profile)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    return _fit_common(args, profile=True)
+
+
+def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="model spec (YAML); its values are the starting point")
+    p.add_argument("--data", required=True, action="append", metavar="CSV",
+                   help="data file (repeat for several experiments sharing the parameters)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output directory (fit.json, fitted.yaml, report.md, plots)")
+    p.add_argument("--params", metavar="FILE", help="params file with starting values (e.g. a previous fit.json)")
+    p.add_argument("--multistart", type=int, default=0, metavar="N",
+                   help="N extra Latin-hypercube starts in the transformed box, in parallel (default 0)")
+    p.add_argument("--method", choices=("lm", "trf", "lbfgs"), default="lm",
+                   help="lm: Levenberg-Marquardt with geodesic acceleration and exact sensitivities (default); "
+                        "trf: scipy's trust-region reflective; lbfgs: L-BFGS-B with adjoint gradients")
+    p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="auto",
+                   help="auto: multiple shooting only if single shooting fails or stalls (default)")
+    p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
+    p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
+    p.add_argument("--max-time", type=float, default=1800.0, metavar="S", help="time limit per local fit (s)")
+    p.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_design(args: argparse.Namespace) -> int:
+    from .design import (
+        Constraints,
+        check_nominal,
+        design_from_data,
+        load_nominal,
+        parse_budget,
+        run_design,
+        write_design,
+    )
+    from .spec import load_spec
+
+    if args.fit and args.params:
+        raise SymodeError("give --fit or --params, not both")
+    spec = load_spec(args.spec)
+    params: dict[str, float] = {}
+    x0: dict[str, float] = {}
+    doc = None
+    source = "the spec's values"
+    nominal_file = args.fit or args.params
+    if nominal_file:
+        params, x0, doc = load_nominal(nominal_file)
+        check_nominal(spec, params, x0, nominal_file)
+        source = f"{'fit' if args.fit else 'params file'} {nominal_file}"
+    budget_n, budget_h = parse_budget(args.budget)
+    for name, v in (("--d-min", args.d_min), ("--d-max", args.d_max), ("--days", args.days),
+                    ("--segment-h", args.segment_h), ("--every", args.every), ("--time-limit", args.time_limit)):
+        if not v > 0:
+            raise SymodeError(f"{name} must be positive")
+    if args.d_min >= args.d_max:
+        raise SymodeError("--d-min must be below --d-max")
+    c = Constraints(d_min=args.d_min, d_max=args.d_max, max_step=args.max_step, floor_fraction=args.floor,
+                    max_days=args.max_days if args.max_days is not None else max(args.days, 30.0),
+                    budget_n=budget_n, budget_h=budget_h)
+    try:
+        rel, ab = (float(v) for v in args.extra_noise.split(","))
+    except ValueError:
+        raise SymodeError(f"--extra-noise {args.extra_noise!r}: expected REL,ABS (e.g. 0.05,0.002)") from None
+    candidates = [s.strip() for s in args.candidates.split(",") if s.strip()] if args.candidates is not None else None
+    targets = [s.strip() for s in args.targets.split(",") if s.strip()] if args.targets else None
+    reference = None
+    if args.reference_data:
+        from .data import read_csv
+
+        reference = design_from_data(read_csv(args.reference_data), spec.with_values(params, x0),
+                                     label=f"experiment {args.reference_data}")
+    log = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr))
+    run = run_design(spec, params=params, x0=x0, nominal_source=source, fit_doc=doc, reference=reference,
+                     constraints=c, candidates=candidates, extra_noise=(rel, ab), every_h=args.every, days=args.days,
+                     segment_h=args.segment_h, criterion=args.criterion, targets=targets,
+                     target_rel_se=args.target_rel_se, time_limit=args.time_limit, n_random=args.random_baseline,
+                     n_robust=args.robustness, seed=args.seed, progress=not args.quiet, log=log)
+    files = write_design(run, args.output)
+    P = run.proposed
+    print(f"proposed: {P.design.duration_h / 24:g} d, measure {', '.join(P.design.extras)}; "
+          f"D-criterion {P.criteria['D']:.4g} (before {run.reference.criteria['D']:.4g}"
+          + (f", best random {run.best_random.criteria['D']:.4g}" if run.best_random else "") + "); "
+          f"{P.n_good()} parameters below 10% relative SE (before {run.reference.n_good()})", file=sys.stderr)
+    print(f"wrote {files['report']}, {files['design']}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -246,6 +404,86 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefix of the C API names (default: model -> model_simulate, MODEL_NX)")
     p.add_argument("--build", action="store_true", help="also build the library and example program (make)")
     p.set_defaults(func=cmd_codegen)
+
+    p = sub.add_parser("train", help="train a hybrid (neural) model with adjoint gradients",
+                       description="Train every estimated parameter of a spec, neural-network weights included "
+                                   "(spec section 'neural'), on one data set: L-BFGS with discrete-adjoint gradients "
+                                   "over growing time horizons, then Levenberg-Marquardt with exact residual "
+                                   "Jacobians, with early stopping on a held-out final time block. Writes "
+                                   "OUT/fitted.yaml (the spec with trained values) and OUT/train.json.")
+    p.add_argument("spec", help="model spec (YAML)")
+    p.add_argument("--data", required=True, metavar="CSV", help="data file with inputs and observables")
+    p.add_argument("--params", metavar="FILE", help="params file with starting values")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (0.1)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                   help="lbfgs (curriculum + LM polish; default) or adam (minibatches of time windows)")
+    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam)")
+    p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
+    p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
+    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("fit", help="fit parameters to data, with intervals and identifiability",
+                       description="Fit the estimated parameters and initial states of a spec to one or more data "
+                                   "files (shared parameters, own initial states), from the spec's values: "
+                                   "Levenberg-Marquardt with exact sensitivities, multiple shooting as fallback, "
+                                   "optional multi-start; then Fisher intervals, exact symmetries and an "
+                                   "identifiable flag with a reason for every parameter. Writes fit.json, "
+                                   "fitted.yaml and report.md atomically; Ctrl-C keeps the best point so far.")
+    _add_fit_arguments(p)
+    p.add_argument("--profile", action="store_true", help="also compute profile likelihoods (slower)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("profile", help="fit, then profile likelihood of every estimated parameter",
+                       description="As 'symode fit --profile': fit, then re-optimise along each estimated "
+                                   "parameter (profile likelihood) for likelihood-based intervals.")
+    _add_fit_arguments(p)
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("design", help="optimal experiment design: what to measure and how to drive D(t)",
+                       description="Fisher-information experiment design at nominal values (a fit.json, a params "
+                                   "file or the spec's values): optimise a piecewise-constant dilution profile and "
+                                   "the extra measurements within a budget for a D-, A-, E-optimal or target "
+                                   "criterion, keeping the main culture above a floor; compare with the current "
+                                   "experiment and random designs; check robustness to the nominal values. Writes "
+                                   "OUTDIR/report.md, OUTDIR/design.json (inf relative SE as null) and plots.")
+    p.add_argument("spec", help="model spec (YAML)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--fit", metavar="FIT.json", help="nominal values (and their spread) from a `symode fit` result")
+    p.add_argument("--params", metavar="FILE", help="nominal values from a params file (JSON/YAML)")
+    p.add_argument("--reference-data", metavar="CSV",
+                   help="the current experiment to compare with (default: the spec's observables at constant D)")
+    p.add_argument("--days", type=float, default=30.0, help="experiment length in days (default 30)")
+    p.add_argument("--max-days", type=float, help="longest admissible experiment (default max(30, --days))")
+    p.add_argument("--segment-h", type=float, default=24.0, help="length of each constant-D segment (default 24 h)")
+    p.add_argument("--d-min", type=float, default=0.05, help="lowest dilution rate (default 0.05 1/h)")
+    p.add_argument("--d-max", type=float, default=0.3, help="highest dilution rate (default 0.3 1/h)")
+    p.add_argument("--max-step", type=float, default=0.1,
+                   help="largest change of D between consecutive segments (default 0.1 1/h)")
+    p.add_argument("--floor", type=float, default=0.1,
+                   help="main culture never below this fraction of its starting value (default 0.1)")
+    p.add_argument("--every", type=float, default=0.25, help="sampling interval of the spec's observables (h)")
+    p.add_argument("--budget", default="1/2h",
+                   help="extra measurements: N/H = at most N extra measured quantities every H hours "
+                        "(default 1/2h; 0 = none)")
+    p.add_argument("--candidates", metavar="NAMES",
+                   help="comma-separated states/observables that may be measured in addition (default: the "
+                        "unobserved metabolites)")
+    p.add_argument("--extra-noise", default="0.05,0.002", metavar="REL,ABS",
+                   help="noise of the extra measurements (default 0.05,0.002)")
+    p.add_argument("--criterion", choices=("D", "A", "E", "target"), default="D",
+                   help="D-optimal (default), A-, E-optimal, or target: --targets below --target-rel-se")
+    p.add_argument("--targets", metavar="NAMES", help="parameters for --criterion target (default: all)")
+    p.add_argument("--target-rel-se", type=float, default=0.1, help="target relative SE (default 0.1)")
+    p.add_argument("--time-limit", type=float, default=180.0, help="optimiser wall time in seconds (default 180)")
+    p.add_argument("--random-baseline", type=int, default=50, metavar="N",
+                   help="compare with N random admissible designs (default 50; 0: skip)")
+    p.add_argument("--robustness", type=int, default=20, metavar="N",
+                   help="parameter samples for the robustness check (default 20; 0: skip)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_design)
 
     p = sub.add_parser("demo", help="run the seed chemostat end to end",
                        description="The seed chemostat (MISSION.md model (1)) end to end: build and compile the "

@@ -34,7 +34,7 @@ import sympy as sp
 from .errors import SymodeError
 from .spec import Spec
 
-CODEGEN_VERSION = "4"
+CODEGEN_VERSION = "5"
 CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
@@ -92,10 +92,11 @@ def structure(spec: Spec) -> dict[str, Any]:
     return {
         "states": list(spec.states),
         "parameters": list(spec.parameters),
-        "inputs": {n: i.interpolation for n, i in spec.inputs.items()},
+        # ordered lists, not dicts: the key is dumped with sort_keys, and the order is part of the layout
+        "inputs": [[n, i.interpolation] for n, i in spec.inputs.items()],
         "reactor": d["reactor"],
         "interactions": [{k: v for k, v in e.items() if k != "description"} for e in d["interactions"]],
-        "observables": {n: o.expr for n, o in spec.observables.items()},
+        "observables": [[n, o.expr] for n, o in spec.observables.items()],
         "roles": {n: s.role for n, s in spec.states.items()},
         # neural terms (absent for other models, so their keys are unchanged)
         **({"neural": [{k: v for k, v in n.to_dict().items() if k not in ("description", "seed", "l2")}
@@ -512,6 +513,19 @@ int symode_sens(const symode_options *opt, int nt, const double *times, const do
     symode_gmodel g;
     init_gmodel(&g);
     return symode_forward_sens(&g, opt, nt, times, x0, p, u, X, S, stats);
+}}
+
+int symode_sens_discrete(const symode_options *opt, int nt, const double *times, const double *x0,
+                         const double *p, const double *u, double *X, double *S, symode_stats *stats) {{
+    symode_gmodel g;
+    symode_tape *tape = symode_tape_new();
+    int rc;
+    if (!tape) return SYMODE_ERR_NOMEM;
+    init_gmodel(&g);
+    rc = symode_integrate_record(&g.m, opt, nt, times, x0, p, u, X, stats, tape);
+    if (!rc) rc = symode_tape_forward(tape, &g.m, &g.d, p, u, S);
+    symode_tape_free(tape);
+    return rc;
 }}
 
 int symode_residual_loss(int nt, const double *times, const double *X, const double *p, const double *u,

@@ -84,6 +84,7 @@ class CompiledBackend:
         opt, st, i = ctypes.POINTER(Options), ctypes.POINTER(Stats), ctypes.c_int
         self.lib.symode_observe.argtypes = [i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR]
         self.lib.symode_sens.argtypes = [opt, i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, st]
+        self.lib.symode_sens_discrete.argtypes = self.lib.symode_sens.argtypes
         self.lib.symode_residual_loss.argtypes = [i, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR, _DPTR,
                                                   _DPTR, _DPTR]
         # gradient entry points take raw addresses (see Workspace): no per-call pointer objects
@@ -168,15 +169,21 @@ class CompiledBackend:
         return loss.value, r
 
     def sensitivities(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
-                      atol: float, method: str) -> tuple[IntegrationResult, np.ndarray]:
-        """States (nt, nx) and S = dx/d[x0, p] (nt, nx, nx+np) by forward sensitivities."""
+                      atol: float, method: str, discrete: bool = True) -> tuple[IntegrationResult, np.ndarray]:
+        """States (nt, nx) and S = dx/d[x0, p] (nt, nx, nx+np).
+
+        discrete=True (default): exact sensitivities of the discretised solution through the recorded
+        steps (robust and fast for stiff problems: only nx x nx LU factorisations); False: continuous
+        forward sensitivities integrated with x (independent check; slow when stiff, because the
+        augmented system's Jacobian is dense)."""
         times, x0, p, U = self._prep(times, x0, p, U)
         nt, ns = len(times), self.nx + self.np
         X = np.empty((nt, self.nx))
         S = np.empty((nt, ns, self.nx))  # column-major blocks
         opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
-        status = self.lib.symode_sens(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(X),
-                                      _ptr(S), ctypes.byref(stats))
+        fn = self.lib.symode_sens_discrete if discrete else self.lib.symode_sens
+        status = fn(ctypes.byref(opts), nt, _ptr(times), _ptr(x0), _ptr(p), _ptr(U), _ptr(X), _ptr(S),
+                    ctypes.byref(stats))
         return IntegrationResult(X, status, _stats(stats)), np.transpose(S, (0, 2, 1))
 
     def workspace(self, times: np.ndarray, U: np.ndarray, data: np.ndarray, sigma: np.ndarray) -> Workspace:

@@ -43,6 +43,9 @@ LAWS: dict[tuple[str, str], dict[str, Any]] = {
     ("glv", "linear"): {"required": ["a"], "one_of": []},
     ("mass_action", "mass_action"): {"required": ["k"], "one_of": []},
     ("custom", "custom"): {"required": [], "one_of": []},
+    # neural terms (section "neural" of docs/spec-format.md): the rate is an MLP output `<id>.<output>`
+    ("uptake", "neural"): {"required": ["yield"], "one_of": []},
+    ("production", "neural"): {"required": [], "one_of": []},
 }
 DEFAULT_LAW = {"uptake": "monod", "inhibition": "noncompetitive", "production": "non_growth",
                "glv": "linear", "mass_action": "mass_action", "custom": "custom"}
@@ -51,9 +54,14 @@ STRENGTH_ROLE = {("uptake", "monod"): "a", ("uptake", "shared_monod"): "a", ("up
                  ("inhibition", "noncompetitive"): "kappa", ("inhibition", "competitive"): None,
                  ("production", "non_growth"): "v", ("production", "growth_associated"): "alpha",
                  ("production", "luedeking_piret"): None, ("glv", "linear"): "a",
-                 ("mass_action", "mass_action"): "k", ("custom", "custom"): None}
+                 ("mass_action", "mass_action"): "k", ("custom", "custom"): None,
+                 ("uptake", "neural"): None, ("production", "neural"): None}
 ID_PREFIX = {"uptake": "uptake", "production": "prod", "inhibition": "inhib", "glv": "glv"}
 APPLIES_TO = ("growth", "growth_and_uptake")
+#: Neural terms: hidden-layer activations and output activations.
+NEURAL_ACTIVATIONS = ("tanh", "softplus", "sigmoid", "relu")
+NEURAL_OUTPUT_ACTIVATIONS = ("linear", "softplus", "sigmoid")
+NEURAL_REF_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)$")
 
 
 @dataclass
@@ -161,6 +169,91 @@ class Reactor:
 
 
 @dataclass
+class NeuralTerm:
+    """A small MLP inside f: ``outputs = act_out(W_L ... act(W_1 (inputs / input_scale) + b_1) ... + b_L)
+    * output_scale``. Its outputs are referenced as ``<id>.<output>`` (uptake/production law ``neural``,
+    custom rates). Weights are ordinary spec parameters named by :meth:`weight_names`."""
+
+    id: str
+    inputs: list[str]
+    outputs: list[str]
+    hidden: list[int] = field(default_factory=list)
+    activation: str = "tanh"
+    output_activation: str = "linear"
+    input_scale: dict[str, float] = field(default_factory=dict)
+    output_scale: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    l2: float = 0.0
+    description: str = ""
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer widths [n_inputs, *hidden, n_outputs]."""
+        return [len(self.inputs), *self.hidden, len(self.outputs)]
+
+    def layers(self) -> list[tuple[list[list[str]], list[str]]]:
+        """Per layer l = 1..L: (weight names W[i][j] (out i, in j), bias names b[i])."""
+        out = []
+        sizes = self.sizes
+        for layer in range(1, len(sizes)):
+            n_in, n_out = sizes[layer - 1], sizes[layer]
+            W = [[f"{self.id}__W{layer}_{i}_{j}" for j in range(n_in)] for i in range(n_out)]
+            b = [f"{self.id}__b{layer}_{i}" for i in range(n_out)]
+            out.append((W, b))
+        return out
+
+    def weight_names(self) -> list[str]:
+        """All weight and bias parameter names, layer by layer (W row-major, then b)."""
+        names: list[str] = []
+        for W, b in self.layers():
+            names += [n for row in W for n in row] + b
+        return names
+
+    def initial_weights(self) -> dict[str, float]:
+        """Glorot-uniform weights from ``seed`` (biases 0)."""
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        out: dict[str, float] = {}
+        for W, b in self.layers():
+            n_out, n_in = len(W), len(W[0]) if W else 0
+            a = math.sqrt(6.0 / (n_in + n_out)) if n_in + n_out else 0.0
+            vals = rng.uniform(-a, a, size=(n_out, n_in))
+            for i, row in enumerate(W):
+                for j, name in enumerate(row):
+                    out[name] = float(vals[i, j])
+            out.update({name: 0.0 for name in b})
+        return out
+
+    def ref(self, output: str) -> str:
+        return f"{self.id}.{output}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "inputs": list(self.inputs), "outputs": list(self.outputs),
+                             "hidden": list(self.hidden), "activation": self.activation,
+                             "output_activation": self.output_activation}
+        if self.input_scale:
+            d["input_scale"] = dict(self.input_scale)
+        if self.output_scale:
+            d["output_scale"] = dict(self.output_scale)
+        d["seed"] = self.seed
+        d["l2"] = self.l2
+        if self.description:
+            d["description"] = self.description
+        return d
+
+
+def rewrite_neural_refs(text: str, neural: list[NeuralTerm]) -> str:
+    """Expression text with every neural reference ``<id>.<output>`` replaced by ``<id>__<output>``
+    (the expression parser accepts plain names only)."""
+    for term in neural:
+        for o in term.outputs:
+            text = re.sub(rf"(?<![A-Za-z0-9_.]){re.escape(term.id)}\.{re.escape(o)}(?![A-Za-z0-9_])",
+                          f"{term.id}__{o}", text)
+    return text
+
+
+@dataclass
 class Spec:
     """A validated model spec."""
 
@@ -173,6 +266,7 @@ class Spec:
     observables: dict[str, Observable]
     description: str = ""
     source: str | None = field(default=None, compare=False, repr=False)
+    neural: list[NeuralTerm] = field(default_factory=list)
 
     # -- lookups -------------------------------------------------------------------------------------
     @property
@@ -190,6 +284,17 @@ class Spec:
     @property
     def estimated_parameters(self) -> list[str]:
         return [p.name for p in self.parameters.values() if p.estimate]
+
+    def neural_term(self, term_id: str) -> NeuralTerm:
+        for n in self.neural:
+            if n.id == term_id:
+                return n
+        raise KeyError(term_id)
+
+    @property
+    def neural_weights(self) -> list[str]:
+        """Names of all neural-network weight parameters (in spec order of the terms)."""
+        return [w for n in self.neural for w in n.weight_names()]
 
     def interaction(self, edge_id: str) -> Interaction:
         for e in self.interactions:
@@ -235,6 +340,8 @@ class Spec:
             out["inputs"] = {i.name: _drop_defaults({
                 "interpolation": i.interpolation, "default": i.default, "unit": i.unit,
                 "description": i.description}, {"interpolation": "constant"}) for i in self.inputs.values()}
+        if self.neural:
+            out["neural"] = [n.to_dict() for n in self.neural]
         out["parameters"] = {p.name: _drop_defaults({
             "value": p.value, "bounds": _bounds(p.lower, p.upper), "scale": p.scale, "estimate": p.estimate,
             "unit": p.unit, "description": p.description}, {"estimate": True})
@@ -435,7 +542,7 @@ class _Validator:
             raise self.err((), "the spec is empty")
         root = self.mapping(data, (), "a mapping at the top level")
         self.keys(root, (), {"symode", "name", "description", "reactor", "states", "inputs", "parameters",
-                             "interactions", "observables"})
+                             "interactions", "observables", "neural"})
         version = root.get("symode", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise self.err(("symode",), f"unsupported spec format version {version!r} (this symode reads "
@@ -449,12 +556,18 @@ class _Validator:
         inputs = self.inputs(self.mapping(root.get("inputs"), ("inputs",)))
         parameters = self.parameters(self.mapping(root["parameters"], ("parameters",)))
         self.unique_names(states, inputs, parameters)
+        self._neural: list[NeuralTerm] = []
+        if "neural" in root:
+            self._neural = self.neural(root["neural"], root, states, inputs, parameters)
         reactor = self.reactor(self.mapping(root.get("reactor"), ("reactor",)), states, inputs, parameters)
         interactions = self.interactions(root.get("interactions"), states, inputs, parameters)
         observables = self.observables(self.mapping(root.get("observables"), ("observables",)),
                                        states, inputs, parameters)
-        return Spec(name=name, description=description, reactor=reactor, states=states, parameters=parameters,
+        spec = Spec(name=name, description=description, reactor=reactor, states=states, parameters=parameters,
                     inputs=inputs, interactions=interactions, observables=observables)
+        if self._neural:
+            spec.neural = self._neural
+        return spec
 
     def unique_names(self, *groups: dict[str, Any]) -> None:
         seen: dict[str, str] = {}
@@ -602,6 +715,8 @@ class _Validator:
             structural |= {"reactants", "products"}
         if kind == "custom":
             structural |= {"rate", "stoichiometry"}
+        if law == "neural":
+            structural |= {"rate"}
         self.keys(d, path, structural | roles)
 
         def state_ref(key: str, roles_ok: tuple[str, ...] | None) -> str:
@@ -648,6 +763,8 @@ class _Validator:
                                        choices=APPLIES_TO)
             if "uptake" in d:
                 e.uptake = self.string(d["uptake"], (*path, "uptake"))
+        if law == "neural":
+            e.rate = self.neural_ref(d.get("rate"), (*path, "rate"), path)
         if kind == "mass_action":
             e.reactants = self.stoich(d.get("reactants"), (*path, "reactants"), states, positive=True)
             e.products = self.stoich(d.get("products"), (*path, "products"), states, positive=True,
@@ -660,8 +777,10 @@ class _Validator:
             e.rate = self.string(d["rate"], (*path, "rate")) if not isinstance(d["rate"], (int, float)) \
                 else repr(float(d["rate"]))
             symbols = [*states, *inputs, *parameters, "t"]
+            neural = getattr(self, "_neural", [])
+            symbols += [f"{n.id}__{o}" for n in neural for o in n.outputs]
             try:
-                parse_expression(e.rate, symbols)
+                parse_expression(rewrite_neural_refs(e.rate, neural), symbols)
             except ExpressionError as exc:
                 raise self.err((*path, "rate"), exc.message) from None
             e.stoichiometry = self.stoich(d.get("stoichiometry"), (*path, "stoichiometry"), states,
@@ -679,6 +798,110 @@ class _Validator:
         else:
             raise self.err(path, "custom interactions need an 'id'")
         return e
+
+    def neural_ref(self, value: Any, path: tuple[Any, ...], parent: tuple[Any, ...]) -> str:
+        """A neural output reference ``<id>.<output>``."""
+        if value is None:
+            raise self.err(parent, "a neural law needs 'rate: <neural id>.<output>'")
+        if not isinstance(value, str) or not NEURAL_REF_RE.match(value):
+            raise self.err(path, f"expected a neural output '<id>.<output>', got {_kind(value)}")
+        term_id, out = value.split(".")
+        term = next((n for n in getattr(self, "_neural", []) if n.id == term_id), None)
+        if term is None:
+            raise self.err(path, f"unknown neural term {term_id!r}")
+        if out not in term.outputs:
+            raise self.err(path, f"neural term {term_id!r} has no output {out!r} (outputs: "
+                                 f"{', '.join(term.outputs)})")
+        return value
+
+    def neural(self, raw: Any, root: dict[str, Any], states: dict[str, State], inputs: dict[str, Input],
+               parameters: dict[str, Parameter]) -> list[NeuralTerm]:
+        """The ``neural:`` list; adds missing weight parameters (Glorot init from the seed) to
+        ``parameters`` and makes given weights without an explicit scale linear."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self.err(("neural",), f"expected a list of neural terms, got {_kind(raw)}")
+        out: list[NeuralTerm] = []
+        taken = set(states) | set(inputs)
+        raw_params = root.get("parameters") if isinstance(root.get("parameters"), dict) else {}
+        for k, val in enumerate(raw):
+            path: tuple[Any, ...] = ("neural", k)
+            d = self.mapping(val, path)
+            self.keys(d, path, {"id", "inputs", "outputs", "hidden", "activation", "output_activation",
+                                "input_scale", "output_scale", "seed", "l2", "description"})
+            if "id" not in d:
+                raise self.err(path, "missing field 'id'")
+            term_id = self.name(d["id"], (*path, "id"))
+            if "__" in term_id:
+                raise self.err((*path, "id"), "a neural id must not contain '__'")
+            if term_id in taken or term_id in parameters or any(n.id == term_id for n in out):
+                raise self.err((*path, "id"), f"name {term_id!r} is already used")
+            names_in = self.name_list(d.get("inputs"), (*path, "inputs"), "inputs")
+            for j, n in enumerate(names_in):
+                if n not in states and n not in inputs:
+                    raise self.err((*path, "inputs", j), f"{n!r} is not a state or input")
+            names_out = self.name_list(d.get("outputs"), (*path, "outputs"), "outputs")
+            for j, n in enumerate(names_out):
+                if re.match(r"^[Wb]\d", n):
+                    raise self.err((*path, "outputs", j), f"output name {n!r} looks like a weight name")
+                if f"{term_id}__{n}" in parameters or f"{term_id}__{n}" in taken:
+                    raise self.err((*path, "outputs", j), f"{term_id}__{n} clashes with a declared name")
+            hidden_raw = d.get("hidden", [])
+            if not isinstance(hidden_raw, list):
+                raise self.err((*path, "hidden"), f"expected a list of layer widths, got {_kind(hidden_raw)}")
+            hidden = []
+            for j, h in enumerate(hidden_raw):
+                if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+                    raise self.err((*path, "hidden", j), f"expected a positive integer, got {_kind(h)}")
+                hidden.append(int(h))
+            seed = d.get("seed", 0)
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise self.err((*path, "seed"), f"expected a non-negative integer, got {_kind(seed)}")
+            l2 = self.number(d.get("l2", 0.0), (*path, "l2"))
+            assert l2 is not None
+            if l2 < 0:
+                raise self.err((*path, "l2"), "l2 must be non-negative")
+            scales: list[dict[str, float]] = []
+            for key, allowed in (("input_scale", names_in), ("output_scale", names_out)):
+                sd = self.mapping(d.get(key), (*path, key), "a mapping {name: scale}")
+                got: dict[str, float] = {}
+                for n, v in sd.items():
+                    if n not in allowed:
+                        raise self.err((*path, key, n), f"{n!r} is not one of the {key.split('_')[0]}s")
+                    num = self.number(v, (*path, key, n))
+                    assert num is not None
+                    if num <= 0:
+                        raise self.err((*path, key, n), "scales must be positive")
+                    got[n] = num
+                scales.append(got)
+            term = NeuralTerm(id=term_id, inputs=names_in, outputs=names_out, hidden=hidden,
+                              activation=self.string(d.get("activation", "tanh"), (*path, "activation"),
+                                                     choices=NEURAL_ACTIVATIONS),
+                              output_activation=self.string(d.get("output_activation", "linear"),
+                                                            (*path, "output_activation"),
+                                                            choices=NEURAL_OUTPUT_ACTIVATIONS),
+                              input_scale=scales[0], output_scale=scales[1], seed=seed, l2=l2,
+                              description=str(d.get("description", "")))
+            init = term.initial_weights()
+            for w in term.weight_names():
+                if w in parameters:
+                    rp = raw_params.get(w)
+                    if not (isinstance(rp, dict) and "scale" in rp):
+                        parameters[w].scale = "lin"
+                else:
+                    parameters[w] = Parameter(name=w, value=init[w], scale="lin")
+            out.append(term)
+        return out
+
+    def name_list(self, raw: Any, path: tuple[Any, ...], what: str) -> list[str]:
+        if not isinstance(raw, list) or not raw:
+            raise self.err(path, f"expected a non-empty list of {what}, got {_kind(raw)}")
+        names = [self.name(v, (*path, j)) for j, v in enumerate(raw)]
+        for j, n in enumerate(names):
+            if n in names[:j]:
+                raise self.err((*path, j), f"duplicate name {n!r}")
+        return names
 
     def stoich(self, raw: Any, path: tuple[Any, ...], states: dict[str, State], *, positive: bool,
                allow_empty: bool = False) -> dict[str, float]:

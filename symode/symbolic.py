@@ -14,7 +14,7 @@ import sympy as sp
 
 from . import kinetics
 from .expr import parse_expression
-from .spec import Interaction, Spec
+from .spec import Interaction, Spec, rewrite_neural_refs
 
 
 @dataclass
@@ -29,6 +29,9 @@ class SymbolicModel:
     f: sp.Matrix
     h: sp.Matrix
     growth: dict[str, sp.Expr] = field(default_factory=dict)
+    #: Neural outputs ``<id>.<output>`` -> placeholder symbols in f (substituted by the MLP in codegen;
+    #: the sympy Jacobians treat them as constants, so use codegen's CasADi Jacobians for such models).
+    neural: dict[str, sp.Symbol] = field(default_factory=dict)
 
     @property
     def state_names(self) -> list[str]:
@@ -76,6 +79,8 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
     p = {n: sp.Symbol(n, real=True) for n in spec.parameters}
     u = {n: sp.Symbol(n, real=True) for n in spec.inputs}
     symbols = {**x, **p, **u, "t": t}
+    neural = {n.ref(o): sp.Symbol(n.ref(o), real=True) for n in spec.neural for o in n.outputs}
+    neural_alias = {f"{n.id}__{o}": neural[n.ref(o)] for n in spec.neural for o in n.outputs}
 
     def val(ref: str | float) -> sp.Expr:
         return p[ref] if isinstance(ref, str) else sp.Float(ref)
@@ -121,6 +126,8 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
             cf = comp_factor(up)
             if up.law == "shared_monod":
                 r = mu * shared_terms[up.id] / den
+            elif up.law == "neural":
+                r = neural[up.rate]  # type: ignore[index]
             elif up.law == "monod":
                 a, K = role(up, "a"), role(up, "K")
                 r = kinetics.monod(M, mu, a=a / cf) if a is not None else kinetics.monod(M, mu, K=K * cf)
@@ -146,6 +153,8 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
             src, dst = x[e.source], e.target  # type: ignore[index]
             if e.law == "non_growth":
                 dx[dst] += role(e, "v") * src  # type: ignore[index]
+            elif e.law == "neural":
+                dx[dst] += neural[e.rate] * src  # type: ignore[index]
             elif e.law == "growth_associated":
                 dx[dst] += role(e, "alpha") * growth[e.source] * src  # type: ignore[index]
             else:
@@ -161,7 +170,7 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
             for q, c in e.products.items():
                 dx[q] += _num(c) * rate
         elif e.kind == "custom":
-            rate = parse_expression(e.rate or "0", symbols)
+            rate = parse_expression(rewrite_neural_refs(e.rate or "0", spec.neural), {**symbols, **neural_alias})
             for q, c in e.stoichiometry.items():
                 dx[q] += _num(c) * rate
 
@@ -175,7 +184,7 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
     h = [parse_expression(o.expr, {**x, **p, **u}) for o in spec.observables.values()]
     return SymbolicModel(spec=spec, t=t, x=list(x.values()), p=list(p.values()), u=list(u.values()),
                          f=sp.Matrix([dx[n] for n in spec.states]), h=sp.Matrix(h) if h else sp.zeros(0, 1),
-                         growth=growth)
+                         growth=growth, neural=neural)
 
 
 def _num(c: float) -> sp.Expr:

@@ -1,0 +1,198 @@
+"""Fitting benchmark: the original author's approach vs a plain finite-difference least-squares baseline vs
+``symode.fit`` on a chemostat data set (default ../shared/data/chemostat-dev), all from the spec's
+starting values (the original author's, up to 100x off) and with the same wall-time budget (symode's).
+
+- original: Adam on the raw parameters, loss on random 12-hour windows (48 samples), the window's start
+  state from the observed X, S and the hidden Y, A, B of a simulation at the current parameters;
+- fd-lsq: scipy.optimize.least_squares (trust-region reflective) on the raw parameters and x0 with a
+  2-point finite-difference Jacobian;
+- symode: ``symode.fit.fit`` (log transforms, exact sensitivities, geodesic LM, gauge fixing).
+
+Prints a markdown table: final objective on the full data (1/2 weighted SSR), the objective at the true
+parameters, median / max |log10(estimate / truth)| over the 10 parameters and over the identifiable ones
+(as reported by symode), and the time. ``--write`` appends the table under "## fit" in bench/README.md.
+
+    python bench/fit.py [--data DIR] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from symode.data import read_csv
+from symode.fit import FitProblem, fit
+from symode.gradient import Problem, loss_and_gradient
+from symode.model import build_model
+from symode.solve import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Budget(Exception):
+    pass
+
+
+def original(model, data, names, budget_s: float, seed: int = 0) -> dict[str, float]:
+    """Adam on raw parameters over random 12 h windows (the original author's approach)."""
+    rng = np.random.default_rng(seed)
+    p = model.parameter_vector()
+    idx = [model.parameters.index(n) for n in names]
+    theta = p[idx].copy()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    lr, b1, b2 = 1e-3, 0.9, 0.999
+    t0 = time.perf_counter()
+    step = 0
+    best = (np.inf, theta.copy())
+    full = Problem(model, data)
+    hidden = None
+    while time.perf_counter() - t0 < budget_s:
+        step += 1
+        pp = p.copy()
+        pp[idx] = theta
+        if step % 20 == 1:
+            try:
+                hidden = simulate(model, data=data, params=dict(zip(model.parameters, pp, strict=True)))
+            except Exception:
+                hidden = None
+        t_start = rng.uniform(data.times[0], data.times[-1] - 12.0)
+        prob = Problem(model, data, window=(t_start, t_start + 12.0))
+        k = int(np.searchsorted(data.times, t_start))
+        x0 = hidden.x[k].copy() if hidden is not None else model.x0_vector()
+        for name in ("X", "S"):
+            col = data.columns[name][k]
+            if np.isfinite(col):
+                x0[model.states.index(name)] = col
+        try:
+            g = loss_and_gradient(prob, params=pp, x0=x0, rtol=1e-6, atol=1e-8)
+        except Exception:
+            continue
+        grad = g.grad_p[idx]
+        if not np.all(np.isfinite(grad)):
+            continue
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad**2
+        theta = theta - lr * (m / (1 - b1**step)) / (np.sqrt(v / (1 - b2**step)) + 1e-8)
+        theta = np.maximum(theta, 1e-8)
+        if step % 50 == 0:
+            pp[idx] = theta
+            try:
+                L = loss_and_gradient(full, params=pp).loss
+            except Exception:
+                continue
+            if L < best[0]:
+                best = (L, theta.copy())
+    if not np.isfinite(best[0]):
+        best = (np.nan, theta)
+    return dict(zip(names, best[1], strict=True)), step
+
+
+def fd_lsq(model, data, budget_s: float) -> tuple[dict[str, float], dict[str, float], int]:
+    from scipy.optimize import least_squares
+
+    fp = FitProblem(model, [data], rtol=1e-7, atol=1e-9)
+    # raw parameters: undo the log transform
+    z0 = fp.z_from_values()
+    x_raw0 = fp.natural(z0)
+    lb = np.array([u.lower if u.lower is not None else -np.inf for u in fp.unknowns])
+    ub = np.array([u.upper if u.upper is not None else np.inf for u in fp.unknowns])
+    t0 = time.perf_counter()
+    best = [np.inf, x_raw0.copy()]
+    nfev = [0]
+
+    def fun(x):
+        if time.perf_counter() - t0 > budget_s:
+            raise Budget
+        nfev[0] += 1
+        z = np.array([np.log(max(v, 1e-300)) if s == "log" else v for v, s in zip(x, fp.scales, strict=True)])
+        r = fp.residuals(z)
+        L = 0.5 * float(r @ r)
+        if L < best[0]:
+            best[0], best[1] = L, x.copy()
+        return r
+
+    try:
+        least_squares(fun, x_raw0, bounds=(lb, ub), jac="2-point", method="trf")
+    except Budget:
+        pass
+    x = best[1]
+    named = dict(zip(fp.names, x, strict=True))
+    params = {n: v for n, v in named.items() if not n.startswith("x0.")}
+    x0 = {n[3:]: v for n, v in named.items() if n.startswith("x0.")}
+    return params, x0, nfev[0]
+
+
+def objective(model, data, params, x0=None) -> float:
+    try:
+        return loss_and_gradient(Problem(model, data), params=model.parameter_vector(params),
+                                 x0=model.x0_vector(x0)).loss
+    except Exception:
+        return float("nan")
+
+
+def errors(params, truth, names) -> tuple[float, float]:
+    if not names:
+        return float("nan"), float("nan")
+    e = [abs(np.log10(params[n] / truth[n])) for n in names]
+    return float(np.median(e)), float(np.max(e))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chemostat-dev"))
+    ap.add_argument("--spec", default=str(ROOT / "specs" / "chemostat.yaml"))
+    ap.add_argument("--write", action="store_true", help="append the table to bench/README.md under '## fit'")
+    args = ap.parse_args()
+    data = read_csv(Path(args.data) / "data.csv")
+    truth = json.loads((Path(args.data) / "truth.json").read_text())
+    model = build_model(args.spec)
+    names = model.spec.estimated_parameters
+    tp, tx = truth["parameters"], truth.get("x0")
+
+    t0 = time.perf_counter()
+    res = fit(model, [data], progress=False)
+    t_sym = time.perf_counter() - t0
+    ident = [n for n in names if res.identifiable[n]]
+    rows = [("symode fit", objective(model, data, res.parameters, res.x0[0]), res.parameters, t_sym,
+             f"{res.iterations} iterations")]
+    t0 = time.perf_counter()
+    p_adam, steps = original(model, data, names, t_sym)
+    rows.append(("original (Adam, 12 h windows, raw params)", objective(model, data, p_adam), p_adam,
+                 time.perf_counter() - t0, f"{steps} steps"))
+    t0 = time.perf_counter()
+    p_fd, x_fd, nfev = fd_lsq(model, data, t_sym)
+    rows.append(("finite-difference least squares (raw params)", objective(model, data, p_fd, x_fd), p_fd,
+                 time.perf_counter() - t0, f"{nfev} solves"))
+    L_true = objective(model, data, tp, tx)
+    lines = [f"Data: `{Path(args.data).name}` ({len(data.times)} samples), spec `{Path(args.spec).name}` from its "
+             f"starting values; objective = 1/2 weighted SSR (at the true parameters: {L_true:.6g}). "
+             f"Errors are |log10(estimate/truth)|: median / max over all 10 parameters, and over the "
+             f"{len(ident)} that symode reports identifiable ({', '.join(ident)}).", "",
+             "| method | objective | all params: median / max error | identifiable: median / max | time [s] | work |",
+             "|---|---|---|---|---|---|"]
+    for label, L, params, t, work in rows:
+        a = errors(params, tp, names)
+        b = errors(params, tp, ident)
+        lines.append(f"| {label} | {L:.6g} | {a[0]:.2f} / {a[1]:.2f} | {b[0]:.3f} / {b[1]:.3f} | {t:.0f} | {work} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        readme = ROOT / "bench" / "README.md"
+        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+        when = time.strftime("%Y-%m-%d")
+        section = f"\n## fit\n\n`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}\n"
+        if "\n## fit\n" in text:
+            head, rest = text.split("\n## fit\n", 1)
+            nxt = rest.find("\n## ")
+            text = head + section + (rest[nxt:] if nxt >= 0 else "")
+        else:
+            text = text.rstrip("\n") + "\n" + section
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

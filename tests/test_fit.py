@@ -1,0 +1,167 @@
+"""Fitting: recovery on a short informative data set, bad-data errors, interrupted fits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symode.cli import main
+from symode.spec import load_spec
+from symode.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+
+from .conftest import SPECS
+
+TRUTH = {"gA": 0.5, "gB": 2.0, "vA": 0.0003, "vB": 0.006, "muA": 0.15, "muB": 0.5, "KA": 0.5, "IA": 50.0,
+         "KB": 0.2, "IB": 2.0}
+REQUIRED = {"parameters", "x0", "confidence_intervals", "identifiable", "objective", "converged", "iterations",
+            "wall_time_s"}
+
+
+@pytest.fixture(scope="module")
+def hplc_model():
+    from symode.model import build_model
+
+    return build_model(SPECS / "chemostat-hplc.yaml")
+
+
+@pytest.fixture(scope="module")
+def short_data(hplc_model):
+    """Model (1) with X, S, A and B observed every 15 min for 4 days, D(t) varying strongly."""
+    from symode.solve import simulate
+
+    times = np.arange(0, 4 * 24 * 4 + 1) * 0.25
+    D = smooth_dilution(times, seed=3, amplitude=0.05, min_period=6.0, max_period=48.0)
+    traj = simulate(hplc_model, times, inputs={"D": D}, params=TRUTH)
+    obs = noisy_observations(hplc_model, traj, seed=5)
+    return make_dataset(times, {"D": D}, obs)
+
+
+def _start(spec_path: Path, factor: float = 1.6):
+    spec = load_spec(spec_path)
+    rng = np.random.default_rng(0)
+    start = {k: v * factor ** rng.choice([-1, 1]) for k, v in TRUTH.items()}
+    return spec.with_values(start)
+
+
+def test_recovery_short_informative(hplc_model, short_data):
+    from symode.fit import fit
+
+    spec = _start(SPECS / "chemostat-hplc.yaml")
+    model = hplc_model.with_spec(spec)
+    res = fit(model, [short_data], progress=False, max_iter=150)
+    assert res.converged
+    # the exact symmetry of the hidden satellite (Y(0), gA, gB) is found and reported
+    assert any(s.moves("gB") and s.moves("x0.Y") for s in res.symmetries)
+    ident, iv = res.identifiable, res.intervals
+    assert not ident["gA"] and not ident["gB"]
+    se = {n: res.fisher.se_transformed[i] for i, n in enumerate(res.fisher.names)}
+    n_ident = 0
+    for name, true in TRUTH.items():
+        lo, hi = iv[name]["0.99"]
+        assert (lo is None or lo <= true) and (hi is None or true <= hi), (name, true, iv[name])
+        if ident[name]:
+            n_ident += 1
+            z = abs(np.log(res.parameters[name]) - np.log(true)) / se[name]
+            assert z < 4, (name, res.parameters[name], true, se[name])
+    assert n_ident >= 5
+    # a fit along a symmetry must not drift: the gauge keeps Y(0) at the order of its start
+    assert 1e-3 < res.x0[0]["Y"] < 1e3
+
+
+def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
+    from symode.fit import fit
+    from symode.report import write_outputs
+
+    spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
+    model = hplc_model.with_spec(spec)
+    seen = []
+
+    def stop(info):
+        seen.append(info.objective)
+        if len(seen) >= 3:
+            raise KeyboardInterrupt
+
+    res = fit(model, [short_data], progress=False, callback=stop)
+    assert res.interrupted and not res.converged
+    write_outputs(res, tmp_path, report=False)
+    data = json.loads((tmp_path / "fit.json").read_text())
+    assert REQUIRED <= set(data)
+    assert data["converged"] is False
+    assert data["objective"] <= seen[0] + 1e-6
+    assert set(data["confidence_intervals"]) == set(TRUTH)
+    assert load_spec(tmp_path / "fitted.yaml").parameters["gB"].value == pytest.approx(data["parameters"]["gB"])
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("nan_input", "NaN input"),
+    ("unsorted", "unsorted"),
+    ("negative", "negative time"),
+    ("missing_column", "missing observable column"),
+])
+def test_bad_data_clear_errors(tmp_path, capsys, case, needle):
+    rows = ["time_h,D,X,S", "0,0.25,20,5", "0.25,0.25,20.1,9", "0.5,0.25,20.2,13", "0.75,0.25,20.1,16"]
+    if case == "nan_input":
+        rows[2] = "0.25,,20.1,9"
+    elif case == "unsorted":
+        rows[3], rows[2] = rows[2], rows[3]
+    elif case == "negative":
+        rows[1] = "-0.25,0.25,20,5"
+    elif case == "missing_column":
+        rows = [r.rsplit(",", 1)[0] for r in rows]
+    data = _write(tmp_path / "data.csv", "\n".join(rows) + "\n")
+    code = main(["fit", str(SPECS / "chemostat.yaml"), "--data", data, "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert "data.csv" in err
+    assert not (tmp_path / "out" / "fit.json").exists()
+
+
+def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
+    spec = _start(SPECS / "chemostat-hplc.yaml", factor=1.3)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(spec.to_yaml())
+    data = _write(tmp_path / "data.csv", dataset_to_csv_text(short_data))
+    code = main(["fit", str(spec_path), "--data", data, "-o", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    out = tmp_path / "out"
+    fitj = json.loads((out / "fit.json").read_text())
+    assert REQUIRED <= set(fitj)
+    for name in TRUTH:
+        assert set(fitj["confidence_intervals"][name]) == {"0.95", "0.99"}
+        assert isinstance(fitj["identifiable"][name], bool)
+    assert fitj["symmetries"]
+    assert (out / "report.md").exists() and (out / "fit_observables.png").exists()
+    fitted = load_spec(out / "fitted.yaml")
+    from symode.model import build_model
+    from symode.solve import simulate
+
+    traj = simulate(build_model(fitted), data=short_data)
+    assert np.all(np.isfinite(traj.x))
+
+
+def test_latin_hypercube_strata():
+    from symode.fit import latin_hypercube
+
+    pts = latin_hypercube(np.array([0.0, -1.0]), np.array([1.0, np.inf]), 10, seed=1)
+    assert pts.shape == (10, 2)
+    counts = np.histogram(pts[:, 0], bins=10, range=(0, 1))[0]
+    assert np.all(counts == 1)
+
+
+@pytest.mark.slow
+def test_multistart_parallel(hplc_model, short_data):
+    from symode.fit import fit
+
+    spec = _start(SPECS / "chemostat-hplc.yaml")
+    res = fit(hplc_model.with_spec(spec), [short_data], progress=False, multistart=2, workers=2, max_iter=80)
+    assert len(res.multistart) == 3
+    assert res.objective <= min(s["objective"] for s in res.multistart) + 1e-6
