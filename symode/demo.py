@@ -99,7 +99,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 1) -> dict[str, obje
     summary: dict[str, object] = {"build_s": t_build, "cached_s": t_cached, "simulate_s": t_sim, "final": final,
                                   "start_switches": start.stats["n_switches"]}
     summary["fit"] = _demo_fit(model, data, out)
-    summary["design"] = _demo_design(model, data, out, quick=quick, seed=seed)
+    summary["design"] = _demo_design(model, data, out, quick=quick, seed=seed,
+                                     start=summary["fit"]["parameters"])  # type: ignore[index]
     return summary
 
 
@@ -134,7 +135,8 @@ def _short(result, name: str) -> str:
     return reason.split(";")[0][:60]
 
 
-def _demo_design(model, data, out: Path, *, quick: bool = False, seed: int = 1) -> dict[str, object]:
+def _demo_design(model, data, out: Path, *, quick: bool = False, seed: int = 1,
+                 start: dict[str, float] | None = None) -> dict[str, object]:
     """Issue 7: the original experiment cannot determine most parameters; `symode design` proposes a
     30-day experiment (D(t) profile + one extra measurement every 2 h); a simulated run of it (independent
     noise) is fitted (when symode.fit is available) and recovers the parameters it was designed for."""
@@ -185,10 +187,11 @@ def _demo_design(model, data, out: Path, *, quick: bool = False, seed: int = 1) 
     except ImportError:
         print("  (symode.fit not available: skipping the fit of the simulated experiment)")
         return summary
-    start = model.spec
-    spec_start = spec_true.with_values({n: start.parameters[n].value for n in start.estimated_parameters},
-                                       {s: st.x0 for s, st in start.states.items()})
-    print("  fitting the simulated experiment from the original author's starting values ...")
+    # As in practice: the new experiment is fitted starting from the estimate of the old one.
+    first = start or {n: model.spec.parameters[n].value for n in model.spec.estimated_parameters}
+    spec_start = spec_true.with_values({n: float(first[n]) for n in model.spec.estimated_parameters},
+                                       {s: st.x0 for s, st in model.spec.states.items()})
+    print("  fitting the simulated experiment, starting from the fit of the original experiment ...")
     result = fit(spec_start, [new_data], progress=True, max_time=300.0 if quick else 1200.0)
     print(f"  {'param':>6} {'truth':>9} {'fit':>10} {'pred. SE':>9}  within 3 SE")
     ok = []
