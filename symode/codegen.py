@@ -224,16 +224,15 @@ def _names_in(text: str) -> set[str]:
         return set()
 
 
-def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
-    """CasADi Functions (t, x, p, U) -> f, df/dx, df/dp, h, dh/dx, dh/dp (Jacobians dense)."""
+def _casadi_symbols(sym: Any, layout: Layout) -> tuple[Any, Any, Any, Any, dict[sp.Symbol, Any]]:
+    """CasADi arguments (t, x, p, U) and the map from the sympy symbols to them; a linearly
+    interpolated input is u_k + s_k (t - t_start) from the interval vector U."""
     import casadi as ca
 
-    if getattr(sym, "neural", None):
-        return neural_casadi_functions(sym, layout)
-    nx, np_, nu = len(layout.states), len(layout.parameters), len(layout.inputs)
+    nu = len(layout.inputs)
     t = ca.SX.sym("t")
-    x = ca.SX.sym("x", nx)
-    p = ca.SX.sym("p", np_)
+    x = ca.SX.sym("x", len(layout.states))
+    p = ca.SX.sym("p", len(layout.parameters))
     U = ca.SX.sym("U", layout.nu_interval)
     mapping: dict[sp.Symbol, Any] = {sym.t: t}
     mapping.update({s: x[i] for i, s in enumerate(sym.x)})
@@ -244,6 +243,51 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
             mapping[s] = U[k] + U[nu + j] * (t - U[layout.nu_interval - 1])
         else:
             mapping[s] = U[k]
+    return t, x, p, U, mapping
+
+
+def _model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h: Any, Hx: Any,
+                     Hp: Any) -> list[Any]:
+    """The library's CasADi Functions of (t, x, p, U). Products for adjoints and second-order terms use
+    CasADi's AD on f (2-3x cheaper than multiplying out the Jacobians)."""
+    import casadi as ca
+
+    nx, np_ = x.numel(), p.numel()
+    v = ca.SX.sym("v", nx)
+    w = ca.SX.sym("w", nx)
+    dxs = ca.SX.sym("dx", nx)
+    dps = ca.SX.sym("dp", np_)
+    Jxv = ca.jtimes(f, x, v)
+    wJxv = ca.dot(w, Jxv)
+    vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
+    args = [t, x, p, U]
+    names = ["t", "x", "p", "U"]
+    return [
+        ca.Function("sym_rhs", args, [f], names, ["f"]),
+        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
+        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
+        # vector-Jacobian products for adjoints: Jx^T w, Jp^T w
+        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
+        # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
+        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
+                    [*names, "v", "w"], ["vx", "vp"]),
+        # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
+        ca.Function("sym_jvp2", [*args, v, dxs, dps],
+                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
+                    [*names, "v", "dx", "dp"], ["out"]),
+        ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
+        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
+        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
+    ]
+
+
+def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
+    """CasADi Functions (t, x, p, U) -> f, df/dx, df/dp, h, dh/dx, dh/dp (Jacobians dense)."""
+    import casadi as ca
+
+    if getattr(sym, "neural", None):
+        return neural_casadi_functions(sym, layout)
+    t, x, p, U, mapping = _casadi_symbols(sym, layout)
 
     # One CSE pass over f, df/dx, df/dp, h, dh/dx, dh/dp (column-major entries), then split back.
     mats = [sym.f, sym.jac_x, sym.jac_p, sym.h, sym.h_jac_x, sym.h_jac_p]
@@ -267,35 +311,7 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     h, pos = take(sym.h, pos)
     Hx, pos = take(sym.h_jac_x, pos)
     Hp, pos = take(sym.h_jac_p, pos)
-    # Products for adjoints and second-order terms by CasADi's AD on f (2-3x cheaper than multiplying
-    # the sympy Jacobians); df/dx and df/dp themselves are sympy's.
-    v = ca.SX.sym("v", nx)
-    w = ca.SX.sym("w", nx)
-    dxs = ca.SX.sym("dx", nx)
-    dps = ca.SX.sym("dp", np_)
-    Jxv = ca.jtimes(f, x, v)
-    wJxv = ca.dot(w, Jxv)
-    vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
-    args = [t, x, p, U]
-    names = ["t", "x", "p", "U"]
-    out = [
-        ca.Function("sym_rhs", args, [f], names, ["f"]),
-        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
-        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
-        # vector-Jacobian products for adjoints: Jx^T w, Jp^T w
-        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
-        # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
-        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
-                    [*names, "v", "w"], ["vx", "vp"]),
-        # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
-        ca.Function("sym_jvp2", [*args, v, dxs, dps],
-                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
-                    [*names, "v", "dx", "dp"], ["out"]),
-        ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
-        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
-        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
-    ]
-    return out
+    return _model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
 
 
 def neural_casadi_functions(sym: Any, layout: Layout) -> list[Any]:
@@ -307,53 +323,18 @@ def neural_casadi_functions(sym: Any, layout: Layout) -> list[Any]:
 
     from .neural import mlp_casadi
 
-    nx, np_, nu = len(layout.states), len(layout.parameters), len(layout.inputs)
-    t = ca.SX.sym("t")
-    x = ca.SX.sym("x", nx)
-    p = ca.SX.sym("p", np_)
-    U = ca.SX.sym("U", layout.nu_interval)
-    mapping: dict[sp.Symbol, Any] = {sym.t: t}
-    mapping.update({s: x[i] for i, s in enumerate(sym.x)})
-    mapping.update({s: p[i] for i, s in enumerate(sym.p)})
-    for k, s in enumerate(sym.u):
-        if s.name in layout.linear_inputs:
-            j = layout.linear_inputs.index(s.name)
-            mapping[s] = U[k] + U[nu + j] * (t - U[layout.nu_interval - 1])
-        else:
-            mapping[s] = U[k]
+    t, x, p, U, mapping = _casadi_symbols(sym, layout)
     by_name = {s.name: v for s, v in mapping.items()}
     pindex = {n: i for i, n in enumerate(layout.parameters)}
     for term in sym.spec.neural:
         outs = mlp_casadi(term, [by_name[n] for n in term.inputs], lambda n: p[pindex[n]])
         for o, val in zip(term.outputs, outs, strict=True):
             mapping[sym.neural[term.ref(o)]] = val
-    f = ca.vertcat(*to_casadi_cse(list(sym.f), mapping)) if nx else ca.SX.zeros(0, 1)
+    f = ca.vertcat(*to_casadi_cse(list(sym.f), mapping)) if len(sym.f) else ca.SX.zeros(0, 1)
     h = ca.vertcat(*to_casadi_cse(list(sym.h), mapping)) if len(sym.h) else ca.SX.zeros(0, 1)
     Jx, Jp = ca.jacobian(f, x), ca.jacobian(f, p)
     Hx, Hp = ca.jacobian(h, x), ca.jacobian(h, p)
-    v = ca.SX.sym("v", nx)
-    w = ca.SX.sym("w", nx)
-    dxs = ca.SX.sym("dx", nx)
-    dps = ca.SX.sym("dp", np_)
-    Jxv = ca.jtimes(f, x, v)
-    wJxv = ca.dot(w, Jxv)
-    vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
-    args = [t, x, p, U]
-    names = ["t", "x", "p", "U"]
-    return [
-        ca.Function("sym_rhs", args, [f], names, ["f"]),
-        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
-        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
-        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
-        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
-                    [*names, "v", "w"], ["vx", "vp"]),
-        ca.Function("sym_jvp2", [*args, v, dxs, dps],
-                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
-                    [*names, "v", "dx", "dp"], ["out"]),
-        ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
-        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
-        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
-    ]
+    return _model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
 
 
 _WRAPPER = r"""/* Generated by symode (codegen v{version}) for model '{name}'. Do not edit.
