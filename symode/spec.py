@@ -422,7 +422,15 @@ def _represent_dict(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.Node
     return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=flow)
 
 
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # YAML line-break characters (NEL, LS, PS) inside single-quoted or plain scalars are folded on
+    # reading; double quotes with escapes keep every character.
+    style = '"' if any(c in value for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
 _Dumper.add_representer(float, _represent_float)
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(dict, _represent_dict)
 

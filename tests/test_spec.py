@@ -498,3 +498,11 @@ def test_doc_chemostat_example_matches_specs_file() -> None:
     assert doc_spec.reactor == spec.reactor
     assert {n: p.value for n, p in doc_spec.parameters.items()} == {n: p.value for n, p in spec.parameters.items()}
     assert {n: s.x0 for n, s in doc_spec.states.items()} == {n: s.x0 for n, s in spec.states.items()}
+
+
+@pytest.mark.parametrize("text", ["\x85", "a\u2028b", "x\u2029y", "tab\there", "multi\nline"])
+def test_descriptions_with_yaml_line_breaks_round_trip(text) -> None:
+    """NEL/LS/PS are line breaks to a YAML reader: they must be written escaped (found by hypothesis)."""
+    spec = spec_from_dict({"name": "n", "states": {"x": {"x0": 1.0, "description": text}},
+                           "parameters": {"k": {"value": 1.0, "description": text}}})
+    assert loads_spec(spec.to_yaml()) == spec
