@@ -308,6 +308,26 @@ def cmd_design(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    from .discover import BackwardElimination, ThresholdRefit, discover
+
+    spec = _load_spec(args.spec, args.params)
+    if args.strategy == "threshold":
+        strategy: BackwardElimination | ThresholdRefit = ThresholdRefit(threshold=args.threshold,
+                                                                         criterion=args.criterion)
+    else:
+        strategy = BackwardElimination(criterion=args.criterion)
+    t0 = time.perf_counter()
+    res = discover(spec, args.data, strategy=strategy, outdir=args.output, workers=args.workers,
+                   progress=not args.quiet, resume=not args.restart)
+    print(f"discover: kept {len(res.kept_edges)} edge(s), pruned {len(res.pruned_edges)} "
+          f"({len(res.evaluated)} candidate fits, {time.perf_counter() - t0:.0f} s)")
+    print("  kept: " + ", ".join(res.kept_edges))
+    print(f"  wrote {Path(args.output) / 'discovery.json'}, {Path(args.output) / 'pruned.yaml'}, "
+          f"{Path(args.output) / 'report.md'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -484,6 +504,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_design)
+
+    p = sub.add_parser("discover", help="fit a template with prunable edges and prune the edges the data do not need",
+                       description="Structure discovery (MISSION.md section 3): fit the full template, remove "
+                                   "insignificant edges by backward elimination (or thresholding), refit, and "
+                                   "select the model by BIC/AICc. Writes OUTDIR/discovery.json, pruned.yaml, "
+                                   "report.md; resumes from OUTDIR/discovery-checkpoint.json.")
+    p.add_argument("spec", help="template spec (edges marked prunable)")
+    p.add_argument("--data", required=True, metavar="CSV", help="data set")
+    p.add_argument("--params", metavar="FILE", help="parameter values overriding the spec's")
+    p.add_argument("-o", "--output", default="discover-out", metavar="DIR", help="output directory")
+    p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",
+                   help="backward elimination (default) or sequential thresholding")
+    p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
+    p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold")
+    p.add_argument("--workers", type=int, default=None, help="parallel candidate fits (default: all cores)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("demo", help="run the seed chemostat end to end",
                        description="The seed chemostat (MISSION.md model (1)) end to end: build and compile the "

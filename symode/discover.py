@@ -1,0 +1,582 @@
+"""Structure discovery (MISSION.md section 3): fit a template whose edges are prunable, remove the edges
+the data do not need, refit, and select the model by an information criterion.
+
+>>> res = discover("specs/community-2x3.yaml", "data.csv", outdir="out")          # doctest: +SKIP
+>>> res.kept_edges                                                                 # doctest: +SKIP
+
+Strategies (pass one as ``strategy=``):
+
+- :class:`BackwardElimination` (default): fit the full template, then repeatedly rank the remaining
+  edges by their Wald statistic strength / SE (edges whose strength sits at its bound 0 first) and refit
+  candidate models without the least significant edge and without the whole group of weak edges (in
+  parallel, warm started); accept the candidate with the lowest criterion (BIC by default) while it
+  improves on the current model.
+- :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
+  statistic is below ``threshold``, refit, repeat until nothing is dropped.
+
+A satellite left without uptake edges cannot grow (it washes out): it is removed together with all of its
+edges. Every evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
+the same spec and data resumes from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .errors import SymodeError
+from .io import atomic_write_json, atomic_write_text
+from .spec import Spec, load_spec, spec_from_dict
+
+CHECKPOINT = "discovery-checkpoint.json"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Strategies
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class BackwardElimination:
+    """Backward elimination by an information criterion ("bic" or "aicc")."""
+
+    criterion: str = "bic"
+    weak: float = 2.0           # |strength / SE| below this: member of the "weak group" candidate
+    max_rounds: int = 200
+
+
+@dataclass
+class ThresholdRefit:
+    """Sequential thresholding: drop all edges with |strength / SE| < threshold, refit, repeat."""
+
+    threshold: float = 3.0
+    criterion: str = "bic"
+    max_rounds: int = 50
+
+
+def _criteria(objective: float, k: int, n: int) -> tuple[float, float]:
+    """(AICc, BIC) from the objective 1/2 sum r^2 (= -log L + const)."""
+    m2ll = 2.0 * objective
+    aicc = m2ll + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+    bic = m2ll + k * math.log(n)
+    return aicc, bic
+
+
+# ----------------------------------------------------------------------------------------------------
+# Candidate models
+# ----------------------------------------------------------------------------------------------------
+
+def prunable_edges(spec: Spec) -> list[str]:
+    return [e.id for e in spec.interactions if e.prunable and isinstance(e.strength, str)]
+
+
+def candidate_spec(spec: Spec, edges: Sequence[str]) -> Spec:
+    """The spec keeping only the given prunable edges (non-prunable ones always stay). Satellites left
+    without an uptake edge are removed with all of their edges; unused parameters are dropped."""
+    from .graph import build_graph, graph_to_spec, prune_unused_parameters, remove_interactions
+
+    keep = set(edges)
+    drop = [e.id for e in spec.interactions if e.prunable and isinstance(e.strength, str) and e.id not in keep]
+    G = remove_interactions(build_graph(spec), drop)
+    dead = [s.name for s in spec.states.values() if s.role == "satellite"
+            and not any(e.kind == "uptake" and e.target == s.name for e in spec.interactions
+                        if e.id not in drop)]
+    for y in dead:
+        if y not in spec.observables:
+            G.remove_node(y)
+    if dead:
+        G.graph["interaction_order"] = [k for k in G.graph["interaction_order"]
+                                        if k in {kk for _u, _v, kk in G.edges(keys=True)}]
+    return prune_unused_parameters(graph_to_spec(G))
+
+
+def effective_edges(spec: Spec, edges: Sequence[str]) -> list[str]:
+    """The prunable edges that survive in :func:`candidate_spec` (edges of removed satellites go)."""
+    sub = candidate_spec(spec, edges)
+    have = {e.id for e in sub.interactions}
+    return [e for e in prunable_edges(spec) if e in have]
+
+
+@dataclass
+class Candidate:
+    edges: list[str]
+    parameters: dict[str, float]
+    x0: dict[str, float]
+    objective: float
+    k: int
+    n_obs: int
+    aicc: float
+    bic: float
+    wald: dict[str, float] = field(default_factory=dict)   # edge -> |strength / SE|
+    converged: bool = True
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": list(self.edges), "parameters": self.parameters, "x0": self.x0,
+                "objective": self.objective, "k": self.k, "n_obs": self.n_obs, "aicc": self.aicc,
+                "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(**d)
+
+    def ic(self, criterion: str) -> float:
+        return self.bic if criterion == "bic" else self.aicc
+
+
+def _full_starts(spec: Spec, n_random: int = 0) -> list[tuple[dict[str, float], dict[str, float]]]:
+    base = {n: p.value for n, p in spec.parameters.items()}
+    ups = [str(e.strength) for e in spec.interactions if e.prunable and e.kind == "uptake"
+           and isinstance(e.strength, str)]
+    sats = {s.name: s.x0 / 10 for s in spec.states.values() if s.role == "satellite"}
+    starts = [(base, {})]
+    if ups:
+        starts.append((base | {n: spec.parameters[n].value * 10 for n in ups}, {}))
+    if sats:
+        starts.append((base, sats))
+    if ups:
+        starts.append((base | {n: spec.parameters[n].value / 10 for n in ups}, {}))
+    # Random starts: every estimated parameter and satellite start scaled by 10^U(-1, 1) (seeded).
+    rng = np.random.default_rng(12345)
+    est = [n for n, p in spec.parameters.items() if p.estimate]
+    for _ in range(n_random):
+        par = dict(base)
+        for n in est:
+            lo, hi = spec.parameters[n].lower, spec.parameters[n].upper
+            v = base[n] * 10 ** rng.uniform(-1, 1)
+            par[n] = float(min(max(v, lo if lo is not None else v), hi if hi is not None else v))
+        starts.append((par, {y: v * 10 * 10 ** rng.uniform(-1, 1) for y, v in sats.items()}))
+    return starts
+
+
+def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker: fit one candidate model (LM from a warm start, no uncertainty analysis)."""
+    from .fit import FitProblem, levenberg_marquardt
+    from .model import build_model
+
+    t0 = time.perf_counter()
+    spec = spec_from_dict(job["spec"], file="<candidate>")
+    start = {n: v for n, v in job["parameters"].items() if n in spec.parameters}
+    spec = spec.with_values(start, {n: v for n, v in job["x0"].items() if n in spec.states})
+    model = build_model(spec)
+    fp = FitProblem(model, job["datasets"])
+    z = fp.z_from_values()
+    if job.get("shooting", "single") == "multiple":
+        from .fit import _local_fit, _Tracker
+
+        stages: list[dict[str, Any]] = []
+        z, conv, _msg = _local_fit(fp, z, method="lm", shooting="multiple", segments=12,
+                                   max_iter=job["max_iter"], max_time=job["max_time"],
+                                   tracker=_Tracker(fp, None, None, t0), stages=stages)
+    else:
+        res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
+                                  max_time=job["max_time"])
+        z, conv = res.z, res.converged
+    loss = fp.loss(z)
+    if not np.isfinite(loss):
+        loss = 1e300
+    p, x0s = fp.vectors(z)
+    params = {n: float(v) for n, v in zip(model.parameters, p, strict=True)}
+    x0 = {n: float(v) for n, v in zip(model.states, x0s[0], strict=True)}
+    # Wald statistics of the edge strengths from the Gauss-Newton covariance at the optimum.
+    wald: dict[str, float] = {}
+    try:
+        _, J = fp.jacobian(z, gauge=False)
+        d = fp.dtheta_dz(z)
+        Jn = J / d                                       # d r / d theta
+        F = Jn.T @ Jn
+        cov = np.linalg.pinv(F, rcond=1e-12)
+        for e in spec.interactions:
+            if e.prunable and isinstance(e.strength, str) and e.strength in fp.names:
+                i = fp.names.index(e.strength)
+                v = float(fp.natural(z)[i])
+                se = math.sqrt(max(cov[i, i], 0.0))
+                wald[e.id] = 0.0 if v <= 0 else (abs(v) / se if se > 0 else math.inf)
+    except Exception:   # ranking is a heuristic: fall back to raw strengths
+        wald = {}
+    k = len(fp.names)
+    aicc, bic = _criteria(float(loss), k, fp.n_obs)
+    return Candidate(edges=list(job["edges"]), parameters=params, x0=x0, objective=float(loss), k=k,
+                     n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
+                                                               for k2, v in wald.items()},
+                     converged=bool(conv), time_s=time.perf_counter() - t0).to_dict()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The search
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class DiscoveryResult:
+    spec: Spec                       # the input template
+    kept_edges: list[str]
+    pruned_edges: list[str]
+    selected: Candidate
+    path: list[Candidate]            # accepted models, full template first
+    evaluated: list[Candidate]
+    pruned_spec: Spec                # the selected model with its fitted values
+    final_fit: Any = None            # FitResult of the selected model (uncertainty analysis)
+    criterion: str = "bic"
+    wall_time_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        params = dict(self.final_fit.parameters) if self.final_fit is not None else dict(self.selected.parameters)
+        out: dict[str, Any] = {
+            "kept_edges": list(self.kept_edges),
+            "pruned_edges": list(self.pruned_edges),
+            "parameters": {n: float(v) for n, v in params.items()},
+            "path": [{"edges": list(c.edges), "objective": c.objective, "aicc": c.aicc, "bic": c.bic}
+                     for c in self.path],
+            "criterion": self.criterion,
+            "x0": dict(self.final_fit.x0[0]) if self.final_fit is not None else dict(self.selected.x0),
+            "wall_time_s": self.wall_time_s,
+            "n_candidates_evaluated": len(self.evaluated),
+        }
+        if self.final_fit is not None:
+            out["identifiable"] = {n: bool(v) for n, v in self.final_fit.identifiable.items()}
+        return out
+
+
+def _fingerprint(spec: Spec, datasets: Sequence[Dataset]) -> str:
+    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode())
+    for d in datasets:
+        h.update(np.asarray(d.times, float).tobytes())
+        for k in sorted(d.columns):
+            h.update(k.encode())
+            h.update(np.asarray(d.columns[k], float).tobytes())
+    return h.hexdigest()
+
+
+class _Search:
+    def __init__(self, spec: Spec, datasets: list[Dataset], *, outdir: Path | None, workers: int,
+                 progress: bool, max_iter: int, max_time: float, resume: bool) -> None:
+        self.spec, self.datasets, self.outdir = spec, datasets, outdir
+        self.workers, self.progress = workers, progress
+        self.max_iter, self.max_time = max_iter, max_time
+        self.full_time = 240.0
+        self.full_starts: list[float] = []
+        self.cache: dict[frozenset[str], Candidate] = {}
+        self.order: list[Candidate] = []
+        self.path: list[Candidate] = []
+        self.fp = _fingerprint(spec, datasets)
+        self.pool: Any = None
+        self.bar: Any = None
+        if resume and outdir is not None and (outdir / CHECKPOINT).exists():
+            try:
+                ck = json.loads((outdir / CHECKPOINT).read_text())
+            except (OSError, ValueError):
+                ck = {}
+            if ck.get("fingerprint") == self.fp:
+                for d in ck.get("evaluated", []):
+                    c = Candidate.from_dict(d)
+                    self.cache[frozenset(c.edges)] = c
+                    self.order.append(c)
+                self.path = [self.cache[frozenset(e)] for e in ck.get("path", []) if frozenset(e) in self.cache]
+                if self.order and self.progress:
+                    print(f"discover: resuming from {outdir / CHECKPOINT} ({len(self.order)} fitted candidates)")
+
+    def __enter__(self) -> _Search:
+        if self.progress:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(desc="discover", unit="fit", leave=False, dynamic_ncols=True)
+            except Exception:  # pragma: no cover
+                self.bar = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.bar is not None:
+            self.bar.close()
+
+    def save(self) -> None:
+        if self.outdir is None:
+            return
+        atomic_write_json(self.outdir / CHECKPOINT, {
+            "fingerprint": self.fp, "evaluated": [c.to_dict() for c in self.order],
+            "path": [c.edges for c in self.path], "full_starts": self.full_starts})
+
+    def _job(self, edges: list[str], start: Candidate | None) -> dict[str, Any]:
+        sub = candidate_spec(self.spec, edges)
+        params = dict(start.parameters) if start is not None else {}
+        x0 = dict(start.x0) if start is not None else {}
+        return {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0,
+                "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time}
+
+    def evaluate_full(self, edges: list[str]) -> Candidate:
+        """The full model from a few structured starting points (the spec's values, uptake affinities
+        10x up and down, satellites starting 10x lower), fitted in parallel; the best one wins (the
+        full template has many local minima)."""
+        key = frozenset(effective_edges(self.spec, edges))
+        if key in self.cache:
+            return self.cache[key]
+        jobs = []
+        for params, x0 in _full_starts(self.spec):
+            job = self._job(edges, None)
+            job["parameters"], job["x0"] = params, x0
+            job["max_time"] = min(self.max_time, self.full_time)
+            jobs.append(job)
+        results = self._map(jobs)
+        c = Candidate.from_dict(min(results, key=lambda r: r["objective"]))
+        self.full_starts = [float(r["objective"]) for r in results]
+        self._store([c])
+        return c
+
+    def _map(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.workers > 1 and len(jobs) > 1:
+            if self.pool is None:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"))
+            return list(self.pool.map(_fit_candidate, jobs))
+        return [_fit_candidate(j) for j in jobs]
+
+    def _store(self, cands: list[Candidate]) -> None:
+        for c in cands:
+            self.cache[frozenset(c.edges)] = c
+            self.order.append(c)
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix_str(f"{len(c.edges)} edges, objective {c.objective:.6g}")
+        self.save()
+
+    def evaluate(self, sets: Sequence[list[str]], start: Candidate | None) -> list[Candidate]:
+        """Fit the candidate edge sets (in parallel, warm started from ``start``), cached."""
+        sets = [effective_edges(self.spec, s) for s in sets]
+        todo, seen = [], set()
+        for s in sets:
+            key = frozenset(s)
+            if key not in self.cache and key not in seen:
+                todo.append(s)
+                seen.add(key)
+        if todo:
+            results = self._map([self._job(s, start) for s in todo])
+            self._store([Candidate.from_dict(r) for r in results])
+        return [self.cache[frozenset(s)] for s in sets]
+
+    def accept(self, c: Candidate) -> None:
+        if not self.path or self.path[-1] is not c:
+            self.path.append(c)
+            self.save()
+
+
+def _ranked(c: Candidate) -> list[str]:
+    """Edges of a fitted candidate, least significant first (strength at 0 first)."""
+    strengths = {}
+    for e in c.edges:
+        strengths[e] = c.wald.get(e, math.inf)
+    return sorted(c.edges, key=lambda e: strengths[e])
+
+
+def _run_backward(search: _Search, strat: BackwardElimination, current: Candidate) -> Candidate:
+    crit = strat.criterion
+    for _ in range(strat.max_rounds):
+        if not current.edges:
+            break
+        ranked = _ranked(current)
+        weak = [e for e in ranked if current.wald.get(e, math.inf) < strat.weak]
+        sets: list[list[str]] = []
+        if len(weak) > 1:
+            sets.append([e for e in current.edges if e not in weak])
+        for e in ranked[: max(1, search.workers - len(sets))]:
+            sets.append([x for x in current.edges if x != e])
+        cands = search.evaluate(sets, current)
+        best = min(cands, key=lambda c: c.ic(crit))
+        if best.ic(crit) < current.ic(crit):
+            current = best
+            search.accept(current)
+            continue
+        # The first candidates were not better: try the remaining edges (rank order, ``workers`` at a
+        # time) until a removal improves the criterion; Wald ranks are unreliable in sloppy models.
+        improved = False
+        rest = ranked[len(sets) - (1 if len(weak) > 1 else 0):]
+        for i in range(0, len(rest), max(1, search.workers)):
+            batch = rest[i:i + max(1, search.workers)]
+            cands = search.evaluate([[x for x in current.edges if x != e] for e in batch], current)
+            best = min(cands, key=lambda c: c.ic(crit))
+            if best.ic(crit) < current.ic(crit):
+                current, improved = best, True
+                search.accept(current)
+                break
+        if not improved:
+            break
+    return current
+
+
+def _run_threshold(search: _Search, strat: ThresholdRefit, current: Candidate) -> Candidate:
+    for _ in range(strat.max_rounds):
+        weak = [e for e in current.edges if current.wald.get(e, math.inf) < strat.threshold]
+        if not weak:
+            break
+        (current,) = search.evaluate([[e for e in current.edges if e not in weak]], current)
+        search.accept(current)
+    return current
+
+
+def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[Any], *,
+             strategy: BackwardElimination | ThresholdRefit | None = None, outdir: str | Path | None = None,
+             workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
+             max_time: float = 600.0, final_analysis: bool = True) -> DiscoveryResult:
+    """Discover the edge set of a template: see the module docstring. Writes OUTDIR/discovery.json,
+    OUTDIR/pruned.yaml and OUTDIR/report.md when ``outdir`` is given."""
+    from .fit import _as_datasets, fit
+
+    t0 = time.perf_counter()
+    strategy = strategy or BackwardElimination()
+    if strategy.criterion not in ("bic", "aicc"):
+        raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    data = _as_datasets(datasets)
+    if not prunable_edges(spec):
+        raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)")
+    out = Path(outdir) if outdir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    with _Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
+                 max_time=max_time, resume=resume) as search:
+        full_edges = prunable_edges(spec)
+        if search.path:
+            current = search.path[-1]
+        else:
+            current = search.evaluate_full(full_edges)
+            search.accept(current)
+        if isinstance(strategy, ThresholdRefit):
+            current = _run_threshold(search, strategy, current)
+        else:
+            current = _run_backward(search, strategy, current)
+        best = min(search.path, key=lambda c: c.ic(strategy.criterion))
+        path, evaluated = list(search.path), list(search.order)
+    kept = list(best.edges)
+    pruned = [e for e in full_edges if e not in kept]
+    sub = candidate_spec(spec, kept)
+    sub = sub.with_values({n: v for n, v in best.parameters.items() if n in sub.parameters},
+                          {n: v for n, v in best.x0.items() if n in sub.states})
+    final = None
+    if final_analysis:
+        final = fit(sub, data, progress=progress, shooting="single", max_iter=max_iter, max_time=max_time)
+        sub = final.fitted_spec()
+    res = DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
+                          evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
+                          wall_time_s=time.perf_counter() - t0)
+    if out is not None:
+        write_discovery(res, out)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------
+
+def _strengths(spec: Spec, params: dict[str, float]) -> dict[str, float]:
+    return {e.id: float(params.get(e.strength, spec.parameters[e.strength].value))
+            for e in spec.interactions if isinstance(e.strength, str) and e.strength in spec.parameters}
+
+
+def write_discovery(res: DiscoveryResult, out: Path) -> dict[str, Path]:
+    from .graph import draw_graph
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "discovery.json", "spec": out / "pruned.yaml", "report": out / "report.md",
+             "path_plot": out / "selection_path.png", "graph_before": out / "graph_before.png",
+             "graph_after": out / "graph_after.png"}
+    atomic_write_json(files["json"], res.to_json())
+    atomic_write_text(files["spec"], f"# Selected model of `symode discover` on {res.spec.name} "
+                                     f"({len(res.kept_edges)} of {len(res.kept_edges) + len(res.pruned_edges)} "
+                                     f"edges kept; fitted values).\n" + res.pruned_spec.to_yaml())
+    _plot_path(res, files["path_plot"])
+    full = res.path[0]
+    draw_graph(res.spec, files["graph_before"], strengths=_strengths(res.spec, full.parameters),
+               title=f"{res.spec.name}: full template fit")
+    params = res.final_fit.parameters if res.final_fit is not None else res.selected.parameters
+    draw_graph(res.pruned_spec, files["graph_after"], strengths=_strengths(res.pruned_spec, params),
+               title=f"{res.spec.name}: selected model")
+    atomic_write_text(files["report"], _render(res))
+    return files
+
+
+def _plot_path(res: DiscoveryResult, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .io import atomic_write_bytes
+
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    n = [len(c.edges) for c in res.path]
+    bic0 = min(c.bic for c in res.path)
+    aicc0 = min(c.aicc for c in res.path)
+    ax.plot(n, [c.bic - bic0 for c in res.path], "o-", label="BIC - min")
+    ax.plot(n, [c.aicc - aicc0 for c in res.path], "s--", label="AICc - min")
+    ax.axvline(len(res.kept_edges), color="k", lw=0.8, ls=":", label="selected")
+    ax.set_xlabel("number of edges")
+    ax.set_ylabel("criterion (relative)")
+    ax.set_yscale("symlog", linthresh=10.0)
+    ax.invert_xaxis()
+    ax.legend()
+    ax.set_title("selection path")
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _render(res: DiscoveryResult) -> str:
+    lines = [f"# Structure discovery: {res.spec.name}", "",
+             f"Strategy selected by {res.criterion.upper()}: kept {len(res.kept_edges)} edges, pruned "
+             f"{len(res.pruned_edges)}; {len(res.evaluated)} candidate fits, {res.wall_time_s:.0f} s.", "",
+             "Kept: " + ", ".join(f"`{e}`" for e in res.kept_edges), "",
+             "Pruned: " + ", ".join(f"`{e}`" for e in res.pruned_edges), "",
+             "## Selection path", "", "![selection path](selection_path.png)", "",
+             "| step | edges | objective | AICc | BIC |", "|---:|---:|---:|---:|---:|"]
+    for i, c in enumerate(res.path):
+        lines.append(f"| {i} | {len(c.edges)} | {c.objective:.6g} | {c.aicc:.6g} | {c.bic:.6g} |")
+    lines += ["", "## Graph before pruning (full template fit)", "", "![before](graph_before.png)", "",
+              "## Graph after pruning (selected model)", "", "![after](graph_after.png)", ""]
+    if res.final_fit is not None:
+        ident = res.final_fit.identifiable
+        lines += ["## Parameters of the selected model", "", "| parameter | value | identifiable |",
+                  "|---|---:|:---:|"]
+        for n in res.final_fit.estimated_parameters:
+            lines.append(f"| {n} | {res.final_fit.parameters[n]:.6g} | {'yes' if ident.get(n) else 'no'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Synthetic cases (tests, bench, demo)
+# ----------------------------------------------------------------------------------------------------
+
+def synthetic_case(satellites: int, metabolites: int, edges: dict[str, dict[str, float]], *, days: float = 10.0,
+                   seed: int = 0, metabolite_every: int = 8) -> tuple[Spec, Dataset, dict[str, Any]]:
+    """(template spec, noisy data set, truth params) for a template with the given true edges (truth.json
+    ``edges`` format), simulated with symode.synth: X and S every 15 min, metabolites every
+    ``metabolite_every`` samples."""
+    from .model import build_model
+    from .solve import simulate
+    from .synth import make_dataset, noisy_observations, smooth_dilution
+    from .template import community_truth_params, template_spec
+
+    spec = template_spec(satellites, metabolites)
+    truth = community_truth_params({"satellites": satellites, "metabolites": metabolites, "edges": edges})
+    model = build_model(spec)
+    times = np.arange(0, int(days * 24 * 4) + 1) * 0.25
+    D = smooth_dilution(times, seed=seed)
+    traj = simulate(model, times, inputs={"D": D}, params=truth["parameters"], x0=truth["x0"])
+    every = {m: metabolite_every for m in spec.observables if spec.states[m].role == "metabolite"}
+    obs = noisy_observations(model, traj, seed=seed, every=every)
+    return spec, make_dataset(times, {"D": D}, obs), truth
