@@ -150,23 +150,18 @@ class InterpolatingAdjoint(Method):
     name = "adjoint"
 
     def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
-        status, loss, grad, _, _, stats = problem.workspace.gradient("adjoint", x0, p, rtol=rtol, atol=atol,
+        # the workspace kind is the method's name: "adjoint" or "backsolve"
+        status, loss, grad, _, _, stats = problem.workspace.gradient(self.name, x0, p, rtol=rtol, atol=atol,
                                                                      method=solver)
         _check(status, stats, problem, self.name)
         return GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
 
 
 @dataclass
-class BacksolveAdjoint(Method):
+class BacksolveAdjoint(InterpolatingAdjoint):
     """Algorithm 1 with x re-integrated backwards (reset at every sample); unstable when stiff."""
 
     name = "backsolve"
-
-    def compute(self, problem, x0, p, *, rtol, atol, solver, jacobian):
-        status, loss, grad, _, _, stats = problem.workspace.gradient("backsolve", x0, p, rtol=rtol, atol=atol,
-                                                                     method=solver)
-        _check(status, stats, problem, self.name)
-        return GradientResult(loss, grad[: problem.nx], grad[problem.nx:], self.name, stats)
 
 
 @dataclass
