@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,85 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Satellite labels
+# ----------------------------------------------------------------------------------------------------
+
+def _rename(obj: Any, mapping: dict[str, str]) -> Any:
+    """``obj`` (nested dicts/lists/strings) with every whole-word occurrence of a key of ``mapping`` replaced
+    simultaneously ("Y1" matches in ``a_M2_Y1`` and ``uptake:M2->Y1``, not in ``Y10``)."""
+    if not mapping:
+        return obj
+    rx = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True))
+                    + r")(?![A-Za-z0-9])")
+
+    def sub(v: Any) -> Any:
+        if isinstance(v, str):
+            return rx.sub(lambda m: mapping[m.group(1)], v)
+        if isinstance(v, dict):
+            return {sub(k): sub(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [sub(x) for x in v]
+        return v
+
+    return sub(obj)
+
+
+def _canonical(d: dict[str, Any]) -> str:
+    d = dict(d)
+    d["interactions"] = sorted(json.dumps(i, sort_keys=True, default=str) for i in d.get("interactions", []))
+    d.pop("description", None)
+    for sec in ("states", "parameters", "observables"):
+        d[sec] = {k: {kk: vv for kk, vv in v.items() if kk != "description"} if isinstance(v, dict) else v
+                  for k, v in (d.get(sec) or {}).items()}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def satellite_relabelling(spec: Spec, edges: Sequence[str]) -> dict[str, str]:
+    """Canonical names for the satellites of a selected model: the data see only X, S and the metabolites,
+    so satellites of a template are exchangeable and discovery finds a model only up to a permutation of
+    their labels. Convention: satellites that remain (have an uptake edge) are numbered in order of the
+    metabolites they take up (the lowest-numbered substrate first; ties by the next substrate, then by
+    the metabolites they produce and are inhibited by), absent satellites take the remaining labels in
+    their original order. Returns {old name: new name} (only changed names), or {} when the permutation is
+    not a symmetry of ``spec`` (then labels are kept as they are)."""
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    if len(sats) < 2:
+        return {}
+    order = {name: i for i, name in enumerate(spec.states)}
+    kept = set(edges)
+
+    def key(y: str) -> tuple[Any, ...]:
+        by_kind: dict[str, list[int]] = {"uptake": [], "production": [], "inhibition": []}
+        for e in spec.interactions:
+            if e.id not in kept:
+                continue
+            if e.kind == "uptake" and e.target == y:
+                by_kind["uptake"].append(order[e.source])
+            elif e.kind == "production" and e.source == y:
+                by_kind["production"].append(order[e.target])
+            elif e.kind == "inhibition" and e.target == y:
+                by_kind["inhibition"].append(order[e.source])
+        up = sorted(by_kind["uptake"])
+        return (0 if up else 1, up if up else [sats.index(y)], sorted(by_kind["production"]),
+                sorted(by_kind["inhibition"]), sats.index(y))
+
+    ordered = sorted(sats, key=key)
+    mapping = {old: new for old, new in zip(ordered, sats, strict=True) if old != new}
+    if not mapping:
+        return {}
+    d = spec.to_dict()
+    if _canonical(_rename(d, mapping)) != _canonical(d):
+        return {}
+    return mapping
+
+
+def _relabel_candidate(c: Candidate, mapping: dict[str, str]) -> Candidate:
+    if not mapping:
+        return c
+    return Candidate.from_dict(_rename(c.to_dict(), mapping))
+
+
+# ----------------------------------------------------------------------------------------------------
 # The search
 # ----------------------------------------------------------------------------------------------------
 
@@ -227,6 +307,7 @@ class DiscoveryResult:
     final_fit: Any = None            # FitResult of the selected model (uncertainty analysis)
     criterion: str = "bic"
     wall_time_s: float = 0.0
+    relabelling: dict[str, str] = field(default_factory=dict)   # search label -> reported label
 
     def to_json(self) -> dict[str, Any]:
         params = dict(self.final_fit.parameters) if self.final_fit is not None else dict(self.selected.parameters)
@@ -240,6 +321,7 @@ class DiscoveryResult:
             "x0": dict(self.final_fit.x0[0]) if self.final_fit is not None else dict(self.selected.x0),
             "wall_time_s": self.wall_time_s,
             "n_candidates_evaluated": len(self.evaluated),
+            "satellite_relabelling": dict(self.relabelling),
         }
         if self.final_fit is not None:
             out["identifiable"] = {n: bool(v) for n, v in self.final_fit.identifiable.items()}
@@ -459,6 +541,13 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             current = _run_backward(search, strategy, current)
         best = min(search.path, key=lambda c: c.ic(strategy.criterion))
         path, evaluated = list(search.path), list(search.order)
+    relabel = satellite_relabelling(spec, best.edges)
+    if relabel and progress:
+        print("discover: satellites renamed to the canonical order (by lowest-numbered substrate): "
+              + ", ".join(f"{a} -> {b}" for a, b in relabel.items()))
+    best = _relabel_candidate(best, relabel)
+    path = [_relabel_candidate(c, relabel) for c in path]
+    evaluated = [_relabel_candidate(c, relabel) for c in evaluated]
     kept = list(best.edges)
     pruned = [e for e in full_edges if e not in kept]
     sub = candidate_spec(spec, kept)
@@ -470,7 +559,7 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
         sub = final.fitted_spec()
     res = DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
                           evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
-                          wall_time_s=time.perf_counter() - t0)
+                          wall_time_s=time.perf_counter() - t0, relabelling=relabel)
     if out is not None:
         write_discovery(res, out)
     return res
@@ -540,9 +629,13 @@ def _render(res: DiscoveryResult) -> str:
              f"Strategy selected by {res.criterion.upper()}: kept {len(res.kept_edges)} edges, pruned "
              f"{len(res.pruned_edges)}; {len(res.evaluated)} candidate fits, {res.wall_time_s:.0f} s.", "",
              "Kept: " + ", ".join(f"`{e}`" for e in res.kept_edges), "",
-             "Pruned: " + ", ".join(f"`{e}`" for e in res.pruned_edges), "",
-             "## Selection path", "", "![selection path](selection_path.png)", "",
-             "| step | edges | objective | AICc | BIC |", "|---:|---:|---:|---:|---:|"]
+             "Pruned: " + ", ".join(f"`{e}`" for e in res.pruned_edges), ""]
+    if res.relabelling:
+        lines += ["Satellites are exchangeable in the template (only X, S and metabolites are observed), so they were "
+                  "renamed to the canonical order (numbered by the lowest-numbered metabolite they take up): "
+                  + ", ".join(f"{a} -> {b}" for a, b in res.relabelling.items()) + ".", ""]
+    lines += ["## Selection path", "", "![selection path](selection_path.png)", "",
+              "| step | edges | objective | AICc | BIC |", "|---:|---:|---:|---:|---:|"]
     for i, c in enumerate(res.path):
         lines.append(f"| {i} | {len(c.edges)} | {c.objective:.6g} | {c.aicc:.6g} | {c.bic:.6g} |")
     lines += ["", "## Graph before pruning (full template fit)", "", "![before](graph_before.png)", "",

@@ -81,3 +81,39 @@ def test_absent_satellite_drops_its_edges():
     sub = candidate_spec(spec, edges)
     assert "Y2" not in sub.states and "u_Y2_M1" not in sub.parameters
     assert Candidate(edges=[], parameters={}, x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0).ic("bic") == 2
+
+
+def test_satellite_relabelling_orders_by_lowest_substrate():
+    from symode.discover import satellite_relabelling
+    from symode.template import template_spec
+
+    spec = template_spec(3, 3)
+    # Y1 eats M3, Y2 is absent, Y3 eats M1 and produces M2: canonical Y3 -> Y1, Y1 -> Y2, Y2 (absent) -> Y3.
+    edges = ["uptake:M3->Y1", "uptake:M1->Y3", "prod:Y3->M2", "prod:X->M1"]
+    mapping = satellite_relabelling(spec, edges)
+    assert mapping == {"Y3": "Y1", "Y1": "Y2", "Y2": "Y3"}
+    # Already canonical: nothing to rename.
+    assert satellite_relabelling(spec, ["uptake:M1->Y1", "uptake:M2->Y2"]) == {}
+    # Ties on the first substrate are broken by the next one.
+    assert satellite_relabelling(spec, ["uptake:M1->Y1", "uptake:M3->Y1", "uptake:M1->Y2", "uptake:M2->Y2"]) \
+        == {"Y2": "Y1", "Y1": "Y2"}
+
+
+def test_relabelling_is_a_symmetry_of_the_template_only():
+    from symode.discover import _rename, candidate_spec, satellite_relabelling
+    from symode.spec import spec_from_dict
+    from symode.template import template_dict, template_spec
+
+    spec = template_spec(2, 2)
+    edges = ["uptake:M2->Y1", "uptake:M1->Y2", "prod:Y2->M2"]
+    mapping = satellite_relabelling(spec, edges)
+    assert mapping == {"Y2": "Y1", "Y1": "Y2"}
+    # Renaming the selected model gives the model of the renamed edge set.
+    renamed = spec_from_dict(_rename(candidate_spec(spec, edges).to_dict(), mapping))
+    direct = candidate_spec(spec, _rename(edges, mapping))
+    assert sorted(e.id for e in renamed.interactions) == sorted(e.id for e in direct.interactions)
+    assert set(renamed.parameters) == set(direct.parameters)
+    # A template whose satellites differ (Y2 starts higher) is not symmetric: labels stay.
+    d = template_dict(2, 2)
+    d["states"]["Y2"]["x0"] = 2.0
+    assert satellite_relabelling(spec_from_dict(d), edges) == {}
