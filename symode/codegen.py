@@ -39,8 +39,8 @@ CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
 #: Hand-written C compiled into every model library (beside the generated model.c / model_casadi.c).
-C_SOURCES = ("symode_integrator.h", "symode_integrator.c", "symode_tape.h", "symode_tape.c", "symode_gradient.h",
-             "symode_gradient.c")
+C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_integrator.c", "symode_tape.h", "symode_tape.c",
+             "symode_gradient.h", "symode_gradient.c")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -16,29 +16,12 @@
  * The orders are verified empirically by tests/csrc/test_integrator_main.c.
  */
 #include "symode_integrator.h"
+#include "symode_methods.h"
 
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------------------------------ */
-/* Dormand-Prince 5(4) tableau [DP80], [HNW93 Table II.5.2]. c6 = c7 = 1, FSAL (row 7 = b).  */
-/* ------------------------------------------------------------------------------------------ */
-static const double DP_C2 = 1.0 / 5.0, DP_C3 = 3.0 / 10.0, DP_C4 = 4.0 / 5.0, DP_C5 = 8.0 / 9.0;
-static const double DP_A21 = 1.0 / 5.0;
-static const double DP_A31 = 3.0 / 40.0, DP_A32 = 9.0 / 40.0;
-static const double DP_A41 = 44.0 / 45.0, DP_A42 = -56.0 / 15.0, DP_A43 = 32.0 / 9.0;
-static const double DP_A51 = 19372.0 / 6561.0, DP_A52 = -25360.0 / 2187.0,
-                    DP_A53 = 64448.0 / 6561.0, DP_A54 = -212.0 / 729.0;
-static const double DP_A61 = 9017.0 / 3168.0, DP_A62 = -355.0 / 33.0, DP_A63 = 46732.0 / 5247.0,
-                    DP_A64 = 49.0 / 176.0, DP_A65 = -5103.0 / 18656.0;
-/* 5th order weights b = row 7 of A (a72 = 0) */
-static const double DP_A71 = 35.0 / 384.0, DP_A73 = 500.0 / 1113.0, DP_A74 = 125.0 / 192.0,
-                    DP_A75 = -2187.0 / 6784.0, DP_A76 = 11.0 / 84.0;
-/* error weights e = b - bhat (bhat: 4th order embedded solution; e2 = 0) */
-static const double DP_E1 = 71.0 / 57600.0, DP_E3 = -71.0 / 16695.0, DP_E4 = 71.0 / 1920.0,
-                    DP_E5 = -17253.0 / 339200.0, DP_E6 = 22.0 / 525.0, DP_E7 = -1.0 / 40.0;
 
 /* DOPRI5 step-size control (dopri5.f defaults): h_new/h in [1/DP_FACC1 .. 1/DP_FACC2] = [0.2, 10],
    PI control fac = err^(1/5 - 0.75 beta) / err_old^beta, beta = 0.04, safety 0.9. */
@@ -53,33 +36,6 @@ static const double DP_E1 = 71.0 / 57600.0, DP_E3 = -71.0 / 16695.0, DP_E4 = 71.
 #define DP_STIFF_HLAMB 2.5
 #define DP_STIFF_COUNT 15     /* consecutive positive stiffness tests -> stiff */
 #define DP_NONSTIFF_RESET 6   /* negative tests that reset the stiffness counter */
-
-/* ------------------------------------------------------------------------------------------ */
-/* RODAS4 [HW96 Sec. IV.7], rodas.f RO4COE (METH=1).  Formulation with u_i = sum_j gamma_ij k_j: */
-/*   (1/(h*gamma) I - J) u_i = f(t + c_i h, y + sum_{j<i} a_ij u_j) + sum_{j<i} (c_ij/h) u_j     */
-/*                             + h d_i f_t,                                                     */
-/*   y_new = y + sum_j a6j u_j + u_6 with a6j = a5j for j<5, a65 = 1 (stiffly accurate):        */
-/*   stage-6 argument is y + sum a5j u_j + u_5, y_new = that + u_6, error estimate = u_6.       */
-/*   c5 = c6 = 1, d5 = d6 = 0.                                                                  */
-/* ------------------------------------------------------------------------------------------ */
-static const double RS_GAMMA = 0.25;
-static const double RS_C2 = 0.386, RS_C3 = 0.21, RS_C4 = 0.63;
-static const double RS_D1 = 0.25, RS_D2 = -0.1043, RS_D3 = 0.1035, RS_D4 = -0.3620000000000023e-01;
-static const double RS_A21 = 0.1544000000000000e+01;
-static const double RS_A31 = 0.9466785280815826e+00, RS_A32 = 0.2557011698983284e+00;
-static const double RS_A41 = 0.3314825187068521e+01, RS_A42 = 0.2896124015972201e+01,
-                    RS_A43 = 0.9986419139977817e+00;
-static const double RS_A51 = 0.1221224509226641e+01, RS_A52 = 0.6019134481288629e+01,
-                    RS_A53 = 0.1253708332932087e+02, RS_A54 = -0.6878860361058950e+00;
-static const double RS_C21 = -0.5668800000000000e+01;
-static const double RS_C31 = -0.2430093356833875e+01, RS_C32 = -0.2063599157091915e+00;
-static const double RS_C41 = -0.1073529058151375e+00, RS_C42 = -0.9594562251023355e+01,
-                    RS_C43 = -0.2047028614809616e+02;
-static const double RS_C51 = 0.7496443313967647e+01, RS_C52 = -0.1024680431464352e+02,
-                    RS_C53 = -0.3399990352819905e+02, RS_C54 = 0.1170890893206160e+02;
-static const double RS_C61 = 0.8083246795921522e+01, RS_C62 = -0.7981132988064893e+01,
-                    RS_C63 = -0.3152159432874371e+02, RS_C64 = 0.1631930543123136e+02,
-                    RS_C65 = -0.6058818238834054e+01;
 
 /* rodas.f step-size control: h_new/h in [0.2, 6], safety 0.9, Gustafsson predictive control. */
 #define RS_SAFE 0.9
@@ -151,9 +107,6 @@ typedef struct {
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
-static double dmin(double a, double b) { return a < b ? a : b; }
-static double dmax(double a, double b) { return a > b ? a : b; }
-
 static int all_finite(const double *v, int n)
 {
     int i;
@@ -172,59 +125,6 @@ static double err_scale(const solver *s, double a, double b)
 {
     double sk = s->atol + s->rtol * dmax(fabs(a), fabs(b));
     return sk > DBL_MIN ? sk : DBL_MIN;
-}
-
-/* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular). */
-static int lu_factor(int n, double *A, int *piv)
-{
-    int i, j, k, pk;
-    for (k = 0; k < n; k++) {
-        double amax = fabs(A[k + (size_t)k * n]), inv;
-        double *colk = A + (size_t)k * n;
-        pk = k;
-        for (i = k + 1; i < n; i++) {
-            double a = fabs(colk[i]);
-            if (a > amax) { amax = a; pk = i; }
-        }
-        piv[k] = pk;
-        if (!(amax > 0.0) || !isfinite(amax)) return 1;
-        if (pk != k) {
-            for (j = 0; j < n; j++) {
-                double tmp = A[k + (size_t)j * n];
-                A[k + (size_t)j * n] = A[pk + (size_t)j * n];
-                A[pk + (size_t)j * n] = tmp;
-            }
-        }
-        inv = 1.0 / colk[k];
-        for (i = k + 1; i < n; i++) colk[i] *= inv;
-        for (j = k + 1; j < n; j++) {
-            double *colj = A + (size_t)j * n;
-            double a = colj[k];
-            if (a != 0.0)
-                for (i = k + 1; i < n; i++) colj[i] -= colk[i] * a;
-        }
-    }
-    return 0;
-}
-
-/* Solve A x = b with the factors of lu_factor; b is overwritten by x. */
-static void lu_solve(int n, const double *A, const int *piv, double *b)
-{
-    int i, k;
-    for (k = 0; k < n; k++) { /* forward: L y = P b */
-        const double *colk = A + (size_t)k * n;
-        double bk;
-        if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
-        bk = b[k];
-        if (bk != 0.0)
-            for (i = k + 1; i < n; i++) b[i] -= colk[i] * bk;
-    }
-    for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        const double *colk = A + (size_t)k * n;
-        double bk = (b[k] /= colk[k]);
-        if (bk != 0.0)
-            for (i = 0; i < k; i++) b[i] -= colk[i] * bk;
-    }
 }
 
 /* Initial step size, Hairer's HINIT [HNW93 Sec. II.4]; f0 = f(t, y). Uses ynew, ftmp as scratch.
