@@ -9,6 +9,11 @@ Interval inputs. Every call takes, per sample interval, a vector ``U = [u_1..u_n
 the input values at the interval's start, then (only when some inputs are linearly interpolated) their
 slopes and the interval's start time, so that ``u_k(t) = u_k + s_k (t - t_start)`` inside the interval.
 
+Neural terms. Small networks are expanded into the SX expressions like any other rate law; wide ones
+(more than :data:`NEURAL_MX_MIN_WEIGHTS` weights) are built with CasADi MX matrix operations around an SX
+function of the mechanistic part (:func:`neural_casadi_functions_mx`), so that the C stays small (1 MB
+and a 5-7 s build at 10k weights, where SX wrote 22 MB of C that gcc did not finish in 27 minutes).
+
 Caching. Artefacts live in ``generated/<key>/`` where the key hashes everything the code depends on:
 the model's structure (not parameter values, which are run-time arguments), this module's version, the
 integrator source and the compiler. A build happens in a private temporary directory that is renamed
@@ -35,6 +40,14 @@ from .errors import SymodeError
 from .spec import Spec
 
 CODEGEN_VERSION = "5"
+#: Neural models with more weights than this are generated with CasADi MX (matrix operations stay loops
+#: in the C, whose size no longer grows with the width; see :func:`neural_casadi_functions_mx`); smaller
+#: ones are scalar-expanded in SX (loss gradients 1.3-2.8x faster at 114-1000 weights, but the C and its
+#: compile time grow with the number of weights: 5-10 s at 114, 36 s at 477, 58-132 s at 1k, > 27 min at
+#: 10k, against 3-7 s for MX at any of these sizes; 2-core machine under load; bench/README.md "neural").
+NEURAL_MX_MIN_WEIGHTS = 500
+#: Version of the MX code generation of neural models (part of their cache key only).
+NEURAL_MX_VERSION = "1"
 CSRC = Path(__file__).parent / "csrc"
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-fno-math-errno"]
 OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
@@ -101,7 +114,17 @@ def structure(spec: Spec) -> dict[str, Any]:
         # neural terms (absent for other models, so their keys are unchanged)
         **({"neural": [{k: v for k, v in n.to_dict().items() if k not in ("description", "seed", "l2")}
                        for n in spec.neural]} if spec.neural else {}),
+        # MX code generation of wide networks (absent for SX-generated ones, so their keys are unchanged)
+        **({"neural_codegen": f"mx{NEURAL_MX_VERSION}"} if neural_codegen(spec) == "mx" else {}),
     }
+
+
+def neural_codegen(spec: Spec) -> str | None:
+    """How the neural terms of a spec are generated: None (no neural terms), "sx" (scalar-expanded, up to
+    :data:`NEURAL_MX_MIN_WEIGHTS` weights) or "mx" (matrix operations, wider networks)."""
+    if not spec.neural:
+        return None
+    return "mx" if len(spec.neural_weights) > NEURAL_MX_MIN_WEIGHTS else "sx"
 
 
 def model_key(spec: Spec) -> str:
@@ -224,16 +247,18 @@ def _names_in(text: str) -> set[str]:
         return set()
 
 
-def _casadi_symbols(sym: Any, layout: Layout) -> tuple[Any, Any, Any, Any, dict[sp.Symbol, Any]]:
+def _casadi_symbols(sym: Any, layout: Layout, kind: Any = None) -> tuple[Any, Any, Any, Any, dict[sp.Symbol, Any]]:
     """CasADi arguments (t, x, p, U) and the map from the sympy symbols to them; a linearly
-    interpolated input is u_k + s_k (t - t_start) from the interval vector U."""
+    interpolated input is u_k + s_k (t - t_start) from the interval vector U. ``kind``: ca.SX (default)
+    or ca.MX."""
     import casadi as ca
 
+    kind = kind or ca.SX
     nu = len(layout.inputs)
-    t = ca.SX.sym("t")
-    x = ca.SX.sym("x", len(layout.states))
-    p = ca.SX.sym("p", len(layout.parameters))
-    U = ca.SX.sym("U", layout.nu_interval)
+    t = kind.sym("t")
+    x = kind.sym("x", len(layout.states))
+    p = kind.sym("p", len(layout.parameters))
+    U = kind.sym("U", layout.nu_interval)
     mapping: dict[sp.Symbol, Any] = {sym.t: t}
     mapping.update({s: x[i] for i, s in enumerate(sym.x)})
     mapping.update({s: p[i] for i, s in enumerate(sym.p)})
@@ -253,31 +278,38 @@ def _model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h
     import casadi as ca
 
     nx, np_ = x.numel(), p.numel()
-    v = ca.SX.sym("v", nx)
-    w = ca.SX.sym("w", nx)
-    dxs = ca.SX.sym("dx", nx)
-    dps = ca.SX.sym("dp", np_)
+    kind = ca.MX if isinstance(x, ca.MX) else ca.SX
+    v = kind.sym("v", nx)
+    w = kind.sym("w", nx)
+    dxs = kind.sym("dx", nx)
+    dps = kind.sym("dp", np_)
     Jxv = ca.jtimes(f, x, v)
     wJxv = ca.dot(w, Jxv)
     vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
     args = [t, x, p, U]
     names = ["t", "x", "p", "U"]
+    # options of the MX functions (SX: none, so that their code is unchanged)
+    opts = [{"cse": True}] if kind is ca.MX else []
+
+    def F(*fargs: Any) -> Any:
+        return ca.Function(*fargs, *opts)
+
     return [
-        ca.Function("sym_rhs", args, [f], names, ["f"]),
-        ca.Function("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
-        ca.Function("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
+        F("sym_rhs", args, [f], names, ["f"]),
+        F("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
+        F("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
         # vector-Jacobian products for adjoints: Jx^T w, Jp^T w
-        ca.Function("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
+        F("sym_vjp", [*args, w], [ca.densify(vjp_x), ca.densify(vjp_p)], [*names, "w"], ["vx", "vp"]),
         # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
-        ca.Function("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
-                    [*names, "v", "w"], ["vx", "vp"]),
+        F("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
+          [*names, "v", "w"], ["vx", "vp"]),
         # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
-        ca.Function("sym_jvp2", [*args, v, dxs, dps],
-                    [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
-                    [*names, "v", "dx", "dp"], ["out"]),
-        ca.Function("sym_obs", args, [ca.densify(h)], names, ["y"]),
-        ca.Function("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
-        ca.Function("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
+        F("sym_jvp2", [*args, v, dxs, dps],
+          [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
+          [*names, "v", "dx", "dp"], ["out"]),
+        F("sym_obs", args, [ca.densify(h)], names, ["y"]),
+        F("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
+        F("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
     ]
 
 
@@ -314,11 +346,24 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     return _model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
 
 
-def neural_casadi_functions(sym: Any, layout: Layout) -> list[Any]:
-    """:func:`casadi_functions` for models with neural terms: the placeholders of the neural outputs in
-    the sympy f are replaced by the MLPs built in CasADi SX (:func:`symode.neural.mlp_casadi`), and every
-    derivative (df/dx, df/dp, the vector-Jacobian and second-order products, dh/dx, dh/dp) comes from
-    CasADi's AD instead of sympy (thousands of weights). Same functions, names and signatures."""
+def neural_casadi_functions(sym: Any, layout: Layout, mode: str | None = None) -> list[Any]:
+    """:func:`casadi_functions` for models with neural terms: ``mode`` "sx" (:func:`neural_casadi_functions_sx`)
+    or "mx" (:func:`neural_casadi_functions_mx`); by default as :func:`neural_codegen` chooses from the
+    number of weights. Same functions, names and signatures either way."""
+    mode = mode or neural_codegen(sym.spec)
+    if mode == "mx":
+        return neural_casadi_functions_mx(sym, layout)
+    if mode == "sx":
+        return neural_casadi_functions_sx(sym, layout)
+    raise ValueError(f"unknown neural code generation mode {mode!r}")
+
+
+def neural_casadi_functions_sx(sym: Any, layout: Layout) -> list[Any]:
+    """Neural models in CasADi SX: the placeholders of the neural outputs in the sympy f are replaced by
+    the MLPs built in SX (:func:`symode.neural.mlp_casadi`), and every derivative (df/dx, df/dp, the
+    vector-Jacobian and second-order products, dh/dx, dh/dp) comes from CasADi's AD instead of sympy.
+    Everything is scalar-expanded: fast code for small networks, but its size grows with the square of
+    the width."""
     import casadi as ca
 
     from .neural import mlp_casadi
@@ -335,6 +380,73 @@ def neural_casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     Jx, Jp = ca.jacobian(f, x), ca.jacobian(f, p)
     Hx, Hp = ca.jacobian(h, x), ca.jacobian(h, p)
     return _model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
+
+
+def neural_casadi_functions_mx(sym: Any, layout: Layout) -> list[Any]:
+    """Neural models with CasADi MX for the networks.
+
+    The mechanistic part of f (the sympy f with the neural outputs as placeholder arguments ``r``) is an
+    SX Function ``sym_mech(t, x, p, U, r)``; the MLPs are CasADi MX matrix expressions (``mtimes`` on
+    weight matrices sliced from p), so the generated C evaluates each layer as a loop and its size does
+    not grow with the width (scalar-expanding SX would write every weight's term, and every derivative's,
+    into the C: 22 MB for 10k weights). Every derivative (df/dx, df/dp, the vector-Jacobian and
+    second-order products) comes from CasADi's AD on the MX graph; the observables (which cannot reference
+    neural outputs) stay SX as for other models."""
+    import casadi as ca
+
+    spec = sym.spec
+    nx = len(layout.states)
+    refs = [term.ref(o) for term in spec.neural for o in term.outputs]
+    # mechanistic part (SX) with the neural outputs as arguments
+    t, x, p, U, mapping = _casadi_symbols(sym, layout)
+    r = ca.SX.sym("r", len(refs))
+    for k, ref in enumerate(refs):
+        mapping[sym.neural[ref]] = r[k]
+    if any(s in e.free_symbols for e in sym.h for s in sym.neural.values()):
+        raise SymodeError("observables of a neural model must not depend on neural outputs")
+    fh = to_casadi_cse(list(sym.f) + list(sym.h), mapping)
+    f_sx = ca.vertcat(*fh[:nx]) if nx else ca.SX.zeros(0, 1)
+    h_sx = ca.vertcat(*fh[nx:]) if len(sym.h) else ca.SX.zeros(0, 1)
+
+    def used(e: Any) -> list[int]:
+        """Indices of the parameters e depends on: the mechanistic functions take only those (with all of p,
+        their derivative functions would write dense adjoints over every weight)."""
+        return sorted(set(ca.jacobian_sparsity(e, p).get_col())) if e.numel() else []
+
+    pf, ph = used(f_sx), used(h_sx)
+    mech = ca.Function("sym_mech", [t, x, p[pf], U, r], [f_sx], ["t", "x", "p", "U", "r"], ["f"])
+    obs_fn = ca.Function("sym_obs_sx", [t, x, p[ph], U], [h_sx], ["t", "x", "p", "U"], ["y"])
+
+    # MX: the MLPs, then the mechanistic part called on their outputs
+    tm, xm, pm, Um, mapping_mx = _casadi_symbols(sym, layout, ca.MX)
+    by_name = {s.name: v for s, v in mapping_mx.items()}
+    pindex = {n: i for i, n in enumerate(layout.parameters)}
+    outs: list[Any] = []
+    for term in spec.neural:
+        outs += _mlp_mx(term, [by_name[n] for n in term.inputs], pm, pindex)
+    f = mech(tm, xm, pm[pf], Um, ca.vertcat(*outs))
+    h = obs_fn(tm, xm, pm[ph], Um)
+    return _model_functions(tm, xm, pm, Um, f, ca.jacobian(f, xm), ca.jacobian(f, pm), h, ca.jacobian(h, xm),
+                            ca.jacobian(h, pm))
+
+
+def _mlp_mx(term: Any, inputs: list[Any], p: Any, pindex: dict[str, int]) -> list[Any]:
+    """The outputs of a neural term as CasADi MX expressions of its inputs and of the weight vector p
+    (the same network as :func:`symode.neural.mlp_casadi` / :func:`symode.neural.mlp_numpy`)."""
+    import casadi as ca
+
+    from .neural import _act_casadi
+
+    h = ca.vertcat(*[inp / term.input_scale.get(n, 1.0) for n, inp in zip(term.inputs, inputs, strict=True)])
+    layers = term.layers()
+    for k, (W, b) in enumerate(layers):
+        n_out, n_in = len(W), len(W[0])
+        # W row-major (out i, in j) as an (n_in x n_out) column-major matrix Wt = W^T; z^T = h^T Wt
+        Wt = ca.reshape(p[[pindex[n] for row in W for n in row]], n_in, n_out)
+        bv = p[[pindex[n] for n in b]]
+        z = ca.mtimes(h.T, Wt).T + bv
+        h = _act_casadi(term.activation if k < len(layers) - 1 else term.output_activation, z)
+    return [h[i] * term.output_scale.get(o, 1.0) for i, o in enumerate(term.outputs)]
 
 
 _WRAPPER = r"""/* Generated by symode (codegen v{version}) for model '{name}'. Do not edit.
@@ -559,9 +671,45 @@ def generate_sources(sym: Any, layout: Layout, directory: Path, name: str) -> No
         states=" ".join(layout.states), params=_wrap(" ".join(layout.parameters)),
         inputs=" ".join(layout.inputs) or "-", obs=" ".join(layout.observables) or "-",
         nonautonomous=int(layout.nonautonomous))
+    if neural_codegen(sym.spec) == "mx":
+        wrapper = _heap_work(wrapper)
     (directory / "model.c").write_text(wrapper)
     for n in C_SOURCES:
         shutil.copy(CSRC / n, directory / n)
+
+
+_HEAP_WORK = r"""#include <stdlib.h>
+/* Wide networks (MX code): the work arrays grow with the number of weights (~16 doubles per weight for
+   df/dp), so beyond SYMODE_STACK_W doubles they go on the heap instead of the stack. */
+#define SYMODE_STACK_W 16384
+#define SYMODE_WORK(w, n)                                                                \
+    casadi_real w##_stack[(n) + 1 <= SYMODE_STACK_W ? (n) + 1 : 1];                      \
+    casadi_real *w = (n) + 1 <= SYMODE_STACK_W ? w##_stack                              \
+                                               : (casadi_real *)malloc(((size_t)(n) + 1) * sizeof(casadi_real))
+#define SYMODE_RETURN(w, call)                                                           \
+    do {                                                                                 \
+        int rc_;                                                                         \
+        if (!w) return 1;                                                                \
+        rc_ = (call);                                                                    \
+        if (w != w##_stack) free(w);                                                     \
+        return rc_;                                                                      \
+    } while (0)
+"""
+
+
+def _heap_work(wrapper: str) -> str:
+    """The wrapper with the CasADi work arrays allocated by SYMODE_WORK / SYMODE_RETURN (MX neural models)."""
+    import re
+
+    out = wrapper.replace('#include "model_casadi.h"\n', '#include "model_casadi.h"\n' + _HEAP_WORK, 1)
+    out, n1 = re.subn(r"casadi_real (w_?)\[(\w+?)(##)?_SZ_W \+ 1\];( *)",
+                      lambda m: f"SYMODE_WORK({m[1]}, {m[2]}{m[3] or ''}_SZ_W);{m[4][:max(len(m[4]) - 10, 1)]}", out)
+    out, n2 = re.subn(r"return (\w+)\(arg, res, iw, (w_?), 0\);( *)",
+                      lambda m: f"SYMODE_RETURN({m[2]}, {m[1]}(arg, res, iw, {m[2]}, 0));"
+                                f"{m[3][:max(len(m[3]) - 16, 1)]}", out)
+    if n1 != 4 or n2 != 4 or _HEAP_WORK not in out:
+        raise RuntimeError("the wrapper's work arrays changed: update codegen._heap_work")
+    return out
 
 
 def _wrap(text: str, width: int = 90) -> str:
