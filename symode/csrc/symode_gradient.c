@@ -340,6 +340,8 @@ static int adj_rhs(void *vctx, double s, const double *z, const double *p, const
         da = dz + nx;
     }
     dg = da + nx;
+    if (g->d.vjp) /* one vector-Jacobian product: a^T df/dx, a^T df/dp (no dense df/dp per step) */
+        return g->d.vjp(g->m.ctx, t, x, p, u, a, da, dg) != 0;
     if (g->m.jac(g->m.ctx, t, x, p, u, c->Jx)) return 1;
     if (np > 0 && g->jac_p(g->m.ctx, t, x, p, u, c->Jp)) return 1;
     for (l = 0; l < nx; l++) {

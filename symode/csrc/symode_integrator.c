@@ -555,7 +555,13 @@ void symode_default_options(symode_options *opt)
 
 size_t symode_workspace_size(int nx)
 {
+    return symode_workspace_size_method(nx, SYMODE_AUTO);
+}
+
+size_t symode_workspace_size_method(int nx, int method)
+{
     size_t n = nx > 0 ? (size_t)nx : 0;
+    if (method == SYMODE_EXPLICIT) return N_VEC * n * sizeof(double); /* no Jacobian / LU storage */
     return (N_VEC * n + 2 * n * n) * sizeof(double) + n * sizeof(int);
 }
 
@@ -670,9 +676,11 @@ int symode_integrate_ws_hook(const symode_model *m, const symode_options *opt, i
     s.ak6 = w; w += n;
     s.fx = w; w += n;
     s.ftmp = w; w += n;
-    s.J = w; w += (size_t)n * n;
-    s.E = w; w += (size_t)n * n;
-    s.ipiv = (int *)(void *)w;
+    if (o.method != SYMODE_EXPLICIT) { /* the explicit method never touches J, E, ipiv */
+        s.J = w; w += (size_t)n * n;
+        s.E = w; w += (size_t)n * n;
+        s.ipiv = (int *)(void *)w;
+    }
 
     memcpy(s.y, x0, (size_t)n * sizeof(double));
     for (i = 0; i < nt - 1; i++) {
@@ -706,7 +714,7 @@ int symode_integrate(const symode_model *m, const symode_options *opt, int nt, c
         }
         return SYMODE_ERR_ARGS;
     }
-    work = malloc(symode_workspace_size(m->nx));
+    work = malloc(symode_workspace_size_method(m->nx, opt ? opt->method : SYMODE_AUTO));
     if (!work) {
         if (stats) {
             memset(stats, 0, sizeof(*stats));

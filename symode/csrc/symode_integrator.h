@@ -85,8 +85,12 @@ int symode_integrate(const symode_model *m, const symode_options *opt, int nt, c
                      const double *x0, const double *p, const double *u, double *xout,
                      symode_stats *stats);
 
-/* Workspace size in bytes needed by symode_integrate_ws for nx states. */
+/* Workspace size in bytes needed by symode_integrate_ws for nx states (any method). */
 size_t symode_workspace_size(int nx);
+
+/* The same for options with the given method: SYMODE_EXPLICIT needs no n x n matrices (what makes
+   explicit forward sensitivities of large augmented systems possible); other methods as above. */
+size_t symode_workspace_size_method(int nx, int method);
 
 /* Same as symode_integrate, but uses the caller's buffer `work` of at least
    symode_workspace_size(nx) bytes (suitably aligned for double, e.g. from malloc). */
