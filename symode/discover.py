@@ -6,22 +6,30 @@ the data do not need, refit, and select the model by an information criterion.
 
 Strategies (pass one as ``strategy=``):
 
-- :class:`BackwardElimination` (default): fit the full template, then repeatedly rank the remaining
-  edges by their Wald statistic strength / SE (edges whose strength sits at its bound 0 first) and refit
-  candidate models without the least significant edge and without the whole group of weak edges (in
-  parallel, warm started); accept the candidate with the lowest criterion (BIC by default) while it
-  improves on the current model.
+- :class:`BackwardElimination` (default): fit the full template from several symmetry-breaking starts
+  (satellites are exchangeable: a start that treats them alike keeps them alike), then repeatedly rank
+  the remaining edges by their knockout cost (objective increase when the edge's strength is set to 0
+  without refitting, minus what the criterion saves by dropping its parameters; Wald statistics as a
+  fallback) and refit candidate models without the least needed edge and without the group of edges
+  whose knockout alone already pays (in parallel, warm started); accept the candidate with the lowest
+  criterion (BIC by default) while it improves on the current model. Then a local search: re-add each
+  pruned edge, or exchange a kept edge for a pruned one of the same kind sharing its organism or
+  metabolite; after every improvement, eliminate again. The result is a model no single drop, add or
+  swap improves.
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
 A satellite left without uptake edges cannot grow (it washes out): it is removed together with all of its
-edges. Every evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
+edges. Models that differ only by a permutation of exchangeable satellites share one fit, and the
+selected model's satellites are renamed to a canonical order (:func:`satellite_relabelling`). Every
+evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
 the same spec and data resumes from it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -53,6 +61,8 @@ class BackwardElimination:
     criterion: str = "bic"
     weak: float = 2.0           # |strength / SE| below this: member of the "weak group" candidate
     max_rounds: int = 200
+    add_back: bool = True       # then try re-adding each pruned edge (and eliminate again if one helps)
+    swaps: bool = True          # then try exchanging a kept edge for a related pruned one
 
 
 @dataclass
@@ -77,6 +87,7 @@ def _criteria(objective: float, k: int, n: int) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------------------
 
 def prunable_edges(spec: Spec) -> list[str]:
+    """Ids of the spec's prunable edges with a strength parameter, in spec order."""
     return [e.id for e in spec.interactions if e.prunable and isinstance(e.strength, str)]
 
 
@@ -101,10 +112,15 @@ def candidate_spec(spec: Spec, edges: Sequence[str]) -> Spec:
 
 
 def effective_edges(spec: Spec, edges: Sequence[str]) -> list[str]:
-    """The prunable edges that survive in :func:`candidate_spec` (edges of removed satellites go)."""
-    sub = candidate_spec(spec, edges)
-    have = {e.id for e in sub.interactions}
-    return [e for e in prunable_edges(spec) if e in have]
+    """The prunable edges that survive in :func:`candidate_spec` (edges of removed satellites go), in
+    template order."""
+    keep = set(edges)
+    dead = {s.name for s in spec.states.values() if s.role == "satellite" and s.name not in spec.observables
+            and not any(e.kind == "uptake" and e.target == s.name and (e.id in keep or not e.prunable
+                                                                        or not isinstance(e.strength, str))
+                        for e in spec.interactions)}
+    return [e.id for e in spec.interactions if e.prunable and isinstance(e.strength, str) and e.id in keep
+            and e.source not in dead and e.target not in dead]
 
 
 @dataclass
@@ -120,11 +136,13 @@ class Candidate:
     wald: dict[str, float] = field(default_factory=dict)   # edge -> |strength / SE|
     converged: bool = True
     time_s: float = 0.0
+    knockout: dict[str, float] = field(default_factory=dict)  # edge -> objective increase at strength 0, no refit
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "parameters": self.parameters, "x0": self.x0,
                 "objective": self.objective, "k": self.k, "n_obs": self.n_obs, "aicc": self.aicc,
-                "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s}
+                "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s,
+                "knockout": self.knockout}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
@@ -134,29 +152,48 @@ class Candidate:
         return self.bic if criterion == "bic" else self.aicc
 
 
-def _full_starts(spec: Spec, n_random: int = 0) -> list[tuple[dict[str, float], dict[str, float]]]:
+def _full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Starting points of the full-template fit. Satellites are exchangeable, and a start that treats
+    them alike stays symmetric under the fit (equal parameters get equal updates): the satellites would
+    act as one. So every start breaks the symmetry: in start s, satellite j prefers metabolite
+    (j + s) mod m (uptake affinity ``hi`` on it, ``lo`` on the others), and all satellite parameters and
+    initial states get a small seeded random spread. The first start is mild (affinities 3 / 0.3), the
+    others strong (10 / 0.1) with shifts 0, 1, 2, ..."""
     base = {n: p.value for n, p in spec.parameters.items()}
-    ups = [str(e.strength) for e in spec.interactions if e.prunable and e.kind == "uptake"
-           and isinstance(e.strength, str)]
-    sats = {s.name: s.x0 / 10 for s in spec.states.values() if s.role == "satellite"}
-    starts = [(base, {})]
-    if ups:
-        starts.append((base | {n: spec.parameters[n].value * 10 for n in ups}, {}))
-    if sats:
-        starts.append((base, sats))
-    if ups:
-        starts.append((base | {n: spec.parameters[n].value / 10 for n in ups}, {}))
-    # Random starts: every estimated parameter and satellite start scaled by 10^U(-1, 1) (seeded).
-    rng = np.random.default_rng(12345)
-    est = [n for n, p in spec.parameters.items() if p.estimate]
-    for _ in range(n_random):
+    est = {n for n, p in spec.parameters.items() if p.estimate}
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    mets = [s.name for s in spec.states.values() if s.role == "metabolite"]
+    rng = np.random.default_rng(seed)
+    ups = [e for e in spec.interactions if e.prunable and e.kind == "uptake" and isinstance(e.strength, str)]
+    own: dict[str, list[str]] = {y: [] for y in sats}      # satellite -> its parameters
+    for e in spec.interactions:
+        for y in (e.source, e.target):
+            if y in own:
+                own[y] += [str(v) for v in e.params.values() if isinstance(v, str) and v in est]
+    starts = []
+    for i in range(n_starts):
+        hi, lo = (3.0, 0.3) if i == 0 else (10.0, 0.1)
+        shift = max(0, i - 1)
         par = dict(base)
-        for n in est:
-            lo, hi = spec.parameters[n].lower, spec.parameters[n].upper
-            v = base[n] * 10 ** rng.uniform(-1, 1)
-            par[n] = float(min(max(v, lo if lo is not None else v), hi if hi is not None else v))
-        starts.append((par, {y: v * 10 * 10 ** rng.uniform(-1, 1) for y, v in sats.items()}))
+        for names in own.values():
+            for n in set(names):
+                par[n] = _clip_param(spec, n, base[n] * 10 ** rng.uniform(-0.15, 0.15))
+        for e in ups:
+            j, k = sats.index(str(e.target)), mets.index(str(e.source))
+            pref = hi if mets and k == (j + shift) % len(mets) else lo
+            par[str(e.strength)] = _clip_param(spec, str(e.strength), base[str(e.strength)] * pref)
+        x0 = {y: spec.states[y].x0 * 10 ** rng.uniform(-0.15, 0.15) for y in sats}
+        starts.append((par, x0))
     return starts
+
+
+def _clip_param(spec: Spec, name: str, v: float) -> float:
+    lo, hi = spec.parameters[name].lower, spec.parameters[name].upper
+    return float(min(max(v, lo if lo is not None else v), hi if hi is not None else v))
+
+
+class _Hopeless(Exception):
+    """A candidate fit that cannot reach the objective it needs to be accepted."""
 
 
 def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
@@ -179,9 +216,23 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                                    max_iter=job["max_iter"], max_time=job["max_time"],
                                    tracker=_Tracker(fp, None, None, t0), stages=stages)
     else:
-        res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
-                                  max_time=job["max_time"])
-        z, conv = res.z, res.converged
+        # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
+        # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
+        target = job.get("target")
+        last = {"z": z}
+
+        def watch(it: int, zz: np.ndarray, loss: float) -> None:
+            last["z"] = zz
+            if target is not None and ((it >= 30 and loss > 1.25 * target + 50) or
+                                       (it >= 80 and loss > 1.05 * target + 10)):
+                raise _Hopeless
+
+        try:
+            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
+                                      max_time=job["max_time"], callback=watch)
+            z, conv = res.z, res.converged
+        except _Hopeless:
+            z, conv = last["z"], False
     loss = fp.loss(z)
     if not np.isfinite(loss):
         loss = 1e300
@@ -204,12 +255,25 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                 wald[e.id] = 0.0 if v <= 0 else (abs(v) / se if se > 0 else math.inf)
     except Exception:   # ranking is a heuristic: fall back to raw strengths
         wald = {}
+    # Knockouts: the objective increase when one edge's strength is set to 0 without refitting (an upper
+    # bound of the increase after refitting; cheap, one simulation per edge, and meaningful in sloppy
+    # models where the Wald statistics are not).
+    knock: dict[str, float] = {}
+    for e in spec.interactions:
+        if e.prunable and isinstance(e.strength, str) and e.strength in fp.names:
+            i = fp.names.index(e.strength)
+            if fp.scales[i] != "lin":
+                continue
+            zk = z.copy()
+            zk[i] = max(0.0, fp.lb[i])
+            lk = fp.loss(zk)
+            knock[e.id] = float(lk - loss) if np.isfinite(lk) else 1e300
     k = len(fp.names)
     aicc, bic = _criteria(float(loss), k, fp.n_obs)
     return Candidate(edges=list(job["edges"]), parameters=params, x0=x0, objective=float(loss), k=k,
                      n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
                                                                for k2, v in wald.items()},
-                     converged=bool(conv), time_s=time.perf_counter() - t0).to_dict()
+                     converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock).to_dict()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -246,6 +310,46 @@ def _canonical(d: dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
+def _order_mapping(spec: Spec, edges: Sequence[str]) -> dict[str, str]:
+    """{old: new} (changed names only) that puts the satellites of ``edges`` in canonical order (see
+    :func:`satellite_relabelling`), without checking that the permutation is a symmetry of ``spec``."""
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    if len(sats) < 2:
+        return {}
+    order = {name: i for i, name in enumerate(spec.states)}
+    kept = set(edges)
+    sig: dict[str, dict[str, list[int]]] = {y: {"uptake": [], "production": [], "inhibition": []} for y in sats}
+    for e in spec.interactions:
+        if e.id not in kept:
+            continue
+        if e.kind == "uptake" and e.target in sig:
+            sig[e.target]["uptake"].append(order[e.source])
+        elif e.kind == "production" and e.source in sig:
+            sig[e.source]["production"].append(order[e.target])
+        elif e.kind == "inhibition" and e.target in sig:
+            sig[e.target]["inhibition"].append(order[e.source])
+
+    def key(y: str) -> tuple[Any, ...]:
+        up = sorted(sig[y]["uptake"])
+        return (0 if up else 1, up if up else [sats.index(y)], sorted(sig[y]["production"]),
+                sorted(sig[y]["inhibition"]), sats.index(y))
+
+    ordered = sorted(sats, key=key)
+    return {old: new for old, new in zip(ordered, sats, strict=True) if old != new}
+
+
+def _is_symmetry(spec: Spec, mapping: dict[str, str]) -> bool:
+    d = spec.to_dict()
+    return _canonical(_rename(d, mapping)) == _canonical(d)
+
+
+def satellites_exchangeable(spec: Spec) -> bool:
+    """True when every permutation of the satellite labels maps ``spec`` onto itself (adjacent
+    transpositions generate all permutations)."""
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    return len(sats) >= 2 and all(_is_symmetry(spec, {a: b, b: a}) for a, b in itertools.pairwise(sats))
+
+
 def satellite_relabelling(spec: Spec, edges: Sequence[str]) -> dict[str, str]:
     """Canonical names for the satellites of a selected model: the data see only X, S and the metabolites,
     so satellites of a template are exchangeable and discovery finds a model only up to a permutation of
@@ -254,33 +358,8 @@ def satellite_relabelling(spec: Spec, edges: Sequence[str]) -> dict[str, str]:
     the metabolites they produce and are inhibited by), absent satellites take the remaining labels in
     their original order. Returns {old name: new name} (only changed names), or {} when the permutation is
     not a symmetry of ``spec`` (then labels are kept as they are)."""
-    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
-    if len(sats) < 2:
-        return {}
-    order = {name: i for i, name in enumerate(spec.states)}
-    kept = set(edges)
-
-    def key(y: str) -> tuple[Any, ...]:
-        by_kind: dict[str, list[int]] = {"uptake": [], "production": [], "inhibition": []}
-        for e in spec.interactions:
-            if e.id not in kept:
-                continue
-            if e.kind == "uptake" and e.target == y:
-                by_kind["uptake"].append(order[e.source])
-            elif e.kind == "production" and e.source == y:
-                by_kind["production"].append(order[e.target])
-            elif e.kind == "inhibition" and e.target == y:
-                by_kind["inhibition"].append(order[e.source])
-        up = sorted(by_kind["uptake"])
-        return (0 if up else 1, up if up else [sats.index(y)], sorted(by_kind["production"]),
-                sorted(by_kind["inhibition"]), sats.index(y))
-
-    ordered = sorted(sats, key=key)
-    mapping = {old: new for old, new in zip(ordered, sats, strict=True) if old != new}
-    if not mapping:
-        return {}
-    d = spec.to_dict()
-    if _canonical(_rename(d, mapping)) != _canonical(d):
+    mapping = _order_mapping(spec, edges)
+    if not mapping or not _is_symmetry(spec, mapping):
         return {}
     return mapping
 
@@ -345,11 +424,14 @@ class _Search:
         self.workers, self.progress = workers, progress
         self.max_iter, self.max_time = max_iter, max_time
         self.full_time = 240.0
+        self.criterion: str | None = None     # set by discover(): early abandon of hopeless candidates
         self.full_starts: list[float] = []
         self.cache: dict[frozenset[str], Candidate] = {}
         self.order: list[Candidate] = []
         self.path: list[Candidate] = []
         self.fp = _fingerprint(spec, datasets)
+        self.satellites = [s.name for s in spec.states.values() if s.role == "satellite"]
+        self.exchangeable = satellites_exchangeable(spec)
         self.pool: Any = None
         self.bar: Any = None
         if resume and outdir is not None and (outdir / CHECKPOINT).exists():
@@ -360,9 +442,10 @@ class _Search:
             if ck.get("fingerprint") == self.fp:
                 for d in ck.get("evaluated", []):
                     c = Candidate.from_dict(d)
-                    self.cache[frozenset(c.edges)] = c
+                    self.cache[self._canon(c.edges)[0]] = c
                     self.order.append(c)
-                self.path = [self.cache[frozenset(e)] for e in ck.get("path", []) if frozenset(e) in self.cache]
+                path = [self.lookup(e) for e in ck.get("path", [])]
+                self.path = [c for c in path if c is not None]
                 if self.order and self.progress:
                     print(f"discover: resuming from {outdir / CHECKPOINT} ({len(self.order)} fitted candidates)")
 
@@ -382,6 +465,27 @@ class _Search:
         if self.bar is not None:
             self.bar.close()
 
+    def _canon(self, edges: Sequence[str]) -> tuple[frozenset[str], dict[str, str]]:
+        """(cache key, {label: canonical label}): edge sets that differ only by a permutation of
+        exchangeable satellites are the same model and share one fit."""
+        m = _order_mapping(self.spec, edges) if self.exchangeable else {}
+        return (frozenset(_rename(list(edges), m)) if m else frozenset(edges)), m
+
+    def lookup(self, edges: Sequence[str]) -> Candidate | None:
+        """The cached fit of ``edges`` (relabelled to the requested satellite names), or None."""
+        key, m = self._canon(edges)
+        c = self.cache.get(key)
+        if c is None or set(c.edges) == set(edges):
+            return c
+        _, mc = self._canon(c.edges)
+        inv = {v: k for k, v in m.items()}
+        mapping = {}
+        for y in self.satellites:
+            target = inv.get(mc.get(y, y), mc.get(y, y))
+            if target != y:
+                mapping[y] = target
+        return _relabel_candidate(c, mapping)
+
     def save(self) -> None:
         if self.outdir is None:
             return
@@ -393,25 +497,41 @@ class _Search:
         sub = candidate_spec(self.spec, edges)
         params = dict(start.parameters) if start is not None else {}
         x0 = dict(start.x0) if start is not None else {}
-        return {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0,
-                "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time}
+        job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0,
+               "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time}
+        if start is not None and self.criterion is not None:
+            # The objective below which this candidate beats ``start`` under the criterion.
+            k = (sum(p.estimate for p in sub.parameters.values()) + sum(st.estimate for st in sub.states.values())
+                 * len(self.datasets))
+            aicc, bic = _criteria(0.0, k, start.n_obs)
+            job["target"] = 0.5 * (start.ic(self.criterion) - (bic if self.criterion == "bic" else aicc))
+        return job
 
     def evaluate_full(self, edges: list[str]) -> Candidate:
-        """The full model from a few structured starting points (the spec's values, uptake affinities
-        10x up and down, satellites starting 10x lower), fitted in parallel; the best one wins (the
-        full template has many local minima)."""
-        key = frozenset(effective_edges(self.spec, edges))
-        if key in self.cache:
-            return self.cache[key]
+        """The full model from several symmetry-breaking starting points (:func:`_full_starts`): all of
+        them are fitted in parallel for a quarter of ``full_time``, then the ``workers`` best continue for
+        the rest (the full template has many local minima and its fits are slow); the best one wins."""
+        cached = self.lookup(effective_edges(self.spec, edges))
+        if cached is not None:
+            return cached
         jobs = []
-        for params, x0 in _full_starts(self.spec):
+        for params, x0 in _full_starts(self.spec, n_starts=max(4, self.workers)):
             job = self._job(edges, None)
             job["parameters"], job["x0"] = params, x0
-            job["max_time"] = min(self.max_time, self.full_time)
+            job["max_time"] = min(self.max_time, 0.25 * self.full_time)
+            jobs.append(job)
+        screened = self._map(jobs)
+        self.full_starts = [float(r["objective"]) for r in screened]
+        best = sorted(screened, key=lambda r: r["objective"])[: max(1, self.workers)]
+        jobs = []
+        for r in best:
+            job = self._job(edges, None)
+            job["parameters"], job["x0"] = r["parameters"], r["x0"]
+            job["max_time"] = min(self.max_time, 0.75 * self.full_time)
             jobs.append(job)
         results = self._map(jobs)
-        c = Candidate.from_dict(min(results, key=lambda r: r["objective"]))
-        self.full_starts = [float(r["objective"]) for r in results]
+        c = Candidate.from_dict(min(results + screened, key=lambda r: r["objective"]))
+        self.full_starts += [float(r["objective"]) for r in results]
         self._store([c])
         return c
 
@@ -427,7 +547,7 @@ class _Search:
 
     def _store(self, cands: list[Candidate]) -> None:
         for c in cands:
-            self.cache[frozenset(c.edges)] = c
+            self.cache[self._canon(c.edges)[0]] = c
             self.order.append(c)
             if self.bar is not None:
                 self.bar.update(1)
@@ -439,14 +559,31 @@ class _Search:
         sets = [effective_edges(self.spec, s) for s in sets]
         todo, seen = [], set()
         for s in sets:
-            key = frozenset(s)
+            key = self._canon(s)[0]
             if key not in self.cache and key not in seen:
                 todo.append(s)
                 seen.add(key)
         if todo:
             results = self._map([self._job(s, start) for s in todo])
             self._store([Candidate.from_dict(r) for r in results])
-        return [self.cache[frozenset(s)] for s in sets]
+        out = [self.lookup(s) for s in sets]
+        return [c for c in out if c is not None]
+
+    def rescore(self, c: Candidate) -> Candidate:
+        """``c`` with its knockout statistics (checkpoints written before they existed lack them): a
+        zero-iteration refit from its own values, replacing the cached entry."""
+        if c.knockout or not c.edges:
+            return c
+        job = self._job(list(c.edges), c)
+        job["max_iter"] = 0
+        new = Candidate.from_dict(self._map([job])[0])
+        if new.objective > c.objective + 1e-6 * abs(c.objective) + 1e-9:
+            return c
+        self.cache[self._canon(new.edges)[0]] = new
+        self.order = [new if x is c else x for x in self.order]
+        self.path = [new if x is c else x for x in self.path]
+        self.save()
+        return new
 
     def accept(self, c: Candidate) -> None:
         if not self.path or self.path[-1] is not c:
@@ -454,26 +591,56 @@ class _Search:
             self.save()
 
 
-def _ranked(c: Candidate) -> list[str]:
-    """Edges of a fitted candidate, least significant first (strength at 0 first)."""
-    strengths = {}
-    for e in c.edges:
-        strengths[e] = c.wald.get(e, math.inf)
-    return sorted(c.edges, key=lambda e: strengths[e])
+def _penalty(crit: str, n_obs: int) -> float:
+    """Objective units (1/2 chi2) one parameter costs under the criterion."""
+    return 0.5 * math.log(max(n_obs, 2)) if crit == "bic" else 1.0
+
+
+def _edge_size(spec: Spec) -> dict[str, int]:
+    """Estimated parameters per prunable edge (uptake: affinity, mu and yield)."""
+    est = {n for n, p in spec.parameters.items() if p.estimate}
+    return {e.id: max(1, sum(1 for v in e.params.values() if isinstance(v, str) and v in est))
+            for e in spec.interactions if e.prunable and isinstance(e.strength, str)}
+
+
+def _ranked(c: Candidate, sizes: dict[str, int] | None = None, crit: str = "bic") -> list[str]:
+    """Edges of a fitted candidate, least needed first: by knockout objective increase minus the
+    criterion's saving of the edge's parameters when knockouts are known, else by Wald statistic."""
+    if c.knockout and all(e in c.knockout for e in c.edges):
+        pen = _penalty(crit, c.n_obs)
+        return sorted(c.edges, key=lambda e: c.knockout[e] - pen * (sizes or {}).get(e, 1))
+    return sorted(c.edges, key=lambda e: c.wald.get(e, math.inf))
+
+
+def _weak_groups(c: Candidate, ranked: list[str], strat: BackwardElimination, sizes: dict[str, int]) -> list[list[str]]:
+    """Groups of edges to try removing at once: those whose knockout alone (no refit) costs less than
+    the criterion saves (and the weaker half of them), else those with Wald statistic below ``weak``."""
+    if c.knockout and all(e in c.knockout for e in c.edges):
+        pen = _penalty(strat.criterion, c.n_obs)
+        weak = [e for e in ranked if c.knockout[e] < pen * sizes.get(e, 1)]
+    else:
+        weak = [e for e in ranked if c.wald.get(e, math.inf) < strat.weak]
+    groups = [weak] if len(weak) > 1 else []
+    if len(weak) >= 4:
+        groups.append(weak[: len(weak) // 2])
+    return groups
 
 
 def _run_backward(search: _Search, strat: BackwardElimination, current: Candidate) -> Candidate:
     crit = strat.criterion
+    sizes = _edge_size(search.spec)
     for _ in range(strat.max_rounds):
         if not current.edges:
             break
-        ranked = _ranked(current)
-        weak = [e for e in ranked if current.wald.get(e, math.inf) < strat.weak]
-        sets: list[list[str]] = []
-        if len(weak) > 1:
-            sets.append([e for e in current.edges if e not in weak])
-        for e in ranked[: max(1, search.workers - len(sets))]:
-            sets.append([x for x in current.edges if x != e])
+        current = search.rescore(current)
+        ranked = _ranked(current, sizes, crit)
+        # Group removals first (alone: a large single-removal refit would hold up the batch), else the
+        # ``workers`` least needed single edges.
+        sets: list[list[str]] = [[e for e in current.edges if e not in g]
+                                 for g in _weak_groups(current, ranked, strat, sizes)]
+        n_groups = len(sets)
+        if not sets:
+            sets = [[x for x in current.edges if x != e] for e in ranked[: max(1, search.workers)]]
         cands = search.evaluate(sets, current)
         best = min(cands, key=lambda c: c.ic(crit))
         if best.ic(crit) < current.ic(crit):
@@ -483,7 +650,7 @@ def _run_backward(search: _Search, strat: BackwardElimination, current: Candidat
         # The first candidates were not better: try the remaining edges (rank order, ``workers`` at a
         # time) until a removal improves the criterion; Wald ranks are unreliable in sloppy models.
         improved = False
-        rest = ranked[len(sets) - (1 if len(weak) > 1 else 0):]
+        rest = ranked if n_groups else ranked[len(sets):]
         for i in range(0, len(rest), max(1, search.workers)):
             batch = rest[i:i + max(1, search.workers)]
             cands = search.evaluate([[x for x in current.edges if x != e] for e in batch], current)
@@ -494,6 +661,72 @@ def _run_backward(search: _Search, strat: BackwardElimination, current: Candidat
                 break
         if not improved:
             break
+    return current
+
+
+def _edge_parts(spec: Spec) -> dict[str, tuple[str, str, str]]:
+    """edge id -> (kind, organism, metabolite) of the template's prunable edges."""
+    out = {}
+    for e in spec.interactions:
+        if e.prunable and isinstance(e.strength, str):
+            src, dst = str(e.source), str(e.target)
+            met = dst if e.kind == "production" else src
+            org = src if e.kind == "production" else dst
+            out[e.id] = (str(e.kind), org, met)
+    return out
+
+
+def _swap_sets(spec: Spec, current: Candidate, full_edges: Sequence[str]) -> list[list[str]]:
+    """Edge sets that exchange one kept edge for a pruned edge of the same kind that shares its organism
+    or its metabolite (e.g. a satellite growing on M2 instead of M1; M3 inhibiting X instead of M2)."""
+    parts = _edge_parts(spec)
+    have = set(current.edges)
+    out = []
+    for e in current.edges:
+        ke, oe, me = parts[e]
+        for f in full_edges:
+            kf, of, mf = parts[f]
+            if f in have or kf != ke or (of != oe and mf != me):
+                continue
+            out.append([x for x in current.edges if x != e] + [f])
+    return out
+
+
+def _best_of_batches(search: _Search, sets: list[list[str]], current: Candidate, crit: str,
+                     batch: int) -> Candidate | None:
+    """The first batch (of ``batch`` sets) containing a candidate better than ``current``: its best one."""
+    for i in range(0, len(sets), max(1, batch)):
+        cands = search.evaluate(sets[i:i + batch], current)
+        best = min(cands, key=lambda c: c.ic(crit), default=None)
+        if best is not None and best.ic(crit) < current.ic(crit):
+            return best
+    return None
+
+
+def _run_moves(search: _Search, strat: BackwardElimination, current: Candidate,
+               full_edges: Sequence[str]) -> Candidate:
+    """Local search around the eliminated model: add back one pruned edge, or exchange a kept edge for a
+    related pruned one; after every improvement, eliminate again. Stops at a model none of these moves
+    improves (the backward path alone can lose a true edge after a local minimum of the full fit)."""
+    crit = strat.criterion
+    for _ in range(strat.max_rounds):
+        current = _run_backward(search, strat, current)
+        have = set(current.edges)
+        adds = []
+        for f in full_edges:
+            if f not in have:
+                s = effective_edges(search.spec, [*current.edges, f])
+                if set(s) != have:
+                    adds.append(s)
+        # All additions at once (cheap warm-started refits): the best one, if it improves.
+        best = _best_of_batches(search, adds, current, crit, len(adds)) if strat.add_back else None
+        if best is None and strat.swaps:
+            best = _best_of_batches(search, _swap_sets(search.spec, current, full_edges), current, crit,
+                                    max(2, 2 * search.workers))
+        if best is None:
+            break
+        current = best
+        search.accept(current)
     return current
 
 
@@ -529,6 +762,7 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     workers = workers or os.cpu_count() or 1
     with _Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
                  max_time=max_time, resume=resume) as search:
+        search.criterion = strategy.criterion
         full_edges = prunable_edges(spec)
         if search.path:
             current = search.path[-1]
@@ -537,6 +771,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             search.accept(current)
         if isinstance(strategy, ThresholdRefit):
             current = _run_threshold(search, strategy, current)
+        elif strategy.add_back or strategy.swaps:
+            current = _run_moves(search, strategy, current, full_edges)
         else:
             current = _run_backward(search, strategy, current)
         best = min(search.path, key=lambda c: c.ic(strategy.criterion))
@@ -654,11 +890,13 @@ def _render(res: DiscoveryResult) -> str:
 # Synthetic cases (tests, bench, demo)
 # ----------------------------------------------------------------------------------------------------
 
-def synthetic_case(satellites: int, metabolites: int, edges: dict[str, dict[str, float]], *, days: float = 10.0,
-                   seed: int = 0, metabolite_every: int = 8) -> tuple[Spec, Dataset, dict[str, Any]]:
+def synthetic_case(satellites: int, metabolites: int, edges: dict[str, dict[str, float]], *, days: float = 30.0,
+                   seed: int = 0, metabolite_every: int = 8, dilution_sd: float = 0.013
+                   ) -> tuple[Spec, Dataset, dict[str, Any]]:
     """(template spec, noisy data set, truth params) for a template with the given true edges (truth.json
-    ``edges`` format), simulated with symode.synth: X and S every 15 min, metabolites every
-    ``metabolite_every`` samples."""
+    ``edges`` format), simulated with symode.synth like the community-dev data set: ``days`` days, X and S
+    every 15 min (2% + 0.01 noise), metabolites every ``metabolite_every`` samples (5% + 0.002), D(t) =
+    0.25 + slow fluctuations of standard deviation ``dilution_sd``, the template's initial states."""
     from .model import build_model
     from .solve import simulate
     from .synth import make_dataset, noisy_observations, smooth_dilution
@@ -667,8 +905,8 @@ def synthetic_case(satellites: int, metabolites: int, edges: dict[str, dict[str,
     spec = template_spec(satellites, metabolites)
     truth = community_truth_params({"satellites": satellites, "metabolites": metabolites, "edges": edges})
     model = build_model(spec)
-    times = np.arange(0, int(days * 24 * 4) + 1) * 0.25
-    D = smooth_dilution(times, seed=seed)
+    times = np.arange(0, round(days * 24 * 4) + 1) * 0.25
+    D = smooth_dilution(times, seed=seed, amplitude=dilution_sd)
     traj = simulate(model, times, inputs={"D": D}, params=truth["parameters"], x0=truth["x0"])
     every = {m: metabolite_every for m in spec.observables if spec.states[m].role == "metabolite"}
     obs = noisy_observations(model, traj, seed=seed, every=every)
