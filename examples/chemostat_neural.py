@@ -1,11 +1,18 @@
 """Example 1 of issue 8: model (1) with the satellite's growth law replaced by an MLP of A and B.
 
     python3 examples/chemostat_neural.py [--fitted out/fitted.yaml] [--data DIR] [-o docs/figures]
+    python3 examples/chemostat_neural.py --make-data DIR      # the robustness data sets of docs/neural.md
 
-Trains specs/chemostat-neural.yaml on DIR/data.csv (default ../shared/data/chemostat-dev-hplc) unless
---fitted is given, simulates the trained model, compares the states with DIR/truth_states.csv and the
-learned growth law muY = rA + rB (and rA, rB) with the true one of DIR/truth.json over the visited range
-of A and B, plots it, and fits candidate kinetic laws to the learned map (symode.neural.propose_replacement).
+Trains specs/chemostat-neural.yaml on DIR/data.csv (default ../shared/data/chemostat-dev-hplc) with
+symode.neural.fit_hybrid (what `symode fit` runs on a neural spec) unless --fitted is given, simulates the
+trained model, compares the states with DIR/truth_states.csv and the learned growth law muY = rA + rB (and
+rA, rB) with the true one of DIR/truth.json over the visited range of A and B, plots it, and fits candidate
+kinetic laws to the learned map (symode.neural.propose_replacement).
+
+--make-data DIR writes DIR/<name>/{data.csv,truth.json,truth_states.csv} for the parameter sets in SETS:
+model (1) (specs/chemostat.yaml with A and B observed) at other parameter values, D(t) from
+symode.synth.smooth_dilution, sampled like chemostat-dev-hplc (X, S every 15 min with 2% + 0.01 noise;
+A, B every 2 h with 5% + 0.002) over 90 days.
 """
 
 from __future__ import annotations
@@ -21,7 +28,54 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import build_model, load_spec, read_csv, simulate  # noqa: E402
-from symode.neural import mlp_numpy, propose_replacement, train, write_training  # noqa: E402
+from symode.neural import fit_hybrid, mlp_numpy, propose_replacement, write_training  # noqa: E402
+
+#: Robustness data sets (true parameters of model (1), initial states, noise/dilution seed).
+SETS: dict[str, dict] = {
+    "p1-author": {"params": {"gA": 0.3, "gB": 3.0, "vA": 1e-4, "vB": 0.009, "muA": 0.1, "muB": 0.7, "KA": 1.0,
+                             "IA": 100.0, "KB": 0.1, "IB": 1.0},
+                  "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 21},
+    "p2": {"params": {"gA": 0.8, "gB": 1.5, "vA": 5e-4, "vB": 4e-3, "muA": 0.2, "muB": 0.6, "KA": 0.3, "IA": 50.0,
+                      "KB": 0.3, "IB": 3.0},
+           "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 22},
+    "p3": {"params": {"gA": 0.4, "gB": 2.5, "vA": 2e-4, "vB": 0.008, "muA": 0.12, "muB": 0.45, "KA": 0.8,
+                      "IA": 30.0, "KB": 0.15, "IB": 1.5},
+           "x0": {"S": 8.0, "X": 15.0, "Y": 0.5, "A": 0.05, "B": 0.2}, "seed": 23},
+    "p4": {"params": {"gA": 1.0, "gB": 1.0, "vA": 1e-3, "vB": 3e-3, "muA": 0.3, "muB": 0.4, "KA": 0.2, "IA": 20.0,
+                      "KB": 0.5, "IB": 5.0},
+           "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 24},
+}
+
+
+def make_data(out: Path) -> None:
+    """Write the SETS data sets into out/<name>/."""
+    from symode.spec import spec_from_dict
+    from symode.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+
+    base = load_spec(ROOT / "specs" / "chemostat.yaml").to_dict()
+    for name in ("A", "B"):
+        base["observables"][name] = {"noise": {"relative": 0.05, "absolute": 0.002}}
+    times = np.round(np.arange(0.0, 2160.0 + 1e-9, 0.25), 2)
+    for name, cfg in SETS.items():
+        d = json.loads(json.dumps(base))
+        for k, v in cfg["params"].items():
+            d["parameters"][k]["value"] = v
+        for k, v in cfg["x0"].items():
+            d["states"][k]["x0"] = v
+        model = build_model(spec_from_dict(d))
+        D = smooth_dilution(times, seed=cfg["seed"])
+        traj = simulate(model, times, inputs={"D": D})
+        obs = noisy_observations(model, traj, seed=cfg["seed"], every={"A": 8, "B": 8})
+        data = make_dataset(times, {"D": D}, {k: obs[k] for k in ("X", "S", "A", "B")})
+        target = out / name
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "data.csv").write_text(dataset_to_csv_text(data))
+        rows = ["time_h,S,X,Y,A,B"] + [",".join([f"{t:.2f}"] + [f"{traj[n][i]:.9g}" for n in "SXYAB"])
+                                       for i, t in enumerate(times)]
+        (target / "truth_states.csv").write_text("\n".join(rows) + "\n")
+        (target / "truth.json").write_text(json.dumps({"parameters": cfg["params"], "constants": {
+            "S0": 100.0, "gamma": 1.0, "mu0": 0.3, "KS": 1.0}, "x0": cfg["x0"], "seed": cfg["seed"]}, indent=1))
+        print(f"wrote {target}")
 
 
 def true_rates(truth: dict, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +89,11 @@ def main() -> None:
     ap.add_argument("--fitted", help="a trained fitted.yaml (default: train now into OUT/train)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chemostat-dev-hplc"))
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "figures"))
+    ap.add_argument("--make-data", metavar="DIR", help="write the robustness data sets (SETS) into DIR and stop")
     args = ap.parse_args()
+    if args.make_data:
+        make_data(Path(args.make_data))
+        return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data)
@@ -43,7 +101,7 @@ def main() -> None:
     if args.fitted:
         spec = load_spec(args.fitted)
     else:
-        result = train(load_spec(ROOT / "specs" / "chemostat-neural.yaml"), data)
+        result = fit_hybrid(load_spec(ROOT / "specs" / "chemostat-neural.yaml"), data)
         spec = load_spec(write_training(result, out / "train"))
     model = build_model(spec)
     traj = simulate(model, data=data)

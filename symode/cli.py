@@ -152,14 +152,18 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import check_columns, read_csv
-    from .neural import train, write_training
+    from .neural import fit_hybrid, train, write_training
 
     spec = _load_spec(args.spec, args.params)
     data = read_csv(args.data)
     check_columns(spec, data, need_observables=True)
-    result = train(spec, data, holdout=args.holdout, optimizer=args.optimizer, max_iter=args.max_iter,
-                   time_limit=args.time_limit, polish=args.polish, seed=args.seed,
-                   log=lambda s: print(s, file=sys.stderr))
+    if args.optimizer == "lm":
+        result = fit_hybrid(spec, data, holdout=args.holdout, time_limit=args.time_limit,
+                            polish=max(args.polish, 1), log=lambda s: print(s, file=sys.stderr))
+    else:
+        result = train(spec, data, holdout=args.holdout, optimizer=args.optimizer, max_iter=args.max_iter,
+                       time_limit=args.time_limit, polish=args.polish, seed=args.seed,
+                       log=lambda s: print(s, file=sys.stderr))
     path = write_training(result, args.output)
     print(f"wrote {path} and {Path(args.output) / 'train.json'}", file=sys.stderr)
     return 0
@@ -193,6 +197,11 @@ def _fit_common(args: argparse.Namespace, *, profile: bool) -> int:
             write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
 
     fixed = [n.strip() for n in (args.fix or "").split(",") if n.strip()]
+    neural = set(spec.neural_weights)
+    if neural and profile:
+        print("symode: warning: no profile likelihoods for a model with neural terms (--profile ignored)",
+              file=sys.stderr)
+        profile = False
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
                  progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers, seed=args.seed,
                  max_time=args.max_time, callback=checkpoint)
@@ -204,7 +213,11 @@ def _fit_common(args: argparse.Namespace, *, profile: bool) -> int:
           f"iterations, {result.wall_time_s:.1f} s; {n_id} of {len(result.estimated_parameters)} parameters "
           f"identifiable", file=sys.stderr)
     iv = result.intervals
-    for n in result.estimated_parameters:
+    shown = [n for n in result.estimated_parameters if n not in neural]
+    if len(shown) < len(result.estimated_parameters):
+        print(f"  ({len(result.estimated_parameters) - len(shown)} neural-network weights not listed; see fit.json)",
+              file=sys.stderr)
+    for n in shown:
         lo, hi = iv[n]["0.95"]
         print(f"  {n:>8s} = {result.parameters[n]:<12.5g} 95% [{_fmt_opt(lo)}, {_fmt_opt(hi)}]"
               f"{'' if ident[n] else '  (not identifiable)'}", file=sys.stderr)
@@ -241,7 +254,9 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
     p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
-    p.add_argument("--max-time", type=float, default=1800.0, metavar="S", help="time limit per local fit (s)")
+    p.add_argument("--max-time", type=float, default=None, metavar="S",
+                   help="time limit per local fit (s; default 1800); for a spec with neural terms the limit of the "
+                        "whole training (default 600)")
     p.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -436,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="FILE", help="params file with starting values")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (0.1)")
-    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
-                   help="lbfgs (curriculum + LM polish; default) or adam (minibatches of time windows)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam", "lm"), default="lbfgs",
+                   help="lbfgs (curriculum + LM polish; default), adam (minibatches of time windows) or lm "
+                        "(what `symode fit` runs: warm-started multi-start Levenberg-Marquardt curriculum)")
     p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam)")
     p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
     p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
@@ -450,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Levenberg-Marquardt with exact sensitivities, multiple shooting as fallback, "
                                    "optional multi-start; then Fisher intervals, exact symmetries and an "
                                    "identifiable flag with a reason for every parameter. Writes fit.json, "
-                                   "fitted.yaml and report.md atomically; Ctrl-C keeps the best point so far.")
+                                   "fitted.yaml and report.md atomically; Ctrl-C keeps the best point so far. "
+                                   "A spec with neural terms is trained instead (symode.neural.fit_hybrid: warm "
+                                   "starts, Levenberg-Marquardt over growing horizons, the best start polished; "
+                                   "--multistart adds starts, --max-time limits the whole run), without intervals.")
     _add_fit_arguments(p)
     p.add_argument("--profile", action="store_true", help="also compute profile likelihoods (slower)")
     p.set_defaults(func=cmd_fit)

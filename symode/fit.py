@@ -640,6 +640,7 @@ class FitResult:
     profiles: list[Any] = field(default_factory=list)
     datasets: list[Dataset] = field(default_factory=list, repr=False)
     problem: FitProblem | None = field(default=None, repr=False)
+    no_fisher_reason: str = "no uncertainty analysis (fit interrupted)"
 
     @property
     def estimated_parameters(self) -> list[str]:
@@ -691,7 +692,7 @@ class FitResult:
                 out[p.name] = (out.get(p.name, "") + "; " if p.name in out else "") + "flat profile likelihood"
         if self.fisher is None:
             for n in self.names:
-                out.setdefault(n, "no uncertainty analysis (fit interrupted)")
+                out.setdefault(n, self.no_fisher_reason)
         return out
 
     def fitted_spec(self) -> Spec:
@@ -810,9 +811,10 @@ def _as_datasets(datasets: Dataset | str | Path | Sequence[Dataset | str | Path]
 def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path | Sequence[Any], *,
         method: str = "lm", multistart: int = 0, shooting: str = "auto", progress: bool = True,
         fixed: Sequence[str] = (), x0: Sequence[dict[str, float]] | None = None, segments: int = 12,
-        max_iter: int = 400, max_time: float = 1800.0, rtol: float = 1e-8, atol: float = 1e-10,
+        max_iter: int = 400, max_time: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
         seed: int = 0, workers: int | None = None, profile: bool | Sequence[str] = False,
-        symmetries: bool = True, callback: Callable[[Progress], None] | None = None) -> FitResult:
+        symmetries: bool = True, callback: Callable[[Progress], None] | None = None,
+        neural: bool = True) -> FitResult:
     """Fit the estimated parameters (and initial states) of a spec to one or more data sets.
 
     method: "lm" (Levenberg-Marquardt with geodesic acceleration and the exact residual Jacobian,
@@ -823,7 +825,14 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     parallel, ``workers`` processes; default all cores). fixed: parameter names held at their values.
     profile: profile likelihoods (True: every estimated parameter not moved by an exact symmetry).
     callback(Progress) after every iteration; raising KeyboardInterrupt or FitInterrupted stops the
-    fit and returns the best point so far with converged = False.
+    fit and returns the best point so far with converged = False. max_time: seconds per local fit
+    (default 1800).
+
+    A spec with neural terms (estimated network weights) goes to :func:`symode.neural.fit_hybrid` unless
+    ``neural`` is False: warm-started multi-start Levenberg-Marquardt over a curriculum of horizons, on
+    one data set, within ``max_time`` seconds in all (default :data:`symode.neural.HYBRID_TIME_LIMIT`);
+    ``multistart`` adds starts, ``workers`` processes run them. The result has no Fisher analysis
+    (intervals are the bounds, nothing is flagged identifiable); ``stages`` lists every start.
     """
     t0 = time.perf_counter()
     if method not in ("lm", "trf", "lbfgs"):
@@ -832,6 +841,10 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
         raise SymodeError(f"unknown shooting {shooting!r} (auto, single, multiple)", field="shooting")
     model = _as_model(spec_or_model)
     data = _as_datasets(datasets)
+    if neural and any(model.spec.parameters[w].estimate and w not in fixed for w in model.spec.neural_weights):
+        return _fit_neural(model, data, fixed=fixed, x0=x0, max_time=max_time, multistart=multistart,
+                           workers=workers, progress=progress, rtol=rtol, atol=atol, t0=t0)
+    max_time = 1800.0 if max_time is None else max_time
     fp = FitProblem(model, data, fixed=fixed, x0=x0, rtol=rtol, atol=atol)
     if not fp.unknowns:
         raise SymodeError("nothing to estimate (every parameter and initial state is fixed)")
@@ -892,6 +905,65 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
             result.interrupted, result.converged = True, False
             result.message = "interrupted during the uncertainty analysis"
     result.wall_time_s = time.perf_counter() - t0
+    return result
+
+
+def _fit_neural(model: Model, data: list[Dataset], *, fixed: Sequence[str], x0: Sequence[dict[str, float]] | None,
+                max_time: float | None, multistart: int, workers: int | None, progress: bool, rtol: float,
+                atol: float, t0: float) -> FitResult:
+    """:func:`fit` for a spec with neural terms: :func:`symode.neural.fit_hybrid`, wrapped as a FitResult."""
+    import sys
+
+    from .neural import HYBRID_TIME_LIMIT, fit_hybrid
+
+    if len(data) != 1:
+        raise SymodeError(f"a model with neural terms is fitted to one data set at a time (got {len(data)})")
+    check_data(model.spec, data[0])
+    spec = model.spec.copy()
+    for name in fixed:
+        if name.startswith("x0.") and name[3:] in spec.states:
+            spec.states[name[3:]].estimate = False
+        elif name in spec.parameters:
+            spec.parameters[name].estimate = False
+        else:
+            raise SymodeError(f"unknown parameter(s) to fix: {name}")
+    if x0:
+        spec = spec.with_values(x0=x0[0])
+    say = (lambda s: print(s, file=sys.stderr, flush=True)) if progress else None
+    res = fit_hybrid(spec, data[0], time_limit=HYBRID_TIME_LIMIT if max_time is None else max_time,
+                     workers=workers, extra_starts=multistart, log=say)
+    fitted = res.spec
+    fp = FitProblem(build_model(fitted), data, fixed=fixed, rtol=rtol, atol=atol)
+    z = fp.z_from_values()
+    p, x0s = fp.vectors(z)
+    def num(v: Any) -> float | None:
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    starts, stages = [], []
+    for h in res.history:
+        parts = h.get("stages") or [{}]
+        starts.append({"start": f"{h['phase']}: {h['name']}", "objective": num(h.get("objective")),
+                       "score": num(h.get("score")), "iterations": int(sum(s.get("iterations", 0) for s in parts)),
+                       "converged": "converged" in str(parts[-1].get("message", "")),
+                       "message": str(h.get("error") or parts[-1].get("message", "")),
+                       "time_s": round(float(h.get("seconds", 0.0)), 2),
+                       "curriculum": [{k: num(v) if isinstance(v, float) else v for k, v in s.items()} for s in parts]})
+    for phase in ("explore", "refine"):
+        rows = [s for s in starts if s["start"].startswith(phase) and s["objective"] is not None]
+        if rows:
+            best = min(rows, key=lambda s: s["score"] if s["score"] is not None else math.inf)
+            stages.append({"stage": f"neural {phase} ({len(rows)} starts, best {best['start'].split(': ')[1]})",
+                           "objective": best["objective"], "iterations": sum(s["iterations"] for s in rows),
+                           "converged": best["converged"], "message": best["message"],
+                           "time_s": max(s["time_s"] for s in rows)})
+    result = FitResult(spec=model.spec, names=fp.names, scales=fp.scales, z=z, theta=fp.natural(z),
+                       parameters={n: float(p[j]) for j, n in enumerate(model.parameters)},
+                       x0=[{s: float(v) for s, v in zip(model.states, x, strict=True)} for x in x0s],
+                       objective=fp.loss(z), n_obs=fp.n_obs, converged="time limit" not in res.stopped,
+                       iterations=res.n_gradients, wall_time_s=time.perf_counter() - t0,
+                       message=f"neural training: {res.stopped}", stages=stages, datasets=data, problem=fp,
+                       no_fisher_reason="no uncertainty analysis (model with neural terms)")
+    result.multistart = starts
     return result
 
 

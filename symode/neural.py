@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,53 @@ def mlp_numpy(term: NeuralTerm, inputs: Mapping[str, np.ndarray] | np.ndarray,
         bv = np.array([weights[n] for n in b])
         h = _act_numpy(term.activation if k < len(layers) - 1 else term.output_activation, h @ Wm.T + bv)
     return h * np.array([term.output_scale.get(o, 1.0) for o in term.outputs])
+
+
+def _act_deriv(name: str, z: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """d act / dz given z and h = act(z)."""
+    if name == "tanh":
+        return 1 - h * h
+    if name == "softplus":
+        return 1 / (1 + np.exp(-z))
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "relu":
+        return (z > 0).astype(float)
+    return np.ones_like(z)
+
+
+def mlp_numpy_jacobian(term: NeuralTerm, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (n, n_out) of ``term`` at inputs X (n, n_in) and weight vector ``w`` (order of
+    :meth:`NeuralTerm.weight_names`), and their Jacobian (n, n_out, n_weights) by backpropagation."""
+    h = np.atleast_2d(np.asarray(X, dtype=float)) / np.array([term.input_scale.get(n, 1.0) for n in term.inputs])
+    sizes = term.sizes
+    n_layers = len(sizes) - 1
+    Ws, bs, hs, zs = [], [], [h], []
+    k = 0
+    for layer in range(n_layers):
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        W = w[k:k + n_out * n_in].reshape(n_out, n_in)
+        b = w[k + n_out * n_in:k + n_out * n_in + n_out]
+        k += n_out * n_in + n_out
+        z = hs[-1] @ W.T + b
+        act = term.activation if layer < n_layers - 1 else term.output_activation
+        Ws.append(W)
+        bs.append(b)
+        zs.append(z)
+        hs.append(_act_numpy(act, z))
+    oscale = np.array([term.output_scale.get(o, 1.0) for o in term.outputs])
+    n = h.shape[0]
+    J = np.zeros((n, len(term.outputs), len(w)))
+    for o in range(len(term.outputs)):
+        delta = np.zeros((n, sizes[-1]))
+        delta[:, o] = oscale[o] * _act_deriv(term.output_activation, zs[-1][:, o], hs[-1][:, o])
+        cols = []
+        for layer in range(n_layers - 1, -1, -1):
+            cols.append(np.concatenate([(delta[:, :, None] * hs[layer][:, None, :]).reshape(n, -1), delta], axis=1))
+            if layer > 0:
+                delta = (delta @ Ws[layer]) * _act_deriv(term.activation, zs[layer - 1], hs[layer])
+        J[:, o, :] = np.concatenate(cols[::-1], axis=1)
+    return hs[-1] * oscale, J
 
 
 def l2_penalty(spec: Spec, p: np.ndarray, parameter_names: Sequence[str]) -> tuple[float, np.ndarray]:
@@ -519,6 +567,615 @@ def _lm_polish(model: Any, unk: _Unknowns, prob: Any, z: np.ndarray, *,
             stopped = "LM: time limit"
             break
     return z, stopped
+
+
+# ====================================================================================================
+# Robust fitting (symode fit on a spec with neural terms): warm starts, LM curriculum, multi-start
+# ====================================================================================================
+
+#: Default wall-clock limit (s) of :func:`fit_hybrid` (symode fit on a neural spec).
+HYBRID_TIME_LIMIT = 600.0
+#: Horizons (h from the first sample) of the curriculum; the whole training block comes last.
+HYBRID_HORIZONS = (24.0, 48.0, 96.0, 192.0, 384.0, 768.0)
+
+
+def _typical_inputs(spec: Spec, term: NeuralTerm, data: Dataset) -> dict[str, tuple[float, float, float]]:
+    """(low, typical, high) of each network input: from the data where observed, else from x0 and the
+    term's input scale."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for n in term.inputs:
+        col = data.columns.get(n)
+        vals = col[np.isfinite(col)] if col is not None else np.zeros(0)
+        if vals.size >= 3:
+            lo, mid, hi = (float(v) for v in np.percentile(vals, [1, 50, 99]))
+        else:
+            s = float(term.input_scale.get(n, 1.0))
+            x0 = float(spec.states[n].x0) if n in spec.states else s
+            lo, mid, hi = 0.0, max(abs(x0), s), 3 * max(abs(x0), s)
+        out[n] = (lo, mid if mid > 0 else max(hi, 1e-3) / 2, hi)
+    return out
+
+
+def _mean_dilution(spec: Spec, data: Dataset) -> float:
+    """Mean dilution rate over the data (the input's default without a column; 0 for batch)."""
+    dil = spec.reactor.dilution
+    d_col = data.columns.get(dil) if dil else None
+    if d_col is not None and np.isfinite(d_col).any():
+        return float(np.nanmean(d_col))
+    if dil and dil in spec.inputs and spec.inputs[dil].default is not None:
+        return float(spec.inputs[dil].default or 0.0)
+    return 0.0
+
+
+def _uptake_outputs(spec: Spec, term: NeuralTerm) -> dict[str, str]:
+    """{output: substrate} for the outputs of ``term`` used as the rate of an uptake (law ``neural``) of a
+    substrate that is one of the term's inputs."""
+    sub: dict[str, str] = {}
+    for e in spec.interactions:
+        if e.kind == "uptake" and e.law == "neural" and e.rate and e.rate.startswith(term.id + "."):
+            o = e.rate.split(".", 1)[1]
+            if e.source in term.inputs:
+                sub[o] = e.source
+    return sub
+
+
+@dataclass
+class _ZeroUptake:
+    """Constraint rows weight * output(inputs with the substrate at 0): no uptake without substrate."""
+
+    term: NeuralTerm
+    out: int                 # output index
+    X: np.ndarray            # (n, n_inputs) with the substrate's column 0
+    weight: float
+    p_idx: np.ndarray        # model.parameters index of every weight of the term (weight_names order)
+    z_col: np.ndarray        # position in z of every weight (-1: not estimated)
+
+    def rows(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (n,), d rows / d weights (n, n_weights))."""
+        y, J = mlp_numpy_jacobian(self.term, self.X, p[self.p_idx])
+        return self.weight * y[:, self.out], self.weight * J[:, self.out, :]
+
+
+#: Weight of the zero-substrate rows: an uptake rate of 1% of the mean dilution rate at zero substrate
+#: costs as much as one data residual of 1 sigma (per constraint point).
+ZERO_UPTAKE_WEIGHT = 100.0
+
+
+def _zero_uptake_rows(spec: Spec, data: Dataset, model: Any, unk: _Unknowns, n_points: int = 24
+                      ) -> list[_ZeroUptake]:
+    """Constraint blocks for every uptake output of every neural term (see :class:`_ZeroUptake`): the
+    substrate at 0, the other inputs spread over their observed range."""
+    d_mean = _mean_dilution(spec, data)
+    pindex = {n: j for j, n in enumerate(model.parameters)}
+    zpos = {j: k for k, j in enumerate(unk.p_idx)}
+    blocks = []
+    for term in spec.neural:
+        sub = _uptake_outputs(spec, term)
+        if not sub:
+            continue
+        typ = _typical_inputs(spec, term, data)
+        names = term.weight_names()
+        p_idx = np.array([pindex[w] for w in names])
+        z_col = np.array([zpos.get(pindex[w], -1) for w in names])
+        scale = d_mean if d_mean > 0 else max(term.output_scale.values(), default=1.0)
+        grid = np.linspace(0.0, 1.0, n_points)
+        for o, m in sub.items():
+            X = np.column_stack([np.zeros(n_points) if n == m else typ[n][0] + grid[::(1 if k % 2 else -1)]
+                                 * (typ[n][2] - typ[n][0]) for k, n in enumerate(term.inputs)])
+            blocks.append(_ZeroUptake(term, term.outputs.index(o), X, ZERO_UPTAKE_WEIGHT / scale, p_idx, z_col))
+    return blocks
+
+
+def warm_start(spec: Spec, data: Dataset, *, emphasis: int | None = None, k_factor: float = 1.0,
+               seed_shift: int = 0, n_points: int = 400) -> dict[str, float]:
+    """Weights that make every neural term mimic a Monod-type law before training (a warm start).
+
+    An output used as the rate of an ``uptake`` interaction (law ``neural``) of consumer C on substrate M
+    becomes ``mu_o (M/K_M) / (1 + sum_j M_j/K_j)`` (the shared-saturation form of model (1); sum over the
+    term's substrate inputs), K_M = ``k_factor`` x the median observed M, and the mu_o chosen so that the
+    consumer's total specific growth at the median inputs equals the mean dilution rate (a chemostat
+    consumer that neither washes out nor explodes). ``emphasis`` = k gives 80% of that growth to the k-th
+    uptake output (None: equal shares). Other outputs keep the network's current map. The weights are
+    fitted by least squares (scipy, ``n_points`` random inputs over the observed range, widened by half on
+    each side) from the spec's weights, or from the Glorot weights of seed ``seed + seed_shift``.
+    """
+    with blas_threads(1):
+        return _warm_start(spec, data, emphasis=emphasis, k_factor=k_factor, seed_shift=seed_shift,
+                           n_points=n_points)
+
+
+def _warm_start(spec: Spec, data: Dataset, *, emphasis: int | None, k_factor: float, seed_shift: int,
+                n_points: int) -> dict[str, float]:
+    import dataclasses
+
+    from scipy.optimize import least_squares
+
+    d_mean = _mean_dilution(spec, data)
+    out: dict[str, float] = {}
+    for t_index, term in enumerate(spec.neural):
+        names = term.weight_names()
+        w0 = {w: spec.parameters[w].value for w in names}
+        if seed_shift:
+            w0 = dataclasses.replace(term, seed=term.seed + seed_shift).initial_weights()
+        sub = _uptake_outputs(spec, term)
+        if not sub or d_mean <= 0:
+            out.update(w0)
+            continue
+        rng = np.random.default_rng(1009 * (t_index + 1) + seed_shift)
+        typ = _typical_inputs(spec, term, data)
+        Xin = np.column_stack([rng.uniform(max(0.0, lo - 0.5 * (hi - lo)), hi + 0.5 * (hi - lo), n_points)
+                               for lo, _, hi in (typ[n] for n in term.inputs)])
+        target = mlp_numpy(term, Xin, w0)
+        K = {m: k_factor * typ[m][1] for m in sub.values()}
+        den = 1 + sum(Xin[:, term.inputs.index(m)] / K[m] for m in set(sub.values()))
+        den_typ = 1 + sum(typ[m][1] / K[m] for m in set(sub.values()))
+        outs = [o for o in term.outputs if o in sub]
+        shares = np.full(len(outs), 1.0 / len(outs))
+        if emphasis is not None and len(outs) > 1:
+            shares = np.full(len(outs), 0.2 / (len(outs) - 1))
+            shares[emphasis % len(outs)] = 0.8
+        for o, share in zip(outs, shares, strict=True):
+            m = sub[o]
+            mu = share * d_mean * den_typ / (typ[m][1] / K[m])
+            target[:, term.outputs.index(o)] = mu * (Xin[:, term.inputs.index(m)] / K[m]) / den
+        scale = np.array([term.output_scale.get(o, 1.0) for o in term.outputs])
+
+        def res(w: np.ndarray, _t: NeuralTerm = term, _X: np.ndarray = Xin, _y: np.ndarray = target,
+                _s: np.ndarray = scale) -> np.ndarray:
+            return ((mlp_numpy_jacobian(_t, _X, w)[0] - _y) / _s).ravel()
+
+        def jac(w: np.ndarray, _t: NeuralTerm = term, _X: np.ndarray = Xin, _s: np.ndarray = scale) -> np.ndarray:
+            J = mlp_numpy_jacobian(_t, _X, w)[1]
+            return (J / _s[None, :, None]).reshape(-1, J.shape[2])
+
+        fitted = least_squares(res, np.array([w0[n] for n in names]), jac=jac, method="trf", max_nfev=300,
+                               x_scale="jac")
+        out.update(dict(zip(names, (float(v) for v in fitted.x), strict=True)))
+    return out
+
+
+@contextmanager
+def blas_threads(n: int = 1) -> Iterator[None]:
+    """Limit the OpenBLAS thread pools loaded in this process (numpy's, scipy's) to ``n`` threads inside
+    the block (and ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` for processes started inside it).
+
+    Multi-threaded BLAS on the small dense problems of training (a few hundred columns) is slower than
+    one thread, and catastrophically so on a machine shared with other jobs (threads spin waiting for
+    each other: a 1200 x 114 SVD took 0.2 s instead of 0.01 s). Best effort: silently does nothing for
+    BLAS libraries it does not know."""
+    import ctypes
+    import os
+
+    setters: list[tuple[Any, int]] = []
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        libs = []
+    for lib in libs:
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "_64_", ""):
+                setter = getattr(dll, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(dll, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    try:
+                        setters.append((setter, int(getter())))
+                        setter(ctypes.c_int(n))
+                    except Exception:  # pragma: no cover - exotic builds
+                        pass
+                    break
+            else:
+                continue
+            break
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: str(n) for k in env})
+    try:
+        yield
+    finally:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for setter, old in setters:
+            try:
+                setter(ctypes.c_int(old))
+            except Exception:  # pragma: no cover
+                pass
+
+
+#: Integrator of :func:`fit_hybrid` (residuals and exact Jacobians alike). "explicit" (Dormand-Prince) was
+#: faster and more reliable on 4 of 5 test data sets; "auto" (switching to Rodas4 when stiff) helps where the
+#: trained model turns stiff (fast metabolite uptake) but is slower (docs/neural.md, Robustness).
+SOLVER = "explicit"
+#: Step budget of the integrator per sample time in training evaluations (a good model of the
+#: chemostat takes ~1 step per 15-min sample; a stiff or exploding one 10-100).
+STEPS_PER_SAMPLE = 8
+
+
+def _step_cap(n_times: int) -> int:
+    return STEPS_PER_SAMPLE * n_times + 2000
+
+
+class _LSQ:
+    """Weighted residuals (and their exact Jacobian) of a time window plus the L2 penalty rows, over the
+    free subset of the unknowns (the others are held at ``z_ref``). Trial evaluations get a step budget
+    (4x the steps of the last accepted point + 2000, at most :data:`STEPS_PER_SAMPLE` per sample) so that a
+    step into a stiff region fails fast instead of costing minutes."""
+
+    def __init__(self, model: Any, unk: _Unknowns, prob: Any, z_ref: np.ndarray, free: np.ndarray,
+                 rtol: float, atol: float, counter: dict[str, int], zero: Sequence[_ZeroUptake] = ()) -> None:
+        self.model, self.unk, self.prob, self.free = model, unk, prob, free
+        self.zero = list(zero)
+        self.z_ref = z_ref.copy()
+        self.rtol, self.atol, self.counter = rtol, atol, counter
+        index = {n: i for i, n in enumerate(model.parameters)}
+        zpos = {j: k for k, j in enumerate(unk.p_idx)}
+        n = max(prob.n_observations, 1)
+        rows = [(zpos[index[w]], math.sqrt(2 * n * term.l2)) for term in model.spec.neural if term.l2 > 0
+                for w in term.weight_names() if index[w] in zpos]
+        self.pk = np.array([k for k, _ in rows], dtype=int)
+        self.pw = np.array([w for _, w in rows])
+        self.n_res = prob.n_observations + len(self.pk) + sum(len(b.X) for b in self.zero)
+        self.cols = [model.backend.nx + j for j in unk.p_idx] + list(unk.x_idx)
+        self.obs = prob.observed.reshape(-1)
+        self.cap = _step_cap(len(prob.times))
+        self.budget = 4 * self.cap          # the first evaluation (a new horizon) may be stiffer
+        self.last: tuple[bytes, int] | None = None
+
+    def z(self, w: np.ndarray) -> np.ndarray:
+        z = self.z_ref.copy()
+        z[self.free] = w
+        return z
+
+    def _simulate(self, w: np.ndarray, budget: int) -> tuple[np.ndarray | None, int]:
+        p, x0 = self.unk.vectors(self.z(w))
+        prob = self.prob
+        r = self.model.backend.integrate(prob.times, x0, p, prob.U, rtol=self.rtol, atol=self.atol,
+                                         method=SOLVER, max_steps=budget)
+        self.counter["solves"] = self.counter.get("solves", 0) + 1
+        if r.status != 0 or not np.all(np.isfinite(r.x)):
+            return None, 0
+        _, rr = self.model.backend.residual_loss(prob.times, r.x, p, prob.U, prob.data, prob.sigma)
+        return rr.reshape(-1)[self.obs], int(r.stats.get("n_steps", 0))
+
+    def fun(self, w: np.ndarray) -> np.ndarray:
+        r, steps = self._simulate(w, self.budget)
+        if r is None or not np.all(np.isfinite(r)):
+            return np.full(self.n_res, np.inf)
+        self.last = (np.asarray(w, dtype=float).tobytes(), steps)
+        zz = self.z(w)
+        return np.concatenate([r, self.pw * zz[self.pk], *self._zero_rows(zz)[0]])
+
+    def _zero_rows(self, zz: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Zero-substrate constraint rows and their Jacobian wrt z."""
+        if not self.zero:
+            return [], []
+        p, _ = self.unk.vectors(zz)
+        rows, jacs = [], []
+        for b in self.zero:
+            r, Jw = b.rows(p)
+            J = np.zeros((len(r), len(zz)))
+            keep = b.z_col >= 0
+            J[:, b.z_col[keep]] = Jw[:, keep]
+            rows.append(r)
+            jacs.append(J)
+        return rows, jacs
+
+    def jac(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from .gradient import loss_and_gradient
+
+        zz = self.z(w)
+        key = np.asarray(w, dtype=float).tobytes()
+        if self.last is None or self.last[0] != key:
+            r, steps = self._simulate(w, self.cap)
+            if r is None:
+                return np.full(self.n_res, np.inf), np.zeros((self.n_res, int(self.free.sum())))
+            self.last = (key, steps)
+        self.budget = max(min(4 * self.last[1] + 2000, self.cap), 3 * self.last[1] // 2)
+        p, x0 = self.unk.vectors(zz)
+        try:
+            res = loss_and_gradient(self.prob, params=p, x0=x0, method="discrete", jacobian=True,
+                                    solver=SOLVER, rtol=self.rtol, atol=self.atol)
+        except SolverError:
+            return np.full(self.n_res, np.inf), np.zeros((self.n_res, int(self.free.sum())))
+        self.counter["grad"] = self.counter.get("grad", 0) + 1
+        Jf = res.residual_jacobian
+        assert Jf is not None and res.residuals is not None
+        J = Jf[:, self.cols] * np.where(self.unk.logmask, self.unk.theta(zz), 1.0)
+        Jp = np.zeros((len(self.pk), len(zz)))
+        Jp[np.arange(len(self.pk)), self.pk] = self.pw
+        zr, zj = self._zero_rows(zz)
+        return (np.concatenate([res.residuals, self.pw * zz[self.pk], *zr]),
+                np.vstack([J, Jp, *zj])[:, self.free])
+
+
+@dataclass
+class _Setup:
+    """What every stage of :func:`fit_hybrid` needs (rebuilt in worker processes)."""
+
+    model: Any
+    unk: _Unknowns
+    data: Dataset
+    t_split: float
+    full: Any
+    val_rows: np.ndarray
+    n_val: int
+    is_weight: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    rtol: float
+    atol: float
+    zero: list[_ZeroUptake] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, spec: Spec, data: Dataset, holdout: float, rtol: float, atol: float,
+              zero_uptake: bool = True) -> _Setup:
+        from .gradient import Problem
+        from .model import build_model
+
+        model = build_model(spec)
+        unk = _Unknowns(model)
+        times = data.times
+        t_split = float(times[0] + (1 - holdout) * (times[-1] - times[0])) if holdout > 0 else float(times[-1])
+        full = Problem(model, data)
+        val_rows = full.times > t_split
+        weights = set(spec.neural_weights)
+        lo = np.array([b[0] if b[0] is not None else -np.inf for b in unk.bounds])
+        hi = np.array([b[1] if b[1] is not None else np.inf for b in unk.bounds])
+        z0 = unk.z0()
+        x0_log = np.zeros(len(z0), dtype=bool)
+        x0_log[unk.npz:] = unk.logmask[unk.npz:]
+        lo = np.where(x0_log, np.maximum(lo, z0 - math.log(1e3)), lo)   # initial states: within 1000x
+        hi = np.where(x0_log, np.minimum(hi, z0 + math.log(1e3)), hi)
+        return cls(model=model, unk=unk, data=data, t_split=t_split, full=full, val_rows=val_rows,
+                   n_val=int(full.observed[val_rows].sum()),
+                   is_weight=np.array([n in weights for n in unk.names], dtype=bool), lo=lo, hi=hi,
+                   rtol=rtol, atol=atol, zero=_zero_uptake_rows(spec, data, model, unk) if zero_uptake else [])
+
+    def problem(self, horizon: float | None) -> Any:
+        from .gradient import Problem
+
+        t0 = float(self.data.times[0])
+        t_end = self.t_split if horizon is None else min(t0 + horizon, self.t_split)
+        return Problem(self.model, self.data, window=(t0, t_end))
+
+    def losses(self, z: np.ndarray, max_steps: int = 0) -> tuple[float, float]:
+        """(training-block, held-out) data loss 1/2 sum r^2, simulating from t0 over all the data."""
+        p, x0 = self.unk.vectors(z)
+        full = self.full
+        r = self.model.backend.integrate(full.times, x0, p, full.U, rtol=self.rtol, atol=self.atol,
+                                         method=SOLVER, max_steps=max_steps or 4 * _step_cap(len(full.times)))
+        if r.status != 0 or not np.all(np.isfinite(r.x)):
+            return math.inf, math.inf
+        _, res = self.model.backend.residual_loss(full.times, r.x, p, full.U, full.data, full.sigma)
+        res = np.where(full.observed, res, 0.0)
+        return 0.5 * float(np.sum(res[~self.val_rows] ** 2)), 0.5 * float(np.sum(res[self.val_rows] ** 2))
+
+
+def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray, max_iter: int,
+              deadline: float, counter: dict[str, int]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Levenberg-Marquardt (:func:`symode.fit.levenberg_marquardt`, exact Jacobians) over the free
+    unknowns on the window [t0, t0 + horizon] (None: the training block), until ``deadline`` (epoch s)."""
+    from .fit import levenberg_marquardt
+
+    t = time.time()
+    prob = st.problem(horizon)
+    lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero)
+    r0 = lsq.fun(z[free])
+    n_obs = prob.n_observations
+    info: dict[str, Any] = {"horizon": horizon if horizon is not None else "training block",
+                            "free": int(free.sum()), "start_rms": math.sqrt(float(np.mean(r0[:n_obs] ** 2)))}
+    if not np.all(np.isfinite(r0)) or deadline - t <= 0:
+        info.update(iterations=0, message="skipped (solver failure or time limit)", seconds=time.time() - t)
+        return z, info
+    try:
+        res = levenberg_marquardt(lsq.fun, lsq.jac, z[free], st.lo[free], st.hi[free], max_iter=max_iter,
+                                  max_time=max(deadline - t, 0.0), stall_window=15, stall_tol=0.5)
+    except (ValueError, np.linalg.LinAlgError) as exc:   # non-finite Jacobian at the start
+        info.update(iterations=0, message=f"failed: {exc}", seconds=time.time() - t)
+        return z, info
+    z = lsq.z(res.z)
+    r = lsq.fun(res.z)[:prob.n_observations]
+    info.update(iterations=res.iterations, message=res.message, rms=math.sqrt(float(np.mean(r**2))),
+                seconds=round(time.time() - t, 2))
+    return z, info
+
+
+def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """One candidate of :func:`fit_hybrid` (runs in a worker process or inline): the stages of
+    ``job["plan"]`` (horizon, "mech" | "all", max iterations) from ``job["z"]`` or from a warm start."""
+    t = time.time()
+    deadline = min(job["deadline"], t + job.get("budget", math.inf))
+    st = _Setup.build(job["spec"], job["data"], job["holdout"], job["rtol"], job["atol"], job.get("zero_uptake", True))
+    counter: dict[str, int] = {}
+    if job.get("z") is not None:
+        z = np.asarray(job["z"], dtype=float)
+    else:
+        z = st.unk.z0()
+        if job.get("warm") is not None:
+            values = warm_start(st.model.spec, st.data, **job["warm"])
+            index = {n: k for k, n in enumerate(st.unk.names)}
+            for n, v in values.items():
+                if n in index:
+                    z[index[n]] = v
+    stages = []
+    span = st.t_split - float(st.data.times[0])
+    last_ok = job.get("from_horizon")      # longest horizon trained on so far
+    queue = list(job["plan"])
+    retries = 0
+    while queue:
+        horizon, which, its = queue.pop(0)
+        if time.time() > deadline:
+            break
+        free = ~st.is_weight if which == "mech" else np.ones(len(z), dtype=bool)
+        if not free.any():
+            continue
+        z, info = _lm_stage(st, z, horizon, free, its, deadline, counter)
+        stages.append(info)
+        h = span if horizon is None else min(horizon, span)
+        if info["message"].startswith("skipped (solver"):
+            # the model trained up to last_ok fails on the longer window: extend the horizon more gently
+            if which == "all" and last_ok is not None and h - last_ok > 0.05 * last_ok and retries < 6:
+                retries += 1
+                queue[:0] = [(last_ok + (h - last_ok) / 3, which, its), (horizon, which, its)]
+            continue
+        if which == "all":
+            last_ok = max(h, last_ok or 0.0)
+    tr, va = st.losses(z)
+    n_tr = max(int(st.full.observed[~st.val_rows].sum()), 1)
+    score = va / st.n_val if st.n_val else tr / n_tr
+    return {"name": job["name"], "z": z.tolist(), "score": score, "objective": tr + va, "stages": stages,
+            "seconds": time.time() - t, "n_gradients": counter.get("grad", 0), "horizon": last_ok}
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Run candidate jobs in ``workers`` processes (inline if 1); a failed job scores inf."""
+    out: list[dict[str, Any]] = []
+
+    def report(r: dict[str, Any]) -> None:
+        last = r["stages"][-1] if r.get("stages") else {}
+        say(f"  start {r['name']}: score {r['score']:.4g} (rms of last stage {last.get('rms', float('nan')):.4f}, "
+            f"{r.get('seconds', 0):.0f} s)" + (f": {r['error']}" if r.get("error") else ""))
+
+    if workers <= 1 or len(jobs) == 1:
+        for job in jobs:
+            try:
+                r = _hybrid_worker(job)
+            except (SolverError, np.linalg.LinAlgError, FloatingPointError) as exc:
+                r = {"name": job["name"], "z": job.get("z"), "score": math.inf, "error": str(exc), "stages": []}
+            report(r)
+            out.append(r)
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"))
+    futs = {ex.submit(_hybrid_worker, job): job for job in jobs}
+    try:
+        for fut in as_completed(futs):
+            job = futs[fut]
+            try:
+                r = fut.result()
+            except Exception as exc:   # a failed start is reported, not fatal
+                r = {"name": job["name"], "z": job.get("z"), "score": math.inf, "error": str(exc), "stages": []}
+            report(r)
+            out.append(r)
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(ex, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    ex.shutdown(wait=True)
+    order = [j["name"] for j in jobs]
+    return sorted(out, key=lambda r: order.index(r["name"]))
+
+
+def default_starts(spec: Spec, extra: int = 0) -> list[tuple[str, dict[str, Any] | None]]:
+    """The starting points of :func:`fit_hybrid`: (name, :func:`warm_start` keyword arguments or None for
+    the spec's own weights). Warm starts with equal shares, with the emphasis on each uptake output, the
+    spec's weights, then ``extra`` warm starts from other weight seeds and saturation constants."""
+    n_out = max((sum(1 for e in spec.interactions if e.kind == "uptake" and e.law == "neural"
+                     and e.rate and e.rate.startswith(t.id + ".")) for t in spec.neural), default=0)
+    starts: list[tuple[str, dict[str, Any] | None]] = [("warm", {})]
+    starts += [(f"warm-emphasis-{k}", {"emphasis": k}) for k in range(n_out if n_out > 1 else 0)]
+    if n_out <= 1:
+        starts += [("warm-K/3", {"k_factor": 1 / 3}), ("warm-K*3", {"k_factor": 3.0})]
+    starts.append(("spec", None))
+    for k in range(extra):
+        starts.append((f"warm-seed-{k + 1}", {"seed_shift": k + 1, "k_factor": (0.5, 2.0)[k % 2],
+                                              "emphasis": (k % n_out) if n_out > 1 else None}))
+    return starts
+
+
+def fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float = HYBRID_TIME_LIMIT,
+               workers: int | None = None, extra_starts: int = 0, holdout: float = 0.0,
+               horizons: Sequence[float] = HYBRID_HORIZONS, stage_iter: int = 25, refine: int = 2,
+               polish: int = 150, rtol: float = 1e-6, atol: float = 1e-9,
+               log: Callable[[str], None] | None = print) -> TrainResult:
+    """Fit a hybrid (neural) model robustly: several starts, Levenberg-Marquardt with exact Jacobians
+    over a curriculum of horizons, and the best start polished on all the training data.
+
+    1. Starts (:func:`default_starts`): warm starts whose networks mimic a Monod-type law sized from the
+       data (:func:`warm_start`), with different shares between the outputs, and the spec's own weights.
+    2. Each start (in parallel, ``workers`` processes, default all cores): the non-network parameters and
+       initial states with the network frozen (LM on 24 h, then 72 h), then everything on the horizons
+       ``horizons`` (LM, ``stage_iter`` iterations each); scored by the loss over all the data
+       (the held-out block's if ``holdout`` > 0, simulated from t0).
+    3. The ``refine`` best starts (in parallel): LM on the whole training block, up to ``polish``
+       iterations; the best by the same score is returned.
+
+    LM residuals are the weighted data residuals plus sqrt(2 n l2) w per network weight (the objective of
+    :func:`train`) plus, for every network output used as an uptake rate of substrate M, rows that keep that
+    rate at 0 when M = 0 (no uptake without substrate; without them the network keeps consuming at M = 0 and
+    an unobserved metabolite goes negative between samples). Jacobians are exact (discrete forward
+    sensitivities through the integrator, :data:`SOLVER`).
+    Past ``time_limit`` seconds every stage stops and the best point so far is returned.
+    """
+    with blas_threads(1):
+        return _fit_hybrid(spec, data, time_limit=time_limit, workers=workers, extra_starts=extra_starts,
+                           holdout=holdout, horizons=horizons, stage_iter=stage_iter, refine=refine, polish=polish,
+                           rtol=rtol, atol=atol, log=log)
+
+
+def _fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float, workers: int | None,
+                extra_starts: int, holdout: float, horizons: Sequence[float], stage_iter: int, refine: int,
+                polish: int, rtol: float, atol: float, log: Callable[[str], None] | None) -> TrainResult:
+    import os
+
+    from .model import build_model
+
+    t_start = time.time()
+    say = log or (lambda s: None)
+    model = build_model(spec) if not hasattr(spec, "backend") else spec  # type: ignore[union-attr]
+    spec = model.spec
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    deadline_explore = t_start + 0.5 * time_limit
+    deadline = t_start + time_limit
+    times = data.times
+    t_split = float(times[0] + (1 - holdout) * (times[-1] - times[0])) if holdout > 0 else float(times[-1])
+    kept: list[float | None] = [float(h) for h in horizons if times[0] + h < t_split]
+    early = [(h, "mech", 20) for h in (kept[:2] or [None])] + [(h, "all", stage_iter) for h in (kept or [None])]
+    base = dict(spec=spec, data=data, holdout=holdout, rtol=rtol, atol=atol)
+    starts = default_starts(spec, extra_starts)
+    share = 0.5 * time_limit * min(workers, len(starts)) / len(starts)   # fair share of the explore phase
+    jobs = [dict(base, name=name, warm=warm, z=None, plan=early, deadline=deadline_explore, budget=1.5 * share)
+            for name, warm in starts]
+    say(f"fit_hybrid: {len(jobs)} starts on {min(workers, len(jobs))} processes, curriculum "
+        + ", ".join(f"{h:g} h" for h in kept if h is not None) + f", time limit {time_limit:.0f} s")
+    explored = _run_jobs(jobs, workers, say)
+    ranked = sorted((r for r in explored if r.get("z") is not None and np.isfinite(r["score"])),
+                    key=lambda r: r["score"])
+    if not ranked:
+        raise SolverError("every start failed (see the messages above)")
+    chosen = [r for r in ranked[:max(refine, 1)] if r["score"] <= 1.5 * ranked[0]["score"]]
+    say(f"refining {len(chosen)} best start(s) on the training block ({time.time() - t_start:.0f} s so far)")
+    jobs = [dict(base, name=r["name"], z=r["z"], plan=[(None, "all", polish)], deadline=deadline,
+                 from_horizon=r.get("horizon")) for r in chosen]
+    refined = _run_jobs(jobs, workers, say)
+    candidates = [r for r in refined if r.get("z") is not None and np.isfinite(r["score"])] or ranked[:1]
+    best = min(candidates, key=lambda r: r["score"])
+    st = _Setup.build(spec, data, holdout, rtol, atol)
+    z = np.asarray(best["z"], dtype=float)
+    tr, va = st.losses(z)
+    p, _ = st.unk.vectors(z)
+    pen, _ = l2_penalty(spec, p, list(model.parameters))
+    n_train = int(st.full.observed[~st.val_rows].sum())
+    history = [{"phase": "explore", **{k: v for k, v in r.items() if k != "z"}} for r in explored]
+    history += [{"phase": "refine", **{k: v for k, v in r.items() if k != "z"}} for r in refined]
+    elapsed = time.time() - t_start
+    stopped = f"best of {len(explored)} starts: {best['name']}" + (" (time limit)" if elapsed > time_limit else "")
+    out = TrainResult(spec=st.unk.spec_at(z), loss=tr, val_loss=va if st.n_val else 0.0, penalty=pen,
+                      n_train=n_train, n_val=st.n_val, t_split=st.t_split, stopped=stopped, seconds=elapsed,
+                      n_gradients=sum(r.get("n_gradients", 0) for r in explored + refined), history=history)
+    say(f"done ({stopped}): train rms {math.sqrt(2 * tr / max(n_train, 1)):.4f}"
+        + (f", held-out rms {math.sqrt(2 * va / st.n_val):.4f}" if st.n_val else "")
+        + f", {out.n_gradients} Jacobians, {elapsed:.0f} s")
+    return out
 
 
 # ====================================================================================================
