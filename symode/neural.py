@@ -466,6 +466,18 @@ def write_training(result: TrainResult, outdir: str | Path) -> Path:
     return out / "fitted.yaml"
 
 
+def _penalty_rows(model: Any, unk: _Unknowns, prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The L2 penalty l2 ||w||^2 of every neural term as residual rows r_k = pw_k z[pk_k]: (pk, positions
+    of the estimated weights in the unknowns z; pw = sqrt(2 n l2), n = number of observations, so that
+    1/2 sum r_k^2 = n l2 ||w||^2 matches the per-observation loss scale)."""
+    index = {name: i for i, name in enumerate(model.parameters)}
+    zpos = {j: k for k, j in enumerate(unk.p_idx)}
+    n = max(prob.n_observations, 1)
+    rows = [(zpos[index[w]], math.sqrt(2 * n * term.l2)) for term in model.spec.neural if term.l2 > 0
+            for w in term.weight_names() if index[w] in zpos]
+    return np.array([k for k, _ in rows], dtype=int), np.array([w for _, w in rows])
+
+
 def _lm_polish(model: Any, unk: _Unknowns, prob: Any, z: np.ndarray, *,
                losses: Callable[[np.ndarray], tuple[float, float]], best: dict[str, Any],
                history: list[dict[str, Any]], n_val: int, max_iter: int, patience: int,
@@ -476,18 +488,8 @@ def _lm_polish(model: Any, unk: _Unknowns, prob: Any, z: np.ndarray, *,
     the held-out loss."""
     from .gradient import loss_and_gradient
 
-    spec = model.spec
-    pnames = list(model.parameters)
-    index = {n: i for i, n in enumerate(pnames)}
     n = max(prob.n_observations, 1)
-    pen_rows: list[tuple[int, float]] = []   # (index into z, weight sqrt(2 n l2))
-    zpos = {j: k for k, j in enumerate(unk.p_idx)}
-    for term in spec.neural:
-        if term.l2 > 0:
-            pen_rows += [(zpos[index[w]], math.sqrt(2 * n * term.l2)) for w in term.weight_names()
-                         if index[w] in zpos]
-    pk = np.array([k for k, _ in pen_rows], dtype=int)
-    pw = np.array([w for _, w in pen_rows])
+    pk, pw = _penalty_rows(model, unk, prob)
 
     def residuals(zz: np.ndarray, jac: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         p, x0 = unk.vectors(zz)
@@ -813,13 +815,7 @@ class _LSQ:
         self.zero = list(zero)
         self.z_ref = z_ref.copy()
         self.rtol, self.atol, self.counter = rtol, atol, counter
-        index = {n: i for i, n in enumerate(model.parameters)}
-        zpos = {j: k for k, j in enumerate(unk.p_idx)}
-        n = max(prob.n_observations, 1)
-        rows = [(zpos[index[w]], math.sqrt(2 * n * term.l2)) for term in model.spec.neural if term.l2 > 0
-                for w in term.weight_names() if index[w] in zpos]
-        self.pk = np.array([k for k, _ in rows], dtype=int)
-        self.pw = np.array([w for _, w in rows])
+        self.pk, self.pw = _penalty_rows(model, unk, prob)
         self.n_res = prob.n_observations + len(self.pk) + sum(len(b.X) for b in self.zero)
         self.cols = [model.backend.nx + j for j in unk.p_idx] + list(unk.x_idx)
         self.obs = prob.observed.reshape(-1)
