@@ -52,6 +52,7 @@ from symode import build_model  # noqa: E402
 from symode.data import Dataset  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
 from symode.gradient import Problem, loss_and_gradient  # noqa: E402
+from symode.io import atomic_write_text  # noqa: E402
 from symode.neural import l2_penalty  # noqa: E402
 from symode.spec import spec_from_dict  # noqa: E402
 from symode.template import community_truth_params, template_spec  # noqa: E402
@@ -485,8 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{res['seconds']:.0f} s, train rms {res['train_rms']:.3f}, validation rms {summary['validation_rms']:.3f} "
           f"(1.0 = noise level); total {summary['seconds']:.0f} s")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(summary, indent=1, default=float))
+        atomic_write_text(args.output, json.dumps(summary, indent=1, default=float))
     return summary
 
 

@@ -48,6 +48,7 @@ from symode import build_model, load_spec, simulate  # noqa: E402
 from symode.data import Dataset  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
 from symode.gradient import Problem, loss_and_gradient  # noqa: E402
+from symode.io import atomic_write_text  # noqa: E402
 from symode.neural import l2_penalty, train  # noqa: E402
 from symode.synth import make_dataset  # noqa: E402
 
@@ -404,8 +405,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = {"args": vars(args), "results": results, "seconds": time.perf_counter() - t0}
     print(f"\ntotal {out['seconds']:.0f} s")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(out, indent=1, default=float))
+        atomic_write_text(args.output, json.dumps(out, indent=1, default=float))
     return out
 
 
