@@ -736,6 +736,68 @@ def _warm_start(spec: Spec, data: Dataset, *, emphasis: int | None, k_factor: fl
     return out
 
 
+#: Share of a metabolite's turnover that :func:`balanced_rates` assigns to its consumption (the rest leaves
+#: with the outflow).
+CONSUMPTION_SHARE = 0.5
+
+
+def balanced_rates(spec: Spec, data: Dataset, weights: Mapping[str, float],
+                   share: float = CONSUMPTION_SHARE) -> dict[str, float]:
+    """Starting values of the turnover of every metabolite fed by a network's uptake: the production rates
+    ``v`` (law non_growth, rate v P) and the uptake yields of the ``neural`` uptakes, balanced with the data.
+
+    At the observed median levels the production of M (by observed producers) equals the outflow
+    D_mean M / (1 - ``share``) and the consumption by the network's uptakes (yield x rate x consumer, the
+    rate from the network with ``weights`` at the typical inputs, the consumer from the data or its x0)
+    takes ``share`` of it (metabolites without such a production are left alone). Production and
+    consumption of a metabolite observed only at its quasi-steady level are nearly interchangeable for the
+    fit (only transients tell their sum apart); starting them orders of magnitude too high gives a futile
+    cycle with a fast, stiff turnover that the optimiser keeps and that is wrong in every transient.
+    Parameters that are not estimated, not found or not positive are left out of the result."""
+    d_mean = _mean_dilution(spec, data)
+    if d_mean <= 0:
+        return {}
+
+    def median(name: str) -> float | None:
+        col = data.columns.get(name)
+        if col is not None and np.isfinite(col).sum() >= 3:
+            return float(np.nanmedian(col))
+        return None
+
+    def estimated(par: Any) -> str | None:
+        return par if isinstance(par, str) and par in spec.parameters and spec.parameters[par].estimate else None
+
+    out: dict[str, float] = {}
+    for term in spec.neural:
+        sub = _uptake_outputs(spec, term)
+        if not sub:
+            continue
+        typ = _typical_inputs(spec, term, data)
+        rates = mlp_numpy(term, np.array([[typ[n][1] for n in term.inputs]]), weights)[0]
+        for m in set(sub.values()):
+            level = median(m)
+            if level is None or level <= 0:
+                continue
+            flux = d_mean * level / (1 - share)        # production = outflow + consumption
+            prod = [e for e in spec.interactions if e.kind == "production" and e.law == "non_growth"
+                    and e.target == m and e.source and median(e.source)]
+            if not prod:       # a fed substrate, or produced by a hidden state: no turnover to balance
+                continue
+            for e in prod:
+                v = estimated(e.params.get("v"))
+                if v:
+                    out[v] = flux / len(prod) / float(median(e.source) or 1.0)
+            ups = [e for e in spec.interactions if e.kind == "uptake" and e.law == "neural" and e.source == m
+                   and e.rate and e.rate.startswith(term.id + ".")]
+            for e in ups:
+                g = estimated(e.params.get("yield"))
+                cons = median(e.target or "") or (spec.states[e.target].x0 if e.target in spec.states else 0.0)
+                r = float(rates[term.outputs.index(e.rate.split(".", 1)[1])])
+                if g and cons > 0 and r > 0:
+                    out[g] = share * flux / len(ups) / (r * cons)
+    return {k: v for k, v in out.items() if math.isfinite(v) and v > 0}
+
+
 @contextmanager
 def blas_threads(n: int = 1) -> Iterator[None]:
     """Limit the OpenBLAS thread pools loaded in this process (numpy's, scipy's) to ``n`` threads inside
@@ -790,9 +852,10 @@ def blas_threads(n: int = 1) -> Iterator[None]:
                 pass
 
 
-#: Integrator of :func:`fit_hybrid` (residuals and exact Jacobians alike). "explicit" (Dormand-Prince) was
-#: faster and more reliable on 4 of 5 test data sets; "auto" (switching to Rodas4 when stiff) helps where the
-#: trained model turns stiff (fast metabolite uptake) but is slower (docs/neural.md, Robustness).
+#: Integrator of :func:`fit_hybrid` (residuals and exact Jacobians alike). "explicit" (Dormand-Prince) is
+#: ~10x cheaper per step for the exact Jacobians than Rodas4 and its step budget keeps trial steps out of
+#: stiff regions; a start whose model turns stiff anyway switches to :data:`STIFF_SOLVER`
+#: (docs/neural.md, Robustness).
 SOLVER = "explicit"
 #: Step budget of the integrator per sample time in training evaluations (a good model of the
 #: chemostat takes ~1 step per 15-min sample; a stiff or exploding one 10-100).
@@ -803,6 +866,24 @@ def _step_cap(n_times: int) -> int:
     return STEPS_PER_SAMPLE * n_times + 2000
 
 
+#: Integrator a start of :func:`fit_hybrid` switches to when its model turns stiff under :data:`SOLVER`
+#: = "explicit" (see :func:`_stiff_here`); None: never switch.
+STIFF_SOLVER: str | None = "auto"
+#: A model counts as stiff (and worth the switch) when "auto" detects stiffness and integrates the window
+#: within this many steps per sample (+ 2000): cheap for the stiff method, while an exploding or
+#: oscillating model (which no integrator would make cheap) is not switched.
+STIFF_STEPS_PER_SAMPLE = 3
+
+
+def _stiff_here(model: Any, unk: _Unknowns, prob: Any, z: np.ndarray, rtol: float, atol: float) -> bool:
+    """True if the model at ``z`` is stiff on the window of ``prob``: the automatic integrator switches to
+    Rodas4 and then needs at most :data:`STIFF_STEPS_PER_SAMPLE` steps per sample."""
+    p, x0 = unk.vectors(z)
+    r = model.backend.integrate(prob.times, x0, p, prob.U, rtol=rtol, atol=atol, method="auto",
+                                max_steps=STIFF_STEPS_PER_SAMPLE * len(prob.times) + 2000)
+    return r.status == 0 and bool(np.all(np.isfinite(r.x))) and int(r.stats.get("n_switches", 0)) > 0
+
+
 class _LSQ:
     """Weighted residuals (and their exact Jacobian) of a time window plus the L2 penalty rows, over the
     free subset of the unknowns (the others are held at ``z_ref``). Trial evaluations get a step budget
@@ -810,8 +891,10 @@ class _LSQ:
     step into a stiff region fails fast instead of costing minutes."""
 
     def __init__(self, model: Any, unk: _Unknowns, prob: Any, z_ref: np.ndarray, free: np.ndarray,
-                 rtol: float, atol: float, counter: dict[str, int], zero: Sequence[_ZeroUptake] = ()) -> None:
+                 rtol: float, atol: float, counter: dict[str, int], zero: Sequence[_ZeroUptake] = (),
+                 solver: str | None = None) -> None:
         self.model, self.unk, self.prob, self.free = model, unk, prob, free
+        self.solver = solver or SOLVER
         self.zero = list(zero)
         self.z_ref = z_ref.copy()
         self.rtol, self.atol, self.counter = rtol, atol, counter
@@ -822,6 +905,7 @@ class _LSQ:
         self.cap = _step_cap(len(prob.times))
         self.budget = 4 * self.cap          # the first evaluation (a new horizon) may be stiffer
         self.last: tuple[bytes, int] | None = None
+        self.failed: np.ndarray | None = None    # the last trial point that could not be simulated
 
     def z(self, w: np.ndarray) -> np.ndarray:
         z = self.z_ref.copy()
@@ -832,7 +916,7 @@ class _LSQ:
         p, x0 = self.unk.vectors(self.z(w))
         prob = self.prob
         r = self.model.backend.integrate(prob.times, x0, p, prob.U, rtol=self.rtol, atol=self.atol,
-                                         method=SOLVER, max_steps=budget)
+                                         method=self.solver, max_steps=budget)
         self.counter["solves"] = self.counter.get("solves", 0) + 1
         if r.status != 0 or not np.all(np.isfinite(r.x)):
             return None, 0
@@ -842,6 +926,7 @@ class _LSQ:
     def fun(self, w: np.ndarray) -> np.ndarray:
         r, steps = self._simulate(w, self.budget)
         if r is None or not np.all(np.isfinite(r)):
+            self.failed = np.array(w, dtype=float)
             return np.full(self.n_res, np.inf)
         self.last = (np.asarray(w, dtype=float).tobytes(), steps)
         zz = self.z(w)
@@ -876,7 +961,7 @@ class _LSQ:
         p, x0 = self.unk.vectors(zz)
         try:
             res = loss_and_gradient(self.prob, params=p, x0=x0, method="discrete", jacobian=True,
-                                    solver=SOLVER, rtol=self.rtol, atol=self.atol)
+                                    solver=self.solver, rtol=self.rtol, atol=self.atol)
         except SolverError:
             return np.full(self.n_res, np.inf), np.zeros((self.n_res, int(self.free.sum())))
         self.counter["grad"] = self.counter.get("grad", 0) + 1
@@ -907,10 +992,11 @@ class _Setup:
     rtol: float
     atol: float
     zero: list[_ZeroUptake] = field(default_factory=list)
+    solver: str = "explicit"
 
     @classmethod
     def build(cls, spec: Spec, data: Dataset, holdout: float, rtol: float, atol: float,
-              zero_uptake: bool = True) -> _Setup:
+              zero_uptake: bool = True, solver: str | None = None) -> _Setup:
         from .gradient import Problem
         from .model import build_model
 
@@ -931,7 +1017,8 @@ class _Setup:
         return cls(model=model, unk=unk, data=data, t_split=t_split, full=full, val_rows=val_rows,
                    n_val=int(full.observed[val_rows].sum()),
                    is_weight=np.array([n in weights for n in unk.names], dtype=bool), lo=lo, hi=hi,
-                   rtol=rtol, atol=atol, zero=_zero_uptake_rows(spec, data, model, unk) if zero_uptake else [])
+                   rtol=rtol, atol=atol, zero=_zero_uptake_rows(spec, data, model, unk) if zero_uptake else [],
+                   solver=solver or SOLVER)
 
     def problem(self, horizon: float | None) -> Any:
         from .gradient import Problem
@@ -945,7 +1032,7 @@ class _Setup:
         p, x0 = self.unk.vectors(z)
         full = self.full
         r = self.model.backend.integrate(full.times, x0, p, full.U, rtol=self.rtol, atol=self.atol,
-                                         method=SOLVER, max_steps=max_steps or 4 * _step_cap(len(full.times)))
+                                         method=self.solver, max_steps=max_steps or 4 * _step_cap(len(full.times)))
         if r.status != 0 or not np.all(np.isfinite(r.x)):
             return math.inf, math.inf
         _, res = self.model.backend.residual_loss(full.times, r.x, p, full.U, full.data, full.sigma)
@@ -956,30 +1043,61 @@ class _Setup:
 def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray, max_iter: int,
               deadline: float, counter: dict[str, int]) -> tuple[np.ndarray, dict[str, Any]]:
     """Levenberg-Marquardt (:func:`symode.fit.levenberg_marquardt`, exact Jacobians) over the free
-    unknowns on the window [t0, t0 + horizon] (None: the training block), until ``deadline`` (epoch s)."""
+    unknowns on the window [t0, t0 + horizon] (None: the training block), until ``deadline`` (epoch s).
+    With the explicit integrator, a stage whose start cannot be simulated, or whose LM stalls on trial
+    steps that cannot be, switches ``st`` (the whole start from then on) to :data:`STIFF_SOLVER` if the
+    model there is stiff (:func:`_stiff_here`) and goes on."""
     from .fit import levenberg_marquardt
 
     t = time.time()
     prob = st.problem(horizon)
-    lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero)
+    lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
     r0 = lsq.fun(z[free])
     n_obs = prob.n_observations
     info: dict[str, Any] = {"horizon": horizon if horizon is not None else "training block",
                             "free": int(free.sum()), "start_rms": math.sqrt(float(np.mean(r0[:n_obs] ** 2)))}
+
+    def switch(zz: np.ndarray) -> bool:
+        """Switch this start to :data:`STIFF_SOLVER` if the explicit integrator failed on a stiff model."""
+        if st.solver != "explicit" or not STIFF_SOLVER or not _stiff_here(st.model, st.unk, prob, zz, st.rtol,
+                                                                          st.atol):
+            return False
+        st.solver = STIFF_SOLVER
+        info["solver"] = f"switched to {STIFF_SOLVER} (stiff)"
+        return True
+
+    if not np.all(np.isfinite(r0)) and switch(z):
+        lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
+        r0 = lsq.fun(z[free])
     if not np.all(np.isfinite(r0)) or deadline - t <= 0:
         info.update(iterations=0, message="skipped (solver failure or time limit)", seconds=time.time() - t)
         return z, info
-    try:
-        res = levenberg_marquardt(lsq.fun, lsq.jac, z[free], st.lo[free], st.hi[free], max_iter=max_iter,
-                                  max_time=max(deadline - t, 0.0), stall_window=15, stall_tol=0.5)
-    except (ValueError, np.linalg.LinAlgError) as exc:   # non-finite Jacobian at the start
-        info.update(iterations=0, message=f"failed: {exc}", seconds=time.time() - t)
-        return z, info
-    z = lsq.z(res.z)
-    r = lsq.fun(res.z)[:prob.n_observations]
-    info.update(iterations=res.iterations, message=res.message, rms=math.sqrt(float(np.mean(r**2))),
+    its = 0
+    for _attempt in range(2):
+        try:
+            res = levenberg_marquardt(lsq.fun, lsq.jac, z[free], st.lo[free], st.hi[free], max_iter=max_iter - its,
+                                      max_time=max(deadline - time.time(), 0.0), stall_window=15, stall_tol=0.5)
+        except (ValueError, np.linalg.LinAlgError) as exc:   # non-finite Jacobian at the start
+            info.update(iterations=its, message=f"failed: {exc}", seconds=time.time() - t)
+            return z, info
+        z = lsq.z(res.z)
+        its += res.iterations
+        # stalled because trial steps could not be simulated explicitly: go on with the stiff integrator
+        # if the model there is stiff (the data may want a stiff model: fast uptake of a metabolite)
+        if not (res.message.startswith("stalled") and lsq.failed is not None and its < max_iter
+                and time.time() < deadline and switch(lsq.z(lsq.failed))):
+            break
+        lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
+        if not np.all(np.isfinite(lsq.fun(z[free]))):
+            break
+    r = lsq.fun(z[free])[:prob.n_observations]
+    info.update(iterations=its, message=res.message, rms=math.sqrt(float(np.mean(r**2))),
                 seconds=round(time.time() - t, 2))
     return z, info
+
+
+#: Longest share of a start's time one network-frozen ("mech") stage of :func:`fit_hybrid` may take.
+MECH_SHARE = 0.15
 
 
 def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -987,18 +1105,27 @@ def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
     ``job["plan"]`` (horizon, "mech" | "all", max iterations) from ``job["z"]`` or from a warm start."""
     t = time.time()
     deadline = min(job["deadline"], t + job.get("budget", math.inf))
-    st = _Setup.build(job["spec"], job["data"], job["holdout"], job["rtol"], job["atol"], job.get("zero_uptake", True))
+    st = _Setup.build(job["spec"], job["data"], job["holdout"], job["rtol"], job["atol"], job.get("zero_uptake", True),
+                      job.get("solver"))
     counter: dict[str, int] = {}
     if job.get("z") is not None:
         z = np.asarray(job["z"], dtype=float)
     else:
         z = st.unk.z0()
         if job.get("warm") is not None:
-            values = warm_start(st.model.spec, st.data, **job["warm"])
+            warm = dict(job["warm"])
+            balance = bool(warm.pop("balance", False))
+            values = warm_start(st.model.spec, st.data, **warm)
+            if balance:
+                values.update(balanced_rates(st.model.spec, st.data, {**{n: st.model.spec.parameters[n].value
+                                                                         for n in st.model.spec.neural_weights},
+                                                                      **values}))
             index = {n: k for k, n in enumerate(st.unk.names)}
             for n, v in values.items():
                 if n in index:
-                    z[index[n]] = v
+                    k = index[n]
+                    z[k] = math.log(v) if st.unk.logmask[k] else v
+            z = np.clip(z, st.lo, st.hi)
     stages = []
     span = st.t_split - float(st.data.times[0])
     last_ok = job.get("from_horizon")      # longest horizon trained on so far
@@ -1011,7 +1138,9 @@ def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
         free = ~st.is_weight if which == "mech" else np.ones(len(z), dtype=bool)
         if not free.any():
             continue
-        z, info = _lm_stage(st, z, horizon, free, its, deadline, counter)
+        # the network-frozen stages are a warm-up: at most MECH_SHARE of the start's time each
+        stage_deadline = min(deadline, time.time() + MECH_SHARE * (deadline - t)) if which == "mech" else deadline
+        z, info = _lm_stage(st, z, horizon, free, its, stage_deadline, counter)
         stages.append(info)
         h = span if horizon is None else min(horizon, span)
         if info["message"].startswith("skipped (solver"):
@@ -1026,7 +1155,8 @@ def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
     n_tr = max(int(st.full.observed[~st.val_rows].sum()), 1)
     score = va / st.n_val if st.n_val else tr / n_tr
     return {"name": job["name"], "z": z.tolist(), "score": score, "objective": tr + va, "stages": stages,
-            "seconds": time.time() - t, "n_gradients": counter.get("grad", 0), "horizon": last_ok}
+            "seconds": time.time() - t, "n_gradients": counter.get("grad", 0), "horizon": last_ok,
+            "solver": st.solver}
 
 
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -1073,15 +1203,24 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, say: Callable[[str], Non
 
 def default_starts(spec: Spec, extra: int = 0) -> list[tuple[str, dict[str, Any] | None]]:
     """The starting points of :func:`fit_hybrid`: (name, :func:`warm_start` keyword arguments or None for
-    the spec's own weights). Warm starts with equal shares, with the emphasis on each uptake output, the
-    spec's weights, then ``extra`` warm starts from other weight seeds and saturation constants."""
+    the spec's own weights; ``balance``: True also starts the production rates and uptake yields from
+    :func:`balanced_rates`). Warm starts with the emphasis on each uptake output, with the spec's and with
+    balanced turnover, with equal shares, the spec's weights, then ``extra`` warm starts from other weight
+    seeds and saturation constants.
+
+    Both turnovers are needed: on the original author's parameters (fast uptake of B) only the balanced
+    starts avoid a stiff futile cycle, on chemostat-dev-hplc only the spec's starting values lead to the
+    right basin (docs/neural.md, Robustness)."""
     n_out = max((sum(1 for e in spec.interactions if e.kind == "uptake" and e.law == "neural"
                      and e.rate and e.rate.startswith(t.id + ".")) for t in spec.neural), default=0)
-    starts: list[tuple[str, dict[str, Any] | None]] = [("warm", {})]
-    starts += [(f"warm-emphasis-{k}", {"emphasis": k}) for k in range(n_out if n_out > 1 else 0)]
+    starts: list[tuple[str, dict[str, Any] | None]] = []
+    for k in reversed(range(n_out if n_out > 1 else 0)):
+        starts += [(f"warm-emphasis-{k}", {"emphasis": k}), (f"warm-emphasis-{k}-balanced", {"emphasis": k,
+                                                                                             "balance": True})]
     if n_out <= 1:
-        starts += [("warm-K/3", {"k_factor": 1 / 3}), ("warm-K*3", {"k_factor": 3.0})]
-    starts.append(("spec", None))
+        starts += [("warm-balanced", {"balance": True}), ("warm-K/3", {"k_factor": 1 / 3}),
+                   ("warm-K*3", {"k_factor": 3.0})]
+    starts += [("warm", {}), ("spec", None)]
     for k in range(extra):
         starts.append((f"warm-seed-{k + 1}", {"seed_shift": k + 1, "k_factor": (0.5, 2.0)[k % 2],
                                               "emphasis": (k % n_out) if n_out > 1 else None}))
@@ -1097,19 +1236,25 @@ def fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float = HY
     over a curriculum of horizons, and the best start polished on all the training data.
 
     1. Starts (:func:`default_starts`): warm starts whose networks mimic a Monod-type law sized from the
-       data (:func:`warm_start`), with different shares between the outputs, and the spec's own weights.
-    2. Each start (in parallel, ``workers`` processes, default all cores): the non-network parameters and
-       initial states with the network frozen (LM on 24 h, then 72 h), then everything on the horizons
-       ``horizons`` (LM, ``stage_iter`` iterations each); scored by the loss over all the data
-       (the held-out block's if ``holdout`` > 0, simulated from t0).
-    3. The ``refine`` best starts (in parallel): LM on the whole training block, up to ``polish``
-       iterations; the best by the same score is returned.
+       data (:func:`warm_start`), with different shares between the outputs, and whose production rates
+       and uptake yields balance the observed metabolite levels (:func:`balanced_rates`); and the spec's
+       own values.
+    2. Each start (in parallel, ``workers`` processes, default all cores; all but the last ``workers``
+       starts get their fair share of half the time limit, the last ones what is left of that half): the
+       non-network parameters and initial states with the network frozen (LM on 24 h, then 48 h, each at
+       most :data:`MECH_SHARE` of the start's time), then everything on the horizons ``horizons`` (LM,
+       ``stage_iter`` iterations each); scored by the loss over all the data (the held-out block's if
+       ``holdout`` > 0, simulated from t0).
+    3. The ``refine`` best starts (in parallel; beyond the best only if within 1.5x of its score): LM on
+       the whole training block, up to ``polish`` iterations; the best by the same score is returned.
 
     LM residuals are the weighted data residuals plus sqrt(2 n l2) w per network weight (the objective of
     :func:`train`) plus, for every network output used as an uptake rate of substrate M, rows that keep that
     rate at 0 when M = 0 (no uptake without substrate; without them the network keeps consuming at M = 0 and
     an unobserved metabolite goes negative between samples). Jacobians are exact (discrete forward
-    sensitivities through the integrator, :data:`SOLVER`).
+    sensitivities through the integrator, :data:`SOLVER`). A start whose explicit integration fails (the
+    first evaluation of a stage, or every trial step of a stalled LM) on a model that is stiff there
+    (:func:`_stiff_here`) continues with :data:`STIFF_SOLVER`.
     Past ``time_limit`` seconds every stage stops and the best point so far is returned.
     """
     with blas_threads(1):
@@ -1136,11 +1281,17 @@ def _fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float, wo
     t_split = float(times[0] + (1 - holdout) * (times[-1] - times[0])) if holdout > 0 else float(times[-1])
     kept: list[float | None] = [float(h) for h in horizons if times[0] + h < t_split]
     early = [(h, "mech", 20) for h in (kept[:2] or [None])] + [(h, "all", stage_iter) for h in (kept or [None])]
-    base = dict(spec=spec, data=data, holdout=holdout, rtol=rtol, atol=atol)
+    base = dict(spec=spec, data=data, holdout=holdout, rtol=rtol, atol=atol, solver=SOLVER)
     starts = default_starts(spec, extra_starts)
-    share = 0.5 * time_limit * min(workers, len(starts)) / len(starts)   # fair share of the explore phase
-    jobs = [dict(base, name=name, warm=warm, z=None, plan=early, deadline=deadline_explore, budget=1.5 * share)
-            for name, warm in starts]
+    weights = {n: spec.parameters[n].value for n in spec.neural_weights}
+    if not balanced_rates(spec, data, weights):     # nothing to balance: the balanced starts are duplicates
+        starts = [(n, w) for n, w in starts if not (w or {}).get("balance")]
+    n_par = min(workers, len(starts))
+    share = 0.5 * time_limit * n_par / len(starts)   # fair share of the explore phase
+    # all but the last n_par starts get their fair share; the last ones may use what is left of the explore
+    # phase (the time of starts that ended early), so that no start is starved by the ones before it
+    jobs = [dict(base, name=name, warm=warm, z=None, plan=early, deadline=deadline_explore,
+                 budget=share if k < len(starts) - n_par else math.inf) for k, (name, warm) in enumerate(starts)]
     say(f"fit_hybrid: {len(jobs)} starts on {min(workers, len(jobs))} processes, curriculum "
         + ", ".join(f"{h:g} h" for h in kept if h is not None) + f", time limit {time_limit:.0f} s")
     explored = _run_jobs(jobs, workers, say)
@@ -1151,11 +1302,11 @@ def _fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float, wo
     chosen = [r for r in ranked[:max(refine, 1)] if r["score"] <= 1.5 * ranked[0]["score"]]
     say(f"refining {len(chosen)} best start(s) on the training block ({time.time() - t_start:.0f} s so far)")
     jobs = [dict(base, name=r["name"], z=r["z"], plan=[(None, "all", polish)], deadline=deadline,
-                 from_horizon=r.get("horizon")) for r in chosen]
+                 from_horizon=r.get("horizon"), solver=r.get("solver", SOLVER)) for r in chosen]
     refined = _run_jobs(jobs, workers, say)
     candidates = [r for r in refined if r.get("z") is not None and np.isfinite(r["score"])] or ranked[:1]
     best = min(candidates, key=lambda r: r["score"])
-    st = _Setup.build(spec, data, holdout, rtol, atol)
+    st = _Setup.build(spec, data, holdout, rtol, atol, solver=best.get("solver", SOLVER))
     z = np.asarray(best["z"], dtype=float)
     tr, va = st.losses(z)
     p, _ = st.unk.vectors(z)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -252,3 +254,63 @@ def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
     # 25-s limit may cut training short when the machine is loaded, so only require a large improvement
     assert after < 1e-3 * start
     assert (tmp_path / "out" / "fit.json").exists()
+
+
+def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny):
+    """Production rates and uptake yields start balanced with the observed levels: production = outflow /
+    (1 - share), consumption by the network's uptakes = share of it (not the spec's 100-1000x too-fast
+    turnover, a futile cycle that makes the model stiff)."""
+    from symode.neural import balanced_rates
+
+    spec = load_spec(SPECS / "chemostat-neural.yaml")
+    t = np.arange(0.0, 48.0, 0.25)
+    rng = np.random.default_rng(2)
+    data = make_dataset(t, {"D": np.full(len(t), 0.2)}, {"X": np.full(len(t), 50.0), "S": np.full(len(t), 10.0),
+                                                        "A": rng.uniform(0.02, 0.06, len(t)),
+                                                        "B": rng.uniform(0.04, 0.08, len(t))})
+    term = spec.neural[0]
+    w = warm_start(spec, data, emphasis=1)
+    share = 0.4
+    vals = balanced_rates(spec, data, w, share=share)
+    assert set(vals) == {"vA", "vB", "gA", "gB"}
+    med = {m: float(np.median(data.columns[m])) for m in ("A", "B", "X")}
+    rates = dict(zip(term.outputs, mlp_numpy(term, {"A": [med["A"]], "B": [med["B"]]}, w)[0], strict=True))
+    y0 = spec.states["Y"].x0       # the hidden consumer: its initial value
+    for m, r in (("A", "rA"), ("B", "rB")):
+        production = vals[f"v{m}"] * med["X"]
+        assert production == pytest.approx(0.2 * med[m] / (1 - share), rel=1e-9)
+        assert vals[f"g{m}"] * rates[r] * y0 == pytest.approx(share * production, rel=1e-9)
+    # a parameter that is not estimated keeps its value
+    fixed = spec.with_values({})
+    fixed.parameters["vA"] = dataclasses.replace(fixed.parameters["vA"], estimate=False)
+    assert "vA" not in balanced_rates(fixed, data, w)
+    # a fed substrate (no production to balance) is left alone
+    tspec, _, tdata = tiny
+    assert balanced_rates(tspec, tdata, {n: tspec.parameters[n].value for n in tspec.neural_weights}) == {}
+
+
+def test_stiff_here_tells_stiffness_from_a_slow_model():
+    """The switch of a hybrid-fit start to the stiff integrator: the balanced turnover is not stiff, the
+    same balance with 1000x faster production and consumption (a futile cycle) is."""
+    from symode.gradient import Problem as P
+    from symode.neural import _stiff_here, _Unknowns, balanced_rates
+
+    spec = load_spec(SPECS / "chemostat-neural.yaml")
+    t = np.arange(0.0, 24.0, 0.25)
+    rng = np.random.default_rng(3)
+    data = make_dataset(t, {"D": np.full(len(t), 0.2)}, {"X": np.full(len(t), 20.0), "S": np.full(len(t), 5.0),
+                                                        "A": rng.uniform(0.05, 0.15, len(t)),
+                                                        "B": rng.uniform(0.05, 0.15, len(t))})
+    w = warm_start(spec, data)
+    model = build_model(spec)
+    unk = _Unknowns(model)
+    prob = P(model, data)
+    index = {n: k for k, n in enumerate(unk.names)}
+    z = unk.z0()
+    for n, v in w.items():
+        z[index[n]] = v
+    rates = balanced_rates(spec, data, w)
+    for factor, stiff in ((1.0, False), (1e3, True)):
+        for n, v in rates.items():
+            z[index[n]] = np.log(factor * v)
+        assert _stiff_here(model, unk, prob, z, 1e-6, 1e-9) is stiff
