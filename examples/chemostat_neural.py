@@ -44,6 +44,13 @@ SETS: dict[str, dict] = {
     "p4": {"params": {"gA": 1.0, "gB": 1.0, "vA": 1e-3, "vB": 3e-3, "muA": 0.3, "muB": 0.4, "KA": 0.2, "IA": 20.0,
                       "KB": 0.5, "IB": 5.0},
            "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 24},
+    # p5, p6: made after the fit pipeline was final, as checks it was not tuned on (docs/neural.md)
+    "p5": {"params": {"gA": 0.6, "gB": 1.8, "vA": 4e-4, "vB": 5e-3, "muA": 0.18, "muB": 0.55, "KA": 0.6, "IA": 40.0,
+                      "KB": 0.25, "IB": 2.5},
+           "x0": {"S": 6.0, "X": 18.0, "Y": 0.8, "A": 0.08, "B": 0.12}, "seed": 25},
+    "p6": {"params": {"gA": 0.35, "gB": 2.8, "vA": 1.5e-4, "vB": 7e-3, "muA": 0.12, "muB": 0.65, "KA": 0.9,
+                      "IA": 80.0, "KB": 0.12, "IB": 1.2},
+           "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 26},
 }
 
 
