@@ -1,6 +1,7 @@
 """Structure-discovery benchmark (issue 5): time and edge recovery of ``symode.discover.discover`` with the
-default strategy (backward elimination by BIC, then add-back and swap moves) on synthetic data from sparse
-true communities of growing template size. Each case is simulated like the community-dev data set
+default strategy (backward elimination by BIC, then add-back and swap moves, then refits of the model and
+its single removals from satellite re-initialising starts) on synthetic data from sparse true communities of
+growing template size. Each case is simulated like the community-dev data set
 (:func:`symode.discover.synthetic_case`: 30 days, X and S every 15 min, metabolites every 2 h, D(t) around
 0.25, the template's initial states) with parameters in the ranges of community-dev's truth; the 3x2 and
 4x4 cases have a satellite absent from the true community. Satellites are exchangeable (hidden), so the

@@ -14,8 +14,12 @@ Strategies (pass one as ``strategy=``):
   whose knockout alone already pays (in parallel, warm started); accept the candidate with the lowest
   criterion (BIC by default) while it improves on the current model. Then a local search: re-add each
   pruned edge, or exchange a kept edge for a pruned one of the same kind sharing its organism or
-  metabolite; after every improvement, eliminate again. The result is a model no single drop, add or
-  swap improves.
+  metabolite; after every improvement, eliminate again. When none of these warm-started moves improves,
+  the model, its splits (a substrate of a satellite growing on several handed to an absent satellite)
+  and each of its single removals are refitted from starts that re-initialise the satellites (X's
+  parameters stay): hidden satellites can trade roles (one doing part of another's job, or two merged
+  into one), a basin that traps every warm-started refit. The result is a model no single drop, add or
+  swap (warm) and no refit, split or drop (cold) improves.
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
@@ -43,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .errors import SymodeError
+from .errors import SolverError, SymodeError
 from .io import atomic_write_json, atomic_write_text
 from .spec import Spec, load_spec, spec_from_dict
 
@@ -63,6 +67,8 @@ class BackwardElimination:
     max_rounds: int = 200
     add_back: bool = True       # then try re-adding each pruned edge (and eliminate again if one helps)
     swaps: bool = True          # then try exchanging a kept edge for a related pruned one
+    cold_starts: int = 2        # then refit the model, its splits and single removals from this many
+                                # satellite re-initialising starts (:func:`_cold_starts`); 0: off
 
 
 @dataclass
@@ -187,6 +193,55 @@ def _full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple
     return starts
 
 
+def _satellite_params(spec: Spec) -> dict[str, list[str]]:
+    """satellite -> the estimated parameters of the edges that touch it."""
+    est = {n for n, p in spec.parameters.items() if p.estimate}
+    own: dict[str, list[str]] = {s.name: [] for s in spec.states.values() if s.role == "satellite"}
+    for e in spec.interactions:
+        for y in (e.source, e.target):
+            if y in own:
+                own[y] += [str(v) for v in e.params.values() if isinstance(v, str) and v in est and v not in own[y]]
+    return own
+
+
+def _cold_starts(spec: Spec, params: dict[str, float], x0: dict[str, float], n_starts: int = 4,
+                 seed: int = 54321) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Starting points that re-initialise the satellites of a candidate model (``spec``, a sub-model of the
+    template with its default values) while X's parameters and the metabolite initial states stay at a
+    fitted model's values (``params``, ``x0``). Hidden satellites can swap roles (one satellite doing part
+    of another's job) and such a basin traps every warm-started refit; fresh satellite values let the fit
+    reassign the roles. In start s, satellite j prefers the ((j + s) mod n_j)-th of its own n_j substrates
+    (affinity x3, the others x0.3), all its uptake affinities are scaled by a level cycling through 1, 0.1,
+    10, 0.3, 3, and its parameters and initial state get a seeded random spread of +-0.15 decades."""
+    base = {n: p.value for n, p in spec.parameters.items()}
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    own = _satellite_params(spec)
+    ups: dict[str, list[Any]] = {y: [] for y in sats}
+    for e in spec.interactions:
+        if e.kind == "uptake" and e.target in ups and isinstance(e.strength, str) and e.strength in base:
+            ups[str(e.target)].append(e)
+    rng = np.random.default_rng(seed)
+    levels = (1.0, 0.1, 10.0, 0.3, 3.0)
+    starts = []
+    for s in range(n_starts):
+        par = {n: float(params.get(n, v)) for n, v in base.items()}
+        for names in own.values():
+            for n in names:
+                par[n] = _clip_param(spec, n, base[n] * 10 ** rng.uniform(-0.15, 0.15))
+        for j, y in enumerate(sats):
+            for i, e in enumerate(ups[y]):
+                pref = 3.0 if i == (j + s) % len(ups[y]) else 0.3
+                if len(ups[y]) == 1:
+                    pref = 1.0
+                name = str(e.strength)
+                par[name] = _clip_param(spec, name, par[name] * pref * levels[s % len(levels)])
+        xs = {n: float(v) for n, v in x0.items() if n in spec.states}
+        for y in sats:
+            xs[y] = spec.states[y].x0 * 10 ** rng.uniform(-0.15, 0.15)
+        starts.append((par, xs))
+    return starts
+
+
 def _clip_param(spec: Spec, name: str, v: float) -> float:
     lo, hi = spec.parameters[name].lower, spec.parameters[name].upper
     return float(min(max(v, lo if lo is not None else v), hi if hi is not None else v))
@@ -218,13 +273,17 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     else:
         # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
         # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
+        # ``max_cpu`` bounds the fit's CPU time (load-independent, unlike ``max_time``).
         target = job.get("target")
         last = {"z": z}
+        cpu0, max_cpu = time.process_time(), job.get("max_cpu")
 
         def watch(it: int, zz: np.ndarray, loss: float) -> None:
             last["z"] = zz
             if target is not None and ((it >= 30 and loss > 1.25 * target + 50) or
                                        (it >= 80 and loss > 1.05 * target + 10)):
+                raise _Hopeless
+            if max_cpu is not None and time.process_time() - cpu0 > max_cpu:
                 raise _Hopeless
 
         try:
@@ -232,6 +291,8 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                                       max_time=job["max_time"], callback=watch)
             z, conv = res.z, res.converged
         except _Hopeless:
+            z, conv = last["z"], False
+        except (SolverError, ValueError, np.linalg.LinAlgError):   # sensitivities failed: keep the best point
             z, conv = last["z"], False
     loss = fp.loss(z)
     if not np.isfinite(loss):
@@ -407,6 +468,15 @@ class DiscoveryResult:
         return out
 
 
+FULL_TIME_UNKNOWNS = 45     # the full-template fit budget (``_Search.full_time``) is per this many unknowns
+
+
+def _n_unknowns(spec: Spec, n_datasets: int = 1) -> int:
+    """Estimated parameters plus estimated initial states (per data set) of a spec."""
+    return (sum(p.estimate for p in spec.parameters.values())
+            + sum(st.estimate for st in spec.states.values()) * n_datasets)
+
+
 def _fingerprint(spec: Spec, datasets: Sequence[Dataset]) -> str:
     h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode())
     for d in datasets:
@@ -427,6 +497,7 @@ class _Search:
         self.criterion: str | None = None     # set by discover(): early abandon of hopeless candidates
         self.full_starts: list[float] = []
         self.cache: dict[frozenset[str], Candidate] = {}
+        self.cold_done: set[frozenset[str]] = set()     # edge sets refitted from cold starts
         self.order: list[Candidate] = []
         self.path: list[Candidate] = []
         self.fp = _fingerprint(spec, datasets)
@@ -446,6 +517,8 @@ class _Search:
                     self.order.append(c)
                 path = [self.lookup(e) for e in ck.get("path", [])]
                 self.path = [c for c in path if c is not None]
+                self.cold_done = {self._canon(e)[0] for e in ck.get("cold_done", [])}
+                self.full_starts = [float(v) for v in ck.get("full_starts", [])]
                 if self.order and self.progress:
                     print(f"discover: resuming from {outdir / CHECKPOINT} ({len(self.order)} fitted candidates)")
 
@@ -491,7 +564,8 @@ class _Search:
             return
         atomic_write_json(self.outdir / CHECKPOINT, {
             "fingerprint": self.fp, "evaluated": [c.to_dict() for c in self.order],
-            "path": [c.edges for c in self.path], "full_starts": self.full_starts})
+            "path": [c.edges for c in self.path], "full_starts": self.full_starts,
+            "cold_done": [sorted(k) for k in self.cold_done]})
 
     def _job(self, edges: list[str], start: Candidate | None) -> dict[str, Any]:
         sub = candidate_spec(self.spec, edges)
@@ -501,9 +575,7 @@ class _Search:
                "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time}
         if start is not None and self.criterion is not None:
             # The objective below which this candidate beats ``start`` under the criterion.
-            k = (sum(p.estimate for p in sub.parameters.values()) + sum(st.estimate for st in sub.states.values())
-                 * len(self.datasets))
-            aicc, bic = _criteria(0.0, k, start.n_obs)
+            aicc, bic = _criteria(0.0, _n_unknowns(sub, len(self.datasets)), start.n_obs)
             job["target"] = 0.5 * (start.ic(self.criterion) - (bic if self.criterion == "bic" else aicc))
         return job
 
@@ -514,11 +586,17 @@ class _Search:
         cached = self.lookup(effective_edges(self.spec, edges))
         if cached is not None:
             return cached
+        # The budget scales with the number of unknowns (per-iteration cost and iterations both grow) and
+        # is CPU time (so a moderately busy machine does not stop the fit further from its optimum), with a
+        # wall-clock cap of 1.25 times that (so a very busy one does not make discovery take forever).
+        k = _n_unknowns(candidate_spec(self.spec, edges), len(self.datasets))
+        budget = self.full_time * max(1.0, k / FULL_TIME_UNKNOWNS)
         jobs = []
         for params, x0 in _full_starts(self.spec, n_starts=max(4, self.workers)):
             job = self._job(edges, None)
             job["parameters"], job["x0"] = params, x0
-            job["max_time"] = min(self.max_time, 0.25 * self.full_time)
+            job["max_cpu"] = 0.25 * budget
+            job["max_time"] = 1.25 * 0.25 * budget
             jobs.append(job)
         screened = self._map(jobs)
         self.full_starts = [float(r["objective"]) for r in screened]
@@ -527,7 +605,8 @@ class _Search:
         for r in best:
             job = self._job(edges, None)
             job["parameters"], job["x0"] = r["parameters"], r["x0"]
-            job["max_time"] = min(self.max_time, 0.75 * self.full_time)
+            job["max_cpu"] = 0.75 * budget
+            job["max_time"] = 1.25 * 0.75 * budget
             jobs.append(job)
         results = self._map(jobs)
         c = Candidate.from_dict(min(results + screened, key=lambda r: r["objective"]))
@@ -566,6 +645,42 @@ class _Search:
         if todo:
             results = self._map([self._job(s, start) for s in todo])
             self._store([Candidate.from_dict(r) for r in results])
+        out = [self.lookup(s) for s in sets]
+        return [c for c in out if c is not None]
+
+    def evaluate_cold(self, sets: Sequence[list[str]], current: Candidate, n_starts: int) -> list[Candidate]:
+        """Refit the candidate edge sets from ``n_starts`` starts each that re-initialise the satellites
+        (:func:`_cold_starts`; X's parameters and the metabolite initial states from ``current``), in
+        parallel. A cold fit replaces the cached fit of its set when it is better; every set is cold-fitted
+        at most once. Returns the (best) fit of each set."""
+        sets = [effective_edges(self.spec, s) for s in sets]
+        todo, seen = [], set()
+        for s in sets:
+            key = self._canon(s)[0]
+            if key not in self.cold_done and key not in seen:
+                todo.append(s)
+                seen.add(key)
+        jobs, owners = [], []
+        for s in todo:
+            for params, x0 in _cold_starts(candidate_spec(self.spec, s), current.parameters, current.x0, n_starts):
+                job = self._job(s, current)
+                job["parameters"], job["x0"] = params, x0
+                jobs.append(job)
+                owners.append(self._canon(s)[0])
+        best: dict[frozenset[str], dict[str, Any]] = {}
+        for key, r in zip(owners, self._map(jobs) if jobs else [], strict=True):
+            if key not in best or r["objective"] < best[key]["objective"]:
+                best[key] = r
+        new = []
+        for key, r in best.items():
+            old = self.cache.get(key)
+            if old is None or r["objective"] < old.objective - 1e-6 * abs(old.objective):
+                new.append(Candidate.from_dict(r))
+        self.cold_done |= set(best)
+        if new:
+            self._store(new)
+        elif todo:
+            self.save()
         out = [self.lookup(s) for s in sets]
         return [c for c in out if c is not None]
 
@@ -693,10 +808,11 @@ def _swap_sets(spec: Spec, current: Candidate, full_edges: Sequence[str]) -> lis
 
 
 def _best_of_batches(search: _Search, sets: list[list[str]], current: Candidate, crit: str,
-                     batch: int) -> Candidate | None:
+                     batch: int, evaluate: Any = None) -> Candidate | None:
     """The first batch (of ``batch`` sets) containing a candidate better than ``current``: its best one."""
     for i in range(0, len(sets), max(1, batch)):
-        cands = search.evaluate(sets[i:i + batch], current)
+        chunk = sets[i:i + batch]
+        cands = evaluate(chunk) if evaluate is not None else search.evaluate(chunk, current)
         best = min(cands, key=lambda c: c.ic(crit), default=None)
         if best is not None and best.ic(crit) < current.ic(crit):
             return best
@@ -723,11 +839,54 @@ def _run_moves(search: _Search, strat: BackwardElimination, current: Candidate,
         if best is None and strat.swaps:
             best = _best_of_batches(search, _swap_sets(search.spec, current, full_edges), current, crit,
                                     max(2, 2 * search.workers))
+        if best is None and strat.cold_starts > 0:
+            best = _run_cold(search, strat, current)
         if best is None:
             break
         current = best
         search.accept(current)
     return current
+
+
+def _split_sets(spec: Spec, current: Candidate) -> list[list[str]]:
+    """Edge sets that hand one substrate of a satellite growing on several to a satellite absent from
+    ``current`` (the inverse of two satellites merged into one, a local minimum of the full fit)."""
+    parts = _edge_parts(spec)
+    sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    ups: dict[str, list[str]] = {}
+    for e in current.edges:
+        kind, org, _met = parts[e]
+        if kind == "uptake":
+            ups.setdefault(org, []).append(e)
+    absent = [y for y in sats if y not in ups]
+    if not absent:
+        return []
+    out = []
+    for edges in ups.values():
+        if len(edges) < 2:
+            continue
+        for e in edges:
+            met = parts[e][2]
+            f = next((f for f, (k, o, m) in parts.items() if k == "uptake" and o == absent[0] and m == met), None)
+            if f is not None:
+                out.append([x for x in current.edges if x != e] + [f])
+    return out
+
+
+def _run_cold(search: _Search, strat: BackwardElimination, current: Candidate) -> Candidate | None:
+    """Escape a local minimum of the warm-started search: refit the current model, its splits
+    (:func:`_split_sets`) and each of its single removals (least needed edge first; ``workers`` sets at a
+    time) from starts that re-initialise the satellites (:func:`_cold_starts`). A removal that asks
+    another satellite to take over a role needs the parameters to re-balance, which refits warm started
+    from the current model do not do (they land in worse local minima). Returns the first batch's best
+    candidate that improves the criterion, or None."""
+    crit = strat.criterion
+    current = search.rescore(current)
+    ranked = _ranked(current, _edge_size(search.spec), crit)
+    sets = ([list(current.edges)] + _split_sets(search.spec, current)
+            + [[x for x in current.edges if x != e] for e in ranked])
+    return _best_of_batches(search, sets, current, crit, max(1, search.workers),
+                            evaluate=lambda ss: search.evaluate_cold(ss, current, strat.cold_starts))
 
 
 def _run_threshold(search: _Search, strat: ThresholdRefit, current: Candidate) -> Candidate:
@@ -771,7 +930,7 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             search.accept(current)
         if isinstance(strategy, ThresholdRefit):
             current = _run_threshold(search, strategy, current)
-        elif strategy.add_back or strategy.swaps:
+        elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
             current = _run_moves(search, strategy, current, full_edges)
         else:
             current = _run_backward(search, strategy, current)

@@ -326,6 +326,8 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
     t_start = time.perf_counter()
     z = np.clip(np.asarray(z0, float), lb, ub)
     r, J = jac(z)
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+        raise SolverError("residuals or their Jacobian are not finite at the starting point")
     loss = 0.5 * float(r @ r)
     lam = 1e-3
     dmax = np.zeros(len(z))
@@ -358,6 +360,8 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
             except np.linalg.LinAlgError:
                 lam *= 4.0
                 continue
+            if not np.all(np.isfinite(cf)):     # J^T J overflowed
+                raise SolverError("the normal matrix of the residual Jacobian is not finite")
             v = np.zeros_like(z)
             v[free] = -_chol_solve(cf, g[free])
             # keep the step inside the box
@@ -378,13 +382,19 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
             ln = 0.5 * float(rn @ rn)
             pred = -(g @ v) - 0.5 * float(v @ A @ v)     # Gauss-Newton predicted decrease (>0)
             if np.isfinite(ln) and ln < loss:
+                rj, Jj = _finite_jac(jac, znew)
+                if rj is None:          # sensitivities fail or are not finite there: a failed trial step
+                    lam *= 2.0
+                    if lam > 1e16:
+                        break
+                    continue
                 actual = loss - ln
                 step = float(np.max(np.abs(znew - z)))
                 z = znew
                 lam = max(lam / 3.0, 1e-12)
                 accepted = True
                 small = small + 1 if (actual < ftol and pred < 10 * ftol) else 0
-                r, J = jac(z)
+                r, J = rj, Jj
                 loss = 0.5 * float(r @ r)
                 history.append(loss)
                 if callback is not None:
@@ -409,6 +419,18 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
             msg = "converged (no decrease possible)" if converged else "stalled (no acceptable step)"
             break
     return LMResult(z, loss, it, converged, msg, history)
+
+
+def _finite_jac(jac: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], z: np.ndarray
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(r, J) at ``z``, or (None, None) if the sensitivities fail or are not finite."""
+    try:
+        r, J = jac(z)
+    except SolverError:
+        return None, None
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+        return None, None
+    return r, J
 
 
 def _chol_solve(cf: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1077,7 +1077,7 @@ def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray
         try:
             res = levenberg_marquardt(lsq.fun, lsq.jac, z[free], st.lo[free], st.hi[free], max_iter=max_iter - its,
                                       max_time=max(deadline - time.time(), 0.0), stall_window=15, stall_tol=0.5)
-        except (ValueError, np.linalg.LinAlgError) as exc:   # non-finite Jacobian at the start
+        except (ValueError, np.linalg.LinAlgError, SolverError) as exc:   # non-finite Jacobian at the start
             info.update(iterations=its, message=f"failed: {exc}", seconds=time.time() - t)
             return z, info
         z = lsq.z(res.z)

@@ -173,3 +173,41 @@ def test_full_starts_break_the_satellite_symmetry():
         assert y1 != y2 and x0["Y1"] != x0["Y2"]
     # strong starts: satellite j prefers metabolite (j + shift) mod m
     assert starts[1][0]["a_M1_Y1"] > starts[1][0]["a_M2_Y1"] and starts[2][0]["a_M2_Y1"] > starts[2][0]["a_M1_Y1"]
+
+
+def test_cold_starts_reinitialise_satellites_only():
+    from symode.discover import _cold_starts
+    from symode.template import template_spec
+
+    spec = candidate_spec(template_spec(2, 3), ["prod:X->M1", "inhib:M1-|X", "uptake:M1->Y1", "uptake:M2->Y1",
+                                                  "uptake:M3->Y2", "prod:Y1->M2"])
+    fitted = {n: 7.0 * p.value + 0.01 for n, p in spec.parameters.items()}
+    x0 = {n: 0.123 for n in spec.states}
+    starts = _cold_starts(spec, fitted, x0, n_starts=3)
+    assert len(starts) == 3
+    for params, xs in starts:
+        # X's parameters and the metabolites' initial states stay at the fitted values
+        assert params["v_X_M1"] == fitted["v_X_M1"] and params["kinh_M1_X"] == fitted["kinh_M1_X"]
+        assert xs["M1"] == 0.123
+        # satellite parameters and initial states restart near the template's defaults
+        for n in ("mu_M1_Y1", "g_M3_Y2", "u_Y1_M2"):
+            assert 0.5 < params[n] / spec.parameters[n].value < 2.0
+        assert 0.5 < xs["Y1"] / spec.states["Y1"].x0 < 2.0
+    # Y1 (two substrates) prefers a different one of its own substrates in consecutive starts
+    assert (starts[0][0]["a_M1_Y1"] > starts[0][0]["a_M2_Y1"]) != (starts[1][0]["a_M1_Y1"] > starts[1][0]["a_M2_Y1"])
+
+
+def test_split_sets_hand_a_substrate_to_an_absent_satellite():
+    from symode.discover import _split_sets
+    from symode.template import template_spec
+
+    spec = template_spec(3, 3)
+    merged = Candidate(edges=["uptake:M1->Y2", "uptake:M2->Y2", "prod:Y2->M3", "uptake:M3->Y3"], parameters={},
+                       x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
+    splits = [sorted(s) for s in _split_sets(spec, merged)]
+    assert sorted(splits) == sorted([["prod:Y2->M3", "uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"],
+                                     ["prod:Y2->M3", "uptake:M1->Y2", "uptake:M2->Y1", "uptake:M3->Y3"]])
+    # every satellite present, or none grows on two substrates: nothing to split
+    full = Candidate(edges=[*merged.edges, "uptake:M3->Y1"], parameters={}, x0={}, objective=1.0, k=1, n_obs=10,
+                     aicc=1.0, bic=2.0)
+    assert _split_sets(spec, full) == []

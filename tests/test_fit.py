@@ -165,3 +165,39 @@ def test_multistart_parallel(hplc_model, short_data):
     res = fit(hplc_model.with_spec(spec), [short_data], progress=False, multistart=2, workers=2, max_iter=80)
     assert len(res.multistart) == 3
     assert res.objective <= min(s["objective"] for s in res.multistart) + 1e-6
+
+
+def test_levenberg_marquardt_rejects_points_whose_sensitivities_fail() -> None:
+    """A trial point whose residuals are fine but whose sensitivities fail (raise, or are not finite) is a
+    failed step, not a crash; a non-finite Jacobian at the start is a SolverError."""
+    from symode.errors import SolverError
+    from symode.fit import levenberg_marquardt
+
+    target = np.array([1.0, -2.0])
+
+    def fun(z: np.ndarray) -> np.ndarray:
+        return np.array([z[0] - target[0], 3.0 * (z[1] - target[1]), z[0] * z[1] - target[0] * target[1]])
+
+    def good_jac(z: np.ndarray) -> np.ndarray:
+        return np.array([[1.0, 0.0], [0.0, 3.0], [z[1], z[0]]])
+
+    for failure in ("raise", "nan"):
+        calls = {"n": 0}
+
+        def jac(z: np.ndarray, _failure: str = failure,
+                _calls: dict[str, int] = calls) -> tuple[np.ndarray, np.ndarray]:
+            _calls["n"] += 1
+            if _calls["n"] in (2, 3):          # the first two accepted trial points
+                if _failure == "raise":
+                    raise SolverError("forward sensitivities failed")
+                return fun(z), np.full((3, 2), np.nan)
+            return fun(z), good_jac(z)
+
+        res = levenberg_marquardt(fun, jac, np.array([4.0, 3.0]), np.full(2, -10.0), np.full(2, 10.0), geodesic=False)
+        assert res.converged, res.message
+        np.testing.assert_allclose(res.z, target, atol=1e-6)
+        assert calls["n"] > 3
+
+    with pytest.raises(SolverError):
+        levenberg_marquardt(fun, lambda z: (fun(z), np.full((3, 2), np.inf)), np.zeros(2), np.full(2, -10.0),
+                            np.full(2, 10.0))
