@@ -121,3 +121,31 @@ def test_template_reproduces_community_dev_truth(tmp_path: Path) -> None:
         want, got = ref.columns[name], traj[name]
         rel = np.max(np.abs(got - want) / np.abs(want))
         assert rel <= 1e-5, f"{name}: max relative error {rel:.3g}"
+
+
+def test_absent_satellite_stays_absent_with_every_integrator() -> None:
+    """{Y_j = 0} is invariant: an organism that is not inoculated must stay at exactly 0, also where it
+    could invade (here Y2 eats M2, which X makes, and Y1 eats M1). Rodas4's LU once swapped Y's
+    (diagonal-only) row with a metabolite row, and the roundoff it left grew into an invasion (auto) or
+    into |Y| ~ 1e174 returned with status 0 (stiff)."""
+    from symode.model import build_model
+
+    truth = {"satellites": 2, "metabolites": 2, "edges": {
+        "prod:X->M1": {"v": 0.003}, "prod:X->M2": {"v": 0.002},
+        "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "uptake:M2->Y2": {"mu": 0.9, "K": 0.05, "g": 2.0},
+        "prod:Y2->M1": {"u": 0.1}}}
+    tp = community_truth_params(truth)
+    model = build_model(template_spec(2, 2).with_values({**tp["parameters"], **tp["constants"]}, tp["x0"]))
+    p = model.parameter_vector()
+    times, D = np.array([0.0, 800.0]), np.array([0.15])
+    for absent in ("Y1", "Y2"):
+        i = model.states.index(absent)
+        x0 = model.x0_vector({absent: 0.0})
+        ref = model.backend.integrate(times, x0, p, D, rtol=1e-8, atol=1e-10, method="explicit")
+        assert ref.status == 0 and ref.x[-1, i] == 0.0
+        assert np.max(ref.x[-1]) > 0.1      # the others reach a nontrivial steady state
+        for method in ("stiff", "auto"):
+            r = model.backend.integrate(times, x0, p, D, rtol=1e-6, atol=1e-9, method=method)
+            assert r.status == 0, (absent, method)
+            assert r.x[-1, i] == 0.0, (absent, method, r.x[-1, i])
+            np.testing.assert_allclose(r.x[-1], ref.x[-1], rtol=1e-3, atol=1e-5, err_msg=f"{absent} {method}")

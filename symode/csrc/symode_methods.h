@@ -95,18 +95,28 @@ static const double RS_CM[6][5] = {
      0.1631930543123136e+02, -0.6058818238834054e+01}};
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
 
-/* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular). */
+/* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular).
+ *
+ * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
+ * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
+ * diagonal, and the Rosenbrock right-hand side of its row is exactly 0; keeping that row in place gives
+ * an exact 0 stage increment, where swapping it with a metabolite row that depends on Y would fill it
+ * in and leave a roundoff-size Y that later grows into an invasion the model does not contain. Taking a
+ * smaller pivot here is stable: the row has nothing to the right to amplify. */
 static inline int lu_factor(int n, double *A, int *piv)
 {
     int i, j, k, pk;
     for (k = 0; k < n; k++) {
         double amax = fabs(A[k + (size_t)k * n]), inv;
         double *colk = A + (size_t)k * n;
+        int singleton = amax > 0.0;
+        for (j = k + 1; singleton && j < n; j++) singleton = A[k + (size_t)j * n] == 0.0;
         pk = k;
-        for (i = k + 1; i < n; i++) {
-            double a = fabs(colk[i]);
-            if (a > amax) { amax = a; pk = i; }
-        }
+        if (!singleton)
+            for (i = k + 1; i < n; i++) {
+                double a = fabs(colk[i]);
+                if (a > amax) { amax = a; pk = i; }
+            }
         piv[k] = pk;
         if (!(amax > 0.0) || !isfinite(amax)) return 1;
         if (pk != k) {
