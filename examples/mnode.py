@@ -99,8 +99,8 @@ def random_truth(n: int, m: int, seed: int = 0) -> dict[str, Any]:
 
 def integrate_robust(model: Any, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray,
                      rtol: float = 1e-6, atol: float = 1e-9) -> np.ndarray:
-    """States at ``times``; explicit first (Rodas4 hits 'step size underflow' on some washout steady
-    states of the template), then auto / stiff with a step-size cap."""
+    """States at ``times``; explicit first (the cheapest for these non-stiff steady-state runs), then
+    auto / stiff with a step-size cap."""
     for method, hmax in (("explicit", 0.0), ("auto", 5.0), ("stiff", 5.0)):
         r = model.backend.integrate(times, x0, p, U, rtol=rtol, atol=atol, method=method, hmax=hmax)
         if r.status == 0 and np.all(np.isfinite(r.x)):
