@@ -469,6 +469,7 @@ class DiscoveryResult:
 
 
 FULL_TIME_UNKNOWNS = 45     # the full-template fit budget (``_Search.full_time``) is per this many unknowns
+REFIT_CPU_SHARE = 0.5       # CPU limit of one warm candidate refit, as a share of the full-template budget
 
 
 def _n_unknowns(spec: Spec, n_datasets: int = 1) -> int:
@@ -494,6 +495,7 @@ class _Search:
         self.workers, self.progress = workers, progress
         self.max_iter, self.max_time = max_iter, max_time
         self.full_time = 240.0
+        self._refit_cpu: float | None = None
         self.criterion: str | None = None     # set by discover(): early abandon of hopeless candidates
         self.full_starts: list[float] = []
         self.cache: dict[frozenset[str], Candidate] = {}
@@ -571,13 +573,30 @@ class _Search:
         sub = candidate_spec(self.spec, edges)
         params = dict(start.parameters) if start is not None else {}
         x0 = dict(start.x0) if start is not None else {}
+        # A warm refit of a sub-model needs far less than the cold multi-start fit of the full template: at
+        # most REFIT_CPU_SHARE of that budget in CPU time (under load, a refit that neither converges nor
+        # turns hopeless would otherwise run to ``max_time`` and hold up its whole batch).
         job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0,
-               "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time}
+               "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time,
+               "max_cpu": self.refit_cpu}
         if start is not None and self.criterion is not None:
             # The objective below which this candidate beats ``start`` under the criterion.
             aicc, bic = _criteria(0.0, _n_unknowns(sub, len(self.datasets)), start.n_obs)
             job["target"] = 0.5 * (start.ic(self.criterion) - (bic if self.criterion == "bic" else aicc))
         return job
+
+    @property
+    def refit_cpu(self) -> float:
+        """CPU limit of one warm candidate refit: :data:`REFIT_CPU_SHARE` of the full template's budget."""
+        if self._refit_cpu is None:
+            self._refit_cpu = REFIT_CPU_SHARE * self.full_budget(prunable_edges(self.spec))
+        return self._refit_cpu
+
+    def full_budget(self, edges: Sequence[str]) -> float:
+        """CPU seconds of the multi-start fit of the model with ``edges``: ``full_time`` per
+        :data:`FULL_TIME_UNKNOWNS` unknowns (at least ``full_time``)."""
+        k = _n_unknowns(candidate_spec(self.spec, list(edges)), len(self.datasets))
+        return self.full_time * max(1.0, k / FULL_TIME_UNKNOWNS)
 
     def evaluate_full(self, edges: list[str]) -> Candidate:
         """The full model from several symmetry-breaking starting points (:func:`_full_starts`): all of
@@ -589,8 +608,7 @@ class _Search:
         # The budget scales with the number of unknowns (per-iteration cost and iterations both grow) and
         # is CPU time (so a moderately busy machine does not stop the fit further from its optimum), with a
         # wall-clock cap of 1.25 times that (so a very busy one does not make discovery take forever).
-        k = _n_unknowns(candidate_spec(self.spec, edges), len(self.datasets))
-        budget = self.full_time * max(1.0, k / FULL_TIME_UNKNOWNS)
+        budget = self.full_budget(edges)
         jobs = []
         for params, x0 in _full_starts(self.spec, n_starts=max(4, self.workers)):
             job = self._job(edges, None)
