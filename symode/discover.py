@@ -274,14 +274,16 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
         # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
         # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
         # ``max_cpu`` bounds the fit's CPU time (load-independent, unlike ``max_time``).
+        # ``patience`` stretches those iteration counts (cold starts begin far from their optimum).
         target = job.get("target")
         last = {"z": z}
         cpu0, max_cpu = time.process_time(), job.get("max_cpu")
+        n1, n2 = (round(n * job.get("patience", 1.0)) for n in (30, 80))
 
         def watch(it: int, zz: np.ndarray, loss: float) -> None:
             last["z"] = zz
-            if target is not None and ((it >= 30 and loss > 1.25 * target + 50) or
-                                       (it >= 80 and loss > 1.05 * target + 10)):
+            if target is not None and ((it >= n1 and loss > 1.25 * target + 50) or
+                                       (it >= n2 and loss > 1.05 * target + 10)):
                 raise _Hopeless
             if max_cpu is not None and time.process_time() - cpu0 > max_cpu:
                 raise _Hopeless
@@ -469,6 +471,7 @@ class DiscoveryResult:
 
 
 FULL_TIME_UNKNOWNS = 45     # the full-template fit budget (``_Search.full_time``) is per this many unknowns
+COLD_PATIENCE = 3.0         # cold refits are abandoned as hopeless only after 3x the iterations of warm ones
 REFIT_CPU_SHARE = 0.5       # CPU limit of one warm candidate refit, as a share of the full-template budget
 
 
@@ -666,11 +669,15 @@ class _Search:
         out = [self.lookup(s) for s in sets]
         return [c for c in out if c is not None]
 
-    def evaluate_cold(self, sets: Sequence[list[str]], current: Candidate, n_starts: int) -> list[Candidate]:
+    def evaluate_cold(self, sets: Sequence[list[str]], current: Candidate, n_starts: int,
+                      extra: dict[frozenset[str], list[tuple[dict[str, float], dict[str, float]]]] | None = None
+                      ) -> list[Candidate]:
         """Refit the candidate edge sets from ``n_starts`` starts each that re-initialise the satellites
-        (:func:`_cold_starts`; X's parameters and the metabolite initial states from ``current``), in
-        parallel. A cold fit replaces the cached fit of its set when it is better; every set is cold-fitted
-        at most once. Returns the (best) fit of each set."""
+        (:func:`_cold_starts`; X's parameters and the metabolite initial states from ``current``), plus
+        the starts ``extra`` gives for a set (by its edge set), in parallel. A cold fit replaces the cached
+        fit of its set when it is better; every set is cold-fitted at most once. Returns the (best) fit of
+        each set."""
+        extra = extra or {}
         sets = [effective_edges(self.spec, s) for s in sets]
         todo, seen = [], set()
         for s in sets:
@@ -680,9 +687,12 @@ class _Search:
                 seen.add(key)
         jobs, owners = [], []
         for s in todo:
-            for params, x0 in _cold_starts(candidate_spec(self.spec, s), current.parameters, current.x0, n_starts):
+            starts = (_cold_starts(candidate_spec(self.spec, s), current.parameters, current.x0, n_starts)
+                      + extra.get(frozenset(s), []))
+            for params, x0 in starts:
                 job = self._job(s, current)
                 job["parameters"], job["x0"] = params, x0
+                job["patience"] = COLD_PATIENCE
                 jobs.append(job)
                 owners.append(self._canon(s)[0])
         best: dict[frozenset[str], dict[str, Any]] = {}
@@ -867,8 +877,16 @@ def _run_moves(search: _Search, strat: BackwardElimination, current: Candidate,
 
 
 def _split_sets(spec: Spec, current: Candidate) -> list[list[str]]:
+    """The edge sets of :func:`_split_moves`."""
+    return [edges for edges, _donor, _new in _split_moves(spec, current)]
+
+
+def _split_moves(spec: Spec, current: Candidate) -> list[tuple[list[str], str, str]]:
     """Edge sets that hand one substrate of a satellite growing on several to a satellite absent from
-    ``current`` (the inverse of two satellites merged into one, a local minimum of the full fit)."""
+    ``current`` (the inverse of two satellites merged into one, a local minimum of the full fit), each
+    also in a compound form where every other satellite that eats that substrate stops eating it (when
+    the role was spread over two satellites, neither the split nor that removal alone improves). Each
+    with the donor's uptake edge and the absent satellite's new one: (edges, donor edge, new edge)."""
     parts = _edge_parts(spec)
     sats = [s.name for s in spec.states.values() if s.role == "satellite"]
     ups: dict[str, list[str]] = {}
@@ -886,9 +904,30 @@ def _split_sets(spec: Spec, current: Candidate) -> list[list[str]]:
         for e in edges:
             met = parts[e][2]
             f = next((f for f, (k, o, m) in parts.items() if k == "uptake" and o == absent[0] and m == met), None)
-            if f is not None:
-                out.append([x for x in current.edges if x != e] + [f])
+            if f is None:
+                continue
+            split = [x for x in current.edges if x != e] + [f]
+            out.append((split, e, f))
+            others = [x for x in split if x != f and parts[x][0] == "uptake" and parts[x][2] == met
+                      and len(ups[parts[x][1]]) > 1]          # not a satellite's only substrate
+            if others:
+                out.append(([x for x in split if x not in others], e, f))
     return out
+
+
+def _transplant_start(spec: Spec, current: Candidate, donor: str, new: str) -> tuple[dict[str, float],
+                                                                                     dict[str, float]]:
+    """A start for a split: ``current``'s values, the new uptake edge with the donor edge's parameters
+    (strength, maximal rate, yield), and the absent satellite inoculated like the donor."""
+    params, x0 = dict(current.parameters), dict(current.x0)
+    d, n = spec.interaction(donor), spec.interaction(new)
+    for role, name in d.params.items():
+        target = n.params.get(role)
+        if isinstance(name, str) and isinstance(target, str) and name in params and target in spec.parameters:
+            params[target] = _clip_param(spec, target, params[name])
+    if d.target in x0 and n.target in spec.states:
+        x0[str(n.target)] = x0[str(d.target)]
+    return params, x0
 
 
 def _run_cold(search: _Search, strat: BackwardElimination, current: Candidate) -> Candidate | None:
@@ -901,10 +940,15 @@ def _run_cold(search: _Search, strat: BackwardElimination, current: Candidate) -
     crit = strat.criterion
     current = search.rescore(current)
     ranked = _ranked(current, _edge_size(search.spec), crit)
-    sets = ([list(current.edges)] + _split_sets(search.spec, current)
+    splits = _split_moves(search.spec, current)
+    extra: dict[frozenset[str], list[tuple[dict[str, float], dict[str, float]]]] = {}
+    for edges, donor, new in splits:
+        key = frozenset(effective_edges(search.spec, edges))
+        extra.setdefault(key, []).append(_transplant_start(search.spec, current, donor, new))
+    sets = ([list(current.edges)] + [edges for edges, _d, _n in splits]
             + [[x for x in current.edges if x != e] for e in ranked])
     return _best_of_batches(search, sets, current, crit, max(1, search.workers),
-                            evaluate=lambda ss: search.evaluate_cold(ss, current, strat.cold_starts))
+                            evaluate=lambda ss: search.evaluate_cold(ss, current, strat.cold_starts, extra))
 
 
 def _run_threshold(search: _Search, strat: ThresholdRefit, current: Candidate) -> Candidate:

@@ -211,3 +211,35 @@ def test_split_sets_hand_a_substrate_to_an_absent_satellite():
     full = Candidate(edges=[*merged.edges, "uptake:M3->Y1"], parameters={}, x0={}, objective=1.0, k=1, n_obs=10,
                      aicc=1.0, bic=2.0)
     assert _split_sets(spec, full) == []
+
+
+def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
+    """Two satellites each on two substrates with a shared one, the third absent (the 3x3 bench failure):
+    neither handing the shared substrate to the absent satellite nor dropping it alone improves; the
+    compound set does both and is the one-substrate-each structure."""
+    from symode.discover import _split_sets
+    from symode.template import template_spec
+
+    spec = template_spec(3, 3)
+    spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"], parameters={},
+                       x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
+    splits = [sorted(s) for s in _split_sets(spec, spread)]
+    assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M2->Y3", "uptake:M3->Y3"] in splits      # plain split
+    assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"] in splits                       # compound
+    # a satellite's only substrate is never taken away
+    assert all(any(e.endswith("->Y3") for e in s) and any(e.endswith("->Y1") for e in s) for s in splits)
+
+
+def test_transplant_start_gives_the_new_edge_the_donor_values():
+    from symode.discover import _split_moves, _transplant_start
+    from symode.template import template_spec
+
+    spec = template_spec(3, 3)
+    spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"],
+                       parameters={"a_M2_Y1": 7.0, "mu_M2_Y1": 0.55, "g_M2_Y1": 1.9, "a_M2_Y2": 0.0},
+                       x0={"Y1": 0.3, "Y2": 0.0}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
+    moves = {(d, n) for _edges, d, n in _split_moves(spec, spread)}
+    assert ("uptake:M2->Y1", "uptake:M2->Y2") in moves
+    params, x0 = _transplant_start(spec, spread, "uptake:M2->Y1", "uptake:M2->Y2")
+    assert (params["a_M2_Y2"], params["mu_M2_Y2"], params["g_M2_Y2"]) == (7.0, 0.55, 1.9)
+    assert params["a_M2_Y1"] == 7.0 and x0["Y2"] == 0.3 and spread.x0["Y2"] == 0.0   # current is not modified
