@@ -654,15 +654,20 @@ class _Search:
                 self.bar.set_postfix_str(f"{len(c.edges)} edges, objective {c.objective:.6g}")
         self.save()
 
-    def evaluate(self, sets: Sequence[list[str]], start: Candidate | None) -> list[Candidate]:
-        """Fit the candidate edge sets (in parallel, warm started from ``start``), cached."""
+    def _pending(self, sets: Sequence[list[str]], done: Any) -> tuple[list[list[str]], list[list[str]]]:
+        """(the effective edge sets of ``sets``, those whose canonical key is not in ``done``, each once)."""
         sets = [effective_edges(self.spec, s) for s in sets]
         todo, seen = [], set()
         for s in sets:
             key = self._canon(s)[0]
-            if key not in self.cache and key not in seen:
+            if key not in done and key not in seen:
                 todo.append(s)
                 seen.add(key)
+        return sets, todo
+
+    def evaluate(self, sets: Sequence[list[str]], start: Candidate | None) -> list[Candidate]:
+        """Fit the candidate edge sets (in parallel, warm started from ``start``), cached."""
+        sets, todo = self._pending(sets, self.cache)
         if todo:
             results = self._map([self._job(s, start) for s in todo])
             self._store([Candidate.from_dict(r) for r in results])
@@ -678,13 +683,7 @@ class _Search:
         fit of its set when it is better; every set is cold-fitted at most once. Returns the (best) fit of
         each set."""
         extra = extra or {}
-        sets = [effective_edges(self.spec, s) for s in sets]
-        todo, seen = [], set()
-        for s in sets:
-            key = self._canon(s)[0]
-            if key not in self.cold_done and key not in seen:
-                todo.append(s)
-                seen.add(key)
+        sets, todo = self._pending(sets, self.cold_done)
         jobs, owners = [], []
         for s in todo:
             starts = (_cold_starts(candidate_spec(self.spec, s), current.parameters, current.x0, n_starts)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from symode.codegen import structure
+from symode.data import Dataset
 from symode.errors import SpecError
 from symode.gradient import Problem, finite_difference_gradient, loss_and_gradient
 from symode.model import build_model
@@ -149,8 +150,6 @@ def test_l2_penalty_gradient(tiny):
 
 
 def test_training_reduces_the_loss(tiny):
-    from symode.data import Dataset
-
     spec, _, data = tiny
     data = Dataset(times=data.times, columns={k: np.maximum(v, 0.0) if k in ("S", "X") else v
                                               for k, v in data.columns.items()}, time_column="time_h")
@@ -189,13 +188,18 @@ def test_mlp_numpy_jacobian_matches_finite_differences():
     assert np.max(np.abs(J - fd)) < 1e-8 * max(1.0, np.max(np.abs(J)))
 
 
+def _steady_chemostat_data(seed: int, a_range: tuple[float, float], b_range: tuple[float, float]) -> Dataset:
+    """48 h of a chemostat at D = 0.2 with constant X and S and A, B scattered uniformly in their ranges."""
+    t = np.arange(0.0, 48.0, 0.25)
+    rng = np.random.default_rng(seed)
+    return make_dataset(t, {"D": np.full(len(t), 0.2)}, {"X": np.full(len(t), 50.0), "S": np.full(len(t), 10.0),
+                                                        "A": rng.uniform(*a_range, len(t)),
+                                                        "B": rng.uniform(*b_range, len(t))})
+
+
 def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate():
     spec = load_spec(SPECS / "chemostat-neural.yaml")
-    t = np.arange(0.0, 48.0, 0.25)
-    rng = np.random.default_rng(1)
-    data = make_dataset(t, {"D": np.full(len(t), 0.2)}, {"X": np.full(len(t), 50.0), "S": np.full(len(t), 10.0),
-                                                        "A": rng.uniform(0.05, 0.15, len(t)),
-                                                        "B": rng.uniform(0.1, 0.3, len(t))})
+    data = _steady_chemostat_data(1, (0.05, 0.15), (0.1, 0.3))
     term = spec.neural[0]
     med = {"A": [float(np.median(data.columns["A"]))], "B": [float(np.median(data.columns["B"]))]}
     for kwargs, share_a in (({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)):
@@ -263,11 +267,7 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
     from symode.neural import balanced_rates
 
     spec = load_spec(SPECS / "chemostat-neural.yaml")
-    t = np.arange(0.0, 48.0, 0.25)
-    rng = np.random.default_rng(2)
-    data = make_dataset(t, {"D": np.full(len(t), 0.2)}, {"X": np.full(len(t), 50.0), "S": np.full(len(t), 10.0),
-                                                        "A": rng.uniform(0.02, 0.06, len(t)),
-                                                        "B": rng.uniform(0.04, 0.08, len(t))})
+    data = _steady_chemostat_data(2, (0.02, 0.06), (0.04, 0.08))
     term = spec.neural[0]
     w = warm_start(spec, data, emphasis=1)
     share = 0.4
