@@ -931,8 +931,9 @@ def _transplant_start(spec: Spec, current: Candidate, donor: str, new: str) -> t
 
 def _run_cold(search: _Search, strat: BackwardElimination, current: Candidate) -> Candidate | None:
     """Escape a local minimum of the warm-started search: refit the current model, its splits
-    (:func:`_split_sets`) and each of its single removals (least needed edge first; ``workers`` sets at a
-    time) from starts that re-initialise the satellites (:func:`_cold_starts`). A removal that asks
+    (:func:`_split_moves`; each also from a :func:`_transplant_start`) and each of its single removals
+    (least needed edge first; ``workers`` sets at a time) from starts that re-initialise the satellites
+    (:func:`_cold_starts`). A removal that asks
     another satellite to take over a role needs the parameters to re-balance, which refits warm started
     from the current model do not do (they land in worse local minima). Returns the first batch's best
     candidate that improves the criterion, or None."""
