@@ -39,7 +39,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,10 +292,8 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
             res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
                                       max_time=job["max_time"], callback=watch)
             z, conv = res.z, res.converged
-        except _Hopeless:
-            z, conv = last["z"], False
-        except (SolverError, ValueError, np.linalg.LinAlgError):   # sensitivities failed: keep the best point
-            z, conv = last["z"], False
+        except (_Hopeless, SolverError, ValueError, np.linalg.LinAlgError):
+            z, conv = last["z"], False          # abandoned, or the sensitivities failed: keep the best point
     loss = fp.loss(z)
     if not np.isfinite(loss):
         loss = 1e300
@@ -835,7 +833,8 @@ def _swap_sets(spec: Spec, current: Candidate, full_edges: Sequence[str]) -> lis
 
 
 def _best_of_batches(search: _Search, sets: list[list[str]], current: Candidate, crit: str,
-                     batch: int, evaluate: Any = None) -> Candidate | None:
+                     batch: int, evaluate: Callable[[list[list[str]]], list[Candidate]] | None = None
+                     ) -> Candidate | None:
     """The first batch (of ``batch`` sets) containing a candidate better than ``current``: its best one."""
     for i in range(0, len(sets), max(1, batch)):
         chunk = sets[i:i + batch]
@@ -873,11 +872,6 @@ def _run_moves(search: _Search, strat: BackwardElimination, current: Candidate,
         current = best
         search.accept(current)
     return current
-
-
-def _split_sets(spec: Spec, current: Candidate) -> list[list[str]]:
-    """The edge sets of :func:`_split_moves`."""
-    return [edges for edges, _donor, _new in _split_moves(spec, current)]
 
 
 def _split_moves(spec: Spec, current: Candidate) -> list[tuple[list[str], str, str]]:

@@ -736,6 +736,11 @@ def _warm_start(spec: Spec, data: Dataset, *, emphasis: int | None, k_factor: fl
     return out
 
 
+def _spec_weights(spec: Spec) -> dict[str, float]:
+    """The network weights' values in ``spec``."""
+    return {n: spec.parameters[n].value for n in spec.neural_weights}
+
+
 #: Share of a metabolite's turnover that :func:`balanced_rates` assigns to its consumption (the rest leaves
 #: with the outflow).
 CONSUMPTION_SHARE = 0.5
@@ -1051,7 +1056,11 @@ def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray
 
     t = time.time()
     prob = st.problem(horizon)
-    lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
+
+    def make_lsq(zz: np.ndarray) -> _LSQ:      # with the start's current solver
+        return _LSQ(st.model, st.unk, prob, zz, free, st.rtol, st.atol, counter, st.zero, st.solver)
+
+    lsq = make_lsq(z)
     r0 = lsq.fun(z[free])
     n_obs = prob.n_observations
     info: dict[str, Any] = {"horizon": horizon if horizon is not None else "training block",
@@ -1067,7 +1076,7 @@ def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray
         return True
 
     if not np.all(np.isfinite(r0)) and switch(z):
-        lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
+        lsq = make_lsq(z)
         r0 = lsq.fun(z[free])
     if not np.all(np.isfinite(r0)) or deadline - t <= 0:
         info.update(iterations=0, message="skipped (solver failure or time limit)", seconds=time.time() - t)
@@ -1087,7 +1096,7 @@ def _lm_stage(st: _Setup, z: np.ndarray, horizon: float | None, free: np.ndarray
         if not (res.message.startswith("stalled") and lsq.failed is not None and its < max_iter
                 and time.time() < deadline and switch(lsq.z(lsq.failed))):
             break
-        lsq = _LSQ(st.model, st.unk, prob, z, free, st.rtol, st.atol, counter, st.zero, st.solver)
+        lsq = make_lsq(z)
         if not np.all(np.isfinite(lsq.fun(z[free]))):
             break
     r = lsq.fun(z[free])[:prob.n_observations]
@@ -1117,9 +1126,7 @@ def _hybrid_worker(job: dict[str, Any]) -> dict[str, Any]:
             balance = bool(warm.pop("balance", False))
             values = warm_start(st.model.spec, st.data, **warm)
             if balance:
-                values.update(balanced_rates(st.model.spec, st.data, {**{n: st.model.spec.parameters[n].value
-                                                                         for n in st.model.spec.neural_weights},
-                                                                      **values}))
+                values.update(balanced_rates(st.model.spec, st.data, {**_spec_weights(st.model.spec), **values}))
             index = {n: k for k, n in enumerate(st.unk.names)}
             for n, v in values.items():
                 if n in index:
@@ -1283,8 +1290,7 @@ def _fit_hybrid(spec: Spec | str | Path, data: Dataset, *, time_limit: float, wo
     early = [(h, "mech", 20) for h in (kept[:2] or [None])] + [(h, "all", stage_iter) for h in (kept or [None])]
     base = dict(spec=spec, data=data, holdout=holdout, rtol=rtol, atol=atol, solver=SOLVER)
     starts = default_starts(spec, extra_starts)
-    weights = {n: spec.parameters[n].value for n in spec.neural_weights}
-    if not balanced_rates(spec, data, weights):     # nothing to balance: the balanced starts are duplicates
+    if not balanced_rates(spec, data, _spec_weights(spec)):     # nothing to balance: the balanced starts are duplicates
         starts = [(n, w) for n, w in starts if not (w or {}).get("balance")]
     n_par = min(workers, len(starts))
     share = 0.5 * time_limit * n_par / len(starts)   # fair share of the explore phase

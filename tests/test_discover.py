@@ -198,32 +198,32 @@ def test_cold_starts_reinitialise_satellites_only():
 
 
 def test_split_sets_hand_a_substrate_to_an_absent_satellite():
-    from symode.discover import _split_sets
+    from symode.discover import _split_moves
     from symode.template import template_spec
 
     spec = template_spec(3, 3)
     merged = Candidate(edges=["uptake:M1->Y2", "uptake:M2->Y2", "prod:Y2->M3", "uptake:M3->Y3"], parameters={},
                        x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
-    splits = [sorted(s) for s in _split_sets(spec, merged)]
+    splits = [sorted(s) for s, _donor, _new in _split_moves(spec, merged)]
     assert sorted(splits) == sorted([["prod:Y2->M3", "uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"],
                                      ["prod:Y2->M3", "uptake:M1->Y2", "uptake:M2->Y1", "uptake:M3->Y3"]])
     # every satellite present, or none grows on two substrates: nothing to split
     full = Candidate(edges=[*merged.edges, "uptake:M3->Y1"], parameters={}, x0={}, objective=1.0, k=1, n_obs=10,
                      aicc=1.0, bic=2.0)
-    assert _split_sets(spec, full) == []
+    assert _split_moves(spec, full) == []
 
 
 def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
     """Two satellites each on two substrates with a shared one, the third absent (the 3x3 bench failure):
     neither handing the shared substrate to the absent satellite nor dropping it alone improves; the
     compound set does both and is the one-substrate-each structure."""
-    from symode.discover import _split_sets
+    from symode.discover import _split_moves
     from symode.template import template_spec
 
     spec = template_spec(3, 3)
     spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"], parameters={},
                        x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
-    splits = [sorted(s) for s in _split_sets(spec, spread)]
+    splits = [sorted(s) for s, _donor, _new in _split_moves(spec, spread)]
     assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M2->Y3", "uptake:M3->Y3"] in splits      # plain split
     assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"] in splits                       # compound
     # a satellite's only substrate is never taken away
