@@ -663,12 +663,35 @@ class _Search:
                 seen.add(key)
         return sets, todo
 
+    def improvable(self, edges: Sequence[str], start: Candidate | None) -> bool:
+        """Whether a warm refit of the cached fit of ``edges`` from ``start`` provably ends lower: ``edges``
+        is ``start`` without one edge e, and ``start``'s objective with e knocked out (the warm refit's
+        starting value, an upper bound of its result) is below the cached objective. A removal first
+        fitted from an earlier, worse model can sit in a far-off local minimum; it is refitted when the
+        search reaches it again from a model where it is a small step."""
+        if start is None or not start.knockout:
+            return False
+        dropped = set(start.edges) - set(edges)
+        if len(dropped) != 1 or not set(edges) <= set(start.edges):
+            return False
+        bound = start.objective + start.knockout.get(dropped.pop(), math.inf)
+        c = self.lookup(edges)
+        return c is not None and c.objective > bound + 1e-6 * abs(bound) + 1e-9
+
     def evaluate(self, sets: Sequence[list[str]], start: Candidate | None) -> list[Candidate]:
-        """Fit the candidate edge sets (in parallel, warm started from ``start``), cached."""
+        """Fit the candidate edge sets (in parallel, warm started from ``start``), cached; a cached fit is
+        reused unless a warm refit from ``start`` is sure to improve it (:meth:`improvable`)."""
         sets, todo = self._pending(sets, self.cache)
+        keys = {self._canon(s)[0] for s in todo}
+        for s in sets:
+            key = self._canon(s)[0]
+            if key not in keys and self.improvable(s, start):
+                todo.append(s)
+                keys.add(key)
         if todo:
-            results = self._map([self._job(s, start) for s in todo])
-            self._store([Candidate.from_dict(r) for r in results])
+            results = [Candidate.from_dict(r) for r in self._map([self._job(s, start) for s in todo])]
+            self._store([c for c in results if (old := self.cache.get(self._canon(c.edges)[0])) is None
+                         or c.objective < old.objective])
         out = [self.lookup(s) for s in sets]
         return [c for c in out if c is not None]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,31 @@ def _edge_style(kind: str) -> dict[str, Any]:
     return EDGE_STYLE.get(kind, EDGE_STYLE["other"])
 
 
+LABEL_BOX = (0.5, 0.18)     # (width, height) in layout units that two edge labels' centres must keep apart
+
+
+def _label_point(p1: tuple[float, float], p2: tuple[float, float], rad: float,
+                 placed: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Where to print an edge's label: on the arc3 curve from ``p1`` to ``p2`` (quadratic Bezier
+    B(t) = (1-t)^2 p1 + 2t(1-t) c + t^2 p2 with control point c = midpoint + rad (dy, -dx)), at the first
+    of t = 0.5, 0.38, 0.62, 0.28, 0.72 whose label box (:data:`LABEL_BOX`) clears every label already
+    ``placed`` (edges that cross at their midpoints would otherwise print their labels on top of each
+    other), else at the t farthest from them."""
+    (x1, y1), (x2, y2) = p1, p2
+    cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
+    best, best_d = (0.0, 0.0), -1.0
+    for t in (0.5, 0.38, 0.62, 0.28, 0.72):
+        a, b, c = (1 - t) ** 2, 2 * t * (1 - t), t ** 2
+        pt = (a * x1 + b * cx + c * x2, a * y1 + b * cy + c * y2)
+        d = min((max(abs(pt[0] - q[0]) / LABEL_BOX[0], abs(pt[1] - q[1]) / LABEL_BOX[1]) for q in placed),
+                default=math.inf)
+        if d >= 1.0:
+            return pt
+        if d > best_d:
+            best, best_d = pt, d
+    return best
+
+
 def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
                strengths: Mapping[str, float] | None = None, title: str | None = None) -> None:
     """Draw the community graph to a PNG or SVG file (chosen by the extension), atomically.
@@ -275,6 +300,7 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
     pairs: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for u, v, k in G.edges(keys=True):
         pairs.setdefault(tuple(sorted((str(u), str(v)))), []).append((u, v, k))  # type: ignore[arg-type]
+    placed: list[tuple[float, float]] = []      # edge-label positions so far (labels must not overlap)
     for (a, _b), edges in pairs.items():
         n_par = len(edges)
         for i, (u, v, k) in enumerate(edges):
@@ -305,9 +331,8 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
                                             alpha=alpha, shrinkA=2, shrinkB=3, mutation_scale=1.0, zorder=2)
             ax.add_patch(arrow)
             if s is not None and s != 0:
-                (x1, y1), (x2, y2) = pos[u], pos[v]
-                lx = (x1 + x2) / 2 + rad * (y2 - y1) / 2
-                ly = (y1 + y2) / 2 - rad * (x2 - x1) / 2
+                lx, ly = _label_point(pos[u], pos[v], rad, placed)
+                placed.append((lx, ly))
                 ax.text(lx, ly, f"{s:.3g}", fontsize=7, ha="center", va="center", color=style["color"], zorder=5,
                         bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
                               "alpha": 0.8})
