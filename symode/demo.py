@@ -107,12 +107,9 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 1) -> dict[str, obje
 
 def _demo_discover(out: Path, *, seed: int = 1) -> dict[str, object]:
     """Issue 5: structure discovery on a small template (1 satellite x 2 metabolites, 10 edges) with
-    5 days of synthetic data from a sparse truth (4 edges); skipped if symode.discover is unavailable."""
-    try:
-        from .discover import discover, synthetic_case
-    except ImportError:
-        print("  (symode.discover not available: skipping structure discovery)")
-        return {}
+    5 days of synthetic data from a sparse truth (4 edges)."""
+    from .discover import discover, synthetic_case
+
     true = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
             "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
     print("  structure discovery (symode discover) on the 1x2 community template, 5 days of synthetic data ...")

@@ -12,7 +12,8 @@ Strategies (pass one as ``strategy=``):
   without refitting, minus what the criterion saves by dropping its parameters; Wald statistics as a
   fallback) and refit candidate models without the least needed edge and without the group of edges
   whose knockout alone already pays (in parallel, warm started); accept the candidate with the lowest
-  criterion (BIC by default) while it improves on the current model. Then a local search: re-add each
+  criterion (BIC by default) while it improves on the current model. A removal cached from an earlier
+  model is refitted from the current one (once) unless it already beats it. Then a local search: re-add each
   pruned edge, or exchange a kept edge for a pruned one of the same kind sharing its organism or
   metabolite; after every improvement, eliminate again. When none of these warm-started moves improves,
   the model, its splits (a substrate of a satellite growing on several handed to an absent satellite)
