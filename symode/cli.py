@@ -530,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "select the model by BIC/AICc. Writes OUTDIR/discovery.json, pruned.yaml, "
                                    "report.md; resumes from OUTDIR/discovery-checkpoint.json.")
     p.add_argument("spec", help="template spec (edges marked prunable)")
-    p.add_argument("--data", required=True, metavar="CSV", help="data set")
+    p.add_argument("--data", required=True, action="append", metavar="CSV",
+                   help="data file (repeat for several experiments sharing the parameters)")
     p.add_argument("--params", metavar="FILE", help="parameter values overriding the spec's")
     p.add_argument("-o", "--output", default="discover-out", metavar="DIR", help="output directory")
     p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",

@@ -126,3 +126,37 @@ def test_demo_quick(tmp_path):
     assert r.returncode == 0, r.stderr
     for name in ("experiment.csv", "truth_states.csv", "trajectories.png", "graph.png"):
         assert (tmp_path / "demo" / name).exists()
+
+
+@pytest.mark.slow
+def test_discover_two_experiments_and_bad_data(tmp_path, capsys):
+    """`symode discover` with two --data files (the tiny 1x2 template, 3 days each) keeps the true edges;
+    a data file without a needed column is a located one-line error with exit code 2."""
+    import json
+
+    from symode.discover import synthetic_case
+    from symode.synth import dataset_to_csv_text
+
+    true = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
+            "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
+    files = []
+    for seed in (3, 4):
+        spec, data, _ = synthetic_case(1, 2, true, days=3, seed=seed, metabolite_every=4)
+        files.append(tmp_path / f"exp{seed}.csv")
+        files[-1].write_text(dataset_to_csv_text(data))
+    spec_file = tmp_path / "t.yaml"
+    spec_file.write_text(spec.to_yaml())
+    out = tmp_path / "out"
+    assert main(["discover", str(spec_file), "--data", str(files[0]), "--data", str(files[1]), "-o", str(out),
+                 "-q", "--workers", "1"]) == 0
+    d = json.loads((out / "discovery.json").read_text())
+    assert sorted(d["kept_edges"]) == sorted(true)
+    bad = tmp_path / "bad.csv"
+    lines = files[0].read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, h in enumerate(header) if h != "M1"]
+    bad.write_text("\n".join(",".join(row.split(",")[i] for i in keep) for row in lines) + "\n")
+    capsys.readouterr()
+    assert main(["discover", str(spec_file), "--data", str(bad), "-o", str(tmp_path / "o2"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.csv" in err[0] and "M1" in err[0]
