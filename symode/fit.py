@@ -132,6 +132,7 @@ class FitProblem:
                                                  float(self.x0_base[e][i])))
         self.names = [u.name for u in self.unknowns]
         self.scales = [u.scale for u in self.unknowns]
+        self.scales_log = np.array([s == "log" for s in self.scales], dtype=bool)   # unknowns on a log scale
         zb = np.array([u.z_bounds() for u in self.unknowns]).reshape(-1, 2)
         self.lb, self.ub = zb[:, 0], zb[:, 1]
         self.n_obs = sum(p.n_observations for p in self.problems)
@@ -165,8 +166,16 @@ class FitProblem:
         return np.clip(z, self.lb + span, self.ub - span)
 
     def natural(self, z: np.ndarray) -> np.ndarray:
-        """Natural-space values, kept inside the bounds (exp(log(b)) can round past b)."""
-        out = np.array([math.exp(v) if s == "log" else v for v, s in zip(z, self.scales, strict=True)])
+        """Natural-space values, kept inside the bounds (exp(log(b)) can round past b). A log-scale value
+        beyond the float range (a wild trial step on an unbounded parameter) is a SolverError, which
+        the residuals turn into a failed point."""
+        out = np.asarray(z, dtype=np.float64).copy()
+        log = self.scales_log
+        with np.errstate(over="ignore"):
+            out[log] = np.exp(out[log])
+        if not np.all(np.isfinite(out)):
+            bad = [u.name for u, v in zip(self.unknowns, out, strict=True) if not math.isfinite(v)]
+            raise SolverError(f"parameter value out of the floating-point range: {', '.join(bad)}")
         for k, u in enumerate(self.unknowns):
             if u.lower is not None and out[k] < u.lower:
                 out[k] = u.lower
@@ -188,7 +197,8 @@ class FitProblem:
         return p, x0s
 
     def dtheta_dz(self, z: np.ndarray) -> np.ndarray:
-        return np.array([math.exp(v) if s == "log" else 1.0 for v, s in zip(z, self.scales, strict=True)])
+        with np.errstate(over="ignore"):
+            return np.where(self.scales_log, np.exp(np.where(self.scales_log, z, 0.0)), 1.0)
 
     # -- gauge (exact symmetries) --------------------------------------------------------------------
     def set_gauge(self, directions: np.ndarray | None, ref: np.ndarray, weight: float = 1.0) -> None:
@@ -489,7 +499,8 @@ class MultipleShooting:
                          for v, sc in zip(x, self.state_scale, strict=True)])
 
     def _from_s(self, s: np.ndarray) -> np.ndarray:
-        return np.array([math.exp(v) if sc == "log" else v for v, sc in zip(s, self.state_scale, strict=True)])
+        with np.errstate(over="ignore"):     # an overflow is an infinite state: a failed trial point
+            return np.array([np.exp(v) if sc == "log" else v for v, sc in zip(s, self.state_scale, strict=True)])
 
     def initial(self, z: np.ndarray) -> np.ndarray:
         """Segment starts from the data (observed states) and a simulation at z (hidden ones)."""

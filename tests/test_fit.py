@@ -201,3 +201,22 @@ def test_levenberg_marquardt_rejects_points_whose_sensitivities_fail() -> None:
     with pytest.raises(SolverError):
         levenberg_marquardt(fun, lambda z: (fun(z), np.full((3, 2), np.inf)), np.zeros(2), np.full(2, -10.0),
                             np.full(2, 10.0))
+
+
+def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> None:
+    """A trial step far out on an unbounded log-scale unknown (exp overflows) is a failed point with the
+    failure residuals, not an OverflowError that crashes the fit (seen in a discover bench run)."""
+    from symode.errors import SolverError
+    from symode.fit import FAIL_RESIDUAL, FitProblem
+
+    fp = FitProblem(hplc_model, [short_data])
+    z = fp.z_from_values()
+    k = next(i for i, s in enumerate(fp.scales) if s == "log")
+    bad = z.copy()
+    bad[k] = 1e4
+    with pytest.raises(SolverError, match=fp.names[k]):
+        fp.natural(bad)
+    r = fp.residuals(bad)
+    assert np.all(r[: fp.n_obs] == FAIL_RESIDUAL)
+    assert np.isfinite(fp.loss(z)) and np.all(np.isfinite(fp.natural(z)))
+    np.testing.assert_allclose(fp.dtheta_dz(z)[k], np.exp(z[k]))
