@@ -175,7 +175,8 @@ class FitProblem:
             out[log] = np.exp(out[log])
         if not np.all(np.isfinite(out)):
             bad = [u.name for u, v in zip(self.unknowns, out, strict=True) if not math.isfinite(v)]
-            raise SolverError(f"parameter value out of the floating-point range: {', '.join(bad)}")
+            raise SolverError(f"{', '.join(bad)}: not a finite number (a log-scale step past the floating-point "
+                              "range)")
         for k, u in enumerate(self.unknowns):
             if u.lower is not None and out[k] < u.lower:
                 out[k] = u.lower
