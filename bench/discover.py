@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import time
 
@@ -60,7 +61,7 @@ def _cpu() -> float:
 
 def run_case(name: str, days: float, workers: int, seed: int = 1, out: str | None = None) -> dict[str, object]:
     """Discover the edges of one case; precision and recall of the kept edge set against the truth."""
-    n, m = (int(v.rstrip("abcdefgh")) for v in name.split("x"))
+    n, m = (int(v) for v in re.match(r"(\d+)x(\d+)", name).groups())  # type: ignore[union-attr]  # "3x2b": 3, 2
     spec, data, truth = synthetic_case(n, m, CASES[name], days=days, seed=seed)
     true = _rename_edges(spec, set(CASES[name]))
     t0, c0, l0 = time.perf_counter(), _cpu(), os.getloadavg()[0]

@@ -42,6 +42,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -497,7 +498,6 @@ class _Search:
         self.workers, self.progress = workers, progress
         self.max_iter, self.max_time = max_iter, max_time
         self.full_time = 240.0
-        self._refit_cpu: float | None = None
         self.criterion: str | None = None     # set by discover(): early abandon of hopeless candidates
         self.full_starts: list[float] = []
         self.cache: dict[frozenset[str], Candidate] = {}
@@ -590,12 +590,10 @@ class _Search:
             job["target"] = 0.5 * (start.ic(self.criterion) - (bic if self.criterion == "bic" else aicc))
         return job
 
-    @property
+    @cached_property
     def refit_cpu(self) -> float:
         """CPU limit of one warm candidate refit: :data:`REFIT_CPU_SHARE` of the full template's budget."""
-        if self._refit_cpu is None:
-            self._refit_cpu = REFIT_CPU_SHARE * self.full_budget(prunable_edges(self.spec))
-        return self._refit_cpu
+        return REFIT_CPU_SHARE * self.full_budget(prunable_edges(self.spec))
 
     def full_budget(self, edges: Sequence[str]) -> float:
         """CPU seconds of the multi-start fit of the model with ``edges``: ``full_time`` per
@@ -696,15 +694,21 @@ class _Search:
         if todo:
             results = [Candidate.from_dict(r) for r in self._map([self._job(s, start) for s in todo])]
             if start is not None:
-                self.warm_from |= {(k, self._canon(start.edges)[0]) for k in keys}
-            better = [c for c in results if (old := self.cache.get(self._canon(c.edges)[0])) is None
-                      or c.objective < old.objective]
-            if better:
-                self._store(better)
-            else:
-                self.save()
+                start_key = self._canon(start.edges)[0]
+                self.warm_from |= {(k, start_key) for k in keys}
+            self._keep_better(results)
         out = [self.lookup(s) for s in sets]
         return [c for c in out if c is not None]
+
+    def _keep_better(self, cands: Sequence[Candidate], rtol: float = 0.0) -> None:
+        """Cache (and checkpoint) the fits that are new or lower than the cached fit of their edge set by
+        more than ``rtol`` relative; checkpoint anyway (the caller's bookkeeping changed)."""
+        better = [c for c in cands if (old := self.cache.get(self._canon(c.edges)[0])) is None
+                  or c.objective < old.objective - rtol * abs(old.objective)]
+        if better:
+            self._store(better)
+        else:
+            self.save()
 
     def evaluate_cold(self, sets: Sequence[list[str]], current: Candidate, n_starts: int,
                       extra: dict[frozenset[str], list[tuple[dict[str, float], dict[str, float]]]] | None = None
@@ -730,16 +734,9 @@ class _Search:
         for key, r in zip(owners, self._map(jobs) if jobs else [], strict=True):
             if key not in best or r["objective"] < best[key]["objective"]:
                 best[key] = r
-        new = []
-        for key, r in best.items():
-            old = self.cache.get(key)
-            if old is None or r["objective"] < old.objective - 1e-6 * abs(old.objective):
-                new.append(Candidate.from_dict(r))
-        self.cold_done |= set(best)
-        if new:
-            self._store(new)
-        elif todo:
-            self.save()
+        if best:
+            self.cold_done |= set(best)
+            self._keep_better([Candidate.from_dict(r) for r in best.values()], rtol=1e-6)
         out = [self.lookup(s) for s in sets]
         return [c for c in out if c is not None]
 
