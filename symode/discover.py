@@ -1081,6 +1081,7 @@ def write_discovery(res: DiscoveryResult, out: Path) -> dict[str, Path]:
 def _plot_path(res: DiscoveryResult, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from .io import atomic_write_bytes
 
@@ -1094,6 +1095,7 @@ def _plot_path(res: DiscoveryResult, path: Path) -> None:
     ax.plot(n, [c.aicc - aicc0 for c in res.path], "s--", label="AICc - min")
     ax.axvline(len(res.kept_edges), color="k", lw=0.8, ls=":", label="selected")
     ax.set_xlabel("number of edges")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("criterion (relative)")
     ax.set_yscale("symlog", linthresh=10.0)
     ax.invert_xaxis()
