@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from symode.demo import ORIGINAL_TRUE  # noqa: E402
-from symode.design import (  # noqa: E402
+from symode.cli.demo import ORIGINAL_TRUE  # noqa: E402
+from symode.design.core import (  # noqa: E402
     GOOD_REL_SE,
     Constraints,
     Design,
@@ -40,8 +40,8 @@ from symode.design import (  # noqa: E402
     simulate_design_data,
     undetermined_explanations,
 )
-from symode.spec import load_spec  # noqa: E402
-from symode.synth import smooth_dilution  # noqa: E402
+from symode.solve.synth import smooth_dilution  # noqa: E402
+from symode.spec.schema import load_spec  # noqa: E402
 
 
 def original_design(problem: DesignProblem) -> Design:
@@ -60,7 +60,7 @@ def pct(v: float) -> str:
 def closed_loop(problem: DesignProblem, design: Design, rel: dict[str, float], *, seed: int,
                 max_time: float) -> dict:
     try:
-        from symode.fit import fit
+        from symode.fit.core import fit
     except ImportError as exc:   # fitting not available yet
         return {"skipped": f"symode.fit unavailable ({exc})"}
     spec_true, data = simulate_design_data(problem, design, seed=seed)

@@ -25,7 +25,7 @@ import re
 import resource
 import time
 
-from symode.discover import discover, satellite_relabelling, synthetic_case
+from symode.discover.core import discover, satellite_relabelling, synthetic_case
 
 # True communities (truth.json "edges" format); satellite j grows on metabolite k, X makes some metabolites
 # and is inhibited by some. Satellites are numbered canonically (by lowest-numbered substrate).
@@ -80,7 +80,7 @@ def run_case(name: str, days: float, workers: int, seed: int = 1, out: str | Non
 def truth_bic(spec: object, data: object, edges: list[str], truth: dict[str, dict[str, float]]) -> float:
     """BIC of the true edge set refitted from the true values: a selected model with a lower BIC than this
     is what the criterion prefers on these data (a data limit); a higher one is a search failure."""
-    from symode.discover import _fit_candidate, candidate_spec
+    from symode.discover.core import _fit_candidate, candidate_spec
 
     job = {"spec": candidate_spec(spec, edges).to_dict(), "edges": edges,  # type: ignore[arg-type]
            "parameters": truth["parameters"], "x0": truth["x0"], "datasets": [data], "max_iter": 300,
@@ -89,7 +89,7 @@ def truth_bic(spec: object, data: object, edges: list[str], truth: dict[str, dic
 
 
 def _rename_edges(spec: object, edges: set[str]) -> set[str]:
-    from symode.discover import _rename
+    from symode.discover.core import _rename
 
     return set(_rename(sorted(edges), satellite_relabelling(spec, sorted(edges))))  # type: ignore[arg-type]
 

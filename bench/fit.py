@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from symode.data import read_csv
-from symode.fit import FitProblem, fit
-from symode.gradient import Problem, loss_and_gradient
-from symode.model import build_model
-from symode.solve import simulate
+from symode.fit.core import FitProblem, fit
+from symode.solve.model import build_model
+from symode.solve.sensitivity import Problem, loss_and_gradient
+from symode.solve.simulation import simulate
+from symode.spec.data import read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 

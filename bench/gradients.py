@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import apply_params, build_model, load_spec, read_csv, simulate  # noqa: E402
-from symode.gradcheck import rel_error  # noqa: E402
-from symode.gradient import METHODS, Problem, loss_and_gradient, time_call  # noqa: E402
-from symode.synth import make_dataset, noisy_observations, smooth_dilution  # noqa: E402
+from symode.solve.gradcheck import rel_error  # noqa: E402
+from symode.solve.sensitivity import METHODS, Problem, loss_and_gradient, time_call  # noqa: E402
+from symode.solve.synth import make_dataset, noisy_observations, smooth_dilution  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 RTOL, ATOL = 1e-8, 1e-10
@@ -49,7 +49,7 @@ def casadi_cvodes_gradient(problem: Problem, p: np.ndarray, x0: np.ndarray, tol:
     """loss and gradient via CasADi: CVODES per interval, mapaccum over intervals, reverse-mode AD."""
     import casadi as ca
 
-    from symode.codegen import to_casadi
+    from symode.codegen.casadi import to_casadi
 
     model = problem.model
     sym = model.symbolic
@@ -127,7 +127,7 @@ def bench_chemostat(quick: bool) -> list[str]:
 
 
 def bench_templates(quick: bool) -> list[str]:
-    from symode.template import template_spec
+    from symode.graph.template import template_spec
 
     sizes = [1, 2] if quick else [1, 2, 4, 8]
     names = [m for m in SYMODE_METHODS]
@@ -153,7 +153,7 @@ def bench_templates(quick: bool) -> list[str]:
                                       problem.times, x0, p, problem.U, rtol=RTOL, atol=ATOL, method="auto"),
                                   rounds=5)
                 ratios.append(f"{ratio:.1f}")
-            from symode.gradient import Auto
+            from symode.solve.sensitivity import Auto
 
             picked = Auto().choose(problem, False).name
             rows.append(f"| {n} x {m} | {len(model.states)} | {len(model.parameters)} | {fwd * 1e3:.2f} ms | "

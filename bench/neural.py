@@ -24,11 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from symode import build_model, codegen, load_spec, read_csv  # noqa: E402
-from symode.codegen import neural_codegen  # noqa: E402
+from symode import build_model, load_spec, read_csv  # noqa: E402
+from symode.codegen import casadi as codegen  # noqa: E402
+from symode.codegen.casadi import neural_codegen  # noqa: E402
 from symode.errors import SymodeError  # noqa: E402
-from symode.gradient import Problem, loss_and_gradient  # noqa: E402
-from symode.spec import spec_from_dict  # noqa: E402
+from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
+from symode.spec.schema import spec_from_dict  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 RTOL, ATOL = 1e-8, 1e-10

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import build_model, load_spec, read_csv, simulate  # noqa: E402
-from symode.neural import fit_hybrid, mlp_numpy, propose_replacement, write_training  # noqa: E402
+from symode.hybrid.neural import fit_hybrid, propose_replacement, write_training  # noqa: E402
+from symode.symbolic.mlp import mlp_numpy  # noqa: E402
 
 #: Robustness data sets (true parameters of model (1), initial states, noise/dilution seed).
 SETS: dict[str, dict] = {
@@ -56,8 +57,8 @@ SETS: dict[str, dict] = {
 
 def make_data(out: Path) -> None:
     """Write the SETS data sets into out/<name>/."""
-    from symode.spec import spec_from_dict
-    from symode.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+    from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+    from symode.spec.schema import spec_from_dict
 
     base = load_spec(ROOT / "specs" / "chemostat.yaml").to_dict()
     for name in ("A", "B"):

@@ -45,12 +45,12 @@ sys.path.insert(0, str(ROOT))
 from scipy.optimize import least_squares, minimize  # noqa: E402
 
 from symode import build_model, load_spec, simulate  # noqa: E402
-from symode.data import Dataset  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
-from symode.gradient import Problem, loss_and_gradient  # noqa: E402
+from symode.hybrid.neural import l2_penalty, train  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
-from symode.neural import l2_penalty, train  # noqa: E402
-from symode.synth import make_dataset  # noqa: E402
+from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
+from symode.solve.synth import make_dataset  # noqa: E402
+from symode.spec.data import Dataset  # noqa: E402
 
 PAPER = {30: (0.1642, 0.3937), 50: (0.1502, 0.3202), 100: (0.1346, 0.1813)}
 NOISE = 0.1

@@ -11,12 +11,12 @@ Public API (each CLI command is a thin layer over these):
 - :func:`build_graph`, :func:`graph_to_spec`, :func:`draw_graph` — the community graph.
 """
 
-from .data import Dataset, read_csv
-from .errors import DataError, ExpressionError, SolverError, SpecError, SymodeError
-from .model import Model, build_model
-from .params import apply_params, load_params
-from .solve import Trajectory, simulate
-from .spec import Spec, dump_spec, load_spec, loads_spec
+from symode.errors import DataError, ExpressionError, SolverError, SpecError, SymodeError
+from symode.solve.model import Model, build_model
+from symode.solve.simulation import Trajectory, simulate
+from symode.spec.data import Dataset, read_csv
+from symode.spec.params import apply_params, load_params
+from symode.spec.schema import Spec, dump_spec, load_spec, loads_spec
 
 __all__ = [
     "DataError", "Dataset", "ExpressionError", "Model", "SolverError", "Spec", "SpecError", "SymodeError",
@@ -27,11 +27,15 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: networkx/matplotlib are only imported when used
     if name in ("build_graph", "graph_to_spec", "draw_graph"):
-        from . import graph
+        if name == "draw_graph":
+            from symode.viz.graph import draw_graph
 
-        return getattr(graph, name)
+            return draw_graph
+        from symode.graph import community
+
+        return getattr(community, name)
     if name == "template_spec":
-        from .template import template_spec
+        from symode.graph.template import template_spec
 
         return template_spec
     raise AttributeError(name)

@@ -19,6 +19,6 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def chemostat_model():
-    from symode.model import build_model
+    from symode.solve.model import build_model
 
     return build_model(SPECS / "chemostat.yaml")

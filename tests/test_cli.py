@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from symode.cli import build_parser, main
-from symode.spec import load_spec
+from symode.cli.main import build_parser, main
+from symode.spec.schema import load_spec
 
 from .conftest import SPECS
 
@@ -134,8 +134,8 @@ def test_discover_two_experiments_and_bad_data(tmp_path, capsys):
     a data file without a needed column is a located one-line error with exit code 2."""
     import json
 
-    from symode.discover import synthetic_case
-    from symode.synth import dataset_to_csv_text
+    from symode.discover.core import synthetic_case
+    from symode.solve.synth import dataset_to_csv_text
 
     true = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
             "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}

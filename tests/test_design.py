@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from symode.demo import ORIGINAL_TRUE
-from symode.design import (
+from symode.cli.demo import ORIGINAL_TRUE
+from symode.design.core import (
     Constraints,
     Design,
     DesignProblem,
@@ -24,8 +24,8 @@ from symode.design import (
     random_baseline,
 )
 from symode.errors import SymodeError
-from symode.solve import simulate
-from symode.spec import load_spec
+from symode.solve.simulation import simulate
+from symode.spec.schema import load_spec
 
 from .conftest import SPECS
 
@@ -174,7 +174,7 @@ def test_budget_and_options(problem):
 
 @pytest.mark.slow
 def test_cli_design_writes_report_and_json(tmp_path):
-    from symode.cli import main
+    from symode.cli.main import main
 
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"parameters": ORIGINAL_TRUE}))

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from symode.discover import CHECKPOINT, Candidate, candidate_spec, discover, effective_edges, synthetic_case
-from symode.model import build_model
-from symode.solve import simulate
-from symode.spec import load_spec
+from symode.discover.core import CHECKPOINT, Candidate, candidate_spec, discover, effective_edges, synthetic_case
+from symode.solve.model import build_model
+from symode.solve.simulation import simulate
+from symode.spec.schema import load_spec
 
 TRUE = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
         "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
@@ -75,7 +75,7 @@ def test_resume_from_checkpoint(run, case, tmp_path):
 
 
 def test_absent_satellite_drops_its_edges():
-    from symode.template import template_spec
+    from symode.graph.template import template_spec
 
     spec = template_spec(2, 1)
     edges = ["prod:X->M1", "uptake:M1->Y1", "prod:Y2->M1", "inhib:M1-|Y2"]
@@ -86,8 +86,8 @@ def test_absent_satellite_drops_its_edges():
 
 
 def test_satellite_relabelling_orders_by_lowest_substrate():
-    from symode.discover import satellite_relabelling
-    from symode.template import template_spec
+    from symode.discover.core import satellite_relabelling
+    from symode.graph.template import template_spec
 
     spec = template_spec(3, 3)
     # Y1 eats M3, Y2 is absent, Y3 eats M1 and produces M2: canonical Y3 -> Y1, Y1 -> Y2, Y2 (absent) -> Y3.
@@ -102,9 +102,9 @@ def test_satellite_relabelling_orders_by_lowest_substrate():
 
 
 def test_relabelling_is_a_symmetry_of_the_template_only():
-    from symode.discover import _rename, candidate_spec, satellite_relabelling
-    from symode.spec import spec_from_dict
-    from symode.template import template_dict, template_spec
+    from symode.discover.core import _rename, candidate_spec, satellite_relabelling
+    from symode.graph.template import template_dict, template_spec
+    from symode.spec.schema import spec_from_dict
 
     spec = template_spec(2, 2)
     edges = ["uptake:M2->Y1", "uptake:M1->Y2", "prod:Y2->M2"]
@@ -124,8 +124,8 @@ def test_relabelling_is_a_symmetry_of_the_template_only():
 def test_effective_edges_matches_candidate_spec():
     import random
 
-    from symode.discover import prunable_edges
-    from symode.template import template_spec
+    from symode.discover.core import prunable_edges
+    from symode.graph.template import template_spec
 
     rng = random.Random(0)
     for n, m in ((2, 2), (3, 2)):
@@ -138,8 +138,8 @@ def test_effective_edges_matches_candidate_spec():
 
 
 def test_search_cache_shares_fits_of_relabelled_models(case):
-    from symode.discover import _Search, _swap_sets, prunable_edges
-    from symode.template import template_spec
+    from symode.discover.core import _Search, _swap_sets, prunable_edges
+    from symode.graph.template import template_spec
 
     spec = template_spec(3, 2)
     search = _Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,
@@ -161,8 +161,8 @@ def test_search_cache_shares_fits_of_relabelled_models(case):
 
 
 def test_full_starts_break_the_satellite_symmetry():
-    from symode.discover import _full_starts
-    from symode.template import template_spec
+    from symode.discover.core import _full_starts
+    from symode.graph.template import template_spec
 
     starts = _full_starts(template_spec(2, 3), n_starts=4)
     assert len(starts) == 4
@@ -176,8 +176,8 @@ def test_full_starts_break_the_satellite_symmetry():
 
 
 def test_cold_starts_reinitialise_satellites_only():
-    from symode.discover import _cold_starts
-    from symode.template import template_spec
+    from symode.discover.core import _cold_starts
+    from symode.graph.template import template_spec
 
     spec = candidate_spec(template_spec(2, 3), ["prod:X->M1", "inhib:M1-|X", "uptake:M1->Y1", "uptake:M2->Y1",
                                                   "uptake:M3->Y2", "prod:Y1->M2"])
@@ -198,8 +198,8 @@ def test_cold_starts_reinitialise_satellites_only():
 
 
 def test_split_sets_hand_a_substrate_to_an_absent_satellite():
-    from symode.discover import _split_moves
-    from symode.template import template_spec
+    from symode.discover.core import _split_moves
+    from symode.graph.template import template_spec
 
     spec = template_spec(3, 3)
     merged = Candidate(edges=["uptake:M1->Y2", "uptake:M2->Y2", "prod:Y2->M3", "uptake:M3->Y3"], parameters={},
@@ -217,8 +217,8 @@ def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
     """Two satellites each on two substrates with a shared one, the third absent (the 3x3 bench failure):
     neither handing the shared substrate to the absent satellite nor dropping it alone improves; the
     compound set does both and is the one-substrate-each structure."""
-    from symode.discover import _split_moves
-    from symode.template import template_spec
+    from symode.discover.core import _split_moves
+    from symode.graph.template import template_spec
 
     spec = template_spec(3, 3)
     spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"], parameters={},
@@ -231,8 +231,8 @@ def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
 
 
 def test_transplant_start_gives_the_new_edge_the_donor_values():
-    from symode.discover import _split_moves, _transplant_start
-    from symode.template import template_spec
+    from symode.discover.core import _split_moves, _transplant_start
+    from symode.graph.template import template_spec
 
     spec = template_spec(3, 3)
     spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"],
@@ -249,8 +249,8 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
     """The 3x3 bench failure: the true structure was first fitted (badly) as a removal from an earlier
     model; reached again as a one-edge removal of a new model, it is refitted warm from that model, once;
     a cached removal that already beats the new model under the criterion is reused."""
-    from symode.discover import _Search
-    from symode.template import template_spec
+    from symode.discover.core import _Search
+    from symode.graph.template import template_spec
 
     spec = template_spec(2, 2)
     search = _Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,

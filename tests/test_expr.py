@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from symode.errors import ExpressionError, SpecError
-from symode.expr import FUNCTIONS, MAX_DEPTH, MAX_EXPONENT, MAX_LENGTH, free_names, parse_expression
+from symode.spec.expr import FUNCTIONS, MAX_DEPTH, MAX_EXPONENT, MAX_LENGTH, free_names, parse_expression
 
 NAMES = ["x", "y", "S", "mu_1", "KA"]
 SETTINGS = settings(max_examples=150, deadline=None)

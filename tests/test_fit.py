@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symode.cli import main
-from symode.spec import load_spec
-from symode.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+from symode.cli.main import main
+from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
+from symode.spec.schema import load_spec
 
 from .conftest import SPECS
 
@@ -22,7 +22,7 @@ REQUIRED = {"parameters", "x0", "confidence_intervals", "identifiable", "objecti
 
 @pytest.fixture(scope="module")
 def hplc_model():
-    from symode.model import build_model
+    from symode.solve.model import build_model
 
     return build_model(SPECS / "chemostat-hplc.yaml")
 
@@ -30,7 +30,7 @@ def hplc_model():
 @pytest.fixture(scope="module")
 def short_data(hplc_model):
     """Model (1) with X, S, A and B observed every 15 min for 4 days, D(t) varying strongly."""
-    from symode.solve import simulate
+    from symode.solve.simulation import simulate
 
     times = np.arange(0, 4 * 24 * 4 + 1) * 0.25
     D = smooth_dilution(times, seed=3, amplitude=0.05, min_period=6.0, max_period=48.0)
@@ -47,7 +47,7 @@ def _start(spec_path: Path, factor: float = 1.6):
 
 
 def test_recovery_short_informative(hplc_model, short_data):
-    from symode.fit import fit
+    from symode.fit.core import fit
 
     spec = _start(SPECS / "chemostat-hplc.yaml")
     model = hplc_model.with_spec(spec)
@@ -72,8 +72,8 @@ def test_recovery_short_informative(hplc_model, short_data):
 
 
 def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
-    from symode.fit import fit
-    from symode.report import write_outputs
+    from symode.fit.core import fit
+    from symode.report.fit import write_outputs
 
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
     model = hplc_model.with_spec(spec)
@@ -141,15 +141,15 @@ def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     assert fitj["symmetries"]
     assert (out / "report.md").exists() and (out / "fit_observables.png").exists()
     fitted = load_spec(out / "fitted.yaml")
-    from symode.model import build_model
-    from symode.solve import simulate
+    from symode.solve.model import build_model
+    from symode.solve.simulation import simulate
 
     traj = simulate(build_model(fitted), data=short_data)
     assert np.all(np.isfinite(traj.x))
 
 
 def test_latin_hypercube_strata():
-    from symode.fit import latin_hypercube
+    from symode.optim.sampling import latin_hypercube
 
     pts = latin_hypercube(np.array([0.0, -1.0]), np.array([1.0, np.inf]), 10, seed=1)
     assert pts.shape == (10, 2)
@@ -159,7 +159,7 @@ def test_latin_hypercube_strata():
 
 @pytest.mark.slow
 def test_multistart_parallel(hplc_model, short_data):
-    from symode.fit import fit
+    from symode.fit.core import fit
 
     spec = _start(SPECS / "chemostat-hplc.yaml")
     res = fit(hplc_model.with_spec(spec), [short_data], progress=False, multistart=2, workers=2, max_iter=80)
@@ -171,7 +171,7 @@ def test_levenberg_marquardt_rejects_points_whose_sensitivities_fail() -> None:
     """A trial point whose residuals are fine but whose sensitivities fail (raise, or are not finite) is a
     failed step, not a crash; a non-finite Jacobian at the start is a SolverError."""
     from symode.errors import SolverError
-    from symode.fit import levenberg_marquardt
+    from symode.optim.lm import levenberg_marquardt
 
     target = np.array([1.0, -2.0])
 
@@ -207,7 +207,7 @@ def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> 
     """A trial step far out on an unbounded log-scale unknown (exp overflows) is a failed point with the
     failure residuals, not an OverflowError that crashes the fit (seen in a discover bench run)."""
     from symode.errors import SolverError
-    from symode.fit import FAIL_RESIDUAL, FitProblem
+    from symode.fit.core import FAIL_RESIDUAL, FitProblem
 
     fp = FitProblem(hplc_model, [short_data])
     z = fp.z_from_values()

@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 
 from symode.errors import SolverError
-from symode.gradcheck import rel_error
-from symode.gradient import (
-    METHODS,
-    Problem,
-    finite_difference_gradient,
-    loss,
-    loss_and_gradient,
-)
-from symode.model import build_model
-from symode.solve import simulate
-from symode.spec import load_spec, loads_spec
-from symode.synth import make_dataset, noisy_observations, smooth_dilution
+from symode.solve.gradcheck import rel_error
+from symode.solve.model import build_model
+from symode.solve.sensitivity import METHODS, Problem, finite_difference_gradient, loss, loss_and_gradient
+from symode.solve.simulation import simulate
+from symode.solve.synth import make_dataset, noisy_observations, smooth_dilution
+from symode.spec.schema import load_spec, loads_spec
 
 from .conftest import SPECS
 
@@ -167,7 +161,7 @@ def test_linear_input_gradient():
 def test_gradcheck_cli_json(tmp_path, shared_data, capsys):
     import json
 
-    from symode.cli import main
+    from symode.cli.main import main
 
     rc = main(["gradcheck", str(SPECS / "chemostat.yaml"), "--data", str(shared_data / "chemostat-dev" / "data.csv"),
                "--window", "0:3", "--json", "--methods", "forward", "adjoint"])

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symode.graph import (
+from symode.graph.community import (
     build_graph,
-    draw_graph,
     graph_to_spec,
     prune_unused_parameters,
     remove_interactions,
     used_parameters,
 )
-from symode.model import build_model
-from symode.spec import Spec, load_spec, loads_spec, spec_from_dict
-from symode.symbolic import build_symbolic
-from symode.template import template_spec
+from symode.graph.template import template_spec
+from symode.solve.model import build_model
+from symode.spec.schema import Spec, load_spec, loads_spec, spec_from_dict
+from symode.symbolic.rhs import build_symbolic
+from symode.viz.graph import draw_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"
@@ -162,7 +162,7 @@ def test_draw_graph_rejects_unknown_format(tmp_path: Path) -> None:
 
 
 def test_labels_of_edges_crossing_at_their_midpoints_do_not_overlap():
-    from symode.graph import LABEL_BOX, _label_point
+    from symode.viz.graph import LABEL_BOX, _label_point
 
     placed: list[tuple[float, float]] = []
     for p1, p2 in [((0.0, 1.0), (4.0, -1.0)), ((0.0, -1.0), (4.0, 1.0)), ((0.0, 0.0), (4.0, 0.0))]:

@@ -8,18 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from symode.identifiability import (
+from symode.identifiability.core import (
     CHI2_1,
-    Symmetry,
     cramer_rao,
     fisher_analysis,
-    invariant_combinations,
     log_jacobian,
     profile_likelihood,
     render_markdown,
-    scaling_symmetries,
 )
-from symode.spec import load_spec, spec_from_dict
+from symode.spec.schema import load_spec, spec_from_dict
+from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling_symmetries
 
 from .conftest import SPECS
 
@@ -75,7 +73,7 @@ def test_chemostat_has_three_scaling_symmetries(chemostat_symmetries):
 
 
 def test_symmetries_leave_observables_unchanged(chemostat_model, chemostat_symmetries):
-    from symode.solve import simulate
+    from symode.solve.simulation import simulate
 
     params = {"gA": 0.5, "gB": 2.0, "vA": 3e-4, "vB": 6e-3, "muA": 0.15, "muB": 0.5, "KA": 0.5, "IA": 50.0,
               "KB": 0.2, "IB": 2.0}
@@ -313,8 +311,8 @@ def test_profile_reports_a_better_optimum_and_solver_errors():
 # ---------------------------------------------------------------------------------------------------
 
 def test_chemostat_dev_symmetry_parameters_not_identifiable(shared_data, chemostat_model, chemostat_symmetries):
-    from symode.data import read_csv
-    from symode.gradient import Problem, loss_and_gradient
+    from symode.solve.sensitivity import Problem, loss_and_gradient
+    from symode.spec.data import read_csv
 
     truth = json.loads((shared_data / "chemostat-dev" / "truth.json").read_text())
     spec = chemostat_model.spec.with_values({**truth["parameters"], **truth["constants"]}, truth["x0"])

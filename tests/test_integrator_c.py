@@ -1,4 +1,4 @@
-"""Tests for the C ODE integrator (symode/csrc/symode_integrator.c).
+"""Tests for the C ODE integrator (symode/codegen/csrc/symode_integrator.c).
 
 Compiles tests/csrc/test_integrator_main.c together with the integrator, runs it and asserts on its
 "OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CSRC = ROOT / "symode" / "csrc"
+CSRC = ROOT / "symode" / "codegen" / "csrc"
 INTEGRATOR = CSRC / "symode_integrator.c"
 DRIVER = ROOT / "tests" / "csrc" / "test_integrator_main.c"
 

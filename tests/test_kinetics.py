@@ -11,9 +11,9 @@ import sympy as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from symode import kinetics
-from symode.spec import load_spec, loads_spec
-from symode.symbolic import SymbolicModel, build_symbolic
+from symode.spec.schema import load_spec, loads_spec
+from symode.symbolic import kinetics
+from symode.symbolic.rhs import SymbolicModel, build_symbolic
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=150, deadline=None)

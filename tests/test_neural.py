@@ -7,15 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from symode.codegen import structure
-from symode.data import Dataset
+from symode.codegen.casadi import structure
 from symode.errors import SpecError
-from symode.gradient import Problem, finite_difference_gradient, loss_and_gradient
-from symode.model import build_model
-from symode.neural import l2_penalty, mlp_numpy, mlp_numpy_jacobian, propose_replacement, train, warm_start
-from symode.solve import simulate
-from symode.spec import load_spec, loads_spec, spec_from_dict
-from symode.synth import make_dataset, noisy_observations
+from symode.hybrid.neural import l2_penalty, propose_replacement, train, warm_start
+from symode.solve.model import build_model
+from symode.solve.sensitivity import Problem, finite_difference_gradient, loss_and_gradient
+from symode.solve.simulation import simulate
+from symode.solve.synth import make_dataset, noisy_observations
+from symode.spec.data import Dataset
+from symode.spec.schema import load_spec, loads_spec, spec_from_dict
+from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
 from .conftest import SHARED, SPECS
 
@@ -163,7 +164,7 @@ def test_training_reduces_the_loss(tiny):
 
 
 def test_propose_replacement_recovers_monod():
-    from symode.spec import NeuralTerm
+    from symode.spec.schema import NeuralTerm
 
     term = NeuralTerm(id="g", inputs=["A"], outputs=["r"], hidden=[])
     A = np.linspace(0.01, 2.0, 60)
@@ -210,7 +211,7 @@ def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate():
 
 
 def _fit_cli(spec_path, csv_path, out, *extra):
-    from symode.cli import main
+    from symode.cli.main import main
 
     return main(["fit", str(spec_path), "--data", str(csv_path), "-o", str(out), "--quiet", *extra])
 
@@ -219,8 +220,8 @@ def test_symode_fit_trains_a_neural_spec_end_to_end(tiny, tmp_path):
     """`symode fit` on a spec with neural terms goes to the hybrid training and writes the usual outputs."""
     import json
 
-    from symode.data import Dataset
-    from symode.synth import dataset_to_csv_text
+    from symode.solve.synth import dataset_to_csv_text
+    from symode.spec.data import Dataset
 
     spec, _, data = tiny
     data = Dataset(times=data.times, columns={k: np.maximum(v, 0.0) if k in ("S", "X") else v
@@ -248,7 +249,7 @@ def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
     (tmp_path / "data.csv").write_text("\n".join(lines[: 1 + 4 * 72 + 1]) + "\n")
     assert _fit_cli(SPECS / "chemostat-neural.yaml", tmp_path / "data.csv", tmp_path / "out", "--max-time", "25",
                     "--no-report") == 0
-    from symode.data import read_csv
+    from symode.spec.data import read_csv
 
     data = read_csv(tmp_path / "data.csv")
     fitted = load_spec(tmp_path / "out" / "fitted.yaml")
@@ -264,7 +265,7 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
     """Production rates and uptake yields start balanced with the observed levels: production = outflow /
     (1 - share), consumption by the network's uptakes = share of it (not the spec's 100-1000x too-fast
     turnover, a futile cycle that makes the model stiff)."""
-    from symode.neural import balanced_rates
+    from symode.hybrid.neural import balanced_rates
 
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     data = _steady_chemostat_data(2, (0.02, 0.06), (0.04, 0.08))
@@ -292,8 +293,8 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
 def test_stiff_here_tells_stiffness_from_a_slow_model():
     """The switch of a hybrid-fit start to the stiff integrator: the balanced turnover is not stiff, the
     same balance with 1000x faster production and consumption (a futile cycle) is."""
-    from symode.gradient import Problem as P
-    from symode.neural import _stiff_here, _Unknowns, balanced_rates
+    from symode.hybrid.neural import _stiff_here, _Unknowns, balanced_rates
+    from symode.solve.sensitivity import Problem as P
 
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     t = np.arange(0.0, 24.0, 0.25)

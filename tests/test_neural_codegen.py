@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symode import codegen
-from symode.gradcheck import rel_error
-from symode.gradient import Problem, finite_difference_gradient, loss, loss_and_gradient
-from symode.model import build_model
-from symode.neural import mlp_numpy
-from symode.solve import simulate
-from symode.spec import loads_spec
-from symode.symbolic import build_symbolic
-from symode.synth import make_dataset, noisy_observations
+from symode.codegen import casadi as codegen
+from symode.solve.gradcheck import rel_error
+from symode.solve.model import build_model
+from symode.solve.sensitivity import Problem, finite_difference_gradient, loss, loss_and_gradient
+from symode.solve.simulation import simulate
+from symode.solve.synth import make_dataset, noisy_observations
+from symode.spec.schema import loads_spec
+from symode.symbolic.mlp import mlp_numpy
+from symode.symbolic.rhs import build_symbolic
 
 METHODS = ["forward", "adjoint", "backsolve", "discrete"]
 

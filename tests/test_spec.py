@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symode.errors import ExpressionError, SpecError
-from symode.spec import dump_spec, load_spec, loads_spec, spec_from_dict
+from symode.spec.schema import dump_spec, load_spec, loads_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"
@@ -482,7 +482,7 @@ def test_doc_has_full_spec_examples() -> None:
 
 @pytest.mark.parametrize("block", _doc_yaml_blocks())
 def test_doc_yaml_examples_load(block: str) -> None:
-    from symode.symbolic import build_symbolic
+    from symode.symbolic.rhs import build_symbolic
 
     spec = loads_spec(block, "docs/spec-format.md")
     assert loads_spec(spec.to_yaml()) == spec

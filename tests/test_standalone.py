@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symode.codegen import find_compiler
+from symode.codegen.casadi import find_compiler
+from symode.codegen.standalone import generate_standalone, run_make
 from symode.errors import SymodeError
-from symode.standalone import generate_standalone, run_make
 
 from .conftest import REPO, SPECS
 
@@ -50,10 +50,10 @@ def chemostat_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
 
 @pytest.fixture(scope="module")
 def dev(shared_data: Path):
-    from symode.data import read_csv
-    from symode.model import build_model
-    from symode.params import apply_params
-    from symode.spec import load_spec
+    from symode.solve.model import build_model
+    from symode.spec.data import read_csv
+    from symode.spec.params import apply_params
+    from symode.spec.schema import load_spec
 
     root = shared_data / "chemostat-dev"
     data = read_csv(root / "data.csv")
@@ -114,7 +114,7 @@ def test_loader_imports_only_numpy_and_stdlib(chemostat_dir: Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 def test_simulate_matches_symode_and_truth(sa, dev) -> None:
-    from symode.solve import simulate
+    from symode.solve.simulation import simulate
 
     data, model, root = dev
     ref = simulate(model, data=data)
@@ -131,7 +131,7 @@ def test_simulate_matches_symode_and_truth(sa, dev) -> None:
 
 @pytest.mark.parametrize("method", ["forward", "adjoint", "discrete"])
 def test_gradient_matches_symode(sa, dev, method: str) -> None:
-    from symode.gradient import METHODS, Problem, loss_and_gradient
+    from symode.solve.sensitivity import METHODS, Problem, loss_and_gradient
 
     if method not in sa.GRADIENT_METHODS or method not in METHODS:
         pytest.skip(f"{method} gradient not available")
@@ -153,8 +153,8 @@ def test_gradient_matches_symode(sa, dev, method: str) -> None:
 
 
 def test_overrides_match_symode(sa, dev) -> None:
-    from symode.gradient import Problem, loss_and_gradient
-    from symode.solve import simulate
+    from symode.solve.sensitivity import Problem, loss_and_gradient
+    from symode.solve.simulation import simulate
 
     data, model, _ = dev
     params = {"muB": 0.9, "KB": 0.5}
@@ -270,10 +270,10 @@ def test_community_compiles_with_werror(tmp_path: Path) -> None:
 
 def test_matches_symode_community(tmp_path: Path) -> None:
     """Another model (8 states, several inputs/observables) against symode, forward and adjoint."""
-    from symode.gradient import Problem, loss_and_gradient
-    from symode.model import build_model
-    from symode.solve import simulate
-    from symode.spec import load_spec
+    from symode.solve.model import build_model
+    from symode.solve.sensitivity import Problem, loss_and_gradient
+    from symode.solve.simulation import simulate
+    from symode.spec.schema import load_spec
 
     spec = load_spec(SPECS / "community-2x3.yaml")
     out = generate_standalone(spec, tmp_path / "c")
@@ -284,7 +284,7 @@ def test_matches_symode_community(tmp_path: Path) -> None:
     ref = simulate(model, t, inputs={"D": D})
     X = mod.simulate(t, inputs={"D": D})
     np.testing.assert_allclose(X, ref.x, rtol=1e-10, atol=0)
-    from symode.data import Dataset
+    from symode.spec.data import Dataset
 
     rng = np.random.default_rng(1)
     cols = {o: ref[o] * (1 + 0.05 * rng.standard_normal(len(t))) for o in model.observables}
@@ -304,7 +304,7 @@ def test_matches_symode_community(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 def test_cli_codegen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from symode.cli import main
+    from symode.cli.main import main
 
     out = tmp_path / "gen"
     assert main(["codegen", str(SPECS / "chemostat.yaml"), "-o", str(out), "--prefix", "chemo"]) == 0
@@ -396,8 +396,8 @@ def _fresh_python(tmp_path: Path) -> list[str]:
 def test_fresh_venv_reproduces_symode(dev, tmp_path: Path) -> None:
     import json
 
-    from symode.gradient import Problem, loss_and_gradient
-    from symode.solve import simulate
+    from symode.solve.sensitivity import Problem, loss_and_gradient
+    from symode.solve.simulation import simulate
 
     data, model, root = dev
     # a fresh copy, not built yet: the loader must build it with cc inside the venv
@@ -431,7 +431,7 @@ def test_fresh_venv_reproduces_symode(dev, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_template_4x4_compiles_quickly(tmp_path: Path) -> None:
-    from symode.template import template_spec
+    from symode.graph.template import template_spec
 
     out = generate_standalone(template_spec(4, 4), tmp_path / "t44")
     cc = find_compiler()

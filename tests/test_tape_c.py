@@ -1,4 +1,4 @@
-"""Tests for the discrete adjoint / forward sensitivities (symode/csrc/symode_tape.c).
+"""Tests for the discrete adjoint / forward sensitivities (symode/codegen/csrc/symode_tape.c).
 
 Compiles tests/csrc/test_tape_main.c together with the tape and the integrator, runs it and asserts
 on its "OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CSRC = ROOT / "symode" / "csrc"
+CSRC = ROOT / "symode" / "codegen" / "csrc"
 SOURCES = [CSRC / "symode_tape.c", CSRC / "symode_integrator.c"]
 DRIVER = ROOT / "tests" / "csrc" / "test_tape_main.c"
 

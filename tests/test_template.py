@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symode.params import apply_params
-from symode.spec import load_spec, loads_spec
-from symode.template import community_truth_params, template_spec, template_yaml
+from symode.graph.template import community_truth_params, template_spec, template_yaml
+from symode.spec.params import apply_params
+from symode.spec.schema import load_spec, loads_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,9 +101,9 @@ def test_community_truth_params() -> None:
 def test_template_reproduces_community_dev_truth(tmp_path: Path) -> None:
     """The template with the true edges, simulated on the data set's D(t), matches the exact states
     of the independent reference code."""
-    from symode.data import read_csv
-    from symode.model import build_model
-    from symode.solve import simulate
+    from symode.solve.model import build_model
+    from symode.solve.simulation import simulate
+    from symode.spec.data import read_csv
 
     folder = _shared_dir() / "community-dev"
     if not (folder / "truth.json").exists():
@@ -128,7 +128,7 @@ def test_absent_satellite_stays_absent_with_every_integrator() -> None:
     could invade (here Y2 eats M2, which X makes, and Y1 eats M1). Rodas4's LU once swapped Y's
     (diagonal-only) row with a metabolite row, and the roundoff it left grew into an invasion (auto) or
     into |Y| ~ 1e174 returned with status 0 (stiff)."""
-    from symode.model import build_model
+    from symode.solve.model import build_model
 
     truth = {"satellites": 2, "metabolites": 2, "edges": {
         "prod:X->M1": {"v": 0.003}, "prod:X->M2": {"v": 0.002},

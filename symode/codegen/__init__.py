@@ -1,0 +1,1 @@
+"""Code generation: sympy -> CasADi -> C, compilation and the content-hash cache; standalone solvers."""

@@ -1,0 +1,1 @@
+"""Structure discovery: pruning and model selection over the community graph."""

@@ -1,0 +1,1 @@
+"""Parameter estimation: FitProblem, local fits, multiple shooting, multistart, FitResult, uncertainty."""

@@ -1,0 +1,1 @@
+"""Hybrid mechanistic/neural models: training, warm starts, hybrid fit, symbolic replacement."""

@@ -1,0 +1,1 @@
+"""Fisher information, profile likelihoods and their rendering."""

@@ -1,0 +1,1 @@
+"""Optimisers and sampling that depend on numpy/scipy only."""

@@ -1,0 +1,1 @@
+"""Result files: fit.json, report.md and their figures."""

@@ -1,0 +1,1 @@
+"""Running the compiled model: backends, Model, simulation, loss gradients (sensitivity methods)."""

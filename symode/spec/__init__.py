@@ -1,0 +1,1 @@
+"""User input: YAML specs (validated, with file:line locations), rate expressions, params files, data CSVs."""

@@ -1,0 +1,89 @@
+"""Parameter files: JSON or YAML ``{"parameters": {...}, "constants": {...}, "x0": {...}}``.
+
+``parameters`` and ``constants`` both set spec parameters, ``x0`` sets initial states; other keys are
+ignored (e.g. a data set's ``truth.json`` or a ``fit.json`` can be passed as is).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from symode.errors import DataError
+from symode.spec.schema import Spec
+from symode.spec.yamlio import Located, load_yaml, load_yaml_file
+
+
+@dataclass
+class ParamValues:
+    parameters: dict[str, float] = field(default_factory=dict)
+    x0: dict[str, float] = field(default_factory=dict)
+
+
+def load_params(path: str | Path, spec: Spec) -> ParamValues:
+    """Read a params file and check every name and value against the spec."""
+    try:
+        located = load_yaml_file(path)
+    except Exception as exc:  # SpecError from the YAML layer: re-raise as a data error
+        located = _json_fallback(path)
+        if located is None:
+            raise DataError(getattr(exc, "message", str(exc)), file=str(path),
+                            line=getattr(exc, "line", None)) from None
+    data = located.data
+    if not isinstance(data, dict):
+        raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=str(path))
+    out = ParamValues()
+    for section in ("parameters", "constants", "x0"):
+        block = data.get(section)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            raise DataError("expected a mapping of names to numbers", file=str(path),
+                            line=located.line((section,)), field=section)
+        for name, value in block.items():
+            where = dict(file=str(path), line=located.line((section, name)), field=f"{section}.{name}")
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DataError(f"expected a finite number, got {value!r}", **where)
+            if section == "x0":
+                if name not in spec.states:
+                    raise DataError(f"unknown state {name!r}", **where)
+                st = spec.states[name]
+                if (st.lower is not None and value < st.lower) or (st.upper is not None and value > st.upper):
+                    raise DataError(f"initial value {value} outside bounds [{st.lower}, {st.upper}]", **where)
+                out.x0[name] = float(value)
+            else:
+                if name not in spec.parameters:
+                    raise DataError(f"unknown parameter {name!r}", **where)
+                par = spec.parameters[name]
+                if (par.lower is not None and value < par.lower) or (par.upper is not None and value > par.upper):
+                    raise DataError(f"value {value} outside bounds [{par.lower}, {par.upper}]", **where)
+                if par.scale == "log" and value <= 0:
+                    raise DataError(f"value {value} must be positive (log-scale parameter)", **where)
+                out.parameters[name] = float(value)
+    return out
+
+
+def _json_fallback(path: str | Path) -> Located | None:
+    """Valid JSON that YAML rejects (tab indentation): tabs in JSON are only whitespace outside strings
+    (raw tabs inside strings are invalid JSON), so replacing them keeps the data and the line numbers."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        json.loads(text)
+        return load_yaml(text.replace("\t", " "), str(path))
+    except Exception:
+        return None
+
+
+def apply_params(spec: Spec, path: str | Path | None) -> Spec:
+    """The spec with a params file's values applied (the spec itself if path is None)."""
+    if path is None:
+        return spec
+    values = load_params(path, spec)
+    return spec.with_values(values.parameters, values.x0)

@@ -1,0 +1,1 @@
+"""All plotting (matplotlib Figure objects; no global backend switch)."""
