@@ -435,7 +435,7 @@ def _mlp_mx(term: Any, inputs: list[Any], p: Any, pindex: dict[str, int]) -> lis
     (the same network as :func:`symode.neural.mlp_casadi` / :func:`symode.neural.mlp_numpy`)."""
     import casadi as ca
 
-    from symode.symbolic.mlp import _act_casadi
+    from symode.symbolic.mlp import act_casadi
 
     h = ca.vertcat(*[inp / term.input_scale.get(n, 1.0) for n, inp in zip(term.inputs, inputs, strict=True)])
     layers = term.layers()
@@ -445,7 +445,7 @@ def _mlp_mx(term: Any, inputs: list[Any], p: Any, pindex: dict[str, int]) -> lis
         Wt = ca.reshape(p[[pindex[n] for row in W for n in row]], n_in, n_out)
         bv = p[[pindex[n] for n in b]]
         z = ca.mtimes(h.T, Wt).T + bv
-        h = _act_casadi(term.activation if k < len(layers) - 1 else term.output_activation, z)
+        h = act_casadi(term.activation if k < len(layers) - 1 else term.output_activation, z)
     return [h[i] * term.output_scale.get(o, 1.0) for i, o in enumerate(term.outputs)]
 
 

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import DataError, SymodeError
-from symode.identifiability.core import _relative_factors, _relative_w, cramer_rao, log_jacobian
+from symode.identifiability.core import cramer_rao, log_jacobian, relative_factors, relative_generators
 from symode.solve.model import Model, build_model
 from symode.spec.schema import Noise, Observable, Spec
 from symode.symbolic.symmetries import scaling_symmetries, symmetry_directions
@@ -261,7 +261,7 @@ class DesignProblem:
         scales += ["log" if self.spec.parameters[n].scale == "log" and self.spec.parameters[n].value > 0
                    else "lin" for n in est_p]
         self.scales = scales
-        self.rf = _relative_factors(self.theta, scales)
+        self.rf = relative_factors(self.theta, scales)
         self.candidates = list(candidates)
         for c in self.candidates:
             if c not in m.states and c not in self.spec.observables:
@@ -270,7 +270,7 @@ class DesignProblem:
         self._sym_cache: dict[frozenset[str], list[Any]] = {}
         admissible = list(self.spec.observables) + [c for c in self.candidates if c not in self.spec.observables]
         self.persistent = self.symmetries(admissible)
-        W = _relative_w(symmetry_directions(self.persistent, self.names), self.theta, scales)
+        W = relative_generators(symmetry_directions(self.persistent, self.names), self.theta, scales)
         n = len(self.names)
         if W.shape[1]:
             u, s, _ = np.linalg.svd(W, full_matrices=True)
@@ -891,9 +891,9 @@ def _fmt_rel(v: float) -> str:
 
 
 def plot_inputs(path: str | Path, proposed: Design, reference: Design | None, c: Constraints) -> None:
-    from symode.viz.plots import _pyplot, save_figure
+    from symode.viz.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 2.6))
     if reference is not None:
         t = np.append(reference.d_times, reference.duration_h)
@@ -913,9 +913,9 @@ def plot_inputs(path: str | Path, proposed: Design, reference: Design | None, c:
 
 
 def plot_predicted(path: str | Path, ev: Evaluation, problem: DesignProblem) -> None:
-    from symode.viz.plots import _pyplot, save_figure
+    from symode.viz.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     states = problem.model.states
     n = len(states) + 1
     ncols = 2
@@ -948,9 +948,9 @@ def plot_predicted(path: str | Path, ev: Evaluation, problem: DesignProblem) -> 
 def plot_intervals(path: str | Path, names: Sequence[str], before: np.ndarray, after: np.ndarray,
                    labels: tuple[str, str] = ("before", "proposed")) -> None:
     """Predicted 95% intervals (factor around the nominal value; log scale), before vs after."""
-    from symode.viz.plots import _pyplot, save_figure
+    from symode.viz.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 3.4))
     x = np.arange(len(names))
     cap = math.log(1e3)

@@ -267,12 +267,12 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     fp = FitProblem(model, job["datasets"])
     z = fp.z_from_values()
     if job.get("shooting", "single") == "multiple":
-        from symode.fit.core import _local_fit, _Tracker
+        from symode.fit.core import Tracker, local_fit
 
         stages: list[dict[str, Any]] = []
-        z, conv, _msg = _local_fit(fp, z, method="lm", shooting="multiple", segments=12,
+        z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
                                    max_iter=job["max_iter"], max_time=job["max_time"],
-                                   tracker=_Tracker(fp, None, None, t0), stages=stages)
+                                   tracker=Tracker(fp, None, None, t0), stages=stages)
     else:
         # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
         # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
@@ -993,14 +993,14 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
              max_time: float = 600.0, final_analysis: bool = True) -> DiscoveryResult:
     """Discover the edge set of a template: see the module docstring. Writes OUTDIR/discovery.json,
     OUTDIR/pruned.yaml and OUTDIR/report.md when ``outdir`` is given."""
-    from symode.fit.core import _as_datasets, fit
+    from symode.fit.core import as_datasets, fit
 
     t0 = time.perf_counter()
     strategy = strategy or BackwardElimination()
     if strategy.criterion not in ("bic", "aicc"):
         raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    data = _as_datasets(datasets)
+    data = as_datasets(datasets)
     if not prunable_edges(spec):
         raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)")
     out = Path(outdir) if outdir is not None else None

@@ -647,7 +647,7 @@ class Progress:
     z: np.ndarray
 
 
-class _Tracker:
+class Tracker:
     def __init__(self, fp: FitProblem, callback: Callable[[Progress], None] | None, bar: Any,
                  t0: float) -> None:
         self.fp, self.callback, self.bar, self.t0 = fp, callback, bar, t0
@@ -679,7 +679,7 @@ def _as_model(spec_or_model: Spec | Model | str | Path) -> Model:
     return build_model(spec)
 
 
-def _as_datasets(datasets: Dataset | str | Path | Sequence[Dataset | str | Path]) -> list[Dataset]:
+def as_datasets(datasets: Dataset | str | Path | Sequence[Dataset | str | Path]) -> list[Dataset]:
     from symode.spec.data import read_csv
 
     if isinstance(datasets, (Dataset, str, Path)):
@@ -719,7 +719,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     if shooting not in ("auto", "single", "multiple"):
         raise SymodeError(f"unknown shooting {shooting!r} (auto, single, multiple)", field="shooting")
     model = _as_model(spec_or_model)
-    data = _as_datasets(datasets)
+    data = as_datasets(datasets)
     if neural and any(model.spec.parameters[w].estimate and w not in fixed for w in model.spec.neural_weights):
         return _fit_neural(model, data, fixed=fixed, x0=x0, max_time=max_time, multistart=multistart,
                            workers=workers, progress=progress, rtol=rtol, atol=atol, t0=t0)
@@ -733,14 +733,14 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     z_start = fp.z_from_values()
     _apply_gauge(fp, syms, z_start)
     bar = _bar(progress, max_iter)
-    tracker = _Tracker(fp, callback, bar, t0)
+    tracker = Tracker(fp, callback, bar, t0)
     tracker.offer(z_start, fp.loss(z_start))
     stages: list[dict[str, Any]] = []
     interrupted = False
     converged = False
     message = ""
     try:
-        z, converged, message = _local_fit(fp, z_start, method=method, shooting=shooting, segments=segments,
+        z, converged, message = local_fit(fp, z_start, method=method, shooting=shooting, segments=segments,
                                            max_iter=max_iter, max_time=max_time, tracker=tracker, stages=stages)
         tracker.offer(z, fp.loss(z))
         starts: list[dict[str, Any]] = []
@@ -885,8 +885,8 @@ def _apply_gauge(fp: FitProblem, syms: Sequence[Any], ref: np.ndarray) -> None:
     fp.set_gauge(W[:, keep] if keep else None, ref)
 
 
-def _local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
-               max_time: float, tracker: _Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+def local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
+               max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
     """Single shooting from z0; multiple shooting first (or as a fallback when single shooting fails or
     stalls far above the noise level)."""
     t_start = time.perf_counter()
@@ -908,7 +908,7 @@ def _local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, se
     return z1, conv, msg
 
 
-def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time: float, tracker: _Tracker,
+def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time: float, tracker: Tracker,
             stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
     t = time.perf_counter()
     L0 = fp.loss(z)
@@ -926,7 +926,7 @@ def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time:
     return zf, conv, msg
 
 
-def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: _Tracker,
+def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: Tracker,
               stages: list[dict[str, Any]]) -> np.ndarray:
     t = time.perf_counter()
     tracker.stage = "multiple shooting"
@@ -944,7 +944,7 @@ def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_t
     return zf
 
 
-def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: _Tracker) -> tuple[np.ndarray, bool, str, int]:
+def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tuple[np.ndarray, bool, str, int]:
     from scipy.optimize import least_squares
 
     count = [0]
@@ -960,7 +960,7 @@ def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: _Tracker) -> tup
     return res.x, bool(res.status > 0), str(res.message), count[0]
 
 
-def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: _Tracker) -> tuple[np.ndarray, bool, str, int]:
+def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tuple[np.ndarray, bool, str, int]:
     """L-BFGS-B on the loss with adjoint (discrete) gradients; cost nearly independent of #parameters."""
     from scipy.optimize import minimize
 
@@ -1087,9 +1087,9 @@ def _start_worker(job: dict[str, Any]) -> dict[str, Any]:
     syms = _symmetries(model, fp) if job["symmetries"] else []
     z0 = fp.clip(np.asarray(job["z"], dtype=float))
     _apply_gauge(fp, syms, z0)
-    tracker = _Tracker(fp, None, None, t)
+    tracker = Tracker(fp, None, None, t)
     stages: list[dict[str, Any]] = []
-    z, conv, msg = _local_fit(fp, z0, method=job["method"], shooting=job["shooting"], segments=job["segments"],
+    z, conv, msg = local_fit(fp, z0, method=job["method"], shooting=job["shooting"], segments=job["segments"],
                               max_iter=job["max_iter"], max_time=job["max_time"], tracker=tracker, stages=stages)
     return {"objective": float(fp.loss(z)), "converged": bool(conv), "message": msg, "z": z.tolist(),
             "iterations": tracker.iterations, "time_s": round(time.perf_counter() - t, 2)}

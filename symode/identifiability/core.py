@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from symode.spec.schema import Spec
-from symode.symbolic.symmetries import Symmetry, _display, invariant_combinations, symmetry_directions
+from symode.symbolic.symmetries import Symmetry, display_name, invariant_combinations, symmetry_directions
 
 #: chi-square(1) quantiles: the profile-likelihood thresholds for 2 * (loss - loss_hat).
 CHI2_1 = {"0.95": 3.841458820694124, "0.99": 6.634896601021214}
@@ -168,13 +168,13 @@ def _interval(value: float, se: float, scale: str, bound: tuple[float | None, fl
     return [_fin(lo), _fin(hi)]
 
 
-def _relative_w(W: np.ndarray, theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
+def relative_generators(W: np.ndarray, theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
     """Symmetry generators (d log theta) in relative coordinates (d theta / |theta| for linear ones)."""
     sign = np.array([1.0 if s == "log" or t >= 0 else -1.0 for t, s in zip(theta, scales, strict=True)])
     return W * sign[:, None]
 
 
-def _relative_factors(theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
+def relative_factors(theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
     """Relative coordinate u = z / f (z transformed): Jacobian columns dr/du = dr/dz * f,
     covariance cov_z = f f^T cov_u."""
     return np.array([1.0 if s == "log" else (abs(t) if t != 0 and np.isfinite(t) else 1.0)
@@ -224,9 +224,9 @@ def cramer_rao(J: np.ndarray, names: Sequence[str], scales: Sequence[str], theta
     Jacobian w.r.t. the transformed parameters there. inf where the parameter has a component in the
     null space (exact symmetry or flat direction). For log-scale parameters this is the SE of log."""
     theta = np.asarray(theta, dtype=float)
-    rf = _relative_factors(theta, scales)
+    rf = relative_factors(theta, scales)
     W = symmetry_directions(symmetries or [], names)
-    d = _decompose(np.asarray(J, dtype=float) * rf, _relative_w(W, theta, scales), rcond, abs_floor)
+    d = _decompose(np.asarray(J, dtype=float) * rf, relative_generators(W, theta, scales), rcond, abs_floor)
     rel = np.sqrt(np.maximum(np.diag(d.cov_rel), 0.0))
     if d.null_rel.shape[1]:
         rel[np.max(np.abs(d.null_rel), axis=1) > NULL_COMPONENT] = np.inf
@@ -267,8 +267,8 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     syms = list(symmetries or [])
     W = symmetry_directions(syms, names)
     active = [s for k, s in enumerate(syms) if np.any(W[:, k] != 0)]
-    rf = _relative_factors(theta, scales)
-    d = _decompose(J * rf, _relative_w(W, theta, scales), rcond, abs_floor)
+    rf = relative_factors(theta, scales)
+    d = _decompose(J * rf, relative_generators(W, theta, scales), rcond, abs_floor)
 
     cov_t = d.cov_rel * np.outer(rf, rf)
     se = np.sqrt(np.maximum(np.diag(cov_t), 0.0))
@@ -331,7 +331,7 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
             row = np.where(np.arange(n) == i, 0.0, np.nan_to_num(np.abs(corr[i]), nan=0.0))
             j = int(np.argmax(row))
             if row[j] > corr_reason:
-                why.append(f"correlated with {_display(names[j], taken)} (rho={corr[i, j]:+.3f})")
+                why.append(f"correlated with {display_name(names[j], taken)} (rho={corr[i, j]:+.3f})")
         if why:
             identifiable[nm] = False
             reasons[nm] = "; ".join(why)
@@ -382,10 +382,10 @@ def _eigen_combinations(d: _Decomp, names: list[str], scales: list[str], identif
         w = v / v[lead]
         se_lead = se_dir / abs(v[lead])
         if all(scales[i] == "log" for i in sig):
-            terms = [f"{_display(names[i], taken)}^{w[i]:.2g}" for i in sorted(sig, key=lambda i: -abs(w[i]))]
+            terms = [f"{display_name(names[i], taken)}^{w[i]:.2g}" for i in sorted(sig, key=lambda i: -abs(w[i]))]
             out.append(" * ".join(terms) + f" (relative SE {_pct(se_lead)})")
         else:
-            terms = [f"{w[i]:+.3g}*{'log ' if scales[i] == 'log' else ''}{_display(names[i], taken)}"
+            terms = [f"{w[i]:+.3g}*{'log ' if scales[i] == 'log' else ''}{display_name(names[i], taken)}"
                      for i in sorted(sig, key=lambda i: -abs(w[i]))]
             out.append(" ".join(terms) + f" (relative coordinates; SE {se_lead:.3g})")
     return out
@@ -630,7 +630,7 @@ def render_markdown(fisher: FisherResult, symmetries: Sequence[Symmetry] | None 
     L += [head, sep]
     for i, nm in enumerate(fisher.names):
         sc = " (log)" if fisher.scales[i] == "log" else ""
-        row = (f"| {_display(nm, taken)} | {_g(fisher.theta[i], 4)} | {_g(fisher.se_transformed[i])}{sc} | "
+        row = (f"| {display_name(nm, taken)} | {_g(fisher.theta[i], 4)} | {_g(fisher.se_transformed[i])}{sc} | "
                f"{_pct(fisher.rel_se[i])} | {_ival(fisher.intervals[nm]['0.95'])} | "
                f"{_ival(fisher.intervals[nm]['0.99'])} |")
         if prof:
@@ -655,7 +655,7 @@ def render_markdown(fisher: FisherResult, symmetries: Sequence[Symmetry] | None 
         if extra:
             L += [f"{heading}# Flat directions of the Fisher information", ""]
             for v in extra:
-                L.append("- " + ", ".join(f"{_display(k, taken)} {c:+.3f}" for k, c in v.items()))
+                L.append("- " + ", ".join(f"{display_name(k, taken)} {c:+.3f}" for k, c in v.items()))
             L.append("")
     if fisher.combinations:
         L += [f"{heading}# Identifiable combinations", ""]
@@ -665,7 +665,7 @@ def render_markdown(fisher: FisherResult, symmetries: Sequence[Symmetry] | None 
         flat = [p.name for p in prof.values() if p.intervals["0.95"][0] is None or p.intervals["0.95"][1] is None]
         if flat:
             L.append("Flat profiles (the likelihood stays within the 95% threshold up to a bound or "
-                     "indefinitely on a side): " + ", ".join(_display(n, taken) for n in flat) + ".")
+                     "indefinitely on a side): " + ", ".join(display_name(n, taken) for n in flat) + ".")
             L.append("")
         better = [p for p in prof.values() if p.better is not None]
         if better:
@@ -682,7 +682,7 @@ def _advice(fisher: FisherResult, syms: Sequence[Symmetry], spec: Spec | None,
             ranges: Mapping[str, tuple[float, float]] | None, taken: set[str]) -> list[str]:
     out: list[str] = []
     for s in syms:
-        params = [_display(n, taken) for n in s.exponents if not n.startswith("x0.")]
+        params = [display_name(n, taken) for n in s.exponents if not n.startswith("x0.")]
         for st in s.states:
             out.append(f"Measure {st} (at least once, in absolute units) to fix the symmetry "
                        f"{s.description}: it determines " + ", ".join(params) + ".")
@@ -714,7 +714,7 @@ def _advice(fisher: FisherResult, syms: Sequence[Symmetry], spec: Spec | None,
                                    f"uptake is saturated; {ref} shows only when {src} is depleted.")
     weak = [n for n in fisher.names if not fisher.identifiable[n] and not any(s.moves(n) for s in syms)]
     if weak:
-        out.append("Poorly determined without a symmetry (" + ", ".join(_display(n, taken) for n in weak) +
+        out.append("Poorly determined without a symmetry (" + ", ".join(display_name(n, taken) for n in weak) +
                    "): the data carry too little information near this operating point. Excite the dynamics "
                    "— step changes or slow oscillations of the dilution rate D(t) (periods comparable to "
                    "1/D and to the satellite's growth time), a washout-and-recovery, or substrate pulses — "

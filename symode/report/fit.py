@@ -10,7 +10,7 @@ import numpy as np
 
 from symode.io import atomic_write_json, atomic_write_text
 from symode.spec.schema import dump_spec
-from symode.viz.plots import _pyplot, save_figure
+from symode.viz.plots import pyplot, save_figure
 
 
 def write_fit_json(result: Any, path: str | Path) -> None:
@@ -47,7 +47,7 @@ def _trajectories(result: Any) -> list[tuple[Any, Any]]:
 
 
 def write_report(result: Any, out: Path) -> dict[str, Path]:
-    plt = _pyplot()
+    plt = pyplot()
     files: dict[str, Path] = {}
     trajs = _trajectories(result)
     spec = result.spec

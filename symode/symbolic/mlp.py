@@ -10,7 +10,7 @@ import numpy as np
 from symode.spec.schema import NeuralTerm
 
 
-def _act_casadi(name: str, z: Any) -> Any:
+def act_casadi(name: str, z: Any) -> Any:
     import casadi as ca
 
     if name == "tanh":
@@ -24,7 +24,7 @@ def _act_casadi(name: str, z: Any) -> Any:
     return z  # linear
 
 
-def _act_numpy(name: str, z: np.ndarray) -> np.ndarray:
+def act_numpy(name: str, z: np.ndarray) -> np.ndarray:
     if name == "tanh":
         return np.tanh(z)
     if name == "softplus":
@@ -47,7 +47,7 @@ def mlp_casadi(term: NeuralTerm, inputs: Sequence[Any], weight: Callable[[str], 
         Wm = ca.vertcat(*[ca.horzcat(*[weight(n) for n in row]) for row in W])
         bv = ca.vertcat(*[weight(n) for n in b])
         z = ca.mtimes(Wm, h) + bv
-        h = _act_casadi(term.activation if k < len(layers) - 1 else term.output_activation, z)
+        h = act_casadi(term.activation if k < len(layers) - 1 else term.output_activation, z)
     return [h[i] * term.output_scale.get(o, 1.0) for i, o in enumerate(term.outputs)]
 
 
@@ -63,7 +63,7 @@ def mlp_numpy(term: NeuralTerm, inputs: Mapping[str, np.ndarray] | np.ndarray,
     for k, (W, b) in enumerate(layers):
         Wm = np.array([[weights[n] for n in row] for row in W])
         bv = np.array([weights[n] for n in b])
-        h = _act_numpy(term.activation if k < len(layers) - 1 else term.output_activation, h @ Wm.T + bv)
+        h = act_numpy(term.activation if k < len(layers) - 1 else term.output_activation, h @ Wm.T + bv)
     return h * np.array([term.output_scale.get(o, 1.0) for o in term.outputs])
 
 
@@ -98,7 +98,7 @@ def mlp_numpy_jacobian(term: NeuralTerm, X: np.ndarray, w: np.ndarray) -> tuple[
         Ws.append(W)
         bs.append(b)
         zs.append(z)
-        hs.append(_act_numpy(act, z))
+        hs.append(act_numpy(act, z))
     oscale = np.array([term.output_scale.get(o, 1.0) for o in term.outputs])
     n = h.shape[0]
     J = np.zeros((n, len(term.outputs), len(w)))

@@ -74,7 +74,7 @@ def _matches(key: str, name: str) -> bool:
                            and name[len(key)] in "[@#:/ ")
 
 
-def _display(name: str, taken: set[str] | None = None) -> str:
+def display_name(name: str, taken: set[str] | None = None) -> str:
     """'x0.Y' -> 'Y(0)' (not 'Y0': that may be a parameter, e.g. the feed S0); parameters unchanged."""
     return f"{name[3:]}(0)" if name.startswith("x0.") else name
 
@@ -107,7 +107,7 @@ def _monomial(powers: Mapping[str, float], taken: set[str]) -> str:
     for name, k in powers.items():
         if k == 0:
             continue
-        d = _display(name, taken)
+        d = display_name(name, taken)
         mag = abs(k)
         term = d if mag == 1 else f"{d}^{_fmt_exp(mag)}"
         (num if k > 0 else den).append(term)

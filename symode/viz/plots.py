@@ -13,7 +13,7 @@ from symode.solve.simulation import Trajectory
 from symode.spec.data import Dataset
 
 
-def _pyplot():  # imported lazily: matplotlib is slow to import and not needed by most commands
+def pyplot():  # imported lazily: matplotlib is slow to import and not needed by most commands
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def save_figure(fig, path: str | Path) -> None:
     buf = io.BytesIO()
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -35,7 +35,7 @@ def plot_trajectories(path: str | Path, trajectories: Sequence[tuple[str, Trajec
                       data: Dataset | None = None, inputs: dict[str, np.ndarray] | None = None,
                       title: str | None = None, time_unit: str = "h") -> None:
     """One panel per state (plus one per input): each labelled trajectory as a line, data as dots."""
-    plt = _pyplot()
+    plt = pyplot()
     states = trajectories[0][1].states
     panels = list(states) + list(inputs or {})
     ncols = 2 if len(panels) > 3 else 1
