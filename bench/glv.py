@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from glv_baselines import (  # noqa: E402
+from glv_baselines import (
     LAMBDAS,
     gm_choose_lambda,
     gm_ridge,
@@ -32,7 +32,7 @@ from glv_baselines import (  # noqa: E402
     predict,
     training_mean,
 )
-from glv_fit import Variant, fit_glv, predict_scipy, predict_symode  # noqa: E402
+from glv_fit import Variant, fit_glv, predict_scipy, predict_symode
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = next((d / "shared" / "realdata" / "bucci2016-diet" for d in (ROOT.parent, ROOT.parent.parent)
@@ -50,6 +50,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("early10", max_iter=10),
     Variant("self0.1-off0.3", self_max=0.1, s_off=0.3),
     Variant("seg5x10-off0.3", segments=(5, 10), s_off=0.3),
+    Variant("self0.5-off0.1", self_max=0.5, s_off=0.1),
+    Variant("self1-off0.1", self_max=1.0, s_off=0.1),
+    Variant("self0.5-off0.1-seg", self_max=0.5, s_off=0.1, segments=(5, 10)),
+    Variant("logistic0.3", self_max=0.3, s_off=0.001),
 ]}
 
 
