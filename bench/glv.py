@@ -54,6 +54,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("self1-off0.1", self_max=1.0, s_off=0.1),
     Variant("self0.5-off0.1-seg", self_max=0.5, s_off=0.1, segments=(5, 10)),
     Variant("logistic0.3", self_max=0.3, s_off=0.001),
+    Variant("self1-off0.1-neutral", self_max=1.0, s_off=0.1, init="neutral"),
+    Variant("self1-off0.1-x0est", self_max=1.0, s_off=0.1, x0="estimate", x0_prior=0.3),
+    Variant("self1-off0.1-zeroseps", self_max=1.0, s_off=0.1, zeros="eps"),
+    Variant("self1-off0.1-linear", self_max=1.0, s_off=0.1, noise="linear", sigma=0.7),
+    Variant("self1-off0.1-sparse40", self_max=1.0, s_off=0.1, edges=40),
+    Variant("self1-off0.1-sparse20", self_max=1.0, s_off=0.1, edges=20),
+    Variant("self1-off0.1-floor1e-5", self_max=1.0, s_off=0.1, floor=1e-5),
+    Variant("self1-off0.1-long", self_max=1.0, s_off=0.1, max_iter=150, max_time=600.0),
 ]}
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from glv_baselines import CAP, FLOOR, GLV, Subject, first_state, gm_ridge, log_rmse
+from glv_baselines import CAP, FLOOR, GLV, Subject, first_state, gm_ridge, lasso_edges, log_rmse
 from glv_spec import glv_spec_dict, pack, to_dataset, unpack
 
 from symode.errors import SolverError
@@ -51,7 +51,8 @@ class Variant:
     max_iter: int = 60
     max_time: float = 240.0
     floor: float = FLOOR
-    extra: dict = field(default_factory=dict)
+    noise: str = "log"            # "log" (log10(x + eps) observables) or "linear" (relative noise on x)
+    edges: int | None = None      # keep only this many interaction edges (GM lasso path ranking)
 
 
 class PenalisedProblem:
@@ -93,10 +94,11 @@ class PenalisedProblem:
 _MODELS: dict[tuple, Model] = {}
 
 
-def glv_model(taxa: list[str], inputs: list[str], sigma: float) -> Model:
-    key = (tuple(taxa), tuple(inputs), sigma)
+def glv_model(taxa: list[str], inputs: list[str], sigma: float, noise: str = "log") -> Model:
+    key = (tuple(taxa), tuple(inputs), sigma, noise)
     if key not in _MODELS:
-        _MODELS[key] = build_model(spec_from_dict(glv_spec_dict(taxa, inputs, sigma=sigma), file="<glv>"))
+        _MODELS[key] = build_model(spec_from_dict(glv_spec_dict(taxa, inputs, sigma=sigma, noise=noise),
+                                                  file="<glv>"))
     return _MODELS[key]
 
 
@@ -115,7 +117,7 @@ class FitOutcome:
 def fit_glv(train: list[Subject], taxa: list[str], inputs: list[str], v: Variant) -> FitOutcome:
     """Fit the shared gLV parameters to the training subjects jointly (symode LM, exact sensitivities)."""
     t0 = time.perf_counter()
-    model = glv_model(taxa, inputs, v.sigma)
+    model = glv_model(taxa, inputs, v.sigma, v.noise)
     series = list(train)
     if v.segments:
         every, horizon = v.segments
@@ -123,9 +125,15 @@ def fit_glv(train: list[Subject], taxa: list[str], inputs: list[str], v: Variant
             for k in range(every, len(s.times) - 2, every):
                 sl = slice(k, min(k + horizon + 1, len(s.times)))
                 series.append(Subject(f"{s.name}@{s.times[k]:g}", s.times[sl], s.x[sl], s.u[sl]))
-    ds = [to_dataset(s.times, s.x, s.u, taxa, inputs, zeros=v.zeros, name=f"subject{s.name}") for s in series]
+    ds = [to_dataset(s.times, s.x, s.u, taxa, inputs, zeros=v.zeros, noise=v.noise,
+                    name=f"subject{s.name}") for s in series]
     x0 = [dict(zip(taxa, first_state(s, v.floor), strict=True)) for s in series]
     fixed = [] if v.x0 == "estimate" else [f"x0.{t}" for t in taxa]
+    mask = None
+    if v.edges is not None:
+        keep = set(lasso_edges(train, taxa, v.edges, v.floor))
+        fixed += [f"a_{i}_{j}" for i in taxa for j in taxa if i != j and (i, j) not in keep]
+        mask = np.array([[i == j or (i, j) in keep for j in taxa] for i in taxa])
     if v.x0 == "estimate":
         for t in taxa:                       # estimate: true for the states of this model instance
             model.spec.states[t].estimate = True
@@ -135,7 +143,7 @@ def fit_glv(train: list[Subject], taxa: list[str], inputs: list[str], v: Variant
         for t in taxa:
             model.spec.states[t].estimate = False
     xbar = np.exp(np.nanmean(np.concatenate([np.log(np.where(s.x > 0, s.x, np.nan)) for s in train]), axis=0))
-    gm = gm_ridge(train, 0.0, v.floor)
+    gm = gm_ridge(train, 0.0, v.floor, mask)
     if v.init == "gm":
         start = pack(gm.r, gm.A, gm.G, taxa, inputs)
     else:
@@ -185,6 +193,7 @@ def fit_glv(train: list[Subject], taxa: list[str], inputs: list[str], v: Variant
         z, it, conv, msg = z0, 0, False, f"failed at the start: {exc}"
     theta = fp.natural(z)
     params = dict(start)
+    params.update({n: 0.0 for n in fixed if not n.startswith("x0.")})
     params.update({u.name: float(theta[k]) for k, u in enumerate(fp.unknowns) if u.kind == "param"})
     return FitOutcome(params, pp.loss(z), fp.loss(z), it, conv, msg, time.perf_counter() - t0, L0)
 
@@ -197,7 +206,7 @@ def _bounds(model: Model, name: str) -> tuple[float, float]:
 def predict_symode(taxa: list[str], inputs: list[str], sigma: float, params: dict[str, float], s: Subject,
                    floor: float = FLOOR) -> tuple[np.ndarray, bool]:
     """Simulate a held-out subject from its first sample with symode's integrator: (x, blew_up)."""
-    model = glv_model(taxa, inputs, sigma)
+    model = glv_model(taxa, inputs, sigma)            # the noise model does not change the dynamics
     p = model.parameter_vector()
     for j, name in enumerate(model.parameters):
         if name in params:

@@ -31,11 +31,13 @@ def obs_name(taxon: str) -> str:
     return f"L_{taxon}"
 
 
-def glv_spec_dict(taxa: list[str], inputs: list[str], *, eps: float = 1e-5, sigma: float = 0.3,
+def glv_spec_dict(taxa: list[str], inputs: list[str], *, eps: float = 1e-5, sigma: float = 0.3, noise: str = "log",
                   r_bounds: tuple[float, float] = (-10.0, 20.0), self_bounds: tuple[float, float] = (-1e5, 0.0),
                   a_bounds: tuple[float, float] = (-1e5, 1e5), g_bounds: tuple[float, float] = (-20.0, 20.0)
                   ) -> dict[str, Any]:
-    """Spec data of the gLV model with log-scale observables (all parameters on a linear scale)."""
+    """Spec data of the gLV model (all parameters on a linear scale). noise="log": observables
+    L_i = log10(x_i + eps) + OFFSET with absolute noise sigma; noise="linear": the states themselves
+    with relative noise sigma and absolute noise eps (symode's sigma^2 = eps^2 + (sigma d)^2)."""
     states = {t: {"role": "other", "x0": 1e-3, "estimate": False, "bounds": [0.0, None],
                   "description": f"abundance of {t}"} for t in taxa}
     params: dict[str, Any] = {}
@@ -56,15 +58,18 @@ def glv_spec_dict(taxa: list[str], inputs: list[str], *, eps: float = 1e-5, sigm
             params[f"g_{i}_{u}"] = {"value": 0.0, "bounds": list(g_bounds), "scale": "lin", "unit": "1/day"}
             inter.append({"id": f"pert:{u}->{i}", "type": "custom", "rate": f"g_{i}_{u} * {u} * {i}",
                           "stoichiometry": {i: 1}})
-    obs = {obs_name(t): {"expr": f"{LOG10E!r} * log({t} + {eps!r}) + {OFFSET!r}", "noise": {"absolute": sigma}}
-           for t in taxa}
+    if noise == "log":
+        obs = {obs_name(t): {"expr": f"{LOG10E!r} * log({t} + {eps!r}) + {OFFSET!r}", "noise": {"absolute": sigma}}
+               for t in taxa}
+    else:
+        obs = {t: {"noise": {"absolute": eps, "relative": sigma}} for t in taxa}
     return {"symode": 1, "name": f"glv-{len(taxa)}", "reactor": {"mode": "batch"}, "states": states,
             "inputs": {u: {"interpolation": "constant"} for u in inputs},
             "parameters": params, "interactions": inter, "observables": obs}
 
 
 def to_dataset(times: np.ndarray, x: np.ndarray, u: np.ndarray, taxa: list[str], inputs: list[str], *,
-               eps: float = 1e-5, zeros: str = "missing", name: str = "<memory>") -> Dataset:
+               eps: float = 1e-5, zeros: str = "missing", noise: str = "log", name: str = "<memory>") -> Dataset:
     """A symode Dataset with the log observables; zeros (below detection) are missing values
     (``zeros="missing"``) or log10(eps) (``zeros="eps"``)."""
     cols: dict[str, np.ndarray] = {}
@@ -72,8 +77,11 @@ def to_dataset(times: np.ndarray, x: np.ndarray, u: np.ndarray, taxa: list[str],
         v = np.array(x[:, k], dtype=float)
         if zeros == "missing":
             v[v <= 0] = np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cols[obs_name(t)] = np.log10(v + eps) + OFFSET
+        if noise == "log":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cols[obs_name(t)] = np.log10(v + eps) + OFFSET
+        else:
+            cols[t] = v
     for k, n in enumerate(inputs):
         cols[n] = np.array(u[:, k], dtype=float)
     return Dataset(times=np.asarray(times, float), columns=cols, time_column="time", file=name)
