@@ -60,6 +60,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("self1-off0.1-linear", self_max=1.0, s_off=0.1, noise="linear", sigma=0.7),
     Variant("self1-off0.1-sparse40", self_max=1.0, s_off=0.1, edges=40),
     Variant("self1-off0.1-sparse20", self_max=1.0, s_off=0.1, edges=20),
+    Variant("self1-sparse0", self_max=1.0, s_off=0.1, edges=0),
+    Variant("self1-off0.1-huber1", self_max=1.0, s_off=0.1, huber=1.0),
     Variant("self1-off0.1-floor1e-5", self_max=1.0, s_off=0.1, floor=1e-5),
     Variant("self1-off0.1-long", self_max=1.0, s_off=0.1, max_iter=150, max_time=600.0),
 ]}

@@ -51,6 +51,7 @@ class Variant:
     max_iter: int = 60
     max_time: float = 240.0
     floor: float = FLOOR
+    huber: float | None = None    # robust (Huber) data loss: residuals beyond this many sigmas count linearly
     noise: str = "log"            # "log" (log10(x + eps) observables) or "linear" (relative noise on x)
     edges: int | None = None      # keep only this many interaction edges (GM lasso path ranking)
 
@@ -60,8 +61,9 @@ class PenalisedProblem:
     parameters) and, for estimated initial states, (log10 x0 - log10 first sample) / x0_prior."""
 
     def __init__(self, fp: FitProblem, weights: np.ndarray, centre: np.ndarray, x0_rows: list[tuple[int, float,
-                                                                                                   float]]):
-        self.fp, self.w, self.mu = fp, weights, centre
+                                                                                                   float]],
+                 huber: float | None = None):
+        self.fp, self.w, self.mu, self.huber = fp, weights, centre, huber
         self.idx = np.flatnonzero(weights > 0)
         self.x0_rows = x0_rows        # (unknown index, log10 target, 1/sd); z = ln x0 for those
         self.lb, self.ub = fp.lb, fp.ub
@@ -78,11 +80,25 @@ class PenalisedProblem:
         rows.append(np.array(xr))
         return np.concatenate(rows), J
 
+    def _robust(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Huber's loss as least squares: r -> sign(r) sqrt(2 c |r| - c^2) beyond c; (r', dr'/dr)."""
+        c = self.huber
+        if c is None:
+            return r, np.ones_like(r)
+        a = np.abs(r)
+        big = a > c
+        out, d = r.copy(), np.ones_like(r)
+        out[big] = np.sign(r[big]) * np.sqrt(2.0 * c * a[big] - c * c)
+        d[big] = c / np.abs(out[big])
+        return out, d
+
     def residuals(self, z: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.fp.residuals(z), self._prior(z)[0]])
+        return np.concatenate([self._robust(self.fp.residuals(z))[0], self._prior(z)[0]])
 
     def jacobian(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r, J = self.fp.jacobian(z)
+        r, d = self._robust(r)
+        J = J * d[:, None]
         pr, PJ = self._prior(z)
         return np.concatenate([r, pr]), np.vstack([J, PJ])
 
@@ -177,7 +193,7 @@ def fit_glv(train: list[Subject], taxa: list[str], inputs: list[str], v: Variant
         for k, u in enumerate(fp.unknowns):
             if u.kind == "x0":
                 x0_rows.append((k, math.log10(float(x0[u.experiment][taxa[u.index]])), 1.0 / v.x0_prior))
-    pp = PenalisedProblem(fp, w, mu, x0_rows)
+    pp = PenalisedProblem(fp, w, mu, x0_rows, v.huber)
     if v.self_max is not None:
         pp.ub = fp.ub.copy()
         for k, u in enumerate(fp.unknowns):
