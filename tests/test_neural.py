@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from symode.codegen.casadi import structure
+from symode.codegen.layout import structure
 from symode.errors import SpecError
 from symode.hybrid.neural import l2_penalty, propose_replacement, train, warm_start
 from symode.solve.model import build_model
