@@ -44,24 +44,24 @@ def generated_dir() -> Path:
 
 
 def make_cache_dir(root: Path) -> Path:
-    """Create the cache root (mode 755, whatever the umask) and check that it is private
-    (:func:`check_private_dir`)."""
-    root = Path(root)
-    if not root.exists():
-        root.mkdir(parents=True, exist_ok=True)
+    """Create the cache root and any missing parents (mode 755, whatever the umask) and check that it
+    is private (:func:`check_private_dir`)."""
+    root = Path(root).absolute()
+    missing = [d for d in (root, *root.parents) if not d.exists()]
+    for directory in reversed(missing):
         try:
-            os.chmod(root, DIR_MODE)
-        except OSError:  # pragma: no cover - e.g. created by another process of another user meanwhile
-            pass
+            directory.mkdir()
+        except FileExistsError:  # created by another process meanwhile
+            continue
+        os.chmod(directory, DIR_MODE)
     check_private_dir(root)
     return root
 
 
 def check_private_dir(path: Path) -> None:
     """Raise a :class:`SymodeError` unless only the current user can write the cache directory ``path``:
-    it is owned by the user, and neither it nor a directory above it is writable by group or others,
-    except sticky directories such as ``/tmp`` (where others cannot rename or delete what the user
-    owns)."""
+    it is owned by the user, and neither it nor a directory above it is writable by other users
+    (:func:`others_can_write`)."""
     if not hasattr(os, "getuid"):  # pragma: no cover - not POSIX: no owner/mode bits to check
         return
     path = Path(path).resolve()
@@ -70,10 +70,34 @@ def check_private_dir(path: Path) -> None:
         raise SymodeError(f"cache directory {path} is owned by another user (uid {st.st_uid}); "
                           "set SYMODE_GENERATED_DIR to a directory of your own")
     for directory in (path, *path.parents):
-        mode = directory.stat().st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        if others_can_write(directory.stat()):
             raise SymodeError(f"cache directory {directory} is writable by other users: run "
                               f"'chmod go-w {directory}' or set SYMODE_GENERATED_DIR to a private directory")
+
+
+def others_can_write(st: os.stat_result) -> bool:
+    """Whether users other than the current one can create, rename or delete entries of a directory
+    (or rewrite a file) with status ``st``: it is world-writable, or writable by a group that is not the
+    user's private group; sticky directories such as ``/tmp`` excepted (there only an entry's owner can
+    rename or delete it)."""
+    if st.st_mode & stat.S_ISVTX and stat.S_ISDIR(st.st_mode):
+        return False
+    if st.st_mode & stat.S_IWOTH:
+        return True
+    return bool(st.st_mode & stat.S_IWGRP) and not _private_group(st.st_gid)
+
+
+def _private_group(gid: int) -> bool:
+    """The user's private group (named as the user, no other members), as with a umask of 002."""
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):
+        return False
+    return group.gr_name == user and set(group.gr_mem) <= {user}
 
 
 def sha256_file(path: Path) -> str:
@@ -85,7 +109,12 @@ def sha256_file(path: Path) -> str:
 
 
 def write_manifest(directory: Path, files: list[str], **facts: str) -> None:
-    """Record the sha256 of ``files`` (and ``facts``) in ``directory/manifest.json``, atomically."""
+    """Record the sha256 of ``files`` (and ``facts``) in ``directory/manifest.json``, atomically; the
+    files are made read-only for group and others first (whatever the umask was when they were
+    written)."""
+    for n in files:
+        mode = stat.S_IMODE((directory / n).stat().st_mode)
+        os.chmod(directory / n, mode & ~0o022)
     manifest = {**facts, "files": {n: sha256_file(directory / n) for n in files}}
     fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
     try:
@@ -125,7 +154,7 @@ def _check_owned(path: Path) -> None:
     if not hasattr(os, "getuid"):  # pragma: no cover
         return
     st = path.stat()
-    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if st.st_uid != os.getuid() or others_can_write(st):
         raise SymodeError(f"cache entry {path} is owned or writable by another user; delete it, or set "
                           "SYMODE_GENERATED_DIR to a private directory")
 

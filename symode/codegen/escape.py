@@ -23,8 +23,8 @@ import string
 
 from symode.errors import SymodeError
 
-#: Names written into code: states, parameters, inputs, observables, the C API prefix.
-IDENTIFIER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: Names written into code: states, parameters, inputs, observables, the C API prefix (``fullmatch``).
+IDENTIFIER_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 #: Printable ASCII without backslash (escapes, line splicing) and ``?`` (trigraphs such as ``??/``).
 _C_SAFE = frozenset(string.ascii_letters + string.digits + " !\"#$%&'()*+,-./:;<=>@[]^_`{|}~")
@@ -34,8 +34,9 @@ _PUNCTUATION = frozenset(string.punctuation)
 
 
 def identifier(text: object, what: str = "name") -> str:
-    """``text`` if it is an identifier (``^[A-Za-z][A-Za-z0-9_]*$``), else a :class:`SymodeError`."""
-    if not isinstance(text, str) or not IDENTIFIER_RE.match(text):
+    """``text`` if it is an identifier (letters, digits and _, starting with a letter), else a
+    :class:`SymodeError`."""
+    if not isinstance(text, str) or not IDENTIFIER_RE.fullmatch(text):
         raise SymodeError(f"invalid {what} {text!r}: use letters, digits and _, starting with a letter")
     return text
 

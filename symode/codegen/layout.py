@@ -13,6 +13,7 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
+from symode.codegen.escape import identifier
 from symode.spec.schema import Spec
 
 #: Neural models with more weights than this are generated with CasADi MX (matrix operations stay loops
@@ -47,7 +48,10 @@ class Layout:
 
 
 def layout_of(spec: Spec) -> Layout:
-    """The layout of a spec's generated code (names in spec order)."""
+    """The layout of a spec's generated code (names in spec order; every name checked to be an
+    identifier, since names are written into the generated code)."""
+    for name in [*spec.states, *spec.parameters, *spec.inputs, *spec.observables]:
+        identifier(name)
     linear = [n for n, i in spec.inputs.items() if i.interpolation == "linear"]
     uses_t = any(e.kind == "custom" and "t" in _names_in(e.rate or "") for e in spec.interactions)
     return Layout(states=list(spec.states), parameters=list(spec.parameters), inputs=list(spec.inputs),

@@ -28,20 +28,20 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def _read_manifest():
     """manifest.json, with every name that reaches code or a command line checked."""
     m = json.loads((HERE / "manifest.json").read_text(encoding="utf-8"))
     for key in ("states", "parameters", "inputs", "linear_inputs", "observables"):
-        if not all(isinstance(n, str) and _IDENTIFIER.match(n) for n in m[key]):
+        if not all(isinstance(n, str) and _IDENTIFIER.fullmatch(n) for n in m[key]):
             raise ValueError(f"manifest.json: invalid {key}")
-    if not _IDENTIFIER.match(m["prefix"]) or not re.match(r"^lib[A-Za-z0-9_]+\.so$", m["library"]):
+    if not _IDENTIFIER.fullmatch(m["prefix"]) or not re.fullmatch(r"lib[A-Za-z0-9_]+\.so", m["library"]):
         raise ValueError("manifest.json: invalid prefix or library name")
-    if not all(re.match(r"^[A-Za-z0-9_]+\.[ch]$", n) for n in m["sources"]):
+    if not all(re.fullmatch(r"[A-Za-z0-9_]+\.[ch]", n) for n in m["sources"]):
         raise ValueError("manifest.json: invalid source file name")
-    if not all(re.match(r"^-[A-Za-z0-9_=.+-]+$", f) for f in m["cflags"]):
+    if not all(re.fullmatch(r"-[A-Za-z0-9_=.+-]+", f) for f in m["cflags"]):
         raise ValueError("manifest.json: invalid compiler flag")
     return m
 
