@@ -446,3 +446,61 @@ def test_template_4x4_compiles_quickly(tmp_path: Path) -> None:
     mod = load_module(out)
     X = mod.simulate(np.linspace(0.0, 24.0, 49))
     assert X.shape == (49, 10) and np.all(np.isfinite(X))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Separate translation units, embedding
+# ----------------------------------------------------------------------------------------------------
+
+def test_sources_and_makefile_agree(chemostat_dir: Path) -> None:
+    """Every C file of the directory is in the Makefile and in the loader's source list, and symode's
+    runtime sources are all there."""
+    import json
+
+    from symode.codegen.wrapper import C_SOURCES
+
+    manifest = json.loads((chemostat_dir / "manifest.json").read_text())
+    c_files = sorted(p.name for p in chemostat_dir.glob("*.c") if p.name != "example.c")
+    assert sorted(n for n in manifest["sources"] if n.endswith(".c")) == c_files
+    assert set(C_SOURCES) <= set(manifest["sources"])
+    makefile = (chemostat_dir / "Makefile").read_text()
+    for name in c_files:
+        assert f"{name[:-2]}.o: {name}" in makefile, name
+    assert sorted(manifest["files"]) == sorted(p.name for p in chemostat_dir.iterdir()
+                                               if not p.name.endswith((".o", ".so")) and p.name != "model_example")
+
+
+@pytest.mark.skipif(shutil.which("objcopy") is None or shutil.which("make") is None, reason="no objcopy/make")
+def test_two_models_embedded_in_one_program(tmp_path: Path) -> None:
+    """``make embed``: one object per model whose only global symbols are its prefixed API, so that two
+    generated models link into one program."""
+    for prefix in ("one", "two"):
+        out = generate_standalone(SPECS / "chemostat.yaml", tmp_path / prefix, prefix=prefix)
+        run_make(out, "embed")
+        listing = subprocess.run(["nm", "-g", "--defined-only", str(out / "model_embed.o")], capture_output=True,
+                                 text=True, check=True).stdout
+        names = [line.split()[-1] for line in listing.splitlines() if line.strip()]
+        assert names and all(n.startswith((f"{prefix}_", f"{prefix.upper()}_")) for n in names), names
+    (tmp_path / "prog.c").write_text(r"""
+#include <stdio.h>
+#include "one/model.h"
+#include "two/model.h"
+int main(void) {
+    double t[3] = {0.0, 1.0, 2.0}, u1[2 * ONE_NU_INTERVAL + 1], u2[2 * TWO_NU_INTERVAL + 1];
+    double x1[3 * ONE_NX], x2[3 * TWO_NX];
+    int k;
+    if (one_interval_inputs(3, t, NULL, u1) || two_interval_inputs(3, t, NULL, u2)) return 1;
+    if (one_simulate(NULL, 3, t, NULL, NULL, u1, x1, NULL) || two_simulate(NULL, 3, t, NULL, NULL, u2, x2, NULL))
+        return 2;
+    for (k = 0; k < 3 * ONE_NX; k++) if (x1[k] != x2[k]) return 3;
+    printf("%.17g\n", x1[3 * ONE_NX - 1]);
+    return 0;
+}
+""")
+    cc = find_compiler()
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-o", "prog", "prog.c", "one/model_embed.o",
+                    "two/model_embed.o", "-lm"], cwd=tmp_path, check=True, capture_output=True)
+    proc = subprocess.run([str(tmp_path / "prog")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.returncode
+    mod = load_module(tmp_path / "one")
+    assert float(proc.stdout) == mod.simulate([0.0, 1.0, 2.0])[-1, -1]

@@ -425,9 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("codegen", help="write a standalone C solver (forward + adjoint) with a Python loader",
-                       description="Write a self-contained directory: model.c/model.h (right-hand side, Jacobians, "
-                                   "symode's integrator, simulation over sample times, loss gradient by forward "
-                                   "sensitivities and by the adjoint; no sympy/CasADi/symode needed), a Makefile "
+                       description="Write a self-contained directory: C sources with the API in model.h (right-hand "
+                                   "side, Jacobians, symode's integrator, simulation over sample times, loss gradient "
+                                   "by forward sensitivities and by the adjoint; no sympy/CasADi/symode needed), a "
+                                   "Makefile "
                                    "and an example program, model.py (ctypes + numpy loader) and README.md. "
                                    "Parameter values and x0 from --params (else the spec) are baked in as "
                                    "defaults.")
@@ -436,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (created; a previous codegen output there is replaced)")
     p.add_argument("--prefix", default="model", metavar="NAME",
-                   help="prefix of the C API names (default: model -> model_simulate, MODEL_NX)")
+                   help="prefix of the C API names, a C identifier (default: model -> model_simulate, MODEL_NX)")
     p.add_argument("--build", action="store_true", help="also build the library and example program (make)")
     p.set_defaults(func=cmd_codegen)
 
