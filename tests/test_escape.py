@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from symode.codegen.build import find_compiler
 from symode.codegen.escape import (
+    MARKDOWN_SPECIAL,
     c_comment,
     c_string,
     identifier,
@@ -164,14 +165,20 @@ def test_make_shell_word_refuses_control_characters() -> None:
 # ----------------------------------------------------------------------------------------------------
 
 @given(TEXT)
-def test_markdown_escapes_every_punctuation_character(text: str) -> None:
+def test_markdown_escapes_every_special_character(text: str) -> None:
     out = markdown(text)
     assert "\n" not in out and "\r" not in out
     unescaped = re.sub(r"\\(.)", "", out)
-    assert not any(ch in string.punctuation for ch in unescaped)
+    assert not any(ch in MARKDOWN_SPECIAL for ch in unescaped)
     expected = "".join(" " if (ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in "\u2028\u2029") else ch
                        for ch in text)
-    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", out) == expected
+    assert re.sub(r"\\(.)", r"\1", out) == expected
+
+
+def test_markdown_examples() -> None:
+    assert markdown("g/L (hidden)") == "g/L (hidden)"
+    assert markdown("[x](javascript:y) <b>*a*</b> | `c` \\") == (
+        "\\[x\\](javascript:y) \\<b\\>\\*a\\*\\</b\\> \\| \\`c\\` \\\\")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ below. None of them lets its input end the construct it is placed in:
 :func:`py_string`         a complete Python string literal (ASCII), ``ast.literal_eval`` gives the text
 :func:`make_comment`      after ``#`` in a Makefile: one line, no backslash
 :func:`make_shell_word`   one shell word in a recipe or variable: ``$`` doubled, single-quoted
-:func:`markdown`          Markdown inline text: ASCII punctuation backslash-escaped, one line
+:func:`markdown`          Markdown inline text: special characters backslash-escaped, one line
 ========================  =========================================================================
 
 The generated Python loader holds no model text at all: it reads a JSON file written by ``json.dump``.
@@ -30,7 +30,8 @@ IDENTIFIER_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _C_SAFE = frozenset(string.ascii_letters + string.digits + " !\"#$%&'()*+,-./:;<=>@[]^_`{|}~")
 _C_STRING_SAFE = _C_SAFE - {'"'}
 _MAKE_COMMENT_SAFE = frozenset(string.ascii_letters + string.digits + " !\"#$%&'()*+,-./:;<=>?@[]^_`{|}~")
-_PUNCTUATION = frozenset(string.punctuation)
+#: Characters with a meaning in Markdown inline text, escaped by :func:`markdown`.
+MARKDOWN_SPECIAL = frozenset("\\`*_{}[]<>#|!&~$")
 
 
 def identifier(text: object, what: str = "name") -> str:
@@ -87,15 +88,15 @@ def make_shell_word(text: str, *, variable: bool = False) -> str:
 
 
 def markdown(text: str) -> str:
-    """``text`` as literal Markdown inline text (also inside a table cell): every ASCII punctuation
-    character is backslash-escaped (CommonMark), line breaks and other control characters become spaces."""
+    """``text`` as literal Markdown inline text (placed after other text on its line, e.g. in a table cell
+    or a heading): every character with an inline meaning (CommonMark, GitHub tables, math) is
+    backslash-escaped; line breaks and other control characters become spaces."""
     out = []
     for ch in str(text):
         if ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in "\u2028\u2029":
             out.append(" ")
-        elif ch in _PUNCTUATION:
+        elif ch in MARKDOWN_SPECIAL:
             out.append("\\" + ch)
         else:
             out.append(ch)
     return "".join(out)
-
