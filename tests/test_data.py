@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from symode.errors import DataError
+from symode.spec import load_spec, loads_spec
 from symode.spec.data import check_columns, input_matrix, read_csv
 from symode.spec.params import apply_params, load_params
-from symode.spec.schema import load_spec, loads_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"

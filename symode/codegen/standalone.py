@@ -43,7 +43,7 @@ from typing import Any
 
 from symode.codegen import casadi as codegen
 from symode.errors import SymodeError
-from symode.spec.schema import Spec, load_spec
+from symode.spec import Spec, load_spec
 
 STANDALONE_VERSION = "1"
 #: Flags of the Makefile (the warnings are errors: the generated code must compile cleanly).

@@ -19,7 +19,7 @@ import numpy as np
 
 from symode.codegen.casadi import Layout, build_library, casadi_functions, find_compiler, layout_of
 from symode.solve.backend import CompiledBackend, VMBackend
-from symode.spec.schema import Spec, load_spec
+from symode.spec import Spec, load_spec
 from symode.symbolic.rhs import SymbolicModel, build_symbolic
 
 
