@@ -59,7 +59,10 @@ class FieldChecker:
                 raise self.err(path, f"expected a number, got {value!r}") from None
         if not isinstance(value, (int, float)):
             raise self.err(path, f"expected a number, got {describe(value)}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise self.err(path, "expected a finite number, got an integer too large for a float") from None
         if math.isnan(value) or (math.isinf(value) and not allow_inf):
             raise self.err(path, f"expected a finite number, got {value}")
         return value

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symode.errors import DataError
+from symode.spec.limits import MAX_DOCUMENT_BYTES
 from symode.spec.schema import Spec
-from symode.spec.yamlio import Located, load_yaml, load_yaml_file
+from symode.spec.textio import read_text_file
+from symode.spec.yamlio import Located, load_yaml
 
 
 @dataclass
@@ -24,13 +26,13 @@ class ParamValues:
 
 def load_params(path: str | Path, spec: Spec) -> ParamValues:
     """Read a params file and check every name and value against the spec."""
+    text = read_text_file(path, max_bytes=MAX_DOCUMENT_BYTES, error=DataError, what="params file")
     try:
-        located = load_yaml_file(path)
-    except Exception as exc:  # SpecError from the YAML layer: re-raise as a data error
-        located = _json_fallback(path)
+        located = load_yaml(text, str(path), error=DataError)
+    except DataError:
+        located = _json_fallback(text, str(path))
         if located is None:
-            raise DataError(getattr(exc, "message", str(exc)), file=str(path),
-                            line=getattr(exc, "line", None)) from None
+            raise
     data = located.data
     if not isinstance(data, dict):
         raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=str(path))
@@ -49,8 +51,8 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
                     value = float(value)
                 except ValueError:
                     pass
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DataError(f"expected a finite number, got {value!r}", **where)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise DataError(f"expected a finite number, got {_short(value)}", **where)
             if section == "x0":
                 if name not in spec.states:
                     raise DataError(f"unknown state {name!r}", **where)
@@ -70,15 +72,26 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
     return out
 
 
-def _json_fallback(path: str | Path) -> Located | None:
+def _json_fallback(text: str, file: str) -> Located | None:
     """Valid JSON that YAML rejects (tab indentation): tabs in JSON are only whitespace outside strings
     (raw tabs inside strings are invalid JSON), so replacing them keeps the data and the line numbers."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
         json.loads(text)
-        return load_yaml(text.replace("\t", " "), str(path))
-    except Exception:
+    except (ValueError, RecursionError):
         return None
+    return load_yaml(text.replace("\t", " "), file, error=DataError)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def apply_params(spec: Spec, path: str | Path | None) -> Spec:

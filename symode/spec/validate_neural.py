@@ -3,10 +3,12 @@ parameters (added with Glorot initial values from the term's seed when the spec 
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 from symode.spec.checks import FieldChecker, FieldPath, describe
+from symode.spec.limits import MAX_NEURAL_WEIGHTS
 from symode.spec.schema import Input, NeuralTerm, Parameter, State
 from symode.spec.vocabulary import NEURAL_ACTIVATIONS, NEURAL_OUTPUT_ACTIVATIONS
 
@@ -20,6 +22,7 @@ def validate_neural(chk: FieldChecker, raw: Any, root: dict[str, Any], states: d
     if not isinstance(raw, list):
         raise chk.err(("neural",), f"expected a list of neural terms, got {describe(raw)}")
     out: list[NeuralTerm] = []
+    n_weights = 0
     taken = set(states) | set(inputs)
     raw_params = root.get("parameters") if isinstance(root.get("parameters"), dict) else {}
     for k, val in enumerate(raw):
@@ -52,6 +55,10 @@ def validate_neural(chk: FieldChecker, raw: Any, root: dict[str, Any], states: d
             if isinstance(h, bool) or not isinstance(h, int) or h < 1:
                 raise chk.err((*path, "hidden", j), f"expected a positive integer, got {describe(h)}")
             hidden.append(int(h))
+        sizes = [len(names_in), *hidden, len(names_out)]
+        n_weights += sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        if n_weights > MAX_NEURAL_WEIGHTS:
+            raise chk.err((*path, "hidden"), f"the neural terms have more than {MAX_NEURAL_WEIGHTS} weights")
         seed = d.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise chk.err((*path, "seed"), f"expected a non-negative integer, got {describe(seed)}")
