@@ -15,8 +15,8 @@ MiB = 1024 * 1024
 MAX_DOCUMENT_BYTES = 8 * MiB
 
 #: Nodes (scalars, lists, mappings) of one YAML/JSON document after alias expansion; bounds memory and
-#: time (about 1 kB of Python objects per node while parsing).
-MAX_DOCUMENT_NODES = 500_000
+#: time (about 1 kB of Python objects per YAML node while parsing; a few seconds at this limit).
+MAX_DOCUMENT_NODES = 200_000
 
 #: Nodes that YAML aliases (``*name``, including ``<<: *name`` merges) may add by expansion. Aliases
 #: that repeat a small block are fine; a "billion laughs" file (aliases of aliases, growing tenfold per

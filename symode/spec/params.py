@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symode.errors import DataError
+from symode.spec.jsonio import loads_json
 from symode.spec.limits import MAX_DOCUMENT_BYTES
 from symode.spec.schema import Spec
 from symode.spec.textio import read_text_file
@@ -25,27 +26,40 @@ class ParamValues:
 
 
 def load_params(path: str | Path, spec: Spec) -> ParamValues:
-    """Read a params file and check every name and value against the spec."""
+    """Read a params file and check every name and value against the spec.
+
+    JSON (e.g. a large fit.json) is read by the fast JSON parser; the YAML parser, which knows the line
+    of every key, runs on it only to locate an error."""
+    file = str(path)
     text = read_text_file(path, max_bytes=MAX_DOCUMENT_BYTES, error=DataError, what="params file")
+    located: Located | None = None
     try:
-        located = load_yaml(text, str(path), error=DataError)
+        data = loads_json(text, file)
     except DataError:
-        located = _json_fallback(text, str(path))
+        located = _load_yaml_or_json(text, file)
+        data = located.data
+
+    def line(key_path: tuple[str, ...]) -> int | None:
+        nonlocal located
         if located is None:
-            raise
-    data = located.data
+            try:
+                located = _load_yaml_or_json(text, file)
+            except DataError:
+                located = Located(None, {}, file)
+        return located.line(key_path)
+
     if not isinstance(data, dict):
-        raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=str(path))
+        raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=file)
     out = ParamValues()
     for section in ("parameters", "constants", "x0"):
         block = data.get(section)
         if block is None:
             continue
         if not isinstance(block, dict):
-            raise DataError("expected a mapping of names to numbers", file=str(path),
-                            line=located.line((section,)), field=section)
+            raise DataError("expected a mapping of names to numbers", file=file, line=line((section,)),
+                            field=section)
         for name, value in block.items():
-            where = dict(file=str(path), line=located.line((section, name)), field=f"{section}.{name}")
+            where = dict(file=file, line=line((section, name)), field=f"{section}.{name}")
             if isinstance(value, str):
                 try:
                     value = float(value)
@@ -72,13 +86,18 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
     return out
 
 
-def _json_fallback(text: str, file: str) -> Located | None:
-    """Valid JSON that YAML rejects (tab indentation): tabs in JSON are only whitespace outside strings
-    (raw tabs inside strings are invalid JSON), so replacing them keeps the data and the line numbers."""
+def _load_yaml_or_json(text: str, file: str) -> Located:
+    """Located data of YAML text, or of valid JSON that YAML rejects (tab indentation): tabs in JSON are
+    only whitespace outside strings (raw tabs inside strings are invalid JSON), so replacing them keeps
+    the data and the line numbers."""
+    try:
+        return load_yaml(text, file, error=DataError)
+    except DataError as exc:
+        yaml_error = exc
     try:
         json.loads(text)
     except (ValueError, RecursionError):
-        return None
+        raise yaml_error from None
     return load_yaml(text.replace("\t", " "), file, error=DataError)
 
 

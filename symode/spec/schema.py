@@ -53,6 +53,8 @@ class Input:
     default: float | None = None
     unit: str = ""
     description: str = ""
+    lower: float | None = None       # bounds on the values a data file may give
+    upper: float | None = None
 
 
 @dataclass
@@ -248,6 +250,14 @@ class Spec:
         """Names of all neural-network weight parameters (in spec order of the terms)."""
         return [w for n in self.neural for w in n.weight_names()]
 
+    def input_bounds(self, name: str) -> tuple[float | None, float | None]:
+        """The bounds of input ``name``: its ``bounds``, else [0, open) for the reactor's dilution rate
+        (a flow over a volume cannot be negative), else open."""
+        inp = self.inputs[name]
+        if inp.lower is None and inp.upper is None and name == self.reactor.dilution:
+            return 0.0, None
+        return inp.lower, inp.upper
+
     def interaction(self, edge_id: str) -> Interaction:
         for e in self.interactions:
             if e.id == edge_id:
@@ -290,8 +300,9 @@ class Spec:
             for s in self.states.values()}
         if self.inputs:
             out["inputs"] = {i.name: _drop_defaults({
-                "interpolation": i.interpolation, "default": i.default, "unit": i.unit,
-                "description": i.description}, {"interpolation": "constant"}) for i in self.inputs.values()}
+                "interpolation": i.interpolation, "default": i.default, "bounds": _bounds(i.lower, i.upper),
+                "unit": i.unit, "description": i.description}, {"interpolation": "constant"})
+                for i in self.inputs.values()}
         if self.neural:
             out["neural"] = [n.to_dict() for n in self.neural]
         out["parameters"] = {p.name: _drop_defaults({

@@ -52,6 +52,8 @@ def read_text_file(path: str | Path, *, max_bytes: int, error: type[SymodeError]
         raise error(f"cannot read {what} ({exc.strerror or exc})", file=file) from None
     if len(data) > max_bytes:
         raise error(f"{what} is larger than the limit of {_size(max_bytes)}", file=file)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise error("UTF-16 text; save the file as UTF-8", file=file, line=1)
     nul = data.find(b"\0")
     if nul >= 0:
         raise error("NUL byte (binary data): not a text file", file=file, line=_line_of(data, nul))

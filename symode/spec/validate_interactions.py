@@ -25,6 +25,16 @@ def validate_reactor(chk: FieldChecker, d: dict[str, Any], states: dict[str, Sta
             raise chk.err(path, "a chemostat needs 'dilution: <input or parameter name>'")
         if not isinstance(dilution, str) or (dilution not in inputs and dilution not in parameters):
             raise chk.err((*path, "dilution"), f"dilution {dilution!r} is not a declared input or parameter")
+        if dilution in inputs:
+            inp = inputs[dilution]
+            if inp.lower is None and inp.upper is None and inp.default is not None and inp.default < 0:
+                raise chk.err(("inputs", dilution, "default"), f"negative dilution rate {inp.default} (give the "
+                                                                "input bounds to allow negative values)")
+        else:
+            par = parameters[dilution]
+            if par.lower is None and par.value < 0:
+                raise chk.err(("parameters", dilution, "value"), f"negative dilution rate {par.value} (give "
+                                                                 "the parameter bounds to allow negative values)")
     elif dilution is not None:
         raise chk.err((*path, "dilution"), "a batch reactor has no dilution")
     feed: dict[str, str | float] = {}

@@ -46,18 +46,22 @@ def validate_states(chk: FieldChecker, raw: dict[str, Any]) -> dict[str, State]:
 
 
 def validate_inputs(chk: FieldChecker, raw: dict[str, Any]) -> dict[str, Input]:
-    """The ``inputs`` mapping: interpolation and an optional default value."""
+    """The ``inputs`` mapping: interpolation, optional bounds and an optional default inside them."""
     out: dict[str, Input] = {}
     for key, val in raw.items():
         path = ("inputs", key)
         name = chk.name(key, path)
         d = chk.mapping(val, path)
-        chk.keys(d, path, {"interpolation", "default", "unit", "description"})
+        chk.keys(d, path, {"interpolation", "default", "bounds", "unit", "description"})
+        lo, hi = chk.bounds(d.get("bounds"), (*path, "bounds"))
+        default = chk.number(d.get("default"), (*path, "default"), allow_none=True)
+        if default is not None and ((lo is not None and default < lo) or (hi is not None and default > hi)):
+            raise chk.err((*path, "default"), f"default {default} is outside bounds [{lo}, {hi}]")
         out[name] = Input(name=name,
                           interpolation=chk.string(d.get("interpolation", "constant"),
                                                    (*path, "interpolation"), choices=("constant", "linear")),
-                          default=chk.number(d.get("default"), (*path, "default"), allow_none=True),
-                          unit=str(d.get("unit", "")), description=str(d.get("description", "")))
+                          default=default, unit=str(d.get("unit", "")), description=str(d.get("description", "")),
+                          lower=lo, upper=hi)
     return out
 
 

@@ -28,7 +28,7 @@ from symode.spec.textio import check_text, read_text_file
 Path_ = tuple[Any, ...]
 
 #: libyaml's parser (C, about 7x faster) when PyYAML was built with it; the events are the same.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Located:
@@ -55,7 +55,7 @@ def load_yaml(text: str, file: str = "<string>", *, error: type[SymodeError] = S
     """Parse YAML text safely (no Python object tags, the limits above) and record the line of every key.
     Every problem raises ``error`` naming the file and line."""
     check_text(text, file, max_chars=MAX_DOCUMENT_BYTES, error=error)
-    loader = _LOADER(text)
+    loader = YAML_LOADER(text)
     try:
         node = _Composer(loader, file, error).document()
         if node is None:
