@@ -180,9 +180,8 @@ class _Composer:
                 done = self.add(self.anchors[anchor], size)
             else:
                 if anchor is not None and anchor in self.anchors:
-                    raise yaml.composer.ComposerError(
-                        f"found duplicate anchor {anchor!r}; first occurrence", self.anchors[anchor].start_mark,
-                        "second occurrence", event.start_mark)
+                    raise self.fail(f"duplicate anchor &{anchor} (first defined on line "
+                                    f"{self.anchors[anchor].start_mark.line + 1})", event.start_mark)
                 self.count(1, event.start_mark)
                 tag = event.tag
                 if isinstance(event, yaml.ScalarEvent):
