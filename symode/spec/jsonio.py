@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from symode.errors import DataError, SymodeError
-from symode.spec.limits import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_NODES, MAX_NESTING_DEPTH
+from symode.spec.limits import MAX_DOCUMENT_BYTES, MAX_NESTING_DEPTH
 from symode.spec.textio import read_text_file
 from symode.spec.yamlio import load_yaml
 
@@ -22,15 +22,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_shape(data: Any, file: str, error: type[SymodeError]) -> None:
-    """Nesting depth and number of values, counted iteratively."""
+def _check_depth(data: Any, file: str, error: type[SymodeError]) -> None:
+    """Nesting depth, checked iteratively."""
     stack = [(data, 1)]
-    n = 0
     while stack:
         value, depth = stack.pop()
-        n += 1
-        if n > MAX_DOCUMENT_NODES:
-            raise error(f"more than {MAX_DOCUMENT_NODES} values in one document", file=file)
         if isinstance(value, (dict, list)):
             if depth > MAX_NESTING_DEPTH:
                 raise error(f"nested deeper than {MAX_NESTING_DEPTH} levels", file=file)
@@ -48,7 +44,7 @@ def loads_json(text: str, file: str = "<string>", *, error: type[SymodeError] = 
         raise error(f"nested deeper than {MAX_NESTING_DEPTH} levels", file=file) from None
     except ValueError as exc:  # NaN/Infinity, an integer of thousands of digits
         raise error(f"invalid JSON: {str(exc).split(':')[0][:80]}", file=file) from None
-    _check_shape(data, file, error)
+    _check_depth(data, file, error)
     return data
 
 

@@ -10,7 +10,7 @@ while composing the node graph from the parser's events (iteratively, so no inpu
 recursion limit), nesting deeper than :data:`~symode.spec.limits.MAX_NESTING_DEPTH`, an alias used
 inside its own anchor (a cycle), aliases expanding to more than
 :data:`~symode.spec.limits.MAX_ALIAS_NODES` nodes ("billion laughs", merge-key bombs) and documents of
-more than :data:`~symode.spec.limits.MAX_DOCUMENT_NODES` nodes are refused, each with a located error.
+more than :data:`~symode.spec.limits.MAX_YAML_NODES` nodes are refused, each with a located error.
 Only the safe YAML tags are constructed.
 """
 
@@ -22,12 +22,12 @@ from typing import Any
 import yaml
 
 from symode.errors import SpecError, SymodeError
-from symode.spec.limits import MAX_ALIAS_NODES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_NODES, MAX_NESTING_DEPTH
+from symode.spec.limits import MAX_ALIAS_NODES, MAX_DOCUMENT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES
 from symode.spec.textio import check_text, read_text_file
 
 Path_ = tuple[Any, ...]
 
-#: libyaml's parser (C, about 7x faster) when PyYAML was built with it; the events are the same.
+#: libyaml's parser (C, much faster) when PyYAML was built with it; the events are the same.
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -147,8 +147,8 @@ class _Composer:
 
     def count(self, n: int, mark: Any) -> None:
         self.total += n
-        if self.total > MAX_DOCUMENT_NODES:
-            raise self.fail(f"more than {MAX_DOCUMENT_NODES} values in one document", mark)
+        if self.total > MAX_YAML_NODES:
+            raise self.fail(f"more than {MAX_YAML_NODES} values in one document", mark)
 
     def node(self) -> yaml.Node:
         ld = self.loader
