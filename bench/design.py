@@ -41,7 +41,7 @@ from symode.design.core import (  # noqa: E402
     undetermined_explanations,
 )
 from symode.solve.synth import smooth_dilution  # noqa: E402
-from symode.spec.schema import load_spec  # noqa: E402
+from symode.spec import load_spec  # noqa: E402
 
 
 def original_design(problem: DesignProblem) -> Design:

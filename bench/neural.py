@@ -29,7 +29,7 @@ from symode.codegen import layout as codegen_layout  # noqa: E402
 from symode.codegen.layout import neural_codegen  # noqa: E402
 from symode.errors import SymodeError  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
-from symode.spec.schema import spec_from_dict  # noqa: E402
+from symode.spec import spec_from_dict  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 RTOL, ATOL = 1e-8, 1e-10

@@ -58,7 +58,7 @@ SETS: dict[str, dict] = {
 def make_data(out: Path) -> None:
     """Write the SETS data sets into out/<name>/."""
     from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
-    from symode.spec.schema import spec_from_dict
+    from symode.spec import spec_from_dict
 
     base = load_spec(ROOT / "specs" / "chemostat.yaml").to_dict()
     for name in ("A", "B"):

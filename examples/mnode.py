@@ -54,8 +54,8 @@ from symode.graph.template import community_truth_params, template_spec  # noqa:
 from symode.hybrid.neural import l2_penalty  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
+from symode.spec import spec_from_dict  # noqa: E402
 from symode.spec.data import Dataset  # noqa: E402
-from symode.spec.schema import spec_from_dict  # noqa: E402
 
 T_STEADY = 1500.0            # simulated time of the true communities (h)
 T_MODEL = (75.0, 100.0)      # times at which the neural ODE is compared with the measured profile

@@ -14,9 +14,9 @@ Public API (each CLI command is a thin layer over these):
 from symode.errors import DataError, ExpressionError, SolverError, SpecError, SymodeError
 from symode.solve.model import Model, build_model
 from symode.solve.simulation import Trajectory, simulate
+from symode.spec import Spec, dump_spec, load_spec, loads_spec
 from symode.spec.data import Dataset, read_csv
 from symode.spec.params import apply_params, load_params
-from symode.spec.schema import Spec, dump_spec, load_spec, loads_spec
 
 __all__ = [
     "DataError", "Dataset", "ExpressionError", "Model", "SolverError", "Spec", "SpecError", "SymodeError",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from symode.cli.main import build_parser, main
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 from .conftest import SPECS
 

@@ -196,7 +196,7 @@ def test_library_sources_do_not_depend_on_free_text(tmp_path: Path) -> None:
     share one entry, whose sources are the same bytes. (Interaction ids are part of the structure, and
     so of the key.)"""
     from symode.solve.model import build_model
-    from symode.spec.schema import loads_spec
+    from symode.spec import loads_spec
 
     sources = ("model.c", "model_casadi.c", "model_casadi.h")
     a = build_model(loads_spec(yaml.safe_dump(hostile_spec("first", "edge")), "a.yaml"), cache_dir=tmp_path)

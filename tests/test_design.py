@@ -25,7 +25,7 @@ from symode.design.core import (
 )
 from symode.errors import SymodeError
 from symode.solve.simulation import simulate
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 from .conftest import SPECS
 

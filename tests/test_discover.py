@@ -10,7 +10,7 @@ import pytest
 from symode.discover.core import CHECKPOINT, Candidate, candidate_spec, discover, effective_edges, synthetic_case
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 TRUE = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
         "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
@@ -104,7 +104,7 @@ def test_satellite_relabelling_orders_by_lowest_substrate():
 def test_relabelling_is_a_symmetry_of_the_template_only():
     from symode.discover.core import _rename, candidate_spec, satellite_relabelling
     from symode.graph.template import template_dict, template_spec
-    from symode.spec.schema import spec_from_dict
+    from symode.spec import spec_from_dict
 
     spec = template_spec(2, 2)
     edges = ["uptake:M2->Y1", "uptake:M1->Y2", "prod:Y2->M2"]

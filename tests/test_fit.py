@@ -10,7 +10,7 @@ import pytest
 
 from symode.cli.main import main
 from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 from .conftest import SPECS
 

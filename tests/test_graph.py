@@ -16,7 +16,7 @@ from symode.graph.community import (
 )
 from symode.graph.template import template_spec
 from symode.solve.model import build_model
-from symode.spec.schema import Spec, load_spec, loads_spec, spec_from_dict
+from symode.spec import Spec, load_spec, loads_spec, spec_from_dict
 from symode.symbolic.rhs import build_symbolic
 from symode.viz.graph import draw_graph
 

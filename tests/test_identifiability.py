@@ -16,7 +16,7 @@ from symode.identifiability.core import (
     profile_likelihood,
     render_markdown,
 )
-from symode.spec.schema import load_spec, spec_from_dict
+from symode.spec import load_spec, spec_from_dict
 from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling_symmetries
 
 from .conftest import SPECS

@@ -14,8 +14,8 @@ from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, finite_difference_gradient, loss_and_gradient
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations
+from symode.spec import load_spec, loads_spec, spec_from_dict
 from symode.spec.data import Dataset
-from symode.spec.schema import load_spec, loads_spec, spec_from_dict
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
 from .conftest import SHARED, SPECS

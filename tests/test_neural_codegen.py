@@ -15,7 +15,7 @@ from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, finite_difference_gradient, loss, loss_and_gradient
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations
-from symode.spec.schema import loads_spec
+from symode.spec import loads_spec
 from symode.symbolic.mlp import mlp_numpy
 from symode.symbolic.rhs import build_symbolic
 

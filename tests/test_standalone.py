@@ -51,9 +51,9 @@ def chemostat_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
 @pytest.fixture(scope="module")
 def dev(shared_data: Path):
     from symode.solve.model import build_model
+    from symode.spec import load_spec
     from symode.spec.data import read_csv
     from symode.spec.params import apply_params
-    from symode.spec.schema import load_spec
 
     root = shared_data / "chemostat-dev"
     data = read_csv(root / "data.csv")
@@ -277,7 +277,7 @@ def test_matches_symode_community(tmp_path: Path) -> None:
     from symode.solve.model import build_model
     from symode.solve.sensitivity import Problem, loss_and_gradient
     from symode.solve.simulation import simulate
-    from symode.spec.schema import load_spec
+    from symode.spec import load_spec
 
     spec = load_spec(SPECS / "community-2x3.yaml")
     out = generate_standalone(spec, tmp_path / "c")

@@ -42,7 +42,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 1) -> dict[str, obje
     from symode.solve.model import build_model
     from symode.solve.simulation import simulate
     from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
-    from symode.spec.schema import load_spec
+    from symode.spec import load_spec
     from symode.viz.graph import draw_graph
     from symode.viz.plots import plot_trajectories
 

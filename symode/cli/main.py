@@ -24,8 +24,8 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _load_spec(path: str, params: str | None = None):
+    from symode.spec import load_spec
     from symode.spec.params import apply_params
-    from symode.spec.schema import load_spec
 
     return apply_params(load_spec(path), params)
 
@@ -271,7 +271,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         run_design,
         write_design,
     )
-    from symode.spec.schema import load_spec
+    from symode.spec import load_spec
 
     if args.fit and args.params:
         raise SymodeError("give --fit or --params, not both")

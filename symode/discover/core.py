@@ -50,8 +50,8 @@ import numpy as np
 
 from symode.errors import SolverError, SymodeError
 from symode.io import atomic_write_json, atomic_write_text
+from symode.spec import Spec, load_spec, spec_from_dict
 from symode.spec.data import Dataset
-from symode.spec.schema import Spec, load_spec, spec_from_dict
 
 CHECKPOINT = "discovery-checkpoint.json"
 

@@ -42,8 +42,8 @@ from symode.optim.lm import levenberg_marquardt
 from symode.optim.sampling import latin_hypercube
 from symode.solve.model import Model, build_model
 from symode.solve.sensitivity import Problem, loss_and_gradient
+from symode.spec import Spec, load_spec
 from symode.spec.data import Dataset, check_columns, input_matrix
-from symode.spec.schema import Spec, load_spec
 
 #: chi2(1) quantiles: starts within CHI2_1[level] / 2 of the best loss are statistically indistinguishable.
 CHI2_1_99 = 6.634896601021214

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from symode.spec.schema import Spec, spec_from_dict
+from symode.spec import Spec, spec_from_dict
 
 #: Starting values and bounds of the template's parameters: prefix -> (value, lower, upper, scale).
 DEFAULTS: dict[str, tuple[float, float, float, str]] = {

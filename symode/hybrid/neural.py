@@ -344,7 +344,7 @@ def _adam(model: Any, data: Dataset, unk: _Unknowns, objective: Callable[..., tu
 def write_training(result: TrainResult, outdir: str | Path) -> Path:
     """Write ``fitted.yaml`` (the spec with trained values) and ``train.json`` (losses, history)."""
     from symode.io import atomic_write_text
-    from symode.spec.schema import dump_spec
+    from symode.spec import dump_spec
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

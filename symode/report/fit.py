@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from symode.io import atomic_write_json, atomic_write_text
-from symode.spec.schema import dump_spec
+from symode.spec import dump_spec
 from symode.viz.plots import pyplot, save_figure
 
 

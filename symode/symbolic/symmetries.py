@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from symode.spec.schema import Spec, load_spec
+from symode.spec import Spec, load_spec
 
 
 @dataclass
