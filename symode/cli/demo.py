@@ -239,13 +239,13 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add demo to the ``symode`` parser."""
-    p = sub.add_parser("demo", help="model (1) end to end: simulate, fit, design, discover (1-2 min)",
+    p = sub.add_parser("demo", help="model (1) end to end: simulate, fit, design, discover (about 2 min)",
                        description="Model (1) (a main culture, an averaged satellite and two metabolites in a "
                                    "chemostat) end to end: compile the shipped spec; take the chemostat example "
                                    "experiment (10 days; --full: 90 days); show the stiffness at the original "
                                    "study's starting values; fit from them with intervals and identifiability; "
                                    "design a better experiment and fit its simulation; run structure discovery on a "
-                                   "small community. Prints where its reports and plots are. About 1-2 minutes on "
+                                   "small community. Prints where its reports and plots are. About 2 minutes on "
                                    "2 cores (--full: several minutes).")
     p.add_argument("-o", "--output", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
     length = p.add_mutually_exclusive_group()
