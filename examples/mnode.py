@@ -1,5 +1,5 @@
-"""Example 3 of issue 8 (mNODE-style): predict metabolite profiles from community composition with a neural
-ODE, on communities simulated from the generalized template (MISSION.md section 3).
+"""mNODE-style example (docs/neural-examples.md): predict metabolite profiles from community composition with a
+neural ODE, on communities simulated from the generalized template (docs/model.md, section 4).
 
     python3 examples/mnode.py [--satellites 6] [--metabolites 5] [--communities 300] [--quick]
 

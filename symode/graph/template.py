@@ -109,7 +109,7 @@ def template_dict(satellites: int, metabolites: int) -> dict[str, Any]:
     return {
         "symode": 1,
         "name": f"community-{satellites}x{metabolites}",
-        "description": (f"Generalized community template (MISSION.md section 3): main culture X on substrate S, "
+        "description": (f"Generalized community template: main culture X on substrate S, "
                         f"{satellites} satellite(s) and {metabolites} metabolite(s); every interaction is a "
                         f"prunable edge whose strength 0 removes it."),
         "reactor": {"mode": "chemostat", "dilution": "D", "feed": {"S": "S0"}},
