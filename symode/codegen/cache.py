@@ -32,15 +32,18 @@ def generated_dir() -> Path:
     """Root of the artefact cache.
 
     ``$SYMODE_GENERATED_DIR`` if set; else ``generated/`` beside the package when that is a writable
-    source checkout (the repository layout); else ``~/.cache/symode/generated``.
+    source checkout (``pyproject.toml`` and ``symode/`` side by side); else the per-user cache directory
+    (``platformdirs``: ``$XDG_CACHE_HOME/symode/generated`` or ``~/.cache/symode/generated`` on Linux).
     """
     env = os.environ.get("SYMODE_GENERATED_DIR")
     if env:
         return Path(env)
     root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").exists() and os.access(root, os.W_OK):
+    if (root / "pyproject.toml").is_file() and (root / "symode").is_dir() and os.access(root, os.W_OK):
         return root / "generated"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "symode" / "generated"
+    from platformdirs import user_cache_path
+
+    return user_cache_path("symode", appauthor=False) / "generated"
 
 
 def make_cache_dir(root: Path) -> Path:
