@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode.cli.demo import ORIGINAL_TRUE  # noqa: E402
-from symode.design.core import (  # noqa: E402
+from symode.design import (  # noqa: E402
     GOOD_REL_SE,
     Constraints,
     Design,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from symode.cli.demo import ORIGINAL_TRUE
-from symode.design.core import (
+from symode.design import (
     Constraints,
     Design,
     DesignProblem,

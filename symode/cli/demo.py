@@ -108,7 +108,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 1) -> dict[str, obje
 def _demo_discover(out: Path, *, seed: int = 1) -> dict[str, object]:
     """Issue 5: structure discovery on a small template (1 satellite x 2 metabolites, 10 edges) with
     5 days of synthetic data from a sparse truth (4 edges)."""
-    from symode.discover.core import discover, synthetic_case
+    from symode.discover import discover, synthetic_case
+    from symode.report.discover import write_discovery
 
     true = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
             "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
@@ -116,6 +117,7 @@ def _demo_discover(out: Path, *, seed: int = 1) -> dict[str, object]:
     try:
         spec, data, _ = synthetic_case(1, 2, true, days=5, seed=seed, metabolite_every=4)
         res = discover(spec, data, outdir=out / "discover", progress=True, resume=False)
+        write_discovery(res, out / "discover")
     except SymodeError as exc:
         print(f"  structure discovery failed: {exc}")
         return {}
@@ -164,14 +166,8 @@ def _demo_design(model, data, out: Path, *, quick: bool = False, seed: int = 1,
     noise) is fitted (when symode.fit is available) and recovers the parameters it was designed for."""
     import math
 
-    from symode.design.core import (
-        Constraints,
-        DesignProblem,
-        design_from_data,
-        run_design,
-        simulate_design_data,
-        write_design,
-    )
+    from symode.design import Constraints, DesignProblem, design_from_data, run_design, simulate_design_data
+    from symode.report.design import write_design
     from symode.solve.synth import dataset_to_csv_text
 
     print("  experiment design (symode design) at the original author's parameters ...")

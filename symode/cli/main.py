@@ -262,15 +262,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_design(args: argparse.Namespace) -> int:
-    from symode.design.core import (
-        Constraints,
-        check_nominal,
-        design_from_data,
-        load_nominal,
-        parse_budget,
-        run_design,
-        write_design,
-    )
+    from symode.design import Constraints, check_nominal, design_from_data, load_nominal, parse_budget, run_design
+    from symode.report.design import write_design
     from symode.spec.schema import load_spec
 
     if args.fit and args.params:
@@ -324,7 +317,8 @@ def cmd_design(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from symode.discover.core import BackwardElimination, ThresholdRefit, discover
+    from symode.discover import BackwardElimination, ThresholdRefit, discover
+    from symode.report.discover import write_discovery
 
     spec = _load_spec(args.spec, args.params)
     if args.strategy == "threshold":
@@ -335,6 +329,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = discover(spec, args.data, strategy=strategy, outdir=args.output, workers=args.workers,
                    progress=not args.quiet, resume=not args.restart)
+    write_discovery(res, args.output)
     print(f"discover: kept {len(res.kept_edges)} edge(s), pruned {len(res.pruned_edges)} "
           f"({len(res.evaluated)} candidate fits, {time.perf_counter() - t0:.0f} s)")
     print("  kept: " + ", ".join(res.kept_edges))
