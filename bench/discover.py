@@ -1,4 +1,4 @@
-"""Structure-discovery benchmark (issue 5): time and edge recovery of ``symode.discover.discover`` with the
+"""Structure-discovery benchmark: time and edge recovery of ``symode.discover.discover`` with the
 default strategy (backward elimination by BIC, then add-back and swap moves, then refits of the model and
 its single removals from satellite re-initialising starts) on synthetic data from sparse true communities of
 growing template size. Each case is simulated like the community-dev data set

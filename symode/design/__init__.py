@@ -26,8 +26,10 @@ from symode.design.experiment import (
 from symode.design.explain import undetermined_explanations
 from symode.design.nominal import check_nominal, load_nominal
 from symode.design.optimise import (
+    FAILED_SCORE,
     DesignResult,
     measurement_options,
+    no_information_message,
     optimise_design,
     option_label,
     piecewise_design,
@@ -36,16 +38,26 @@ from symode.design.optimise import (
     random_design_levels,
     structured_starts,
 )
-from symode.design.problem import CRITERIA, FLOOR_DT, GOOD_REL_SE, PRIOR_SE, DesignProblem, Evaluation
+from symode.design.problem import (
+    CRITERIA,
+    FLOOR_DT,
+    GOOD_REL_SE,
+    METHODS,
+    PRIOR_SE,
+    DesignProblem,
+    Evaluation,
+    failed_criteria,
+)
 from symode.design.robustness import Robustness, intervals_spread, robustness
 from symode.design.run import DesignRun, run_design
 from symode.design.synthetic import simulate_design_data
 
 __all__ = [
-    "CRITERIA", "FLOOR_DT", "GOOD_REL_SE", "PRIOR_SE", "Constraints", "Design", "DesignProblem", "DesignResult",
-    "DesignRun", "Evaluation", "Measurement", "Robustness", "base_measurements", "check_nominal",
-    "design_from_data", "design_from_json", "intervals_spread", "load_nominal", "measurement_options",
-    "optimise_design", "option_label", "parse_budget", "piecewise_design", "project_levels", "random_baseline",
+    "CRITERIA", "FAILED_SCORE", "FLOOR_DT", "GOOD_REL_SE", "METHODS", "PRIOR_SE", "Constraints", "Design",
+    "DesignProblem", "DesignResult", "DesignRun", "Evaluation", "Measurement", "Robustness",
+    "base_measurements", "check_nominal", "design_from_data", "design_from_json", "failed_criteria",
+    "intervals_spread", "load_nominal", "measurement_options", "no_information_message", "optimise_design",
+    "option_label", "parse_budget", "piecewise_design", "project_levels", "random_baseline",
     "random_design_levels", "robustness", "run_design", "simulate_design_data", "structured_starts",
     "undetermined_explanations",
 ]

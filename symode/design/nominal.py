@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from symode.errors import DataError
+from symode.errors import DataError, SymodeError
 from symode.spec.schema import Spec
+from symode.spec.yamlio import load_yaml
 
 __all__ = ["check_nominal", "load_nominal"]
 
@@ -24,25 +25,37 @@ def load_nominal(path: str | Path) -> tuple[dict[str, float], dict[str, float], 
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot read ({exc.strerror})", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise DataError("not a text file (invalid UTF-8)", file=str(path)) from None
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise DataError("JSON nested too deeply", file=str(path)) from None
     except json.JSONDecodeError:
         try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataError(f"neither JSON nor YAML ({exc})", file=str(path)) from None
+            doc = load_yaml(text, str(path)).data      # the spec's safe YAML loader (and its limits)
+        except SymodeError as exc:
+            raise DataError(f"neither JSON nor YAML ({exc.message})", file=str(path), line=exc.line) from None
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:   # binary bytes, recursive aliases
+            raise DataError(f"neither JSON nor YAML ({type(exc).__name__})", file=str(path)) from None
     if not isinstance(doc, dict):
         raise DataError("expected a mapping with 'parameters' and/or 'x0'", file=str(path))
 
     def values(block: Any, what: str) -> dict[str, float]:
+        if block is None:
+            return {}
+        if not isinstance(block, Mapping):
+            raise DataError(f"expected a mapping of names to values, got {type(block).__name__}", file=str(path),
+                            field=what)
         out = {}
-        for k, v in (block or {}).items():
+        for k, v in block.items():
             if isinstance(v, Mapping):
                 v = v.get("value")
             try:
                 fv = float(v)
-            except (TypeError, ValueError):
-                raise DataError(f"expected a number, got {v!r}", file=str(path), field=f"{what}.{k}") from None
+            except (TypeError, ValueError, OverflowError):
+                raise DataError(f"expected a number, got {repr(v)[:40]}", file=str(path),
+                                field=f"{what}.{k}") from None
             if not math.isfinite(fv):
                 raise DataError(f"non-finite value {v!r}", file=str(path), field=f"{what}.{k}")
             out[str(k)] = fv

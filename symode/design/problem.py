@@ -52,7 +52,8 @@ from symode.solve.simulation import interval_inputs
 from symode.spec.schema import Noise, Observable, Spec
 from symode.symbolic.symmetries import scaling_symmetries, symmetry_directions
 
-__all__ = ["CRITERIA", "FLOOR_DT", "GOOD_REL_SE", "PRIOR_SE", "DesignProblem", "Evaluation", "failed_criteria"]
+__all__ = ["CRITERIA", "FLOOR_DT", "GOOD_REL_SE", "METHODS", "PRIOR_SE", "DesignProblem", "Evaluation",
+           "failed_criteria"]
 
 #: Weak prior (SE in log units) that keeps the criteria finite along directions a design does not inform.
 PRIOR_SE = 10.0
@@ -108,22 +109,29 @@ class DesignProblem:
     def __init__(self, spec: Spec, *, params: Mapping[str, float] | None = None,
                  x0: Mapping[str, float] | None = None, model: Model | None = None,
                  constraints: Constraints | None = None, candidates: Sequence[str] = (),
-                 prior_se: float = PRIOR_SE, rtol: float = 1e-8, atol: float = 1e-10) -> None:
+                 prior_se: float = PRIOR_SE, rtol: float = 1e-8, atol: float = 1e-10,
+                 methods: Sequence[str] = METHODS) -> None:
+        if spec.neural:
+            raise SymodeError(f"experiment design needs a mechanistic model, but the spec has neural terms "
+                              f"({', '.join(n.id for n in spec.neural)}): replace them by kinetic laws first, or "
+                              "design with the mechanistic spec at a fit's values (--fit)", field="neural",
+                              file=spec.source)
         self.spec = spec.with_values(params or {}, x0 or {})
         self.model = model.with_spec(self.spec) if model is not None else build_model(self.spec)
         m = self.model
         self.constraints = constraints or Constraints()
         self.rtol, self.atol, self.prior_se = rtol, atol, prior_se
+        self.methods = tuple(methods)        # integrators tried in turn for the sensitivities
         self.p = m.parameter_vector()
         self.x0 = m.x0_vector()
         self.nx = len(m.states)
         self.input_name = spec.reactor.dilution or (m.inputs[0] if m.inputs else "")
         if self.input_name not in m.inputs:
-            raise SymodeError("the spec has no dilution input to design", field="reactor.dilution")
+            raise SymodeError("the spec has no dilution input to design", field="reactor.dilution", file=spec.source)
         self.floor_state = self.constraints.floor_state or next(
             (s for s, st in spec.states.items() if st.role == "main"), m.states[0])
         if self.floor_state not in m.states:
-            raise SymodeError(f"unknown floor state {self.floor_state!r}", field="floor_state")
+            raise SymodeError(f"unknown floor state {self.floor_state!r}", field="floor_state", file=spec.source)
         est_x0 = [s for s in m.states if self.spec.states[s].estimate]
         est_p = [n for n in m.parameters if self.spec.parameters[n].estimate]
         self.names = [f"x0.{s}" for s in est_x0] + est_p
@@ -141,7 +149,7 @@ class DesignProblem:
         for c in self.candidates:
             if c not in m.states and c not in self.spec.observables:
                 raise SymodeError(f"unknown measurable quantity {c!r} (a state or an observable of the spec)",
-                                  field="candidates")
+                                  field="candidates", file=spec.source)
         self._sym_cache: dict[frozenset[str], list[Any]] = {}
         admissible = list(self.spec.observables) + [c for c in self.candidates if c not in self.spec.observables]
         self.persistent = self.symmetries(admissible)
@@ -214,7 +222,7 @@ class DesignProblem:
         self.n_evaluations += 1
         kw = dict(criterion=criterion, targets=targets, target_rel_se=target_rel_se)
         failure, x = "", np.full((len(grid), self.nx), np.nan)
-        for method in METHODS:
+        for method in self.methods:
             try:
                 res, S = m.backend.sensitivities(grid, x0, p, U, rtol=rtol or self.rtol, atol=self.atol,
                                                  method=method)
@@ -320,7 +328,7 @@ class DesignProblem:
         return out
 
     def score(self, crit: Mapping[str, float], criterion: str) -> float:
-        """Higher is better."""
+        """The criterion as a score, higher is better (-inf for a failed point)."""
         if criterion == "D":
             return crit["D"]
         if criterion == "target" and "target" not in crit:
@@ -328,7 +336,7 @@ class DesignProblem:
         if criterion == "A":
             return -math.log(crit["A"])
         if criterion == "E":
-            return math.log(max(crit["E"], 1e-300))
+            return math.log(crit["E"]) if crit["E"] > 0 else -math.inf
         return -crit["target"] + 1e-3 * crit["D"]
 
     def check(self, design: Design, ev: Evaluation) -> list[str]:

@@ -44,20 +44,32 @@ class Robustness:
 def intervals_spread(fit_doc: Mapping[str, Any] | None, names: Sequence[str], default: float = 0.2,
                      cap: float = 1.0) -> dict[str, float]:
     """Log-normal SD per parameter: from a fit's 95% intervals ((log hi - log lo) / 3.92, capped), else
-    ``default`` (+-20%)."""
+    ``default`` (+-20%). Entries of the fit document that are not intervals of two positive numbers
+    (open sides, malformed documents) give ``cap``, or ``default`` when missing."""
     out = {n: default for n in names}
-    ci = (fit_doc or {}).get("confidence_intervals") or {}
+    ci = (fit_doc or {}).get("confidence_intervals") if isinstance(fit_doc, Mapping) else None
+    if not isinstance(ci, Mapping):
+        return out
     for n in names:
         iv = ci.get(n)
         if isinstance(iv, Mapping):
             iv = iv.get("0.95") or iv.get("95") or next(iter(iv.values()), None)
         if isinstance(iv, (list, tuple)) and len(iv) == 2:
-            lo, hi = iv
-            if lo is None or hi is None or lo <= 0 or hi <= 0:
+            lo, hi = (_positive(v) for v in iv)
+            if lo is None or hi is None:
                 out[n] = cap
             else:
                 out[n] = min(max((math.log(hi) - math.log(lo)) / (2 * 1.959963984540054), 1e-3), cap)
     return out
+
+
+def _positive(v: Any) -> float | None:
+    """``v`` as a finite positive number, else None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) and f > 0 else None
 
 
 def robustness(problem: DesignProblem, design: Design, *, n: int = 20, spread: Mapping[str, float] | None = None,

@@ -69,7 +69,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     data = as_datasets(datasets)
     if not prunable_edges(spec):
-        raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)")
+        raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)",
+                          file=spec.source)
     out = Path(outdir) if outdir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
