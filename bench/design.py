@@ -90,7 +90,7 @@ def closed_loop(problem: DesignProblem, design: Design, rel: dict[str, float], *
 
 def integrator_table() -> None:
     """CPU time of the optimiser's coarse evaluations (30 days, 1-h grid, the 19 structured starts of
-    ``optimise_design`` plus 10 random level vectors) with each integrator order, at the author's exact
+    ``optimise_design`` plus 10 random level vectors) with each integrator order, at the true
     parameters and at the spec's starting values (where the explicit integrator's sensitivities blow up
     on strongly varying designs); ratios against the default order (explicit, then the stiff switch)."""
     spec = load_spec(ROOT / "specs" / "chemostat.yaml")
@@ -99,7 +99,7 @@ def integrator_table() -> None:
     starts = structured_starts(30, c, rng, nominal=0.25, n_random=10)
     print("| nominal values | integrators tried | CPU s (all evaluations) | ratio to default | failed points |")
     print("|---|---|---:|---:|---:|")
-    for label, params in (("author's exact values", ORIGINAL_TRUE), ("spec's starting values", {})):
+    for label, params in (("true values", ORIGINAL_TRUE), ("spec's starting values", {})):
         base_cpu = None
         for methods in (METHODS, ("auto",), ("explicit",)):
             pb = DesignProblem(spec, params=params, constraints=c, candidates=["A", "B"], methods=methods)

@@ -7,12 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from symode.identifiability.core import render_markdown
 from symode.io import atomic_write_json, atomic_write_text
+from symode.solve.model import build_model
+from symode.solve.simulation import simulate
 from symode.spec.schema import dump_spec
 from symode.viz.fit import plot_fit_observables, plot_fitted_states, plot_parameter_intervals, plot_profiles
 
 
 def write_fit_json(result: Any, path: str | Path) -> None:
+    """Write a FitResult as fit.json (atomically)."""
     atomic_write_json(path, result.to_json())
 
 
@@ -34,9 +38,6 @@ def write_outputs(result: Any, outdir: str | Path, *, report: bool = True) -> di
 
 def _trajectories(result: Any) -> list[tuple[Any, Any]]:
     """(dataset, fitted Trajectory) per experiment."""
-    from symode.solve.model import build_model
-    from symode.solve.simulation import simulate
-
     model = build_model(result.fitted_spec())
     out = []
     for k, data in enumerate(result.datasets):
@@ -111,8 +112,6 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
         L.append("")
     if result.fisher is not None:
         try:
-            from symode.identifiability.core import render_markdown
-
             ranges = {s: (float(np.min(trajs[0][1][s])), float(np.max(trajs[0][1][s])))
                       for s in trajs[0][1].states} if trajs else None
             L.append(render_markdown(result.fisher, result.symmetries, result.profiles, spec=result.spec,
