@@ -189,7 +189,7 @@ def test_discover_two_experiments_and_bad_data(tmp_path, capsys):
     a data file without a needed column is a located one-line error with exit code 2."""
     import json
 
-    from symode.discover.core import synthetic_case
+    from symode.discover import synthetic_case
     from symode.solve.synth import dataset_to_csv_text
 
     true = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},

@@ -153,9 +153,10 @@ def _demo_design(model, data, out: Path, *, full: bool = False, seed: int = 1,
     """The experiment cannot determine most parameters; `symode design` proposes a 30-day experiment
     (D(t) profile + one extra measurement every 2 h); a simulated run of it (independent noise) is fitted,
     starting from the first fit, and recovers the parameters it was designed for."""
-    from symode.design.core import Constraints, design_from_data, run_design, simulate_design_data, write_design
+    from symode.design import Constraints, design_from_data, run_design, simulate_design_data
     from symode.fit.core import fit
     from symode.io import atomic_write_text
+    from symode.report.design import write_design
     from symode.solve.synth import dataset_to_csv_text
 
     print("  experiment design (symode design) at the true parameters ...", flush=True)
@@ -215,13 +216,15 @@ DISCOVER_TRUTH = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
 def _demo_discover(out: Path, *, seed: int = 1) -> dict[str, Any]:
     """Structure discovery on a small template (1 satellite x 2 metabolites, 10 edges) with 5 days of
     synthetic data from a sparse truth (4 edges)."""
-    from symode.discover.core import discover, synthetic_case
+    from symode.discover import discover, synthetic_case
+    from symode.report.discover import write_discovery
 
     print("  structure discovery (symode discover) on the 1x2 community template, 5 days of synthetic data ...",
           flush=True)
     try:
         spec, data, _ = synthetic_case(1, 2, DISCOVER_TRUTH, days=5, seed=seed, metabolite_every=4)
         res = discover(spec, data, outdir=out / "discover", progress=True, resume=False)
+        write_discovery(res, out / "discover")
     except SymodeError as exc:
         print(f"  structure discovery failed: {exc}")
         return {}

@@ -26,15 +26,8 @@ def _extra_noise(text: str) -> tuple[float, float]:
 
 
 def run_design(args: argparse.Namespace) -> int:
-    from symode.design.core import (
-        Constraints,
-        check_nominal,
-        design_from_data,
-        load_nominal,
-        parse_budget,
-        run_design,
-        write_design,
-    )
+    from symode.design import Constraints, check_nominal, design_from_data, load_nominal, parse_budget, run_design
+    from symode.report.design import write_design
     from symode.spec import load_spec
 
     if args.fit and args.params:

@@ -10,7 +10,8 @@ from symode.cli.common import add_params_option, load_spec_with_params
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    from symode.discover.core import BackwardElimination, ThresholdRefit, discover
+    from symode.discover import BackwardElimination, ThresholdRefit, discover
+    from symode.report.discover import write_discovery
 
     spec = load_spec_with_params(args.spec, args.params)
     if args.strategy == "threshold":
@@ -21,6 +22,7 @@ def run_discover(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = discover(spec, args.data, strategy=strategy, outdir=args.output, workers=args.workers,
                    progress=not args.quiet, resume=not args.restart)
+    write_discovery(res, args.output)
     out = Path(args.output)
     print(f"discover: kept {len(res.kept_edges)} edge(s), pruned {len(res.pruned_edges)} "
           f"({len(res.evaluated)} candidate fits, {time.perf_counter() - t0:.0f} s)")
