@@ -550,6 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
     p.add_argument("--quick", action="store_true", help="a shorter experiment (10 days) for a fast look")
     p.set_defaults(func=cmd_demo)
+
+    from symode.cli import petab_export
+
+    p = sub.add_parser("petab", help="PEtab problems: export (SBML + tables)",
+                       description="PEtab, the exchange format of parameter-estimation problems (an SBML model "
+                                   "and TSV tables of conditions, observables, measurements and parameters).")
+    petab_sub = p.add_subparsers(dest="petab_command", metavar="SUBCOMMAND", required=True)
+    petab_export.register(petab_sub)
     return parser
 
 
