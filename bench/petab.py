@@ -13,7 +13,10 @@ For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/bench
 - gradient forward / adjoint: one llh gradient with respect to the estimated parameters on their
   parameter scales by forward and by adjoint sensitivities (min over --repeat);
 - llh: at the nominal parameters, and its difference from the reference value (AMICI's own test suite);
-  ``fwd/adj`` is max |g_fwd - g_adj| / max |g_fwd|.
+  ``fwd/adj`` is max |g_fwd - g_adj| / max |g_fwd|; with ``--fd`` each gradient is also compared with
+  central finite differences (step 1e-5 on the parameter scale, rtol 1e-12): max |g - g_fd| / max |g_fd|;
+  the llh is also computed at rtol 1e-12, atol 1e-14
+  (``llh tight``) to show how much of a difference from the reference is the solver tolerance.
 
 AMICI is timed as pyPESTO evaluates it: the parameter mapping and ExpData objects are created once and
 reused, ``simulate_petab`` is timed (wall clock: solver + mapping fill-in + llh aggregation); its solver
@@ -44,6 +47,8 @@ CACHE = ROOT / "bench" / ".amici-cache"
 DEFAULT_ROOT = ROOT.parent / "shared" / "petab" / "benchmark"
 RTOL = ATOL = 1e-8
 MAX_STEPS = 10_000
+TIGHT_RTOL, TIGHT_ATOL = 1e-12, 1e-14
+FD_STEP = 1e-5   # central differences on the parameter scale, at the tight tolerances
 WORKER_TIMEOUT = 3 * 3600
 
 
@@ -60,7 +65,7 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool) -> dict:
+def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool, fd: bool = False) -> dict:
     """AMICI: build (or load from the cache), simulate, forward and adjoint gradient at the nominal values."""
     import logging
 
@@ -77,8 +82,16 @@ def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool) ->
 
     problem = petab.Problem.from_yaml(problem_yaml)
     name = problem_yaml.parent.name
-    out: dict = {"tool": "amici", "amici_version": _version("amici"), "n_estimated": int(problem.parameter_df[
-        "estimate"].sum()), "n_measurements": len(problem.measurement_df)}
+    # AMICI refuses timepoint-specific observable/noise parameters (unless numeric noise with a trivial noise
+    # formula): flatten them as AMICI's own benchmark tests do (the llh and the estimated parameters stay)
+    flattened = petab.lint.measurement_table_has_timepoint_specific_mappings(
+        problem.measurement_df, allow_scalar_numeric_noise_parameters=not
+        petab.lint.observable_table_has_nontrivial_noise_formula(problem.observable_df))
+    if flattened:
+        petab.flatten_timepoint_specific_output_overrides(problem)
+    out: dict = {"tool": "amici", "flattened": bool(flattened), "amici_version": _version("amici"),
+                 "n_estimated": int(problem.parameter_df["estimate"].sum()),
+                 "n_measurements": len(problem.measurement_df)}
     record = cache / "build.json"
     if rebuild and cache.exists():
         import shutil
@@ -145,6 +158,32 @@ def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool) ->
         out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
     if "forward" in grads:
         out["gradient"] = dict(zip(problem.x_free_ids, map(float, grads["forward"]), strict=True))
+    # the llh once more at tight tolerances (how far the reference is from the rtol-1e-8 value)
+    solver.set_relative_tolerance(TIGHT_RTOL)
+    solver.set_absolute_tolerance(TIGHT_ATOL)
+    solver.set_max_steps(100 * MAX_STEPS)
+    res = run(amici_sim.SensitivityOrder.none)
+    if all(int(r.status) == 0 for r in res[RDATAS]):
+        out["llh_tight"] = float(res[LLH])
+    if fd and grads:
+        ids = list(problem.x_free_ids)
+        z0 = np.asarray(problem.x_nominal_free_scaled, dtype=float)
+
+        def llh_at(z):
+            r = simulate_petab(problem, amici_model=model, solver=solver, edatas=edatas, parameter_mapping=mapping,
+                               problem_parameters=dict(zip(ids, z, strict=True)), scaled_parameters=True,
+                               log_level=logging.ERROR)
+            return float(r[LLH])
+
+        g_fd = np.zeros(len(ids))
+        for k in range(len(ids)):
+            e = np.zeros(len(ids))
+            e[k] = FD_STEP
+            g_fd[k] = (llh_at(z0 + e) - llh_at(z0 - e)) / (2 * FD_STEP)
+        scale = max(np.max(np.abs(g_fd)), 1e-300)
+        for label, g in grads.items():
+            out[f"{label}_vs_fd"] = float(np.max(np.abs(g - g_fd)) / scale)
+        out["gradient_fd"] = dict(zip(ids, map(float, g_fd), strict=True))
     return out
 
 
@@ -201,6 +240,8 @@ def run_worker(tool: str, problem_yaml: Path, args: argparse.Namespace) -> dict:
            "--repeat", str(args.repeat)]
     if args.rebuild:
         cmd.append("--rebuild")
+    if args.fd:
+        cmd.append("--fd")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
         os.pathsep))
     t0 = time.perf_counter()
@@ -261,6 +302,8 @@ def main() -> int:
     ap.add_argument("--no-amici", action="store_true")
     ap.add_argument("--no-symode", action="store_true")
     ap.add_argument("--rebuild", action="store_true", help="rebuild AMICI models (measure the build time again)")
+    ap.add_argument("--fd", action="store_true",
+                    help="also check AMICI's gradients against central finite differences at rtol 1e-12")
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats; the minimum is reported (3)")
     ap.add_argument("--timeout", type=float, default=WORKER_TIMEOUT, help="seconds per tool and problem")
     ap.add_argument("--json", metavar="OUT", help="also write every measured number as JSON")
@@ -271,7 +314,7 @@ def main() -> int:
     if args.worker:
         yaml_path = Path(args.problem_yaml)
         if args.worker == "amici":
-            res = amici_worker(yaml_path, CACHE / yaml_path.parent.name, args.repeat, args.rebuild)
+            res = amici_worker(yaml_path, CACHE / yaml_path.parent.name, args.repeat, args.rebuild, args.fd)
         else:
             res = symode_worker(yaml_path, args.repeat)
         print(json.dumps(res))
@@ -292,22 +335,26 @@ def main() -> int:
             print(f"{name}: {tool} ...", file=sys.stderr, flush=True)
             results[name][tool] = run_worker(tool, problem_yaml, args)
         ga = results[name].get("amici", {}).get("gradient")
+        gfd = results[name].get("amici", {}).get("gradient_fd")
         gs = results[name].get("symode", {}).get("gradient")
-        if ga and gs and set(ga) == set(gs):
+        if gs and ga and set(ga) == set(gs):
             scale = max(abs(v) for v in ga.values()) or 1.0
             results[name]["symode"]["grad_vs_amici"] = max(abs(ga[k] - gs[k]) for k in ga) / scale
+        if gs and gfd and set(gfd) == set(gs):
+            scale = max(abs(v) for v in gfd.values()) or 1.0
+            results[name]["symode"]["forward_vs_fd"] = max(abs(gfd[k] - gs[k]) for k in gfd) / scale
     load_end = os.getloadavg()
 
     print(f"\nPEtab benchmark, {started}; {machine()}; load average {load_start[0]:.1f} at the start, "
           f"{load_end[0]:.1f} at the end; AMICI {_version('amici')}, petab {_version('petab')}; "
           f"rtol = atol = {RTOL:g}\n")
     print("| problem | tool | build | simulate | gradient fwd | gradient adj | solver CPU sim / fwd / adj | "
-          "llh | llh - reference | fwd/adj | gradient vs AMICI |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "llh | llh - reference | llh tight - reference | fwd/adj | fwd, adj vs FD | gradient vs AMICI |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for tool, row in results[name].items():
             if "error" in row and "llh" not in row:
-                print(f"| {name} | {tool} | skipped: {row['error']} | | | | | | | | |")
+                print(f"| {name} | {tool} | skipped: {row['error']} | | | | | | | | | | |")
                 continue
             build = _fmt_s(row, "build_s") + (" (cached)" if row.get("build_cached") else "")
             cpu = " / ".join(f"{row[k]:.1f}" if k in row else "—" for k in
@@ -316,8 +363,12 @@ def main() -> int:
             llh, dllh = _llh_cells(row, refs[name])
             fa = f"{row['fwd_vs_adj']:.1e}" if "fwd_vs_adj" in row else "—"
             va = f"{row['grad_vs_amici']:.1e}" if "grad_vs_amici" in row else ""
-            print(f"| {name} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | {_fmt_s(row, 'gradient_forward_s')} "
-                  f"| {_fmt_s(row, 'gradient_adjoint_s')} | {cpu} | {llh} | {dllh} | {fa} | {va} |")
+            vfd = " / ".join(f"{row[k]:.1e}" if k in row else "—" for k in ("forward_vs_fd", "adjoint_vs_fd"))
+            tight = _llh_cells({"llh": row["llh_tight"]}, refs[name])[1] if "llh_tight" in row else "—"
+            flat = " (flattened)" if row.get("flattened") else ""
+            print(f"| {name}{flat} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | "
+                  f"{_fmt_s(row, 'gradient_forward_s')} | {_fmt_s(row, 'gradient_adjoint_s')} | {cpu} | {llh} | {dllh} "
+                  f"| {tight} | {fa} | {vfd} | {va} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
                                               load_end], "results": results}, indent=1))

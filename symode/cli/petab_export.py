@@ -26,6 +26,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--noise", choices=("model", "data"), default="model",
                    help="model (default): sigma = sqrt(absolute^2 + (relative*y)^2) at the model value y, as a "
                         "noise formula; data: sigma at the measured value, per measurement, as symode's loss")
+    p.add_argument("--finite-bounds", type=float, metavar="F",
+                   help="close the open bounds of estimated parameters (for tools that need finite bounds): "
+                        "value/F..value*F on log scale, value -+ F*max(1,|value|) on linear scale "
+                        "(default: open bounds as -inf/inf with an initialization prior)")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (created; a previous export there is replaced)")
     p.set_defaults(func=cmd_petab_export)
@@ -51,7 +55,7 @@ def cmd_petab_export(args: argparse.Namespace) -> int:
         if args.t_end is not None:
             data = data.until(args.t_end)
         datasets.append(data)
-    out = export_petab(spec, datasets, args.output, noise=args.noise)
+    out = export_petab(spec, datasets, args.output, noise=args.noise, finite_bounds=args.finite_bounds)
     print(f"wrote {out.directory}: {len(out.conditions)} condition(s), {len(out.observables)} observable(s), "
           f"{out.n_measurements} measurements, {len(out.estimated)} estimated parameters; problem "
           f"{out.problem.name}", file=sys.stderr)

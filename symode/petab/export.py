@@ -27,8 +27,9 @@ Files written into the output directory (atomically: built in a temporary siblin
     Every finite observable value of every file (missing values skipped).
 ``parameters.tsv``
     Every spec parameter and initial-state parameter: ``log`` -> ``log10`` / ``lin`` scale, bounds
-    (open bounds as -inf/inf; a log10 parameter whose lower bound is 0 gets no lower bound), estimate flag,
-    nominal value (the spec's, after ``--params``).
+    (open bounds as -inf/inf, a log10 parameter's lower bound 0 as 0; an estimated parameter with an open
+    bound gets an initialization prior over symode's multi-start box, or, with ``finite_bounds``, finite
+    bounds), estimate flag, nominal value (the spec's, after ``--params``).
 ``problem.yaml``
     The PEtab problem (format version 1).
 
@@ -219,11 +220,15 @@ def _tsv(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join("\t".join(r) for r in [header, *rows]) + "\n"
 
 
-def petab_files(spec: Spec, datasets: Sequence[Dataset], *, noise: str = "model") -> PetabExport:
+def petab_files(spec: Spec, datasets: Sequence[Dataset], *, noise: str = "model",
+                finite_bounds: float | None = None) -> PetabExport:
     """The PEtab problem of ``spec`` and ``datasets`` (one condition per data set) as file texts, not
-    written anywhere (``directory`` and ``problem`` are relative paths)."""
+    written anywhere (``directory`` and ``problem`` are relative paths). ``noise``: see the module
+    docstring; ``finite_bounds``: close the open bounds of estimated parameters (see ``_parameter_row``)."""
     if noise not in NOISE_MODES:
         raise SymodeError(f"unknown noise mode {noise!r} ({', '.join(NOISE_MODES)})", field="noise")
+    if finite_bounds is not None and not (math.isfinite(finite_bounds) and finite_bounds > 1):
+        raise SymodeError(f"finite bounds factor must be a number > 1, got {finite_bounds}", field="finite_bounds")
     if not datasets:
         raise SymodeError("give at least one data file")
     if not spec.observables:
@@ -349,7 +354,7 @@ def petab_files(spec: Spec, datasets: Sequence[Dataset], *, noise: str = "model"
     for (_, s), pid in init_ids.items():
         st = spec.states[s]
         table.append((pid, _state_log_scale(spec, s), st.lower, st.upper, float(st.x0), True))
-    rows = [_parameter_row(*entry) for entry in table]
+    rows = [_parameter_row(*entry, finite_bounds=finite_bounds) for entry in table]
     header = ["parameterId", "parameterScale", "lowerBound", "upperBound", "nominalValue", "estimate"]
     if any(r[6] for r in rows):
         header += ["initializationPriorType", "initializationPriorParameters"]
@@ -366,12 +371,18 @@ def petab_files(spec: Spec, datasets: Sequence[Dataset], *, noise: str = "model"
 
 
 def _parameter_row(pid: str, log: bool, lower: float | None, upper: float | None, value: float,
-                   estimate: bool) -> list[str]:
+                   estimate: bool, finite_bounds: float | None = None) -> list[str]:
     """A parameter table row, then the initialization prior of an estimated parameter with an open bound:
     uniform on the parameter scale over symode's own multi-start box (an open side at the nominal value
-    -+ 2 natural-log units on log scale, -+ 2 on linear scale)."""
+    -+ 2 natural-log units on log scale, -+ 2 on linear scale). With ``finite_bounds`` F an estimated
+    parameter's open side is closed instead: value / F and value * F on log scale, value -+ F max(1, |value|)
+    on linear scale."""
     lo = lower if lower is not None and not (log and lower <= 0) else None
     hi = upper
+    if estimate and finite_bounds is not None:
+        width = finite_bounds * max(1.0, abs(value))
+        lo = lo if lo is not None else value / finite_bounds if log else value - width
+        hi = hi if hi is not None else value * finite_bounds if log else value + width
     row = [pid, "log10" if log else "lin", _bound(lo, 0.0 if log else -math.inf, log),
            _bound(hi, math.inf, log), petab_number(value), "1" if estimate else "0", "", ""]
     if estimate and (lo is None or hi is None):
@@ -392,10 +403,10 @@ def _mathml(node: libsbml.ASTNode) -> str:
 
 
 def export_petab(spec: Spec, datasets: Sequence[Dataset], out_dir: str | Path, *,
-                 noise: str = "model") -> PetabExport:
+                 noise: str = "model", finite_bounds: float | None = None) -> PetabExport:
     """Write the PEtab problem of ``spec`` and ``datasets`` into ``out_dir`` atomically. An existing
     ``out_dir`` is replaced only when it is empty or holds a previous export (its problem.yaml)."""
-    result = petab_files(spec, datasets, noise=noise)
+    result = petab_files(spec, datasets, noise=noise, finite_bounds=finite_bounds)
     out = Path(out_dir).absolute()
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
