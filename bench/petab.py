@@ -180,10 +180,13 @@ def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool, fd
             e = np.zeros(len(ids))
             e[k] = FD_STEP
             g_fd[k] = (llh_at(z0 + e) - llh_at(z0 - e)) / (2 * FD_STEP)
-        scale = max(np.max(np.abs(g_fd)), 1e-300)
-        for label, g in grads.items():
-            out[f"{label}_vs_fd"] = float(np.max(np.abs(g - g_fd)) / scale)
-        out["gradient_fd"] = dict(zip(ids, map(float, g_fd), strict=True))
+        if np.all(np.isfinite(g_fd)):
+            scale = max(np.max(np.abs(g_fd)), 1e-300)
+            for label, g in grads.items():
+                out[f"{label}_vs_fd"] = float(np.max(np.abs(g - g_fd)) / scale)
+            out["gradient_fd"] = dict(zip(ids, map(float, g_fd), strict=True))
+        else:
+            out["fd_error"] = "a simulation at a perturbed point failed"
     return out
 
 
@@ -364,6 +367,7 @@ def main() -> int:
             fa = f"{row['fwd_vs_adj']:.1e}" if "fwd_vs_adj" in row else "—"
             va = f"{row['grad_vs_amici']:.1e}" if "grad_vs_amici" in row else ""
             vfd = " / ".join(f"{row[k]:.1e}" if k in row else "—" for k in ("forward_vs_fd", "adjoint_vs_fd"))
+            vfd = "FD failed" if "fd_error" in row else vfd
             tight = _llh_cells({"llh": row["llh_tight"]}, refs[name])[1] if "llh_tight" in row else "—"
             flat = " (flattened)" if row.get("flattened") else ""
             print(f"| {name}{flat} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | "
