@@ -556,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("petab", help="PEtab problems: export (SBML + tables)",
                        description="PEtab, the exchange format of parameter-estimation problems (an SBML model "
                                    "and TSV tables of conditions, observables, measurements and parameters).")
-    petab_sub = p.add_subparsers(dest="petab_command", metavar="SUBCOMMAND", required=True)
+    petab_sub = p.add_subparsers(dest="petab_command", metavar="SUBCOMMAND", required=True,
+                                 help="what to do with a PEtab problem")
     petab_export.register(petab_sub)
     return parser
 
