@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "symode.cli.fit_cmds",       # fit, profile, train
     "symode.cli.design_cmds",    # design
     "symode.cli.discover_cmds",  # discover
+    "symode.cli.petab_cmds",     # petab export
     "symode.cli.example",        # example
     "symode.cli.demo",           # demo
 )

@@ -1,0 +1,1 @@
+"""PEtab: import and export of parameter-estimation problems (SBML model + tables)."""
