@@ -550,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
     p.add_argument("--quick", action="store_true", help="a shorter experiment (10 days) for a fast look")
     p.set_defaults(func=cmd_demo)
+
+    from symode.cli import petab as petab_cli
+
+    petab_cli.register(sub)
     return parser
 
 
@@ -563,6 +567,11 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from symode.cli import petab as petab_cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "fit" and petab_cli.is_petab_problem(argv[1]):
+        return petab_cli.fit_main(argv[1:])  # `symode fit PROBLEM.yaml`: a PEtab problem
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _warning_line

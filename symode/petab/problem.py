@@ -216,7 +216,7 @@ class _Loader:
             import yaml
 
             config = yaml.safe_load(self.path.read_text())
-        except Exception as exc:  # noqa: BLE001 - any YAML problem is a user error
+        except Exception as exc:
             raise PetabError(f"not a readable YAML file ({exc})", file=str(self.path)) from None
         if not isinstance(config, dict) or "problems" not in config:
             raise PetabError("not a PEtab problem file (no 'problems')", file=str(self.path))
@@ -242,7 +242,7 @@ class _Loader:
                 raise PetabError(f"the {key} file {f.name!r} does not exist", file=str(self.path))
         try:
             problem = petab.Problem.from_yaml(str(self.path))
-        except Exception as exc:  # noqa: BLE001 - the library's errors are user errors here
+        except Exception as exc:
             raise PetabError(f"cannot read the problem: {exc}", file=str(self.path)) from None
         if self.validate:
             self.lint(problem)
@@ -263,7 +263,7 @@ class _Loader:
         logger.addHandler(handler)
         try:
             failed = petab.lint_problem(problem)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failed, messages = True, [*messages, str(exc)]
         finally:
             logger.removeHandler(handler)
@@ -416,7 +416,7 @@ class _Loader:
         xs, x_index, x_value = [], [], []
         for col in columns:
             raw = values[col] if col in values else math.nan
-            if raw is None or (isinstance(raw, float) and math.isnan(raw)) or (isinstance(raw, str) and not raw.strip()):
+            if _missing(raw):
                 continue
             target_index, target_value = self.value_ref(raw, theta_index, sbml, ("condition", row, col))
             if col in sbml.parameters:
@@ -433,7 +433,7 @@ class _Loader:
         return Condition(id=cid, p=Mapping(p_index, p_value), x_states=np.array(xs, dtype=int),
                          x=Mapping(np.array(x_index, dtype=int), np.array(x_value, dtype=float)))
 
-    def value_ref(self, raw: Any, theta_index: dict[str, int], sbml: ImportedModel,
+    def value_ref(self, raw: Any, theta_index: dict[str, int], sbml: ImportedModel | None,
                   where: tuple[str, int | None, str]) -> tuple[int, float]:
         """(theta index, -1) for a parameterId, (-1, value) for a number (or a fixed SBML parameter)."""
         if isinstance(raw, str):
@@ -444,7 +444,7 @@ class _Loader:
                 pass
             if text in theta_index:
                 return theta_index[text], 0.0
-            if text in sbml.parameters:
+            if sbml is not None and text in sbml.parameters:
                 return -1, float(sbml.parameters[text])
             raise self.err(*where, f"{text!r} is neither a number nor a parameterId of the parameter table")
         value = _number(raw)
@@ -497,19 +497,21 @@ class _Loader:
                 raise self.err("observable", row, col, f"{oid}: {exc.message}") from None
         n_obs = max([k[1] for k in placeholders if k[0] == "observable"], default=0)
         n_noise = max([k[1] for k in placeholders if k[0] == "noise"], default=0)
-        phi = [placeholders.get(("observable", i), sp.Symbol(f"__observable{i}", real=True)) for i in range(1, n_obs + 1)]
-        phi += [placeholders.get(("noise", i), sp.Symbol(f"__noise{i}", real=True)) for i in range(1, n_noise + 1)]
+        phi = [placeholders.get(("observable", i), sp.Symbol(f"__observable{i}", real=True))
+               for i in range(1, n_obs + 1)]
+        phi += [placeholders.get(("noise", i), sp.Symbol(f"__noise{i}", real=True))
+                for i in range(1, n_noise + 1)]
         phi += list(extra.values())
-        return Observable(id=oid, y=exprs["observable"], sigma=exprs["noise"], phi=phi, n_observable_parameters=n_obs,
-                          n_noise_parameters=n_noise, extra=list(extra), transformation=transformation,
-                          distribution=distribution)
+        return Observable(id=oid, y=exprs["observable"], sigma=exprs["noise"], phi=phi,
+                          n_observable_parameters=n_obs, n_noise_parameters=n_noise, extra=list(extra),
+                          transformation=transformation, distribution=distribution)
 
     def row_mapping(self, row: int, r: Any, obs: Observable, theta_index: dict[str, int]) -> Mapping:
         index, value = [], []
         for col, n in (("observableParameters", obs.n_observable_parameters),
                        ("noiseParameters", obs.n_noise_parameters)):
             raw = r.get(col, math.nan)
-            if raw is None or (isinstance(raw, float) and math.isnan(raw)) or (isinstance(raw, str) and not raw.strip()):
+            if _missing(raw):
                 parts: list[Any] = []
             elif isinstance(raw, str):
                 parts = [s.strip() for s in raw.split(";")]
@@ -518,20 +520,13 @@ class _Loader:
             if len(parts) != n:
                 raise self.err("measurement", row, col, f"{obs.id} needs {n} {col}, got {len(parts)}")
             for part in parts:
-                i, v = self.value_ref(part, theta_index, self._empty_sbml, ("measurement", row, col))
+                i, v = self.value_ref(part, theta_index, None, ("measurement", row, col))
                 index.append(i)
                 value.append(v)
         for name in obs.extra:
             index.append(theta_index[name])
             value.append(0.0)
         return Mapping(np.array(index, dtype=int), np.array(value, dtype=float))
-
-    @property
-    def _empty_sbml(self) -> Any:
-        class _NoParameters:
-            parameters: dict[str, float] = {}
-        return _NoParameters()
-
 
 def _number(v: Any) -> float:
     try:
@@ -546,7 +541,41 @@ def _finite(v: float) -> float:
     return v
 
 
+def _missing(v: Any) -> bool:
+    """An empty table cell: None, NaN or blank."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
 def _text(v: Any, default: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
+    if _missing(v):
         return default
     return str(v).strip()
+
+
+def read_parameter_values(path: str | Path, problem: PetabProblem) -> dict[str, float]:
+    """``parameterId -> nominalValue`` (linear scale) from a PEtab parameter table, checked against the
+    problem's parameter table (errors name the file, line and column)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise PetabError("no such file", file=str(path))
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"parameterId": str})
+    except Exception as exc:  # noqa: BLE001 - any parse problem is a user error
+        raise PetabError(f"not a readable TSV table ({exc})", file=str(path)) from None
+    for col in ("parameterId", "nominalValue"):
+        if col not in df.columns:
+            raise PetabError(f"missing column {col!r}", file=str(path), line=1)
+    out: dict[str, float] = {}
+    for row, (pid, value) in enumerate(zip(df["parameterId"], df["nominalValue"], strict=True)):
+        line = row + 2
+        if _missing(pid) or str(pid) not in problem.parameter_ids:
+            raise PetabError(f"unknown parameterId {pid!r} (not in the problem's parameter table)", file=str(path),
+                             line=line, field="parameterId")
+        v = _number(value)
+        if not math.isfinite(v):
+            raise PetabError(f"nominalValue {value!r} is not a finite number", file=str(path), line=line,
+                             field="nominalValue")
+        out[str(pid)] = v
+    return out

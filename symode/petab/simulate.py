@@ -43,9 +43,14 @@ class SolverOptions:
 @dataclass
 class ExperimentResult:
     x: np.ndarray                  # (nt, nx) at the experiment's times
-    G: np.ndarray | None           # (nt, nx, n_theta)
+    G: np.ndarray | None           # (nt, nx, n_theta) (mode "forward")
     x_inf: np.ndarray | None       # steady state (rows with t = inf)
     G_inf: np.ndarray | None
+    x0: np.ndarray | None = None   # the simulation's start and dx0/dtheta, parameters and grid (for the adjoint)
+    G0: np.ndarray | None = None
+    p: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    pos: np.ndarray | None = None  # index of each measurement time in the grid
 
 
 class Simulator:
@@ -87,9 +92,12 @@ class Simulator:
         return x, G
 
     # -- experiments -----------------------------------------------------------------------------------
-    def run(self, exp: Experiment, theta: np.ndarray, sens: bool,
+    def run(self, exp: Experiment, theta: np.ndarray, mode: str = "none",
             cache: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None) -> ExperimentResult:
-        """States (and dx/dtheta) at the experiment's measurement times and, if needed, at steady state."""
+        """States at the experiment's measurement times and, if needed, at steady state. ``mode``: "none"
+        (states only), "forward" (also G = dx/dtheta there) or "adjoint" (also dx0/dtheta and the steady
+        state's G, for :meth:`adjoint`)."""
+        sens = mode != "none"
         cond = exp.sim
         p = cond.p(theta)
         if exp.preeq is not None:
@@ -105,25 +113,31 @@ class Simulator:
             x0, G0 = self.override(cond, theta, x_pre, G_pre)
         else:
             x0, G0 = self.initial(cond, theta, sens)
-        times = exp.times
-        x_out, G_out = self.trajectory(times, x0, G0, p, self.P(cond) if sens else None, exp.label)
+        grid, pos = self.grid(exp.times, p)
+        x_out, G_out = self.trajectory(grid, pos, x0, G0 if mode == "forward" else None, p,
+                                       self.P(cond) if sens else None, exp.label)
         x_inf = G_inf = None
         if np.any(exp.time_index < 0):
             x_inf, G_inf = self.steady_state(x0, G0, p, self.P(cond) if sens else None,
                                              f"condition {exp.label!r} (time inf)")
-        return ExperimentResult(x_out, G_out, x_inf, G_inf)
+        return ExperimentResult(x_out, G_out, x_inf, G_inf, x0, G0, p, grid, pos)
 
-    def trajectory(self, times: np.ndarray, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray,
-                   P: np.ndarray | None, label: str) -> tuple[np.ndarray, np.ndarray | None]:
-        nt = len(times)
+    def grid(self, times: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The integration grid (0, the measurement times and the breakpoints in between) and the
+        position of each measurement time in it."""
+        if len(times) == 0:
+            return np.zeros(1), np.zeros(0, dtype=int)
+        bp = self.breakpoints(p)
+        grid = np.unique(np.concatenate([[0.0], times, bp[(bp > 0) & (bp < times[-1])]]))
+        return grid, np.searchsorted(grid, times)
+
+    def trajectory(self, grid: np.ndarray, pos: np.ndarray, x0: np.ndarray, G0: np.ndarray | None,
+                   p: np.ndarray, P: np.ndarray | None, label: str) -> tuple[np.ndarray, np.ndarray | None]:
+        nt = len(pos)
         x_out = np.empty((nt, self.nx))
         G_out = np.empty((nt, self.nx, self.n_theta)) if G0 is not None else None
         if nt == 0:
             return x_out, G_out
-        t_end = float(times[-1])
-        bp = self.breakpoints(p)
-        grid = np.unique(np.concatenate([[0.0], times, bp[(bp > 0) & (bp < t_end)]]))
-        pos = np.searchsorted(grid, times)
         if len(grid) == 1:  # every measurement at t = 0
             x_out[:] = x0
             if G_out is not None:
@@ -140,6 +154,42 @@ class Simulator:
         x_out[:] = res.x[pos]
         G_out[:] = np.einsum("tij,jk->tik", S[:, :, : self.nx], G0) + np.einsum("tij,jk->tik", S[:, :, self.nx:], P)
         return x_out, G_out
+
+    def adjoint(self, res: ExperimentResult, W: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """sum_i W_i . dx(t_i)/d[x0, p] over the measurement times, by the compiled discrete adjoint.
+
+        The model's observables are its states (h = x), so the library's loss 1/2 sum ((x_i - d_i)/s_i)^2
+        has dL/dx_i = (x_i - d_i)/s_i^2; with d_i = x_i - sign(W_i)(|x_i| + atol) and
+        s_i^2 = (|x_i| + atol)/|W_i| that is W_i, without cancellation in x_i - d_i."""
+        assert res.grid is not None and res.pos is not None and res.x0 is not None and res.p is not None
+        nx = self.nx
+        if len(res.grid) == 1 or not np.any(W):
+            g = W.sum(axis=0) if len(res.grid) == 1 else np.zeros(nx)
+            return g, np.zeros(self.np)
+        data = np.full((len(res.grid), nx), np.nan)
+        sigma = np.ones((len(res.grid), nx))
+        Wg = np.zeros((len(res.grid), nx))
+        np.add.at(Wg, res.pos, W)
+        X = np.full((len(res.grid), nx), np.nan)
+        X[res.pos] = res.x
+        used = np.any(Wg != 0, axis=1)
+        o = self.options
+        mag = np.abs(X[used]) + o.atol
+        w = Wg[used]
+        nz = w != 0
+        d = X[used].copy()
+        d[nz] = X[used][nz] - np.sign(w[nz]) * mag[nz]
+        s = np.ones_like(w)
+        s[nz] = np.sqrt(mag[nz] / np.abs(w[nz]))
+        data[used], sigma[used] = d, s
+        ws = self.backend.workspace(res.grid, self._U, data, sigma)
+        status, _, grad, _, _, stats = ws.gradient("discrete", res.x0, res.p, rtol=o.rtol, atol=o.atol,
+                                                   method=o.method)
+        if status != 0:
+            i = stats.get("fail_interval", -1)
+            where = f" in [{res.grid[i]:g}, {res.grid[i + 1]:g}]" if 0 <= i < len(res.grid) - 1 else ""
+            raise SolverError(f"{label}: adjoint failed{where}: {ERRORS.get(status, status)}")
+        return grad[:nx], grad[nx:]
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,
                      label: str) -> tuple[np.ndarray, np.ndarray | None]:

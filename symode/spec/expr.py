@@ -318,7 +318,7 @@ class _Formatter:
         text = self.text(e)
         if isinstance(e, sp.Symbol) or (e.is_Number and e >= 0 and not (e.is_Rational and not e.is_Integer)) \
                 or isinstance(e, (sp.Min, sp.Max, sp.Piecewise)) or (e.func in _FORMAT_NAMES and len(e.args) == 1) \
-                or e is sp.E or text.startswith("(") and _balanced_outer(text):
+                or e is sp.E or (text.startswith("(") and _balanced_outer(text)):
             return text
         return f"({text})"
 
