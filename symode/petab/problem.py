@@ -260,13 +260,16 @@ class _Loader:
 
         handler = Collect()
         logger = logging.getLogger("petab")
+        level = logger.level
         logger.addHandler(handler)
+        logger.setLevel(logging.ERROR)  # the linter's warnings and progress lines are not ours to print
         try:
             failed = petab.lint_problem(problem)
         except Exception as exc:
             failed, messages = True, [*messages, str(exc)]
         finally:
             logger.removeHandler(handler)
+            logger.setLevel(level)
         if failed:
             first = (messages[0] if messages else "invalid problem").strip().splitlines()[0]
             raise PetabError(f"PEtab linter: {first}", file=str(self.path))
