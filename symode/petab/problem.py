@@ -156,6 +156,10 @@ class PetabProblem:
             theta[i] = _unscale(z[k], self.scales[i])
         return theta
 
+    def to_scaled_value(self, index: int, value: float) -> float:
+        """theta[index] = value on that parameter's scale."""
+        return _scale(value, self.scales[index])
+
     def scaled_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         idx = np.nonzero(self.estimated)[0]
         return (np.array([_scale(self.lower[i], self.scales[i]) for i in idx]),
@@ -565,7 +569,7 @@ def read_parameter_values(path: str | Path, problem: PetabProblem) -> dict[str, 
         raise PetabError("no such file", file=str(path))
     try:
         df = pd.read_csv(path, sep="\t", dtype={"parameterId": str})
-    except Exception as exc:  # noqa: BLE001 - any parse problem is a user error
+    except Exception as exc:
         raise PetabError(f"not a readable TSV table ({exc})", file=str(path)) from None
     for col in ("parameterId", "nominalValue"):
         if col not in df.columns:
