@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,9 @@ class _Loader:
             if f is not None and not f.exists():
                 raise PetabError(f"the {key} file {f.name!r} does not exist", file=str(self.path))
         try:
-            problem = petab.Problem.from_yaml(str(self.path))
+            with warnings.catch_warnings():  # the library's deprecation notices (pandas) are not the user's
+                warnings.simplefilter("ignore")
+                problem = petab.Problem.from_yaml(str(self.path))
         except Exception as exc:
             raise PetabError(f"cannot read the problem: {exc}", file=str(self.path)) from None
         if self.validate:
@@ -268,7 +271,9 @@ class _Loader:
         logger.addHandler(handler)
         logger.setLevel(logging.ERROR)  # the linter's warnings and progress lines are not ours to print
         try:
-            failed = petab.lint_problem(problem)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                failed = petab.lint_problem(problem)
         except Exception as exc:
             failed, messages = True, [*messages, str(exc)]
         finally:

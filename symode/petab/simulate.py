@@ -34,7 +34,7 @@ class SolverOptions:
 
     rtol: float = 1e-8
     atol: float = 1e-10
-    method: str = "auto"          # "auto", "explicit" or "stiff"
+    method: str = "stiff"         # "stiff" (RODAS4; default), "auto" or "explicit"
     ss_rtol: float = 1e-6
     ss_atol: float = 1e-8
     ss_max_time: float = 1e10
