@@ -265,7 +265,7 @@ class _Importer:
         for r in m.getListOfReactions():
             kl = r.getKineticLaw()
             local: dict[str, sp.Symbol] = {}
-            for lp in [*kl.getListOfParameters(), *(kl.getListOfLocalParameters() if m.getLevel() >= 3 else [])]:
+            for lp in (kl.getListOfLocalParameters() if m.getLevel() >= 3 else kl.getListOfParameters()):
                 key = f"{r.getId()}.{lp.getId()}"
                 sym = sp.Symbol(self.name_for(f"{r.getId()}_{lp.getId()}"), real=True)
                 self.names[key] = sym.name
