@@ -281,11 +281,11 @@ class PetabObjective:
 
     # -- outputs -----------------------------------------------------------------------------------------
     def simulation_table(self, ev: Evaluation) -> Any:
-        """The measurement table with a ``simulation`` column (PEtab simulation table)."""
+        """The measurement table with its ``measurement`` column replaced by ``simulation`` (a PEtab
+        simulation table)."""
         df = self.problem.measurements.copy()
-        df = df.drop(columns=["measurement"])
-        df.insert(min(4, len(df.columns)), "simulation", ev.simulation)
-        return df
+        df["measurement"] = ev.simulation
+        return df.rename(columns={"measurement": "simulation"})
 
 
 def _split(v: np.ndarray, n: int) -> np.ndarray:
