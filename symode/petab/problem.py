@@ -251,9 +251,10 @@ class _Loader:
                 problem = petab.Problem.from_yaml(str(self.path))
         except Exception as exc:
             raise PetabError(f"cannot read the problem: {exc}", file=str(self.path)) from None
+        built = self.build(problem)   # symode's own checks first: their messages name file, line and column
         if self.validate:
             self.lint(problem)
-        return self.build(problem)
+        return built
 
     def lint(self, problem: Any) -> None:
         import petab.v1 as petab
