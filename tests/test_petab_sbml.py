@@ -125,7 +125,7 @@ def test_concentration_and_amount_species(tmp_path) -> None:
     b.parameter("k", 0.5)
     b.reaction("R1", {"A": 1}, {"B": 1, "C": 2}, "k * A * V")
     m = import_sbml(b.write(tmp_path / "m.xml"))
-    A, B, C, k, V = (_sym(m, s) for s in ("A", "B", "C", "k", "V"))
+    A, k, V = (_sym(m, s) for s in ("A", "k", "V"))
     assert sp.simplify(_rhs(m, "A") - (-k * A)) == 0            # d[A]/dt = -rate / V
     assert sp.simplify(_rhs(m, "B") - k * A * V) == 0            # dN_B/dt = rate
     assert sp.simplify(_rhs(m, "C") - 2 * k * A) == 0
@@ -214,7 +214,7 @@ def test_variable_compartment_with_rate_rule(tmp_path) -> None:
     b.parameter("r", 0.1)
     b.rate_rule("V", "r * V")
     m = import_sbml(b.write(tmp_path / "m.xml"))
-    C, V, r = _sym(m, "C"), _sym(m, "V"), _sym(m, "r")
+    C, r = _sym(m, "C"), _sym(m, "r")
     assert sp.simplify(_rhs(m, "C") - (-C * r)) == 0           # amount C V stays constant
     traj = simulate(build_model(m.to_spec()), np.array([0.0, 3.0]))
     assert np.isclose(traj["C"][-1] * traj["V"][-1], 2.0, rtol=1e-8)
