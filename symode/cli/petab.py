@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "measurements, observables and parameters) and evaluate their "
                                           "log-likelihood with symode's compiled model. `symode fit PROBLEM.yaml` "
                                           "fits one. See docs/petab.md.")
-    sub = p.add_subparsers(dest="petab_command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(dest="petab_command", metavar="COMMAND", required=True,
+                           help="evaluate: llh, chi2 and gradient of a problem")
     e = sub.add_parser("evaluate", help="llh, chi2 (and gradient) of a PEtab problem",
                        description="Evaluate the PEtab log-likelihood (with the normalisation constants), chi2 and, "
                                    "with --gradient, d llh / d parameter on each estimated parameter's parameterScale, "
