@@ -22,7 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "symode.cli.fit_cmds",       # fit, profile, train
     "symode.cli.design_cmds",    # design
     "symode.cli.discover_cmds",  # discover
-    "symode.cli.petab_cmds",     # petab export
+    "symode.cli.petab_cmds",     # petab evaluate, petab export
     "symode.cli.example",        # example
     "symode.cli.demo",           # demo
 )
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``symode`` with ``argv`` (default: the process arguments); returns the exit status."""
+    from symode.cli import petab
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "fit" and petab.is_petab_problem(argv[1]):
+        return petab.fit_main(argv[1:])  # `symode fit PROBLEM.yaml`: a PEtab problem
     args = build_parser().parse_args(argv)
     return run_command(args)
 

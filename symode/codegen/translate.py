@@ -20,7 +20,11 @@ def to_casadi(exprs: list[sp.Expr], mapping: dict[sp.Symbol, Any]) -> list[Any]:
 
     memo: dict[sp.Expr, Any] = dict(mapping)
     funcs = {sp.exp: ca.exp, sp.log: ca.log, sp.tanh: ca.tanh, sp.sin: ca.sin, sp.cos: ca.cos,
-             sp.Abs: ca.fabs}
+             sp.Abs: ca.fabs, sp.tan: ca.tan, sp.asin: ca.asin, sp.acos: ca.acos, sp.atan: ca.atan,
+             sp.sinh: ca.sinh, sp.cosh: ca.cosh, sp.asinh: ca.asinh, sp.acosh: ca.acosh, sp.atanh: ca.atanh,
+             sp.floor: ca.floor, sp.ceiling: ca.ceil, sp.sign: ca.sign}
+    relations = {sp.StrictLessThan: ca.lt, sp.LessThan: ca.le, sp.StrictGreaterThan: ca.gt,
+                 sp.GreaterThan: ca.ge, sp.Equality: ca.eq, sp.Unequality: ca.ne}
 
     def tr(e: sp.Expr) -> Any:
         hit = memo.get(e)
@@ -62,6 +66,25 @@ def to_casadi(exprs: list[sp.Expr], mapping: dict[sp.Symbol, Any]) -> list[Any]:
                 out = op(out, a)
         elif e.func in funcs:
             out = funcs[e.func](tr(e.args[0]))
+        elif isinstance(e, sp.Piecewise):  # the first true condition's value (else the last one's)
+            out = tr(e.args[-1][0])
+            for value, cond in reversed(e.args[:-1]):
+                out = ca.if_else(tr(cond), tr(value), out)
+        elif e is sp.true or e is sp.false:
+            out = ca.SX(1.0 if e is sp.true else 0.0)
+        elif type(e) in relations:
+            out = relations[type(e)](tr(e.lhs), tr(e.rhs))
+        elif isinstance(e, (sp.And, sp.Or)):
+            op = ca.logic_and if isinstance(e, sp.And) else ca.logic_or
+            args = [tr(a) for a in e.args]
+            out = args[0]
+            for a in args[1:]:
+                out = op(out, a)
+        elif isinstance(e, sp.Not):
+            out = ca.logic_not(tr(e.args[0]))
+        elif isinstance(e, sp.Heaviside):  # from derivatives of min/max; H(0) = 1/2 as sympy's default
+            arg = tr(e.args[0])
+            out = ca.if_else(arg > 0, 1.0, ca.if_else(arg < 0, 0.0, 0.5))
         else:
             raise SymodeError(f"cannot generate code for {e.func.__name__} in {e}")
         memo[e] = out
