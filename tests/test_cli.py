@@ -18,7 +18,7 @@ COMMANDS = {"validate", "graph", "template", "simulate", "gradcheck", "codegen",
 
 
 def run(*args: str, module: str = "symode.cli", cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=1800,
                           cwd=cwd)
 
 
@@ -154,7 +154,7 @@ def test_bad_spec_exits_2_with_location(tmp_path, case):
     path = tmp_path / f"{case}.yaml"
     path.write_text(text)
     r = subprocess.run([sys.executable, "-m", "symode.cli", "validate", str(path)], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120)
+                       cwd=tmp_path, timeout=600)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) + where in lines[0] and "Traceback" not in r.stderr

@@ -234,7 +234,7 @@ def test_the_real_command_line_refuses_an_alias_bomb(tmp_path) -> None:
     spec.write_bytes(_laughs())
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-m", "symode", "validate", str(spec)], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=tmp_path)
+                          text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"symode: error: {spec}:4: "), proc.stderr
     assert "aliases expand" in proc.stderr and proc.stdout == ""

@@ -60,7 +60,7 @@ def driver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driver_run(driver):
-    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=600)
     return res, parse_c_driver(res.stdout)
 
 
@@ -94,7 +94,7 @@ def test_valgrind_clean(driver):
     res = subprocess.run(
         [VALGRIND, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
          str(driver), "--quick"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stderr[-4000:]
     assert "FAIL " not in res.stdout
@@ -106,7 +106,7 @@ def test_sanitizers(tmp_path):
                    check=False)
     if res.returncode != 0:
         pytest.skip("compiler does not support -fsanitize=address,undefined")
-    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=600)
     if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
         pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
