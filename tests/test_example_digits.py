@@ -16,8 +16,6 @@ import pytest
 
 from .conftest import REPO
 
-pytest.importorskip("sklearn")
-
 
 @pytest.fixture(scope="module")
 def digits():
