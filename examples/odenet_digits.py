@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"{[round(peak_mb(s), 3) for s in sc]} MB (traced {[round(s['traced_mb'], 3) for s in sc]})",
                       flush=True)
     if limit is not None:
-        limit.unregister() if hasattr(limit, "unregister") else None
+        limit.restore_original_limits()
     print()
     print("\n".join(table_rows(results)))
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
