@@ -29,6 +29,7 @@ __all__ = ["INSTALL_HINT", "DaskConnection", "DaskExecutor", "import_distributed
 INSTALL_HINT = "pip install 'symode[dask]'"
 CONNECT_TIMEOUT_S = 30.0
 TASK_RETRIES = 2          # a task that raised outside the job function (e.g. could not be unpickled)
+RESUBMISSIONS = 2         # a job whose result could not be fetched (its worker died first) runs again
 
 
 def import_distributed() -> Any:
@@ -54,7 +55,7 @@ class DaskConnection:
         try:
             if address.startswith("local:"):
                 self.cluster = distributed.LocalCluster(n_workers=int(address[len("local:"):]), threads_per_worker=1,
-                                                        processes=True, dashboard_address=None)
+                                                        processes=True, dashboard_address=":0")
                 self.client = distributed.Client(self.cluster)
             else:
                 self.client = distributed.Client(address, timeout=timeout)
@@ -114,25 +115,39 @@ class DaskExecutor(Executor):
     def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         if not jobs:
             return
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         client = self.connection.client
         if client is None:
             raise SymodeError(f"scheduler {self.connection.address}: the connection is closed")
         self.connection.check_workers()
         batch = f"symode-{_task_name(fn)}-{uuid.uuid4().hex[:8]}"
-        futures = [client.submit(run_on_worker, fn, job, key=f"{batch}-{k}", pure=False, retries=self.retries)
-                   for k, job in enumerate(jobs)]
-        index = {fut.key: k for k, fut in enumerate(futures)}
+        slot: dict[str, tuple[int, int]] = {}
+
+        def submit(k: int, attempt: int) -> Any:
+            key = f"{batch}-{k}" if attempt == 0 else f"{batch}-{k}-again{attempt}"
+            fut = client.submit(run_on_worker, fn, jobs[k], key=key, pure=False, retries=self.retries)
+            slot[fut.key] = (k, attempt)
+            return fut
+
+        futures = [submit(k, 0) for k in range(len(jobs))]
         try:
-            for fut in as_completed(futures):
-                k = index[fut.key]
+            queue = as_completed(futures)
+            for fut in queue:
+                k, attempt = slot[fut.key]
                 if fut.cancelled():
                     raise SymodeError(f"scheduler {self.connection.address}: task {fut.key} was cancelled (lost "
                                       "the scheduler, or it was restarted)")
                 try:
                     res = fut.result()
-                except Exception as exc:  # KilledWorker (its workers kept dying), or not unpicklable
+                except KilledWorker as exc:  # the workers running this task kept dying: the task's failure
+                    res = TaskFailure.from_exception(exc)
+                except Exception as exc:     # not the job's (call_task catches those): e.g. its result was lost
+                    if attempt < RESUBMISSIONS:   # with a worker that died before it was fetched: run it again
+                        futures.append(submit(k, attempt + 1))
+                        queue.add(futures[-1])
+                        fut.release()
+                        continue
                     res = TaskFailure.from_exception(exc)
                 fut.release()
                 yield k, res
