@@ -13,15 +13,17 @@ decides whether that is fatal). Backends:
   ``tcp://HOST:PORT`` of a running scheduler, or ``local:N`` for a LocalCluster started here.
 
 :func:`get_executor` picks one from ``workers`` and the scheduler (its argument, the default set by
-:func:`use_scheduler` — the CLI's ``--scheduler`` —, or ``$SYMODE_SCHEDULER``).
+:func:`use_scheduler` — the CLI's ``--scheduler`` —, or ``$SYMODE_SCHEDULER``). :func:`record_tasks`
+records the batches' timings (benchmarks, scaling estimates).
 """
 
 from symode.parallel.cluster import INSTALL_HINT, DaskConnection, DaskExecutor
 from symode.parallel.executor import Executor, run_tasks
 from symode.parallel.local import ProcessExecutor, SerialExecutor, default_workers
+from symode.parallel.record import BatchRecord, record_tasks
 from symode.parallel.select import SCHEDULER_ENV, current_scheduler, get_executor, parse_scheduler, use_scheduler
 from symode.parallel.worker import TaskFailure, in_task, process_memo
 
-__all__ = ["INSTALL_HINT", "SCHEDULER_ENV", "DaskConnection", "DaskExecutor", "Executor", "ProcessExecutor",
-           "SerialExecutor", "TaskFailure", "current_scheduler", "default_workers", "get_executor", "in_task",
-           "parse_scheduler", "process_memo", "run_tasks", "use_scheduler"]
+__all__ = ["INSTALL_HINT", "SCHEDULER_ENV", "BatchRecord", "DaskConnection", "DaskExecutor", "Executor",
+           "ProcessExecutor", "SerialExecutor", "TaskFailure", "current_scheduler", "default_workers", "get_executor",
+           "in_task", "parse_scheduler", "process_memo", "record_tasks", "run_tasks", "use_scheduler"]

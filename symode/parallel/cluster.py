@@ -14,6 +14,7 @@ trusted network only, or with TLS (``tls://`` addresses and Dask's ``distributed
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 import warnings
@@ -112,7 +113,7 @@ class DaskExecutor(Executor):
     def workers(self) -> int:
         return self.connection.workers if self.connection.client is not None else 1
 
-    def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def imap_timed(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any, float]]:
         if not jobs:
             return
         from distributed import KilledWorker, as_completed
@@ -139,18 +140,18 @@ class DaskExecutor(Executor):
                     raise SymodeError(f"scheduler {self.connection.address}: task {fut.key} was cancelled (lost "
                                       "the scheduler, or it was restarted)")
                 try:
-                    res = fut.result()
+                    res, seconds = fut.result()
                 except KilledWorker as exc:  # the workers running this task kept dying: the task's failure
-                    res = TaskFailure.from_exception(exc)
+                    res, seconds = TaskFailure.from_exception(exc), math.nan
                 except Exception as exc:     # not the job's (call_task catches those): e.g. its result was lost
                     if attempt < RESUBMISSIONS:   # with a worker that died before it was fetched: run it again
                         futures.append(submit(k, attempt + 1))
                         queue.add(futures[-1])
                         fut.release()
                         continue
-                    res = TaskFailure.from_exception(exc)
+                    res, seconds = TaskFailure.from_exception(exc), math.nan
                 fut.release()
-                yield k, res
+                yield k, res, seconds
         except BaseException:
             try:
                 client.cancel(futures, force=True)

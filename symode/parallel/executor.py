@@ -7,8 +7,12 @@ backend or on the order of completion.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from symode.parallel.record import BatchRecord, report_batch
 
 __all__ = ["Executor", "run_tasks"]
 
@@ -19,8 +23,13 @@ class Executor:
 
     workers: int = 1
 
-    def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def imap_timed(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any, float]]:
+        """``(index, result, seconds)`` as jobs finish; seconds: the job's time where it ran (NaN if lost)."""
         raise NotImplementedError
+
+    def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        for k, res, _seconds in self.imap_timed(fn, jobs):
+            yield k, res
 
     def close(self) -> None:
         """Release the workers (idempotent)."""
@@ -46,12 +55,18 @@ def run_tasks(fn: Callable[[Any], Any], jobs: Sequence[Any], *, executor: Execut
     own = executor is None
     ex = get_executor(workers) if own else executor
     out: list[Any] = [None] * len(jobs)
+    seconds = [math.nan] * len(jobs)
+    t0 = time.perf_counter()
     try:
-        for k, res in ex.imap(fn, jobs):
-            out[k] = res
+        for k, res, sec in ex.imap_timed(fn, jobs):
+            out[k], seconds[k] = res, sec
             if on_result is not None:
                 on_result(k, res)
     finally:
+        if jobs:
+            report_batch(BatchRecord(name=getattr(fn, "__name__", "task"), backend=type(ex).__name__,
+                                     workers=ex.workers, start_s=t0, wall_s=time.perf_counter() - t0,
+                                     task_s=seconds))
         if own:
             ex.close()
     return out

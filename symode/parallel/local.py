@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from symode.parallel.executor import Executor
-from symode.parallel.worker import TaskFailure, call_task, limit_blas
+from symode.parallel.worker import TaskFailure, limit_blas, timed_task
 
 __all__ = ["ProcessExecutor", "SerialExecutor", "default_workers"]
 
@@ -25,9 +26,9 @@ class SerialExecutor(Executor):
 
     workers = 1
 
-    def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def imap_timed(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any, float]]:
         for k, job in enumerate(jobs):
-            yield k, call_task(fn, job)
+            yield k, *timed_task(fn, job)
 
 
 class ProcessExecutor(Executor):
@@ -47,22 +48,22 @@ class ProcessExecutor(Executor):
                                              initializer=limit_blas)
         return self._pool
 
-    def imap(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+    def imap_timed(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any, float]]:
         if len(jobs) <= 1 or self.workers <= 1:
-            yield from SerialExecutor().imap(fn, jobs)
+            yield from SerialExecutor().imap_timed(fn, jobs)
             return
         from concurrent.futures import as_completed
 
         pool = self._get()
-        futures = {pool.submit(call_task, fn, job): k for k, job in enumerate(jobs)}
+        futures = {pool.submit(timed_task, fn, job): k for k, job in enumerate(jobs)}
         try:
             for fut in as_completed(futures):
                 k = futures[fut]
                 try:
-                    res = fut.result()
+                    res, seconds = fut.result()
                 except Exception as exc:       # the worker process died (BrokenProcessPool) or unpicklable
-                    res = TaskFailure.from_exception(exc)
-                yield k, res
+                    res, seconds = TaskFailure.from_exception(exc), math.nan
+                yield k, res, seconds
         except BaseException:
             for f in futures:
                 f.cancel()

@@ -5,6 +5,7 @@ never fans out to the cluster again) and a per-process memo for things a worker 
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -13,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["TaskFailure", "call_task", "in_task", "limit_blas", "process_memo", "run_on_worker"]
+__all__ = ["TaskFailure", "call_task", "in_task", "limit_blas", "process_memo", "run_on_worker", "timed_task"]
 
 T = TypeVar("T")
 
@@ -63,6 +64,13 @@ def call_task(fn: Callable[[Any], Any], job: Any) -> Any:
             return TaskFailure.from_exception(exc)
 
 
+def timed_task(fn: Callable[[Any], Any], job: Any) -> tuple[Any, float]:
+    """:func:`call_task` and the seconds it took where it ran (for :func:`symode.parallel.record_tasks`)."""
+    t = time.perf_counter()
+    res = call_task(fn, job)
+    return res, time.perf_counter() - t
+
+
 def limit_blas() -> None:
     """One BLAS/OpenMP thread in this process (``threadpoolctl``), so that N workers use N cores and
     not N x cores. Applied once per process."""
@@ -78,10 +86,10 @@ def limit_blas() -> None:
         pass
 
 
-def run_on_worker(fn: Callable[[Any], Any], job: Any) -> Any:
-    """The task a cluster worker runs: BLAS limited to one thread, then :func:`call_task`."""
+def run_on_worker(fn: Callable[[Any], Any], job: Any) -> tuple[Any, float]:
+    """The task a cluster worker runs: BLAS limited to one thread, then :func:`timed_task`."""
     limit_blas()
-    return call_task(fn, job)
+    return timed_task(fn, job)
 
 
 def process_memo(key: Hashable, factory: Callable[[], T], *, maxsize: int = 8) -> T:
