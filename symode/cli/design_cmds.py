@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from symode.cli.common import add_spec_argument, echo, parse_names
+from symode.cli.common import add_scheduler_option, add_spec_argument, echo, parse_names
 from symode.errors import SymodeError
 
 
@@ -116,4 +116,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="parameter samples for the robustness check (default 20; 0: skip)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_scheduler_option(p)
     p.set_defaults(func=run_design)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from symode.cli.common import add_params_option, load_spec_with_params
+from symode.cli.common import add_params_option, add_scheduler_option, load_spec_with_params
 
 
 def run_discover(args: argparse.Namespace) -> int:
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
     p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold")
     p.add_argument("--workers", type=int, default=None, help="parallel candidate fits (default: all cores)")
+    add_scheduler_option(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_discover)

@@ -9,6 +9,7 @@ from pathlib import Path
 from symode.cli.common import (
     EXIT_INTERRUPTED,
     add_params_option,
+    add_scheduler_option,
     add_spec_argument,
     build,
     echo,
@@ -104,6 +105,7 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: multiple shooting only if single shooting fails or stalls (default)")
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
     p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",
                    help="time limit per local fit (s; default 1800); for a spec with neural terms the limit of the "
@@ -152,4 +154,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
     p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
     p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam)")
+    add_scheduler_option(p)
     p.set_defaults(func=run_train)
