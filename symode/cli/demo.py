@@ -129,7 +129,7 @@ def _demo_discover(out: Path, *, seed: int = 1) -> dict[str, object]:
 def _demo_fit(model, data, out: Path) -> dict[str, object]:
     """Fit the original experiment from the original author's starting values (the spec's values) and
     print truth vs the author's best vs symode, with 95% intervals and identifiability."""
-    from symode.fit.core import fit
+    from symode.fit import fit
     from symode.report.fit import write_outputs
 
     print("  fitting the original experiment from the original author's starting values (symode fit) ...")
@@ -205,7 +205,7 @@ def _demo_design(model, data, out: Path, *, quick: bool = False, seed: int = 1,
     summary: dict[str, object] = {"n_good_original": R.n_good(), "n_good_proposed": P.n_good(),
                                   "D_original": R.criteria["D"], "D_proposed": P.criteria["D"]}
     try:
-        from symode.fit.core import fit
+        from symode.fit import fit
     except ImportError:
         print("  (symode.fit not available: skipping the fit of the simulated experiment)")
         return summary

@@ -151,7 +151,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from symode.hybrid.neural import fit_hybrid, train, write_training
+    from symode.hybrid import fit_hybrid, train, write_training
     from symode.spec.data import check_columns, read_csv
 
     spec = _load_spec(args.spec, args.params)
@@ -172,14 +172,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _fit_common(args: argparse.Namespace, *, profile: bool) -> int:
     import time as _time
 
-    from symode.fit.core import fit
+    from symode.fit import fit
     from symode.report.fit import write_fit_json, write_outputs
     from symode.solve.model import build_model
     from symode.spec.data import read_csv
 
     spec = _load_spec(args.spec, args.params)
     datasets = [read_csv(d) for d in args.data]
-    from symode.fit.core import check_data
+    from symode.fit import check_data
 
     for d in datasets:
         check_data(spec, d)
@@ -192,7 +192,7 @@ def _fit_common(args: argparse.Namespace, *, profile: bool) -> int:
     def checkpoint(info) -> None:  # a provisional fit.json of the best point every 20 s
         if _time.perf_counter() - last[0] > 20.0 and info.stage == "single shooting":
             last[0] = _time.perf_counter()
-            from symode.fit.core import provisional_result
+            from symode.fit import provisional_result
 
             write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
 

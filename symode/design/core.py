@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import DataError, SymodeError
-from symode.identifiability.core import cramer_rao, log_jacobian, relative_factors, relative_generators
+from symode.identifiability import cramer_rao, log_jacobian, relative_factors, relative_generators
 from symode.solve.model import Model, build_model
 from symode.spec.schema import Noise, Observable, Spec
 from symode.symbolic.symmetries import scaling_symmetries, symmetry_directions
@@ -1062,7 +1062,7 @@ def run_design(spec: Spec, *, params: Mapping[str, float] | None = None, x0: Map
 
 
 def render_report(run: DesignRun, *, figures: Mapping[str, str] | None = None) -> str:
-    from symode.identifiability.core import fisher_analysis, render_markdown
+    from symode.identifiability import fisher_analysis, render_markdown
 
     pb, res, P, R = run.problem, run.result, run.proposed, run.reference
     c = pb.constraints

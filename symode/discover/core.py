@@ -255,7 +255,7 @@ class _Hopeless(Exception):
 
 def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: fit one candidate model (LM from a warm start, no uncertainty analysis)."""
-    from symode.fit.core import FitProblem
+    from symode.fit import FitProblem
     from symode.optim.lm import levenberg_marquardt
     from symode.solve.model import build_model
 
@@ -267,7 +267,7 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     fp = FitProblem(model, job["datasets"])
     z = fp.z_from_values()
     if job.get("shooting", "single") == "multiple":
-        from symode.fit.core import Tracker, local_fit
+        from symode.fit import Tracker, local_fit
 
         stages: list[dict[str, Any]] = []
         z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
@@ -993,7 +993,7 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
              max_time: float = 600.0, final_analysis: bool = True) -> DiscoveryResult:
     """Discover the edge set of a template: see the module docstring. Writes OUTDIR/discovery.json,
     OUTDIR/pruned.yaml and OUTDIR/report.md when ``outdir`` is given."""
-    from symode.fit.core import as_datasets, fit
+    from symode.fit import as_datasets, fit
 
     t0 = time.perf_counter()
     strategy = strategy or BackwardElimination()

@@ -183,7 +183,7 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
         L.append("")
     if result.fisher is not None:
         try:
-            from symode.identifiability.core import render_markdown
+            from symode.identifiability import render_markdown
 
             ranges = {s: (float(np.min(trajs[0][1][s])), float(np.max(trajs[0][1][s])))
                       for s in trajs[0][1].states} if trajs else None

@@ -1,31 +1,22 @@
-"""Structural and practical identifiability: exact scaling symmetries, Fisher information, profiles.
+"""Exact scaling (Lie point) symmetries of the symbolic model.
 
-Three tools, from exact to empirical:
+:func:`scaling_symmetries` finds exponents a (states) and b (free parameters) such that
+x_i -> l**a_i x_i, p_j -> l**b_j p_j maps solutions to solutions and leaves every observable unchanged.
+The infinitesimal conditions
 
-- :func:`scaling_symmetries` — exact scaling (Lie point) symmetries of the symbolic model: exponents
-  a (states) and b (free parameters) such that x_i -> l**a_i x_i, p_j -> l**b_j p_j maps solutions to
-  solutions and leaves every observable unchanged. The infinitesimal conditions
+    sum_k a_k x_k df_i/dx_k + sum_j b_j p_j df_i/dp_j = a_i f_i        (every state equation i)
+    sum_k a_k x_k dh/dx_k   + sum_j b_j p_j dh/dp_j   = 0              (every observable h)
 
-      sum_k a_k x_k df_i/dx_k + sum_j b_j p_j df_i/dp_j = a_i f_i        (every state equation i)
-      sum_k a_k x_k dh/dx_k   + sum_j b_j p_j dh/dp_j   = 0              (every observable h)
+are linear in (a, b); evaluated at random points they give a matrix whose null space (SVD) holds all
+scaling symmetries. A basis is brought to reduced row-echelon form, rationalised to small integers and
+verified symbolically (substitute x -> l**a x, p -> l**b p and simplify f(l) - l**a f). A symmetry
+moving a hidden state's initial value means that state (and the parameters it scales) cannot be
+learnt from the observables, whatever the data; only the invariant monomials
+(:func:`invariant_combinations`) can. :func:`symmetry_directions` gives the generators as columns in the
+transformed (log) coordinates of named unknowns.
 
-  are linear in (a, b); evaluated at random points they give a matrix whose null space (SVD) holds all
-  scaling symmetries. A basis is brought to reduced row-echelon form, rationalised to small integers and
-  verified symbolically (substitute x -> l**a x, p -> l**b p and simplify f(l) - l**a f). A symmetry
-  moving a hidden state's initial value means that state (and the parameters it scales) cannot be
-  learnt from the observables, whatever the data; only the invariant monomials can.
-- :func:`fisher_analysis` — the Fisher information J^T J of the weighted residuals at the optimum:
-  standard errors, Wald intervals (asymmetric for log-scale parameters), null directions, correlations
-  and identifiable combinations, with a flag and a reason for every parameter.
-- :func:`profile_likelihood` — likelihood-based intervals by re-optimising all other parameters along
-  one parameter; flat profiles give open (None) sides.
-
-Parameter names: model parameters by name, initial states as ``"x0.<state>"`` (per-experiment copies
-as ``"x0.<state>[k]"`` or ``"x0.<state>@label"`` match a symmetry's ``"x0.<state>"`` exponent).
-
-Coordinates: "transformed" is log(theta) for ``scale == "log"`` and theta itself otherwise. Internally
-the Fisher matrix is analysed in *relative* coordinates (log for log parameters, theta / |theta_hat|
-for linear ones) so that the rank decision does not depend on units; for log parameters the two agree."""
+Names: model parameters by name, initial states as ``"x0.<state>"`` (per-experiment copies
+``"x0.<state>[k]"`` or ``"x0.<state>@label"`` match a symmetry's ``"x0.<state>"`` exponent)."""
 
 from __future__ import annotations
 
