@@ -202,21 +202,22 @@ def compare_optimizers(shared: Path, cases: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _write_section(title: str, marker: str, body: str) -> None:
-    """Replace (or append) the subsection ``marker`` under "## fit" in bench/README.md."""
+def _write_section(marker: str, body: str) -> None:
+    """Replace the block that starts with the heading ``marker`` ("## fit" or "### LM vs TRF") in
+    bench/README.md up to the next heading, or add it (a "###" block at the end of "## fit")."""
     readme = ROOT / "bench" / "README.md"
-    text = readme.read_text()
-    section = f"\n{marker}\n\n{title}\n\n{body}\n"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    block = f"\n{marker}\n\n{body}\n"
     if f"\n{marker}\n" in text:
         head, rest = text.split(f"\n{marker}\n", 1)
-        nxt = rest.find("\n## ")
-        nxt3 = rest.find("\n### ")
-        cut = min(x for x in (nxt, nxt3, len(rest)) if x >= 0)
-        text = head + section + rest[cut:]
-    else:
+        ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
+        text = head + block + (rest[min(ends):] if ends else "")
+    elif marker.startswith("### ") and "\n## fit\n" in text:
         head, rest = text.split("\n## fit\n", 1)
         nxt = rest.find("\n## ")
-        text = head + "\n## fit\n" + (rest[:nxt] + section + rest[nxt:] if nxt >= 0 else rest + section)
+        text = head + "\n## fit\n" + (rest[:nxt] + block + rest[nxt:] if nxt >= 0 else rest + block)
+    else:
+        text = text.rstrip("\n") + "\n" + block
     readme.write_text(text)
 
 
@@ -234,8 +235,8 @@ def main() -> None:
         print(table)
         if args.write:
             when = time.strftime("%Y-%m-%d %H:%M")
-            _write_section(f"`python3 bench/fit.py --optimizers --write` ({when}, 2-core shared machine; one "
-                           "process, the runs one after the other):", "### LM vs TRF", table)
+            _write_section("### LM vs TRF", f"`python3 bench/fit.py --optimizers --write` ({when}, 2-core shared "
+                           f"machine; one process, the runs one after the other):\n\n{table}")
         return
     data = read_csv(Path(args.data) / "data.csv")
     truth = json.loads((Path(args.data) / "truth.json").read_text())
@@ -271,18 +272,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
         when = time.strftime("%Y-%m-%d")
-        section = f"\n## fit\n\n`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}\n"
-        if "\n## fit\n" in text:
-            head, rest = text.split("\n## fit\n", 1)
-            nxt = rest.find("\n## ")
-            text = head + section + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n" + section
-        readme.write_text(text)
-
+        _write_section("## fit", f"`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}")
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares, minimize
 
 from symode.errors import SolverError
 from symode.fit.problem import FitProblem
@@ -67,7 +68,7 @@ class Tracker:
 
 
 def local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
-               max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+              max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
     """Single shooting from z0; multiple shooting first (or as a fallback when single shooting fails or
     stalls far above the noise level)."""
     t_start = time.perf_counter()
@@ -91,6 +92,7 @@ def local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, seg
 
 def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time: float, tracker: Tracker,
             stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+    """One single-shooting stage by ``method``, recorded in ``stages``."""
     t = time.perf_counter()
     L0 = fp.loss(z)
     if method == "lbfgs":
@@ -109,6 +111,7 @@ def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time:
 
 def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: Tracker,
               stages: list[dict[str, Any]]) -> np.ndarray:
+    """A multiple-shooting stage (LM, loose tolerance) from z; returns its single-shooting part."""
     t = time.perf_counter()
     tracker.stage = "multiple shooting"
     ms = MultipleShooting(fp, segments)
@@ -126,8 +129,7 @@ def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_t
 
 
 def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tuple[np.ndarray, bool, str, int]:
-    from scipy.optimize import least_squares
-
+    """scipy's trust-region reflective least squares with the exact residual Jacobian."""
     count = [0]
 
     def jac(zz: np.ndarray) -> np.ndarray:
@@ -143,8 +145,6 @@ def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tupl
 
 def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tuple[np.ndarray, bool, str, int]:
     """L-BFGS-B on the loss with adjoint (discrete) gradients; cost nearly independent of #parameters."""
-    from scipy.optimize import minimize
-
     def fg(zz: np.ndarray) -> tuple[float, np.ndarray]:
         p, x0s = fp.vectors(zz)
         d = fp.dtheta_dz(zz)
@@ -168,8 +168,6 @@ def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tu
         count[0] += 1
         tracker(count[0], zz, fp.loss(zz))
 
-    bounds = [(None if not np.isfinite(a) else a, None if not np.isfinite(b) else b) for a, b in zip(fp.lb, fp.ub,
-                                                                                                    strict=True)]
-    res = minimize(fg, z, jac=True, method="L-BFGS-B", bounds=bounds, callback=cb,
+    res = minimize(fg, z, jac=True, method="L-BFGS-B", bounds=fp.transform.scipy_bounds(), callback=cb,
                    options={"maxiter": max_iter * 10, "ftol": 1e-14, "gtol": 1e-8})
     return res.x, bool(res.success), str(res.message), int(res.nit)

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from symode.spec.schema import Spec, load_spec
+from symode.symbolic.rhs import SymbolicModel, build_symbolic
 
 
 @dataclass
@@ -173,8 +175,6 @@ def _integerise(v: np.ndarray, max_den: int = 12, tol: float = 1e-6) -> np.ndarr
 
 
 def _symbolic_model(spec: Spec | str | Path | Any) -> Any:
-    from symode.symbolic.rhs import SymbolicModel, build_symbolic
-
     if isinstance(spec, SymbolicModel):
         return spec
     if hasattr(spec, "symbolic") and hasattr(spec, "backend"):   # a built Model
@@ -198,8 +198,6 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
     verified symbolically (``verified == "symbolic"``) or, if sympy cannot simplify, at random points
     (``"numeric"``). An empty list means no scaling symmetry (not that the model is identifiable).
     """
-    import sympy as sp
-
     sym = _symbolic_model(spec)
     model_spec: Spec = sym.spec
     state_names = sym.state_names
@@ -298,8 +296,6 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
 def _verify(sym: Any, exps: Mapping[str, float], exact: bool, rng: np.random.Generator) -> str | None:
     """'symbolic' if f(l) = l**a f and h(l) = h simplify exactly, 'numeric' if they hold at random
     points only, None if they fail."""
-    import sympy as sp
-
     lam = sp.Symbol("lambda_", positive=True)
 
     def power(k: float) -> sp.Expr:
@@ -343,8 +339,6 @@ def invariant_combinations(symmetries: Sequence[Symmetry], names: Sequence[str] 
                            *, taken: set[str] | None = None) -> list[str]:
     """A basis of the monomials (over the moved names) invariant under *all* the symmetries: the
     combinations the data can at best determine (e.g. "gA*Y(0)/A(0)")."""
-    import sympy as sp
-
     moved = []
     for s in symmetries:
         for n in s.exponents:
