@@ -237,9 +237,9 @@ def default_starts(spec: Spec, extra: int = 0) -> list[tuple[str, dict[str, Any]
     balanced turnover, with equal shares, the spec's weights, then ``extra`` warm starts from other weight
     seeds and saturation constants.
 
-    Both turnovers are needed: on the original author's parameters (fast uptake of B) only the balanced
-    starts avoid a stiff futile cycle, on chemostat-dev-hplc only the spec's starting values lead to the
-    right basin (docs/neural.md, Robustness)."""
+    Both turnovers are needed: on data with fast uptake of B only the balanced starts avoid a stiff futile
+    cycle, on other data only the spec's starting values lead to the right basin (docs/neural.md,
+    Robustness)."""
     n_out = max((sum(1 for e in spec.interactions if e.kind == "uptake" and e.law == "neural"
                      and e.rate and e.rate.startswith(t.id + ".")) for t in spec.neural), default=0)
     starts: list[tuple[str, dict[str, Any] | None]] = []
