@@ -171,3 +171,33 @@ def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> 
     assert np.all(r[: fp.n_obs] == FAIL_RESIDUAL)
     assert np.isfinite(fp.loss(z)) and np.all(np.isfinite(fp.natural(z)))
     np.testing.assert_allclose(fp.dtheta_dz(z)[k], np.exp(z[k]))
+
+
+def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) -> None:
+    """A start that raises is a row with its error and an infinite objective, not a failed fit; the rows
+    keep the start order, and every start begins inside the box."""
+    import symode.fit.multistart as ms
+
+    fp = FitProblem(hplc_model, [short_data])
+    seen = []
+
+    def fake(job):
+        seen.append(job["z"])
+        if len(seen) == 2:
+            raise RuntimeError("solver exploded")
+        return {"objective": float(len(seen)), "converged": True, "message": "ok", "z": list(job["z"]),
+                "iterations": 1, "time_s": 0.0}
+
+    monkeypatch.setattr(ms, "start_worker", fake)
+    rows = ms.run_multistart(fp, [], 3, seed=0, workers=1, method="lm", shooting="single", segments=4,
+                             max_iter=1, max_time=1.0, progress=False)
+    assert [r["start"] for r in rows] == ["lhs-0", "lhs-1", "lhs-2"]
+    assert rows[1]["objective"] == np.inf and rows[1]["error"] == "solver exploded" and not rows[1]["converged"]
+    assert rows[0]["objective"] == 1.0 and rows[2]["objective"] == 3.0
+    assert all(np.all((z >= fp.lb) & (z <= fp.ub)) for z in seen)
+    # objectives 1 and 3: within chi2(1, 0.99)/2 = 3.3 of each other, so both span the spread; the failed
+    # start does not count
+    spread = ms.start_spread(fp, rows)
+    both = np.array([fp.natural(np.asarray(rows[k]["z"])) for k in (0, 2)])
+    for i, name in enumerate(fp.names):
+        assert spread[name] == [both[:, i].min(), both[:, i].max()]
