@@ -20,8 +20,8 @@ from symode.errors import SymodeError
 
 if TYPE_CHECKING:
     from symode.solve.model import Model
+    from symode.spec import Spec
     from symode.spec.data import Dataset
-    from symode.spec.schema import Spec
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "add_params_option", "add_scheduler_option", "add_spec_argument",
            "build", "echo", "fmt_bound", "load_spec_with_params", "parse_names", "read_data", "run_command"]

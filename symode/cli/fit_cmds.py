@@ -24,7 +24,7 @@ CHECKPOINT_EVERY_S = 20.0  # a provisional fit.json of the best point so far, at
 
 
 def _fit(args: argparse.Namespace, *, profile: bool) -> int:
-    from symode.fit.core import check_data, fit, provisional_result
+    from symode.fit import check_data, fit, provisional_result
     from symode.report.fit import write_fit_json, write_outputs
 
     spec = load_spec_with_params(args.spec, args.params)
@@ -74,7 +74,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from symode.hybrid.neural import fit_hybrid, train, write_training
+    from symode.hybrid import fit_hybrid, train, write_training
 
     spec = load_spec_with_params(args.spec, args.params)
     data = read_data(args.data, spec)[0]

@@ -16,7 +16,7 @@ from symode.design.optimise import DesignResult, measurement_options, optimise_d
 from symode.design.problem import GOOD_REL_SE, DesignProblem, Evaluation
 from symode.design.robustness import Robustness, intervals_spread, robustness
 from symode.solve.model import Model
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["DesignRun", "run_design"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from symode.identifiability.core import render_markdown
+from symode.identifiability import render_markdown
 from symode.io import atomic_write_json, atomic_write_text
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
