@@ -1,4 +1,4 @@
-"""Structure-discovery benchmark (issue 5): time and edge recovery of ``symode.discover.discover`` with the
+"""Structure-discovery benchmark: time and edge recovery of ``symode.discover.discover`` with the
 default strategy (backward elimination by BIC, then add-back and swap moves, then refits of the model and
 its single removals from satellite re-initialising starts) on synthetic data from sparse true communities of
 growing template size. Each case is simulated like the community-dev data set
@@ -25,7 +25,8 @@ import re
 import resource
 import time
 
-from symode.discover.core import discover, satellite_relabelling, synthetic_case
+from symode.discover import discover, satellite_relabelling, synthetic_case
+from symode.report.discover import write_discovery
 
 # True communities (truth.json "edges" format); satellite j grows on metabolite k, X makes some metabolites
 # and is inhibited by some. Satellites are numbered canonically (by lowest-numbered substrate).
@@ -65,9 +66,11 @@ def run_case(name: str, days: float, workers: int, seed: int = 1, out: str | Non
     spec, data, truth = synthetic_case(n, m, CASES[name], days=days, seed=seed)
     true = _rename_edges(spec, set(CASES[name]))
     t0, c0, l0 = time.perf_counter(), _cpu(), os.getloadavg()[0]
-    res = discover(spec, data, progress=False, workers=workers, final_analysis=False,
-                   outdir=None if out is None else os.path.join(out, f"{name}-seed{seed}"))
+    outdir = None if out is None else os.path.join(out, f"{name}-seed{seed}")
+    res = discover(spec, data, progress=False, workers=workers, final_analysis=False, outdir=outdir)
     t, cpu = time.perf_counter() - t0, _cpu() - c0
+    if outdir is not None:
+        write_discovery(res, outdir)
     kept = set(res.kept_edges)
     tp = len(true & kept)
     return {"case": name, "seed": seed, "edges": len(res.kept_edges) + len(res.pruned_edges), "true": len(true),
@@ -80,18 +83,18 @@ def run_case(name: str, days: float, workers: int, seed: int = 1, out: str | Non
 def truth_bic(spec: object, data: object, edges: list[str], truth: dict[str, dict[str, float]]) -> float:
     """BIC of the true edge set refitted from the true values: a selected model with a lower BIC than this
     is what the criterion prefers on these data (a data limit); a higher one is a search failure."""
-    from symode.discover.core import _fit_candidate, candidate_spec
+    from symode.discover import candidate_spec, fit_candidate
 
     job = {"spec": candidate_spec(spec, edges).to_dict(), "edges": edges,  # type: ignore[arg-type]
            "parameters": truth["parameters"], "x0": truth["x0"], "datasets": [data], "max_iter": 300,
            "max_time": 600.0}
-    return float(_fit_candidate(job)["bic"])
+    return float(fit_candidate(job)["bic"])
 
 
 def _rename_edges(spec: object, edges: set[str]) -> set[str]:
-    from symode.discover.core import _rename
+    from symode.discover import rename_labels
 
-    return set(_rename(sorted(edges), satellite_relabelling(spec, sorted(edges))))  # type: ignore[arg-type]
+    return set(rename_labels(sorted(edges), satellite_relabelling(spec, sorted(edges))))  # type: ignore[arg-type]
 
 
 def main() -> None:

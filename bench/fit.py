@@ -13,18 +13,28 @@ parameters, median / max |log10(estimate / truth)| over the 10 parameters and ov
 (as reported by symode), and the time. ``--write`` appends the table under "## fit" in bench/README.md.
 
     python bench/fit.py [--data DIR] [--write]
+
+``--optimizers`` instead runs ``fit(method="lm")`` and ``fit(method="trf")`` (same exact residual Jacobians
+from forward sensitivities, same log-parametrisation and gauge, the default shooting) side by side on
+chemostat-dev (specs/chemostat.yaml), chemostat-dev-hplc (specs/chemostat-hplc.yaml) and a 2x3 template fit
+(specs/community-2x3.yaml on community-dev): objective reached, local-optimisation and total wall time, CPU
+time, iterations, residual and Jacobian evaluations, and the load average around each run (the machine is
+shared). ``--write`` puts that table under "### LM vs TRF" in bench/README.md.
+
+    python bench/fit.py --optimizers [--shared DIR] [--cases chemostat-dev,...] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from symode.fit.core import FitProblem, fit
+from symode.fit import FitProblem, fit
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, loss_and_gradient
 from symode.solve.simulation import simulate
@@ -141,12 +151,93 @@ def errors(params, truth, names) -> tuple[float, float]:
     return float(np.median(e)), float(np.max(e))
 
 
+#: (case, data directory under the shared data, spec) of the optimiser comparison
+OPTIMIZER_CASES = [("chemostat-dev", "chemostat-dev", "chemostat.yaml"),
+                   ("chemostat-dev-hplc", "chemostat-dev-hplc", "chemostat-hplc.yaml"),
+                   ("2x3 template", "community-dev", "community-2x3.yaml")]
+
+
+def _local_seconds(stages: list[dict]) -> float:
+    return float(sum(s.get("time_s", 0.0) for s in stages))
+
+
+def compare_optimizers(shared: Path, cases: list[str]) -> str:
+    """fit(method="lm") vs fit(method="trf") per case, one after the other in this process."""
+    rows = []
+    for case, ddir, spec in OPTIMIZER_CASES:
+        if cases and case not in cases:
+            continue
+        data = read_csv(shared / ddir / "data.csv")
+        model = build_model(ROOT / "specs" / spec)
+        truth_file = shared / ddir / "truth.json"
+        L_true = float("nan")
+        if spec.startswith("chemostat"):
+            truth = json.loads(truth_file.read_text())
+            L_true = objective(model, data, truth["parameters"], truth.get("x0"))
+        for method in ("lm", "trf"):
+            load0 = os.getloadavg()[0]
+            w0, c0 = time.perf_counter(), time.process_time()
+            res = fit(model, [data], method=method, progress=False)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            load1 = os.getloadavg()[0]
+            fp = res.problem
+            stages = "; ".join(f"{s['stage']}: {s['objective']:.6g} in {s.get('iterations', 0)} it, "
+                               f"{s.get('time_s', 0):.0f} s" for s in res.stages)
+            row = dict(case=case, method=method, objective=res.objective, truth=L_true, converged=res.converged,
+                       local_s=_local_seconds(res.stages), wall_s=wall, cpu_s=cpu, iterations=res.iterations,
+                       solves=fp.n_solves if fp else 0, jacobians=fp.n_jacobians if fp else 0,
+                       load=(load0, load1), stages=stages, message=res.message)
+            print(json.dumps(row, default=str), flush=True)
+            rows.append(row)
+    lines = ["| case | method | objective | at truth | converged | local fit wall [s] | total wall [s] | "
+             "total CPU [s] | iterations | residual evals | Jacobians | load avg before/after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['method']} | {r['objective']:.6g} | {r['truth']:.6g} | "
+                     f"{'yes' if r['converged'] else 'no'} | {r['local_s']:.0f} | {r['wall_s']:.0f} | "
+                     f"{r['cpu_s']:.0f} | {r['iterations']} | {r['solves']} | {r['jacobians']} | "
+                     f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    lines += ["", "Stages:", ""]
+    lines += [f"- {r['case']}, {r['method']}: {r['stages']}" for r in rows]
+    return "\n".join(lines)
+
+
+def _write_section(marker: str, body: str) -> None:
+    """Replace the block that starts with the heading ``marker`` ("## fit" or "### LM vs TRF") in
+    bench/README.md up to the next heading, or add it (a "###" block at the end of "## fit")."""
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    block = f"\n{marker}\n\n{body}\n"
+    if f"\n{marker}\n" in text:
+        head, rest = text.split(f"\n{marker}\n", 1)
+        ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
+        text = head + block + (rest[min(ends):] if ends else "")
+    elif marker.startswith("### ") and "\n## fit\n" in text:
+        head, rest = text.split("\n## fit\n", 1)
+        nxt = rest.find("\n## ")
+        text = head + "\n## fit\n" + (rest[:nxt] + block + rest[nxt:] if nxt >= 0 else rest + block)
+    else:
+        text = text.rstrip("\n") + "\n" + block
+    readme.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chemostat-dev"))
     ap.add_argument("--spec", default=str(ROOT / "specs" / "chemostat.yaml"))
     ap.add_argument("--write", action="store_true", help="append the table to bench/README.md under '## fit'")
+    ap.add_argument("--optimizers", action="store_true", help="LM vs TRF on three data sets (see above)")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="shared data directory")
+    ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers cases")
     args = ap.parse_args()
+    if args.optimizers:
+        table = compare_optimizers(Path(args.shared), [c for c in args.cases.split(",") if c])
+        print(table)
+        if args.write:
+            when = time.strftime("%Y-%m-%d %H:%M")
+            _write_section("### LM vs TRF", f"`python3 bench/fit.py --optimizers --write` ({when}, 2-core shared "
+                           f"machine; one process, the runs one after the other):\n\n{table}")
+        return
     data = read_csv(Path(args.data) / "data.csv")
     truth = json.loads((Path(args.data) / "truth.json").read_text())
     model = build_model(args.spec)
@@ -181,18 +272,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
         when = time.strftime("%Y-%m-%d")
-        section = f"\n## fit\n\n`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}\n"
-        if "\n## fit\n" in text:
-            head, rest = text.split("\n## fit\n", 1)
-            nxt = rest.find("\n## ")
-            text = head + section + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n" + section
-        readme.write_text(text)
-
+        _write_section("## fit", f"`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}")
 
 if __name__ == "__main__":
     main()

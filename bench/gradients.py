@@ -49,7 +49,7 @@ def casadi_cvodes_gradient(problem: Problem, p: np.ndarray, x0: np.ndarray, tol:
     """loss and gradient via CasADi: CVODES per interval, mapaccum over intervals, reverse-mode AD."""
     import casadi as ca
 
-    from symode.codegen.casadi import to_casadi
+    from symode.codegen.translate import to_casadi
 
     model = problem.model
     sym = model.symbolic

@@ -9,7 +9,7 @@ as the Levenberg-Marquardt polish uses them), the interpolating and backsolve co
 discrete adjoint (cost nearly independent of it), with each gradient's relative error against the
 discrete adjoint at a tight tolerance. Also the code-generation + compile time of each model (only when
 it was built by this run: pass an empty --cache-dir to measure it) and how its networks were generated
-(symode.codegen.neural_codegen: "sx" scalar-expanded, "mx" matrix operations). Prints a markdown table.
+(symode.codegen.layout.neural_codegen: "sx" scalar-expanded, "mx" matrix operations). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import build_model, load_spec, read_csv  # noqa: E402
-from symode.codegen import casadi as codegen  # noqa: E402
-from symode.codegen.casadi import neural_codegen  # noqa: E402
+from symode.codegen import layout as codegen_layout  # noqa: E402
+from symode.codegen.layout import neural_codegen  # noqa: E402
 from symode.errors import SymodeError  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
-from symode.spec.schema import spec_from_dict  # noqa: E402
+from symode.spec import spec_from_dict  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 RTOL, ATOL = 1e-8, 1e-10
@@ -85,7 +85,7 @@ def main() -> None:
                     help="neural code generation: by the number of weights (default), or forced")
     args = ap.parse_args()
     if args.codegen != "auto":
-        codegen.NEURAL_MX_MIN_WEIGHTS = 0 if args.codegen == "mx" else 10**12
+        codegen_layout.NEURAL_MX_MIN_WEIGHTS = 0 if args.codegen == "mx" else 10**12
     data = read_csv(SHARED / "chemostat-dev-hplc" / "data.csv")
     base = load_spec(ROOT / "specs" / "chemostat-neural.yaml")
     rows = []

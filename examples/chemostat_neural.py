@@ -1,9 +1,10 @@
-"""Example 1 of issue 8: model (1) with the satellite's growth law replaced by an MLP of A and B.
+"""Example 1 of docs/neural.md: model (1) with the satellite's growth law replaced by an MLP of A and B.
 
     python3 examples/chemostat_neural.py [--fitted out/fitted.yaml] [--data DIR] [-o docs/figures]
     python3 examples/chemostat_neural.py --make-data DIR      # the robustness data sets of docs/neural.md
 
-Trains specs/chemostat-neural.yaml on DIR/data.csv (default ../shared/data/chemostat-dev-hplc) with
+Trains specs/chemostat-neural.yaml on DIR/data.csv (default: the `chemostat-hplc` example data set,
+written to OUT/data) with
 symode.neural.fit_hybrid (what `symode fit` runs on a neural spec) unless --fitted is given, simulates the
 trained model, compares the states with DIR/truth_states.csv and the learned growth law muY = rA + rB (and
 rA, rB) with the true one of DIR/truth.json over the visited range of A and B, plots it, and fits candidate
@@ -11,7 +12,7 @@ kinetic laws to the learned map (symode.neural.propose_replacement).
 
 --make-data DIR writes DIR/<name>/{data.csv,truth.json,truth_states.csv} for the parameter sets in SETS:
 model (1) (specs/chemostat.yaml with A and B observed) at other parameter values, D(t) from
-symode.synth.smooth_dilution, sampled like chemostat-dev-hplc (X, S every 15 min with 2% + 0.01 noise;
+symode.solve.synth.smooth_dilution, sampled like the chemostat-hplc example (X, S every 15 min with 2% + 0.01 noise;
 A, B every 2 h with 5% + 0.002) over 90 days.
 """
 
@@ -28,14 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import build_model, load_spec, read_csv, simulate  # noqa: E402
-from symode.hybrid.neural import fit_hybrid, propose_replacement, write_training  # noqa: E402
+from symode.hybrid import fit_hybrid, propose_replacement, write_training  # noqa: E402
 from symode.symbolic.mlp import mlp_numpy  # noqa: E402
 
 #: Robustness data sets (true parameters of model (1), initial states, noise/dilution seed).
 SETS: dict[str, dict] = {
-    "p1-author": {"params": {"gA": 0.3, "gB": 3.0, "vA": 1e-4, "vB": 0.009, "muA": 0.1, "muB": 0.7, "KA": 1.0,
-                             "IA": 100.0, "KB": 0.1, "IB": 1.0},
-                  "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 21},
+    "p1-original": {"params": {"gA": 0.3, "gB": 3.0, "vA": 1e-4, "vB": 0.009, "muA": 0.1, "muB": 0.7, "KA": 1.0,
+                               "IA": 100.0, "KB": 0.1, "IB": 1.0},
+                    "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 21},
     "p2": {"params": {"gA": 0.8, "gB": 1.5, "vA": 5e-4, "vB": 4e-3, "muA": 0.2, "muB": 0.6, "KA": 0.3, "IA": 50.0,
                       "KB": 0.3, "IB": 3.0},
            "x0": {"S": 5.0, "X": 20.0, "Y": 1.0, "A": 0.1, "B": 0.1}, "seed": 22},
@@ -58,7 +59,7 @@ SETS: dict[str, dict] = {
 def make_data(out: Path) -> None:
     """Write the SETS data sets into out/<name>/."""
     from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
-    from symode.spec.schema import spec_from_dict
+    from symode.spec import spec_from_dict
 
     base = load_spec(ROOT / "specs" / "chemostat.yaml").to_dict()
     for name in ("A", "B"):
@@ -95,7 +96,8 @@ def true_rates(truth: dict, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, n
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fitted", help="a trained fitted.yaml (default: train now into OUT/train)")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chemostat-dev-hplc"))
+    ap.add_argument("--data", help="directory with data.csv (and truth.json, truth_states.csv); default: the "
+                                   "chemostat-hplc example data set, written to OUTPUT/data")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "figures"))
     ap.add_argument("--make-data", metavar="DIR", help="write the robustness data sets (SETS) into DIR and stop")
     args = ap.parse_args()
@@ -104,7 +106,11 @@ def main() -> None:
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(args.data)
+    if args.data is None:
+        from symode.examples.datasets import write_example
+
+        write_example("chemostat-hplc", out / "data")
+    data_dir = Path(args.data) if args.data else out / "data"
     data = read_csv(data_dir / "data.csv")
     if args.fitted:
         spec = load_spec(args.fitted)

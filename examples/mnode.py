@@ -1,5 +1,5 @@
-"""Example 3 of issue 8 (mNODE-style): predict metabolite profiles from community composition with a neural
-ODE, on communities simulated from the generalized template (MISSION.md section 3).
+"""mNODE-style example (docs/neural-examples.md): predict metabolite profiles from community composition with a
+neural ODE, on communities simulated from the generalized template (docs/model.md, section 4).
 
     python3 examples/mnode.py [--satellites 6] [--metabolites 5] [--communities 300] [--quick]
 
@@ -51,11 +51,11 @@ from scipy.stats import spearmanr  # noqa: E402
 from symode import build_model  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
 from symode.graph.template import community_truth_params, template_spec  # noqa: E402
-from symode.hybrid.neural import l2_penalty  # noqa: E402
+from symode.hybrid import l2_penalty  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
+from symode.spec import spec_from_dict  # noqa: E402
 from symode.spec.data import Dataset  # noqa: E402
-from symode.spec.schema import spec_from_dict  # noqa: E402
 
 T_STEADY = 1500.0            # simulated time of the true communities (h)
 T_MODEL = (75.0, 100.0)      # times at which the neural ODE is compared with the measured profile

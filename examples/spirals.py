@@ -1,5 +1,5 @@
-"""Example 2 of issue 8: the bi-directional 2-D spiral task of Chen et al. (2018), Table 2, with symode's
-neural ODEs (specs/spiral-neural.yaml: dx/dt = MLP(x), 2-16-16-2, tanh).
+"""Spirals example (docs/neural-examples.md): the bi-directional 2-D spiral task of Chen et al. (2018), Table 2,
+with symode's neural ODEs (specs/spiral-neural.yaml: dx/dt = MLP(x), 2-16-16-2, tanh).
 
     python3 examples/spirals.py [--train 100] [--test 50] [--obs 30 50 100] [--quick] [--per-spiral]
 
@@ -46,7 +46,7 @@ from scipy.optimize import least_squares, minimize  # noqa: E402
 
 from symode import build_model, load_spec, simulate  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
-from symode.hybrid.neural import l2_penalty, train  # noqa: E402
+from symode.hybrid import l2_penalty, train  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
 from symode.solve.synth import make_dataset  # noqa: E402

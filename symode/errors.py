@@ -6,6 +6,16 @@ Every user-facing error carries a location (file, line, field) so the CLI can pr
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines, escapes) shown as ``\\n``/``\\xNN``: an error message
+    built from user input stays one line and cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 class SymodeError(Exception):
     """Base class of all errors caused by user input (spec, data, params, options)."""
@@ -33,7 +43,7 @@ class SymodeError(Exception):
         elif self.line is not None:
             where = f"line {self.line}: "
         field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.message}"
+        return one_line(f"{where}{field}{self.message}")
 
 
 class SpecError(SymodeError):

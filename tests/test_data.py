@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symode.errors import DataError
+from symode.errors import DataError, SpecError
+from symode.spec import load_spec, loads_spec
 from symode.spec.data import check_columns, input_matrix, read_csv
 from symode.spec.params import apply_params, load_params
-from symode.spec.schema import load_spec, loads_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"
@@ -200,9 +200,107 @@ def test_negative_observable_below_noise_floor(tmp_path, spec) -> None:
 
 def test_extra_columns_warn(tmp_path, spec) -> None:
     ds = read_csv(write(tmp_path, "time,D,X,S,OD600,Y\n0,0.2,1,1,3,4\n"))
-    with pytest.warns(UserWarning, match="OD600") as record:
+    with pytest.warns(UserWarning) as record:
         check_columns(spec, ds, need_observables=True)
-    assert not any("'Y'" in str(w.message) or ", Y" in str(w.message) for w in record)  # Y is a state
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2 and all("\n" not in m for m in messages)
+    nothing = next(m for m in messages if "OD600" in m)
+    assert "Y" not in nothing.split(":")[-1]              # Y is a state: reported separately
+    state = next(m for m in messages if "Y" in m and "OD600" not in m)
+    assert state.startswith(f"{ds.file}: ") and "not" in state and "observables:" in state
+
+
+def test_state_columns_that_are_not_observables_warn_with_a_fix(tmp_path, spec) -> None:
+    ds = read_csv(write(tmp_path, "time,D,X,S,A,B\n0,0.2,1,1,3,4\n"))
+    for need in (False, True):
+        with pytest.warns(UserWarning, match=r"column\(s\) A, B: .*observables") as record:
+            check_columns(spec, ds, need_observables=need)
+        assert len(record) == 1
+    observed = loads_spec(CHEMOSTAT.read_text().replace(
+        "  S: {noise:", "  A: {noise: {absolute: 0.01}}\n  B: {noise: {absolute: 0.01}}\n  S: {noise:"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_columns(observed, ds, need_observables=True)    # once observed, no warning
+
+
+def test_negative_observable_warns_when_not_fitting(tmp_path, spec) -> None:
+    p = write(tmp_path, "time,D,X,S\n0,0.2,1,1\n1,0.2,-0.03,1\n2,0.2,-1,1\n")
+    with pytest.warns(UserWarning, match="negative value -1 ") as record:
+        check_columns(spec, read_csv(p), need_observables=False)
+    assert str(record[0].message).startswith(f"{p}:4: X: ")
+
+
+def test_negative_observable_with_relative_noise_only(tmp_path) -> None:
+    rel = loads_spec(CHEMOSTAT.read_text().replace("X: {noise: {relative: 0.02, absolute: 0.01}",
+                                                   "X: {noise: {relative: 0.02}"))
+    p = write(tmp_path, "time,D,X,S\n0,0.2,1,1\n1,0.2,-0.001,1\n")
+    with pytest.raises(DataError, match=r"noise\.absolute 0") as info:
+        check_columns(rel, read_csv(p), need_observables=True)
+    located(info.value, p, 3, "X")
+
+
+def test_negative_dilution_rate_is_an_error(tmp_path, spec) -> None:
+    p = write(tmp_path, "time,D,X,S\n0,0.2,1,1\n1,-0.1,1,1\n2,0.2,1,1\n")
+    ds = read_csv(p)
+    with pytest.raises(DataError, match=r"negative dilution rate -0\.1") as info:
+        input_matrix(spec, ds, ds.times)
+    located(info.value, p, 3, "D")
+    assert "bounds" in str(info.value)
+
+
+def test_input_bounds(tmp_path, spec) -> None:
+    text = CHEMOSTAT.read_text()
+    wide = loads_spec(text.replace("D: {interpolation: constant,", "D: {bounds: [-1, 1], interpolation: constant,"))
+    assert wide.inputs["D"].lower == -1 and wide.input_bounds("D") == (-1, 1)
+    assert spec.input_bounds("D") == (0.0, None)                # the dilution: implied lower bound 0
+    assert loads_spec(wide.to_yaml()) == wide
+    p = write(tmp_path, "time,D,X,S\n0,-0.5,1,1\n1,2,1,1\n2,0.2,1,1\n")
+    ds = read_csv(p)
+    with pytest.raises(DataError, match="above the upper bound 1 of input D") as info:
+        input_matrix(wide, ds, ds.times)                       # -0.5 is allowed, 2 is not
+    located(info.value, p, 3, "D")
+    with pytest.raises(SpecError, match="outside bounds") as err:
+        loads_spec(text.replace("D: {interpolation: constant,", "D: {bounds: [0.5, 1], interpolation: constant,"),
+                   "s.yaml")
+    assert err.value.field == "inputs.D.default"
+    with pytest.raises(SpecError, match="negative dilution rate") as err:
+        loads_spec(text.replace("default: 0.25", "default: -0.25"), "s.yaml")
+    assert err.value.field == "inputs.D.default"
+
+
+# -- limits on data files -----------------------------------------------------------------------------
+def test_csv_binary_and_non_utf8(tmp_path) -> None:
+    p = tmp_path / "nul.csv"
+    p.write_bytes(b"time,X\n0,1\n1,\x002\n")
+    with pytest.raises(DataError, match="NUL") as info:
+        read_csv(p)
+    located(info.value, p, 3)
+    q = tmp_path / "latin1.csv"
+    q.write_bytes("time,X\n0,1\n# Zürich\n1,2\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8") as info:
+        read_csv(q)
+    located(info.value, q, 3)
+    r = tmp_path / "escape.csv"
+    r.write_text("time,X\x1b[31m\n0,1\n")
+    with pytest.raises(DataError, match="control character U\\+001B") as info:
+        read_csv(r)
+    located(info.value, r, 1)
+
+
+def test_csv_size_and_shape_limits(tmp_path) -> None:
+    from symode.spec.limits import MAX_CSV_BYTES, MAX_CSV_COLUMNS
+
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as fh:
+        fh.write(b"time,X\n0,1\n")
+        fh.truncate(MAX_CSV_BYTES + 1)
+    with pytest.raises(DataError, match="larger than the limit") as info:
+        read_csv(big)
+    located(info.value, big, None)
+    wide = write(tmp_path, "time," + ",".join(f"c{i}" for i in range(MAX_CSV_COLUMNS)) + "\n0\n", "wide.csv")
+    with pytest.raises(DataError, match="columns; the limit") as info:
+        read_csv(wide)
+    located(info.value, wide, 1)
 
 
 def test_no_warning_when_columns_match(tmp_path, spec) -> None:
@@ -302,6 +400,23 @@ def test_csv_with_byte_order_mark(tmp_path) -> None:
     p.write_text("time_h,X\n0,1\n1,2\n", encoding="utf-8-sig")  # as Excel writes "CSV UTF-8"
     ds = read_csv(p)
     assert ds.time_column == "time_h" and ds.columns["X"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"parameters": {"gA": NaN}}', "expected a finite number"),
+    (b'{"parameters": {"gA": ' + b"9" * 5000 + b"}}", "cannot read value"),
+    (b'{"parameters": {"gA": 1e999}}', "expected a finite number"),
+    (b"parameters: {gA: 0.5}\x00\n", "NUL"),
+    (b"parameters: {gA: 0.5}  # \xe9\n", "not UTF-8"),
+    (b"a: &a [*a]\nparameters: {gA: 0.5}\n", "recursive"),
+    (b"[" * 1000 + b"]" * 1000, "nested deeper"),
+])
+def test_params_hostile_files(tmp_path, spec, content: bytes, words: str) -> None:
+    p = tmp_path / "params.json"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=words) as info:
+        load_params(p, spec)
+    assert str(info.value).startswith(f"{p}:") and "\n" not in str(info.value)
 
 
 def test_params_json_with_tab_indentation(tmp_path, spec) -> None:

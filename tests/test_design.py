@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from symode.cli.demo import ORIGINAL_TRUE
-from symode.design.core import (
+from symode.design import (
     Constraints,
     Design,
     DesignProblem,
@@ -25,7 +25,7 @@ from symode.design.core import (
 )
 from symode.errors import SymodeError
 from symode.solve.simulation import simulate
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 from .conftest import SPECS
 
@@ -37,20 +37,40 @@ def problem(chemostat_model):
                          constraints=Constraints(floor_fraction=0.1))
 
 
+@pytest.fixture(scope="module")
+def spec_values_problem(chemostat_model):
+    """The design problem at the spec's own (starting) values, where the explicit integrator's
+    sensitivities blow up on long, strongly varying designs."""
+    return DesignProblem(load_spec(SPECS / "chemostat.yaml"), model=chemostat_model, candidates=["A", "B"])
+
+
 def _short_design(problem, days=2.0):
     ms = [Measurement("X", 1.0, 0.02, 0.01), Measurement("S", 1.0, 0.02, 0.01), Measurement("B", 4.0, 0.05, 0.002)]
     return Design(days * 24, dict(zip(problem.model.states, problem.x0, strict=True)),
                   np.array([0.0, 12.0, 30.0]), np.array([0.25, 0.1, 0.3]), ms)
 
 
-def test_information_matrix_matches_finite_differences(problem):
-    d = _short_design(problem)
+def _square_wave_design(problem, days=8):
+    """D alternating daily between 0.05 and 0.15 (0.3 clipped by the max-step constraint): at the spec's
+    values the explicit integrator's sensitivities of this design grow by ~70 orders of magnitude."""
+    levels = project_levels(np.where(np.arange(days) % 2 == 0, 0.05, 0.3), problem.constraints)
+    return piecewise_design(problem, levels, base_measurements(problem.spec, every_h=1.0), duration_h=days * 24,
+                            segment_h=24)
+
+
+@pytest.mark.parametrize("which, make, method", [
+    ("problem", _short_design, "explicit"),                   # the author's exact values
+    ("spec_values_problem", _square_wave_design, "stiff"),    # evaluated through the stiff fallback
+])
+def test_information_matrix_matches_finite_differences(request, which, make, method):
+    problem = request.getfixturevalue(which)
+    d = make(problem)
     ev = problem.evaluate(d)
+    assert ev.ok, ev.failure
     # reference: central differences of the simulated observables w.r.t. log theta, tight tolerances
     T = d.duration_h
     times = np.unique(np.concatenate([m.sample_times(T) for m in d.measurements] + [d.d_times, [T]]))
     D = d.d_at(times)
-    rows = []
     base_p = dict(zip(problem.model.parameters, problem.p, strict=True))
     base_x = dict(zip(problem.model.states, problem.x0, strict=True))
 
@@ -62,7 +82,7 @@ def test_information_matrix_matches_finite_differences(problem):
         else:
             params[name] = base_p[name] * math.exp(h)
         tr = simulate(problem.model, times, inputs={"D": D}, params=params, x0=x0, rtol=1e-12, atol=1e-14,
-                      method="explicit")
+                      method=method)
         return {m.name: tr[m.name][np.searchsorted(times, m.sample_times(T))] for m in d.measurements}
 
     nominal = predict(0, 0.0)
@@ -75,7 +95,6 @@ def test_information_matrix_matches_finite_differences(problem):
             sigma = np.sqrt(m.absolute ** 2 + (m.relative * nominal[m.name]) ** 2)
             col.append((up[m.name] - dn[m.name]) / (2 * h) / sigma)
         J[:, k] = np.concatenate(col)
-    rows.append(J)
     F_fd = J.T @ J
     scale = np.sqrt(np.outer(np.diag(F_fd), np.diag(F_fd))) + 1e-30
     assert np.max(np.abs(ev.fim - F_fd) / scale) < 1e-4

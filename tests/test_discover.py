@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
 
-from symode.discover.core import CHECKPOINT, Candidate, candidate_spec, discover, effective_edges, synthetic_case
+from symode.discover import (
+    CHECKPOINT,
+    Candidate,
+    Search,
+    candidate_spec,
+    cold_starts,
+    discover,
+    effective_edges,
+    full_starts,
+    prunable_edges,
+    rename_labels,
+    satellite_relabelling,
+    split_moves,
+    swap_sets,
+    synthetic_case,
+    transplant_start,
+)
+from symode.graph.template import template_dict, template_spec
+from symode.report.discover import write_discovery
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
-from symode.spec.schema import load_spec
+from symode.spec import load_spec, spec_from_dict
 
 TRUE = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
         "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
@@ -27,6 +46,7 @@ def run(case, tmp_path_factory):
     out = tmp_path_factory.mktemp("discover")
     t0 = time.perf_counter()
     res = discover(spec, data, outdir=out, progress=False, workers=1)
+    write_discovery(res, out)
     return res, out, time.perf_counter() - t0
 
 
@@ -75,8 +95,6 @@ def test_resume_from_checkpoint(run, case, tmp_path):
 
 
 def test_absent_satellite_drops_its_edges():
-    from symode.graph.template import template_spec
-
     spec = template_spec(2, 1)
     edges = ["prod:X->M1", "uptake:M1->Y1", "prod:Y2->M1", "inhib:M1-|Y2"]
     assert effective_edges(spec, edges) == ["prod:X->M1", "uptake:M1->Y1"]
@@ -86,9 +104,6 @@ def test_absent_satellite_drops_its_edges():
 
 
 def test_satellite_relabelling_orders_by_lowest_substrate():
-    from symode.discover.core import satellite_relabelling
-    from symode.graph.template import template_spec
-
     spec = template_spec(3, 3)
     # Y1 eats M3, Y2 is absent, Y3 eats M1 and produces M2: canonical Y3 -> Y1, Y1 -> Y2, Y2 (absent) -> Y3.
     edges = ["uptake:M3->Y1", "uptake:M1->Y3", "prod:Y3->M2", "prod:X->M1"]
@@ -102,17 +117,13 @@ def test_satellite_relabelling_orders_by_lowest_substrate():
 
 
 def test_relabelling_is_a_symmetry_of_the_template_only():
-    from symode.discover.core import _rename, candidate_spec, satellite_relabelling
-    from symode.graph.template import template_dict, template_spec
-    from symode.spec.schema import spec_from_dict
-
     spec = template_spec(2, 2)
     edges = ["uptake:M2->Y1", "uptake:M1->Y2", "prod:Y2->M2"]
     mapping = satellite_relabelling(spec, edges)
     assert mapping == {"Y2": "Y1", "Y1": "Y2"}
     # Renaming the selected model gives the model of the renamed edge set.
-    renamed = spec_from_dict(_rename(candidate_spec(spec, edges).to_dict(), mapping))
-    direct = candidate_spec(spec, _rename(edges, mapping))
+    renamed = spec_from_dict(rename_labels(candidate_spec(spec, edges).to_dict(), mapping))
+    direct = candidate_spec(spec, rename_labels(edges, mapping))
     assert sorted(e.id for e in renamed.interactions) == sorted(e.id for e in direct.interactions)
     assert set(renamed.parameters) == set(direct.parameters)
     # A template whose satellites differ (Y2 starts higher) is not symmetric: labels stay.
@@ -122,11 +133,6 @@ def test_relabelling_is_a_symmetry_of_the_template_only():
 
 
 def test_effective_edges_matches_candidate_spec():
-    import random
-
-    from symode.discover.core import prunable_edges
-    from symode.graph.template import template_spec
-
     rng = random.Random(0)
     for n, m in ((2, 2), (3, 2)):
         spec = template_spec(n, m)
@@ -138,12 +144,9 @@ def test_effective_edges_matches_candidate_spec():
 
 
 def test_search_cache_shares_fits_of_relabelled_models(case):
-    from symode.discover.core import _Search, _swap_sets, prunable_edges
-    from symode.graph.template import template_spec
-
     spec = template_spec(3, 2)
-    search = _Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,
-                     resume=False)
+    search = Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,
+                    resume=False)
     assert search.exchangeable
     fitted = Candidate(edges=["uptake:M2->Y1", "prod:Y1->M1"], parameters={"a_M2_Y1": 2.0, "u_Y1_M1": 0.1},
                        x0={"Y1": 0.4}, objective=1.0, k=2, n_obs=10, aicc=1.0, bic=2.0)
@@ -154,17 +157,14 @@ def test_search_cache_shares_fits_of_relabelled_models(case):
     assert got.parameters == {"a_M2_Y3": 2.0, "u_Y3_M1": 0.1} and got.x0 == {"Y3": 0.4}
     assert search.lookup(["uptake:M1->Y3"]) is None
     # Swaps exchange a kept edge for a pruned one of the same kind sharing its organism or metabolite.
-    swaps = _swap_sets(spec, fitted, prunable_edges(spec))
+    swaps = swap_sets(spec, fitted, prunable_edges(spec))
     assert ["prod:Y1->M1", "uptake:M1->Y1"] in [sorted(s) for s in swaps]
     assert ["prod:Y1->M1", "uptake:M2->Y2"] in [sorted(s) for s in swaps]
     assert all(len(s) == 2 for s in swaps)
 
 
 def test_full_starts_break_the_satellite_symmetry():
-    from symode.discover.core import _full_starts
-    from symode.graph.template import template_spec
-
-    starts = _full_starts(template_spec(2, 3), n_starts=4)
+    starts = full_starts(template_spec(2, 3), n_starts=4)
     assert len(starts) == 4
     for params, x0 in starts:
         # the two satellites never start alike (a symmetric start stays symmetric under the fit)
@@ -176,14 +176,11 @@ def test_full_starts_break_the_satellite_symmetry():
 
 
 def test_cold_starts_reinitialise_satellites_only():
-    from symode.discover.core import _cold_starts
-    from symode.graph.template import template_spec
-
     spec = candidate_spec(template_spec(2, 3), ["prod:X->M1", "inhib:M1-|X", "uptake:M1->Y1", "uptake:M2->Y1",
                                                   "uptake:M3->Y2", "prod:Y1->M2"])
     fitted = {n: 7.0 * p.value + 0.01 for n, p in spec.parameters.items()}
     x0 = {n: 0.123 for n in spec.states}
-    starts = _cold_starts(spec, fitted, x0, n_starts=3)
+    starts = cold_starts(spec, fitted, x0, n_starts=3)
     assert len(starts) == 3
     for params, xs in starts:
         # X's parameters and the metabolites' initial states stay at the fitted values
@@ -198,32 +195,26 @@ def test_cold_starts_reinitialise_satellites_only():
 
 
 def test_split_sets_hand_a_substrate_to_an_absent_satellite():
-    from symode.discover.core import _split_moves
-    from symode.graph.template import template_spec
-
     spec = template_spec(3, 3)
     merged = Candidate(edges=["uptake:M1->Y2", "uptake:M2->Y2", "prod:Y2->M3", "uptake:M3->Y3"], parameters={},
                        x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
-    splits = [sorted(s) for s, _donor, _new in _split_moves(spec, merged)]
+    splits = [sorted(s) for s, _donor, _new in split_moves(spec, merged)]
     assert sorted(splits) == sorted([["prod:Y2->M3", "uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"],
                                      ["prod:Y2->M3", "uptake:M1->Y2", "uptake:M2->Y1", "uptake:M3->Y3"]])
     # every satellite present, or none grows on two substrates: nothing to split
     full = Candidate(edges=[*merged.edges, "uptake:M3->Y1"], parameters={}, x0={}, objective=1.0, k=1, n_obs=10,
                      aicc=1.0, bic=2.0)
-    assert _split_moves(spec, full) == []
+    assert split_moves(spec, full) == []
 
 
 def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
     """Two satellites each on two substrates with a shared one, the third absent (the 3x3 bench failure):
     neither handing the shared substrate to the absent satellite nor dropping it alone improves; the
     compound set does both and is the one-substrate-each structure."""
-    from symode.discover.core import _split_moves
-    from symode.graph.template import template_spec
-
     spec = template_spec(3, 3)
     spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"], parameters={},
                        x0={}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
-    splits = [sorted(s) for s, _donor, _new in _split_moves(spec, spread)]
+    splits = [sorted(s) for s, _donor, _new in split_moves(spec, spread)]
     assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M2->Y3", "uptake:M3->Y3"] in splits      # plain split
     assert ["uptake:M1->Y1", "uptake:M2->Y2", "uptake:M3->Y3"] in splits                       # compound
     # a satellite's only substrate is never taken away
@@ -231,16 +222,13 @@ def test_split_sets_compound_form_takes_the_substrate_from_its_other_eater():
 
 
 def test_transplant_start_gives_the_new_edge_the_donor_values():
-    from symode.discover.core import _split_moves, _transplant_start
-    from symode.graph.template import template_spec
-
     spec = template_spec(3, 3)
     spread = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y3", "uptake:M3->Y3"],
                        parameters={"a_M2_Y1": 7.0, "mu_M2_Y1": 0.55, "g_M2_Y1": 1.9, "a_M2_Y2": 0.0},
                        x0={"Y1": 0.3, "Y2": 0.0}, objective=1.0, k=1, n_obs=10, aicc=1.0, bic=2.0)
-    moves = {(d, n) for _edges, d, n in _split_moves(spec, spread)}
+    moves = {(d, n) for _edges, d, n in split_moves(spec, spread)}
     assert ("uptake:M2->Y1", "uptake:M2->Y2") in moves
-    params, x0 = _transplant_start(spec, spread, "uptake:M2->Y1", "uptake:M2->Y2")
+    params, x0 = transplant_start(spec, spread, "uptake:M2->Y1", "uptake:M2->Y2")
     assert (params["a_M2_Y2"], params["mu_M2_Y2"], params["g_M2_Y2"]) == (7.0, 0.55, 1.9)
     assert params["a_M2_Y1"] == 7.0 and x0["Y2"] == 0.3 and spread.x0["Y2"] == 0.0   # current is not modified
 
@@ -249,12 +237,9 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
     """The 3x3 bench failure: the true structure was first fitted (badly) as a removal from an earlier
     model; reached again as a one-edge removal of a new model, it is refitted warm from that model, once;
     a cached removal that already beats the new model under the criterion is reused."""
-    from symode.discover.core import _Search
-    from symode.graph.template import template_spec
-
     spec = template_spec(2, 2)
-    search = _Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,
-                     resume=False)
+    search = Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=1, max_time=1.0,
+                    resume=False)
     search.criterion = "bic"
     kw = {"x0": {}, "k": 1, "n_obs": 10, "aicc": 1.0}
     cur = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y2"], parameters={"a_M2_Y1": 0.1},
@@ -270,7 +255,7 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
         return [Candidate(edges=j["edges"], parameters=dict(j["parameters"]), objective=101.5, bic=199.0,
                           **kw).to_dict() for j in js]
 
-    search._map = fake_map
+    search.fit_jobs = fake_map
     got = search.evaluate([drop, good], cur)
     assert [sorted(j["edges"]) for j in jobs] == [sorted(drop)]            # only the stale one is refitted
     assert jobs[0]["parameters"]["a_M2_Y1"] == 0.1                         # warm, from the new model

@@ -11,7 +11,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from symode.errors import ExpressionError, SpecError
-from symode.spec.expr import FUNCTIONS, MAX_DEPTH, MAX_EXPONENT, MAX_LENGTH, free_names, parse_expression
+from symode.spec.expr import (
+    FUNCTIONS,
+    MAX_DEPTH,
+    MAX_EXPONENT,
+    MAX_LENGTH,
+    format_expression,
+    free_names,
+    parse_expression,
+)
 
 NAMES = ["x", "y", "S", "mu_1", "KA"]
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -156,7 +164,10 @@ def test_whitelisted_functions_map_to_sympy() -> None:
     assert parse_expression("max(x, 1)", syms) == sp.Max(x, 1)
     assert parse_expression("pow(x, 2)", syms) == x**2
     assert parse_expression(3.5, syms) == sp.Float(3.5)
-    assert set(FUNCTIONS) == {"exp", "log", "sqrt", "abs", "tanh", "sin", "cos", "min", "max", "pow"}
+    assert set(FUNCTIONS) == {"exp", "log", "sqrt", "abs", "tanh", "sin", "cos", "min", "max", "pow", "tan", "asin",
+                              "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "sign"}
+    assert parse_expression("floor(x) + ceil(x) + sign(x)", syms) == sp.floor(x) + sp.ceiling(x) + sp.sign(x)
+    assert parse_expression("asinh(tan(x))", syms) == sp.asinh(sp.tan(x))
 
 
 def test_symbol_mapping_is_used() -> None:
@@ -340,3 +351,62 @@ def test_empty_expression() -> None:
     for text in ("", "   ", "\n"):
         with pytest.raises(ExpressionError):
             parse_expression(text, ["x"])
+
+
+# -- piecewise and conditions --------------------------------------------------------------------------
+def test_piecewise_with_conditions() -> None:
+    x, y, t = (sp.Symbol(n, real=True) for n in "xyt")
+    syms = {"x": x, "y": y, "t": t}
+    assert parse_expression("piecewise(x, t < 5, y)", syms) == sp.Piecewise((x, t < 5), (y, True))
+    got = parse_expression("piecewise(1, 0 < x <= 2 and not (y == 1), 2, x != y or False, 3)", syms)
+    want = sp.Piecewise((1, sp.And(0 < x, x <= 2, sp.Not(sp.Eq(y, 1)))), (2, sp.Or(sp.Ne(x, y), sp.false)), (3, True))
+    assert got == want
+    assert parse_expression("2 * piecewise(x, True, 0)", syms) == 2 * x
+
+
+@pytest.mark.parametrize("text", [
+    "piecewise(x, x < 1)", "piecewise(x)", "piecewise(x, y, 0)", "piecewise(x, x < 1, 0, 1)", "x < 1",
+    "(x < 1) + 1", "piecewise(x, x < 1, y < 2)", "piecewise(x, x @ 1, 0)", "piecewise(x, x in y, 0)",
+    "piecewise(x, x is y, 0)", "piecewise(x=1)", "piecewise(*[x])", "not x", "True",
+])
+def test_malformed_conditions_are_rejected(text: str) -> None:
+    with pytest.raises(ExpressionError):
+        parse_expression(text, ["x", "y"])
+
+
+# -- format_expression is the inverse of parse_expression ------------------------------------------------
+def _conditional(children: st.SearchStrategy) -> st.SearchStrategy:
+    ops = st.sampled_from(["<", "<=", ">", ">=", "==", "!="])
+
+    def build(a, b, c, op, neg):
+        cond = f"({a[0]}) {op} ({b[0]})"
+        cond = f"not ({cond})" if neg else cond
+        return f"piecewise({a[0]}, {cond}, {c[0]})"
+
+    return st.builds(build, children, children, children, ops, st.booleans())
+
+
+@SETTINGS
+@given(expressions, envs)
+def test_format_round_trip(node, env) -> None:
+    expr = parse_expression(node[0], NAMES)
+    text = format_expression(expr)
+    again = parse_expression(text, NAMES)
+    assert again == expr, (node[0], text)
+    assert format_expression(again) == text
+
+
+@SETTINGS
+@given(_conditional(expressions), envs)
+def test_format_round_trip_piecewise(text, env) -> None:
+    expr = parse_expression(text, NAMES)
+    again = parse_expression(format_expression(expr), NAMES)
+    assert again == expr or math.isclose(_sympy_value(again, env), _sympy_value(expr, env), rel_tol=1e-9,
+                                         abs_tol=1e-9)
+
+
+def test_format_writes_exact_numbers() -> None:
+    x = sp.Symbol("x", real=True)
+    for e in (sp.Rational(1, 3) * x, sp.Float(0.1) * x - 7, x ** sp.Rational(-5, 2), sp.E * x, -x, x / (1 + x)):
+        assert parse_expression(format_expression(e), {"x": x}) == e
+    assert float(parse_expression(format_expression(sp.pi), [])) == math.pi

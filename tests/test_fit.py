@@ -1,4 +1,5 @@
-"""Fitting: recovery on a short informative data set, bad-data errors, interrupted fits."""
+"""Fitting: recovery on a short informative data set, bad-data errors, interrupted fits, multi-start.
+(The optimiser, the transform and the start sampler: tests/test_optim.py.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 
 from symode.cli.main import main
+from symode.fit import FAIL_RESIDUAL, FitProblem, fit
 from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
-from symode.spec.schema import load_spec
+from symode.spec import load_spec
 
 from .conftest import SPECS
 
@@ -47,8 +49,6 @@ def _start(spec_path: Path, factor: float = 1.6):
 
 
 def test_recovery_short_informative(hplc_model, short_data):
-    from symode.fit.core import fit
-
     spec = _start(SPECS / "chemostat-hplc.yaml")
     model = hplc_model.with_spec(spec)
     res = fit(model, [short_data], progress=False, max_iter=150)
@@ -72,7 +72,6 @@ def test_recovery_short_informative(hplc_model, short_data):
 
 
 def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
-    from symode.fit.core import fit
     from symode.report.fit import write_outputs
 
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
@@ -148,66 +147,18 @@ def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     assert np.all(np.isfinite(traj.x))
 
 
-def test_latin_hypercube_strata():
-    from symode.optim.sampling import latin_hypercube
-
-    pts = latin_hypercube(np.array([0.0, -1.0]), np.array([1.0, np.inf]), 10, seed=1)
-    assert pts.shape == (10, 2)
-    counts = np.histogram(pts[:, 0], bins=10, range=(0, 1))[0]
-    assert np.all(counts == 1)
-
-
 @pytest.mark.slow
 def test_multistart_parallel(hplc_model, short_data):
-    from symode.fit.core import fit
-
     spec = _start(SPECS / "chemostat-hplc.yaml")
     res = fit(hplc_model.with_spec(spec), [short_data], progress=False, multistart=2, workers=2, max_iter=80)
     assert len(res.multistart) == 3
     assert res.objective <= min(s["objective"] for s in res.multistart) + 1e-6
 
 
-def test_levenberg_marquardt_rejects_points_whose_sensitivities_fail() -> None:
-    """A trial point whose residuals are fine but whose sensitivities fail (raise, or are not finite) is a
-    failed step, not a crash; a non-finite Jacobian at the start is a SolverError."""
-    from symode.errors import SolverError
-    from symode.optim.lm import levenberg_marquardt
-
-    target = np.array([1.0, -2.0])
-
-    def fun(z: np.ndarray) -> np.ndarray:
-        return np.array([z[0] - target[0], 3.0 * (z[1] - target[1]), z[0] * z[1] - target[0] * target[1]])
-
-    def good_jac(z: np.ndarray) -> np.ndarray:
-        return np.array([[1.0, 0.0], [0.0, 3.0], [z[1], z[0]]])
-
-    for failure in ("raise", "nan"):
-        calls = {"n": 0}
-
-        def jac(z: np.ndarray, _failure: str = failure,
-                _calls: dict[str, int] = calls) -> tuple[np.ndarray, np.ndarray]:
-            _calls["n"] += 1
-            if _calls["n"] in (2, 3):          # the first two accepted trial points
-                if _failure == "raise":
-                    raise SolverError("forward sensitivities failed")
-                return fun(z), np.full((3, 2), np.nan)
-            return fun(z), good_jac(z)
-
-        res = levenberg_marquardt(fun, jac, np.array([4.0, 3.0]), np.full(2, -10.0), np.full(2, 10.0), geodesic=False)
-        assert res.converged, res.message
-        np.testing.assert_allclose(res.z, target, atol=1e-6)
-        assert calls["n"] > 3
-
-    with pytest.raises(SolverError):
-        levenberg_marquardt(fun, lambda z: (fun(z), np.full((3, 2), np.inf)), np.zeros(2), np.full(2, -10.0),
-                            np.full(2, 10.0))
-
-
 def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> None:
     """A trial step far out on an unbounded log-scale unknown (exp overflows) is a failed point with the
     failure residuals, not an OverflowError that crashes the fit (seen in a discover bench run)."""
     from symode.errors import SolverError
-    from symode.fit.core import FAIL_RESIDUAL, FitProblem
 
     fp = FitProblem(hplc_model, [short_data])
     z = fp.z_from_values()
@@ -220,3 +171,33 @@ def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> 
     assert np.all(r[: fp.n_obs] == FAIL_RESIDUAL)
     assert np.isfinite(fp.loss(z)) and np.all(np.isfinite(fp.natural(z)))
     np.testing.assert_allclose(fp.dtheta_dz(z)[k], np.exp(z[k]))
+
+
+def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) -> None:
+    """A start that raises is a row with its error and an infinite objective, not a failed fit; the rows
+    keep the start order, and every start begins inside the box."""
+    import symode.fit.multistart as ms
+
+    fp = FitProblem(hplc_model, [short_data])
+    seen = []
+
+    def fake(job):
+        seen.append(job["z"])
+        if len(seen) == 2:
+            raise RuntimeError("solver exploded")
+        return {"objective": float(len(seen)), "converged": True, "message": "ok", "z": list(job["z"]),
+                "iterations": 1, "time_s": 0.0}
+
+    monkeypatch.setattr(ms, "start_worker", fake)
+    rows = ms.run_multistart(fp, [], 3, seed=0, workers=1, method="lm", shooting="single", segments=4,
+                             max_iter=1, max_time=1.0, progress=False)
+    assert [r["start"] for r in rows] == ["lhs-0", "lhs-1", "lhs-2"]
+    assert rows[1]["objective"] == np.inf and rows[1]["error"] == "solver exploded" and not rows[1]["converged"]
+    assert rows[0]["objective"] == 1.0 and rows[2]["objective"] == 3.0
+    assert all(np.all((z >= fp.lb) & (z <= fp.ub)) for z in seen)
+    # objectives 1 and 3: within chi2(1, 0.99)/2 = 3.3 of each other, so both span the spread; the failed
+    # start does not count
+    spread = ms.start_spread(fp, rows)
+    both = np.array([fp.natural(np.asarray(rows[k]["z"])) for k in (0, 2)])
+    for i, name in enumerate(fp.names):
+        assert spread[name] == [both[:, i].min(), both[:, i].max()]

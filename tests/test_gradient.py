@@ -11,7 +11,7 @@ from symode.solve.model import build_model
 from symode.solve.sensitivity import METHODS, Problem, finite_difference_gradient, loss, loss_and_gradient
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations, smooth_dilution
-from symode.spec.schema import load_spec, loads_spec
+from symode.spec import load_spec, loads_spec
 
 from .conftest import SPECS
 

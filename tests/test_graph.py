@@ -16,7 +16,7 @@ from symode.graph.community import (
 )
 from symode.graph.template import template_spec
 from symode.solve.model import build_model
-from symode.spec.schema import Spec, load_spec, loads_spec, spec_from_dict
+from symode.spec import Spec, load_spec, loads_spec, spec_from_dict
 from symode.symbolic.rhs import build_symbolic
 from symode.viz.graph import draw_graph
 
@@ -162,15 +162,15 @@ def test_draw_graph_rejects_unknown_format(tmp_path: Path) -> None:
 
 
 def test_labels_of_edges_crossing_at_their_midpoints_do_not_overlap():
-    from symode.viz.graph import LABEL_BOX, _label_point
+    from symode.viz.graph import LABEL_BOX, label_point
 
     placed: list[tuple[float, float]] = []
     for p1, p2 in [((0.0, 1.0), (4.0, -1.0)), ((0.0, -1.0), (4.0, 1.0)), ((0.0, 0.0), (4.0, 0.0))]:
-        placed.append(_label_point(p1, p2, 0.0, placed))
+        placed.append(label_point(p1, p2, 0.0, placed))
     assert placed[0] == (2.0, 0.0)                                   # first label: the midpoint
     for i, a in enumerate(placed):
         for b in placed[i + 1:]:
             assert abs(a[0] - b[0]) >= LABEL_BOX[0] or abs(a[1] - b[1]) >= LABEL_BOX[1]
     # a curved edge's label sits on its arc (matplotlib arc3: control point midpoint + rad * (dy, -dx))
-    x, y = _label_point((0.0, 0.0), (2.0, 0.0), 0.4, [])
+    x, y = label_point((0.0, 0.0), (2.0, 0.0), 0.4, [])
     assert (x, y) == pytest.approx((1.0, -0.4))

@@ -4,20 +4,19 @@ Compiles tests/csrc/test_integrator_main.c together with the integrator, runs it
 "OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
 """
 
-import pathlib
 import shutil
 import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-CSRC = ROOT / "symode" / "codegen" / "csrc"
-INTEGRATOR = CSRC / "symode_integrator.c"
-DRIVER = ROOT / "tests" / "csrc" / "test_integrator_main.c"
+from .conftest import C_DRIVER_CFLAGS, CSRC, REPO, c_compiler, compile_c_driver, parse_c_driver
 
-CC = shutil.which("cc") or shutil.which("gcc")
+INTEGRATOR = CSRC / "symode_integrator.c"
+DRIVER = REPO / "tests" / "csrc" / "test_integrator_main.c"
+
+CC = c_compiler()
 VALGRIND = shutil.which("valgrind")
-CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+CFLAGS = C_DRIVER_CFLAGS
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) found")
 
@@ -49,21 +48,7 @@ EXPECTED = [
 
 
 def _compile(out, extra_flags=(), check=True):
-    cmd = [CC, *CFLAGS, *extra_flags, f"-I{CSRC}", str(DRIVER), str(INTEGRATOR), "-lm", "-o", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if check:
-        assert res.returncode == 0, f"compilation failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
-    return res
-
-
-def _parse(stdout):
-    results = {}
-    for line in stdout.splitlines():
-        parts = line.split(" | ", 1)
-        head = parts[0].split()
-        if len(head) == 2 and head[0] in ("OK", "FAIL"):
-            results[head[1]] = (head[0], parts[1] if len(parts) > 1 else "")
-    return results
+    return compile_c_driver(out, DRIVER, [INTEGRATOR], extra_flags, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +60,8 @@ def driver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driver_run(driver):
-    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=120)
-    return res, _parse(res.stdout)
+    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=600)
+    return res, parse_c_driver(res.stdout)
 
 
 def test_integrator_compiles_warning_free(tmp_path):
@@ -109,7 +94,7 @@ def test_valgrind_clean(driver):
     res = subprocess.run(
         [VALGRIND, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
          str(driver), "--quick"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stderr[-4000:]
     assert "FAIL " not in res.stdout
@@ -121,7 +106,7 @@ def test_sanitizers(tmp_path):
                    check=False)
     if res.returncode != 0:
         pytest.skip("compiler does not support -fsanitize=address,undefined")
-    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=600)
     if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
         pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]

@@ -11,7 +11,7 @@ import sympy as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from symode.spec.schema import load_spec, loads_spec
+from symode.spec import load_spec, loads_spec
 from symode.symbolic import kinetics
 from symode.symbolic.rhs import SymbolicModel, build_symbolic
 

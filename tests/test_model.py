@@ -12,9 +12,9 @@ import sympy as sp
 from symode.errors import SolverError
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
+from symode.spec import load_spec, loads_spec
 from symode.spec.data import read_csv
 from symode.spec.params import apply_params
-from symode.spec.schema import load_spec, loads_spec
 
 from .conftest import SPECS
 

@@ -7,15 +7,24 @@ import dataclasses
 import numpy as np
 import pytest
 
-from symode.codegen.casadi import structure
+from symode.codegen.layout import structure
 from symode.errors import SpecError
-from symode.hybrid.neural import l2_penalty, propose_replacement, train, warm_start
+from symode.hybrid import (
+    Unknowns,
+    balanced_rates,
+    blas_threads,
+    l2_penalty,
+    propose_replacement,
+    stiff_here,
+    train,
+    warm_start,
+)
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, finite_difference_gradient, loss_and_gradient
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations
+from symode.spec import load_spec, loads_spec, spec_from_dict
 from symode.spec.data import Dataset
-from symode.spec.schema import load_spec, loads_spec, spec_from_dict
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
 from .conftest import SHARED, SPECS
@@ -198,16 +207,16 @@ def _steady_chemostat_data(seed: int, a_range: tuple[float, float], b_range: tup
                                                         "B": rng.uniform(*b_range, len(t))})
 
 
-def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate():
+@pytest.mark.parametrize("kwargs, share_a", [({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)])
+def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate(kwargs, share_a):
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     data = _steady_chemostat_data(1, (0.05, 0.15), (0.1, 0.3))
     term = spec.neural[0]
     med = {"A": [float(np.median(data.columns["A"]))], "B": [float(np.median(data.columns["B"]))]}
-    for kwargs, share_a in (({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)):
-        w = warm_start(spec, data, **kwargs)
-        rA, rB = mlp_numpy(term, med, w)[0]
-        assert rA + rB == pytest.approx(0.2, rel=0.05)
-        assert rA / (rA + rB) == pytest.approx(share_a, abs=0.05)
+    w = warm_start(spec, data, **kwargs)
+    rA, rB = mlp_numpy(term, med, w)[0]
+    assert rA + rB == pytest.approx(0.2, rel=0.05)
+    assert rA / (rA + rB) == pytest.approx(share_a, abs=0.05)
 
 
 def _fit_cli(spec_path, csv_path, out, *extra):
@@ -265,8 +274,6 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
     """Production rates and uptake yields start balanced with the observed levels: production = outflow /
     (1 - share), consumption by the network's uptakes = share of it (not the spec's 100-1000x too-fast
     turnover, a futile cycle that makes the model stiff)."""
-    from symode.hybrid.neural import balanced_rates
-
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     data = _steady_chemostat_data(2, (0.02, 0.06), (0.04, 0.08))
     term = spec.neural[0]
@@ -293,8 +300,6 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
 def test_stiff_here_tells_stiffness_from_a_slow_model():
     """The switch of a hybrid-fit start to the stiff integrator: the balanced turnover is not stiff, the
     same balance with 1000x faster production and consumption (a futile cycle) is."""
-    from symode.hybrid.neural import _stiff_here, _Unknowns, balanced_rates
-    from symode.solve.sensitivity import Problem as P
 
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     t = np.arange(0.0, 24.0, 0.25)
@@ -304,8 +309,8 @@ def test_stiff_here_tells_stiffness_from_a_slow_model():
                                                         "B": rng.uniform(0.05, 0.15, len(t))})
     w = warm_start(spec, data)
     model = build_model(spec)
-    unk = _Unknowns(model)
-    prob = P(model, data)
+    unk = Unknowns(model)
+    prob = Problem(model, data)
     index = {n: k for k, n in enumerate(unk.names)}
     z = unk.z0()
     for n, v in w.items():
@@ -314,4 +319,20 @@ def test_stiff_here_tells_stiffness_from_a_slow_model():
     for factor, stiff in ((1.0, False), (1e3, True)):
         for n, v in rates.items():
             z[index[n]] = np.log(factor * v)
-        assert _stiff_here(model, unk, prob, z, 1e-6, 1e-9) is stiff
+        assert stiff_here(model, unk, prob, z, 1e-6, 1e-9) is stiff
+
+
+def test_blas_threads_limits_and_restores():
+    """Inside the block every BLAS pool of this process runs one thread and child processes are told so;
+    afterwards both are as before."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    with blas_threads(1):
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == before
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == env

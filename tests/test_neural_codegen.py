@@ -7,13 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symode.codegen import casadi as codegen
+from symode.codegen import layout as codegen_layout
+from symode.codegen.functions import neural_casadi_functions
+from symode.codegen.layout import NEURAL_MX_MIN_WEIGHTS, layout_of, neural_codegen, structure
 from symode.solve.gradcheck import rel_error
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, finite_difference_gradient, loss, loss_and_gradient
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations
-from symode.spec.schema import loads_spec
+from symode.spec import loads_spec
 from symode.symbolic.mlp import mlp_numpy
 from symode.symbolic.rhs import build_symbolic
 
@@ -152,9 +154,9 @@ def test_mx_and_sx_functions_agree(activations):
     spec = _spec(5, activations)
     g = spec.neural_term("g")
     assert (g.activation, g.output_activation) == activations
-    sym, layout = build_symbolic(spec), codegen.layout_of(spec)
-    sx = {f.name(): f for f in codegen.neural_casadi_functions(sym, layout, "sx")}
-    mx = {f.name(): f for f in codegen.neural_casadi_functions(sym, layout, "mx")}
+    sym, layout = build_symbolic(spec), layout_of(spec)
+    sx = {f.name(): f for f in neural_casadi_functions(sym, layout, "sx")}
+    mx = {f.name(): f for f in neural_casadi_functions(sym, layout, "mx")}
     assert sorted(sx) == sorted(mx)
     rng = np.random.default_rng(0)
     np_ = len(layout.parameters)
@@ -172,9 +174,9 @@ def test_mx_and_sx_functions_agree(activations):
 
 def test_mode_follows_the_number_of_weights():
     small, wide = _spec(5), _spec(40)
-    assert codegen.neural_codegen(small) == "sx" and "neural_codegen" not in codegen.structure(small)
-    assert len(wide.neural_weights) > codegen.NEURAL_MX_MIN_WEIGHTS
-    assert codegen.neural_codegen(wide) == "mx" and codegen.structure(wide)["neural_codegen"].startswith("mx")
+    assert neural_codegen(small) == "sx" and "neural_codegen" not in structure(small)
+    assert len(wide.neural_weights) > NEURAL_MX_MIN_WEIGHTS
+    assert neural_codegen(wide) == "mx" and structure(wide)["neural_codegen"].startswith("mx")
 
 
 def test_small_network_in_mx(monkeypatch):
@@ -182,7 +184,7 @@ def test_small_network_in_mx(monkeypatch):
     differences, and the same gradients as the SX build of the same model."""
     spec = _spec(5)
     sx_model = build_model(spec)
-    monkeypatch.setattr(codegen, "NEURAL_MX_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(codegen_layout, "NEURAL_MX_MIN_WEIGHTS", 0)
     model = build_model(spec)
     assert "sym_mech" in (model.directory / "model_casadi.c").read_text()
     assert "sym_mech" not in (sx_model.directory / "model_casadi.c").read_text()

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symode.errors import ExpressionError, SpecError
-from symode.spec.schema import dump_spec, load_spec, loads_spec, spec_from_dict
+from symode.spec import dump_spec, load_spec, loads_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"

@@ -1,4 +1,4 @@
-"""Tests for ``symode codegen`` / :func:`symode.standalone.generate_standalone` (standalone C solver).
+"""Tests for ``symode codegen`` / :func:`symode.codegen.standalone.generate_standalone` (standalone C solver).
 
 The generated directory must build with -Wall -Wextra -Werror, reproduce symode's simulation and gradients
 (same integrator, same generated model code), be valgrind-clean, and its ``model.py`` must work with numpy
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symode.codegen.casadi import find_compiler
+from symode.codegen.build import find_compiler
 from symode.codegen.standalone import generate_standalone, run_make
 from symode.errors import SymodeError
 
@@ -51,9 +51,9 @@ def chemostat_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -
 @pytest.fixture(scope="module")
 def dev(shared_data: Path):
     from symode.solve.model import build_model
+    from symode.spec import load_spec
     from symode.spec.data import read_csv
     from symode.spec.params import apply_params
-    from symode.spec.schema import load_spec
 
     root = shared_data / "chemostat-dev"
     data = read_csv(root / "data.csv")
@@ -71,14 +71,23 @@ def sa(chemostat_dir: Path):
 # ----------------------------------------------------------------------------------------------------
 
 def test_directory_contents(chemostat_dir: Path) -> None:
-    for name in ("model.c", "model.h", "example.c", "Makefile", "model.py", "README.md", "spec.yaml",
-                 "manifest.json", "libmodel.so", "model_example"):
+    for name in ("model.c", "model.h", "model_wrapper.c", "model_casadi.c", "model_casadi.h", "symode_integrator.c",
+                 "symode_tape.c", "symode_gradient.c", "symode_model.h", "example.c", "Makefile", "model.py",
+                 "README.md", "spec.yaml", "manifest.json", "libmodel.so", "model_example"):
         assert (chemostat_dir / name).is_file(), name
     header = (chemostat_dir / "model.h").read_text()
     for text in ("MODEL_STATE_NAMES", "MODEL_PARAMETER_NAMES", "MODEL_INPUT_NAMES", "MODEL_OBSERVABLE_NAMES",
                  "MODEL_DEFAULT_PARAMETERS", "MODEL_DEFAULT_X0", "#define MODEL_NX 5", "model_simulate",
-                 "model_loss_forward", "model_loss_adjoint", "muB", "dilution rate"):
+                 "model_loss_forward", "model_loss_adjoint", "muB"):
         assert text in header, text
+    # units and descriptions are documented in the README (and not written into the C)
+    assert "dilution rate" in (chemostat_dir / "README.md").read_text()
+    assert not any("dilution rate" in (chemostat_dir / n).read_text() for n in ("model.h", "model.c", "example.c"))
+    # the C files of symode's runtime are copied as they are (separate translation units, no merging)
+    from symode.codegen.wrapper import C_SOURCES, CSRC
+
+    for name in C_SOURCES:
+        assert (chemostat_dir / name).read_bytes() == (CSRC / name).read_bytes(), name
     source = (chemostat_dir / "model.c").read_text()
     assert '{"S", "X", "Y", "A", "B", NULL}' in source
     # truth.json's values baked in (muB 0.5, KB 0.2), not the spec's (0.9, 0.5)
@@ -105,8 +114,8 @@ def test_loader_imports_only_numpy_and_stdlib(chemostat_dir: Path) -> None:
             mods |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             mods.add((node.module or "").split(".")[0])
-    assert mods <= {"__future__", "ctypes", "hashlib", "os", "shutil", "subprocess", "tempfile", "threading",
-                    "pathlib", "numpy"}, mods
+    assert mods <= {"__future__", "ctypes", "hashlib", "json", "os", "re", "shutil", "stat", "subprocess", "tempfile",
+                    "threading", "pathlib", "numpy"}, mods
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,13 +264,8 @@ def test_community_compiles_with_werror(tmp_path: Path) -> None:
     out = generate_standalone(SPECS / "community-2x3.yaml", tmp_path / "community")
     makefile = (out / "Makefile").read_text()
     assert "-Wall -Wextra -Werror" in makefile
-    cc = find_compiler()
-    for cmd in ([cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o", "libmodel.so",
-                 "model.c", "-lm"],
-                [cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-o", "model_example", "example.c", "model.c",
-                 "-lm"]):
-        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    run_make(out)  # raises on any warning (-Werror)
+    assert (out / "libmodel.so").exists() and (out / "model_example").exists()
     mod = load_module(out)
     X = mod.simulate(np.linspace(0, 24, 97))
     assert X.shape == (97, len(mod.STATES)) and np.all(np.isfinite(X))
@@ -273,7 +277,7 @@ def test_matches_symode_community(tmp_path: Path) -> None:
     from symode.solve.model import build_model
     from symode.solve.sensitivity import Problem, loss_and_gradient
     from symode.solve.simulation import simulate
-    from symode.spec.schema import load_spec
+    from symode.spec import load_spec
 
     spec = load_spec(SPECS / "community-2x3.yaml")
     out = generate_standalone(spec, tmp_path / "c")
@@ -434,14 +438,69 @@ def test_template_4x4_compiles_quickly(tmp_path: Path) -> None:
     from symode.graph.template import template_spec
 
     out = generate_standalone(template_spec(4, 4), tmp_path / "t44")
-    cc = find_compiler()
     t0 = time.perf_counter()
-    proc = subprocess.run([cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o",
-                           "libmodel.so", "model.c", "-lm"], cwd=out, capture_output=True, text=True)
+    run_make(out, "libmodel.so")
     elapsed = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(f"4x4 template: model.c {(out / 'model.c').stat().st_size} bytes compiled in {elapsed:.1f} s")
+    print(f"4x4 template: model_casadi.c {(out / 'model_casadi.c').stat().st_size} bytes, built in {elapsed:.1f} s")
     assert elapsed < 60
     mod = load_module(out)
     X = mod.simulate(np.linspace(0.0, 24.0, 49))
     assert X.shape == (49, 10) and np.all(np.isfinite(X))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Separate translation units, embedding
+# ----------------------------------------------------------------------------------------------------
+
+def test_sources_and_makefile_agree(chemostat_dir: Path) -> None:
+    """Every C file of the directory is in the Makefile and in the loader's source list, and symode's
+    runtime sources are all there."""
+    import json
+
+    from symode.codegen.wrapper import C_SOURCES
+
+    manifest = json.loads((chemostat_dir / "manifest.json").read_text())
+    c_files = sorted(p.name for p in chemostat_dir.glob("*.c") if p.name != "example.c")
+    assert sorted(n for n in manifest["sources"] if n.endswith(".c")) == c_files
+    assert set(C_SOURCES) <= set(manifest["sources"])
+    makefile = (chemostat_dir / "Makefile").read_text()
+    for name in c_files:
+        assert f"{name[:-2]}.o: {name}" in makefile, name
+    assert sorted(manifest["files"]) == sorted(p.name for p in chemostat_dir.iterdir()
+                                               if not p.name.endswith((".o", ".so")) and p.name != "model_example")
+
+
+@pytest.mark.skipif(shutil.which("objcopy") is None or shutil.which("make") is None, reason="no objcopy/make")
+def test_two_models_embedded_in_one_program(tmp_path: Path) -> None:
+    """``make embed``: one object per model whose only global symbols are its prefixed API, so that two
+    generated models link into one program."""
+    for prefix in ("one", "two"):
+        out = generate_standalone(SPECS / "chemostat.yaml", tmp_path / prefix, prefix=prefix)
+        run_make(out, "embed")
+        listing = subprocess.run(["nm", "-g", "--defined-only", str(out / "model_embed.o")], capture_output=True,
+                                 text=True, check=True).stdout
+        names = [line.split()[-1] for line in listing.splitlines() if line.strip()]
+        assert names and all(n.startswith((f"{prefix}_", f"{prefix.upper()}_")) for n in names), names
+    (tmp_path / "prog.c").write_text(r"""
+#include <stdio.h>
+#include "one/model.h"
+#include "two/model.h"
+int main(void) {
+    double t[3] = {0.0, 1.0, 2.0}, u1[2 * ONE_NU_INTERVAL + 1], u2[2 * TWO_NU_INTERVAL + 1];
+    double x1[3 * ONE_NX], x2[3 * TWO_NX];
+    int k;
+    if (one_interval_inputs(3, t, NULL, u1) || two_interval_inputs(3, t, NULL, u2)) return 1;
+    if (one_simulate(NULL, 3, t, NULL, NULL, u1, x1, NULL) || two_simulate(NULL, 3, t, NULL, NULL, u2, x2, NULL))
+        return 2;
+    for (k = 0; k < 3 * ONE_NX; k++) if (x1[k] != x2[k]) return 3;
+    printf("%.17g\n", x1[3 * ONE_NX - 1]);
+    return 0;
+}
+""")
+    cc = find_compiler()
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-o", "prog", "prog.c", "one/model_embed.o",
+                    "two/model_embed.o", "-lm"], cwd=tmp_path, check=True, capture_output=True)
+    proc = subprocess.run([str(tmp_path / "prog")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.returncode
+    mod = load_module(tmp_path / "one")
+    assert float(proc.stdout) == mod.simulate([0.0, 1.0, 2.0])[-1, -1]

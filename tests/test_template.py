@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from symode.graph.template import community_truth_params, template_spec, template_yaml
+from symode.spec import load_spec, loads_spec
 from symode.spec.params import apply_params
-from symode.spec.schema import load_spec, loads_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import networkx as nx
 
+from symode.spec import Interaction, Spec, State, spec_from_dict
 from symode.spec.expr import parse_expression
-from symode.spec.schema import Interaction, Spec, State, spec_from_dict
 
 GRAPH_KEYS = ("name", "description", "reactor", "parameters", "inputs", "observables")
 

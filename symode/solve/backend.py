@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from symode.codegen.casadi import Layout
+from symode.codegen.layout import Layout
 
 METHODS = {"auto": 0, "explicit": 1, "stiff": 2}
 METHOD_NAMES = {v: k for k, v in METHODS.items()}

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from symode.codegen.casadi import Layout, build_library, casadi_functions, find_compiler, layout_of
+from symode.codegen.build import build_library, find_compiler
+from symode.codegen.functions import casadi_functions
+from symode.codegen.layout import Layout, layout_of
 from symode.solve.backend import CompiledBackend, VMBackend
-from symode.spec.schema import Spec, load_spec
+from symode.spec import Spec, load_spec
 from symode.symbolic.rhs import SymbolicModel, build_symbolic
 
 

@@ -7,6 +7,7 @@ observables, not for inputs). Errors name the file, the line and the column.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from symode.errors import DataError
+from symode.spec.limits import MAX_CSV_BYTES, MAX_CSV_CELLS, MAX_CSV_COLUMNS
 from symode.spec.schema import Spec
+from symode.spec.textio import read_text_file
 
 TIME_COLUMNS = ("time", "time_h", "t")
 
@@ -43,15 +46,15 @@ class Dataset:
 
 
 def read_csv(path: str | Path) -> Dataset:
-    """Parse a CSV file into a Dataset (no spec checks yet)."""
+    """Parse a CSV file into a Dataset (no spec checks yet); refuses files beyond the limits of
+    :mod:`symode.spec.limits` and binary or non-UTF-8 files, naming the file and line."""
     file = str(path)
+    text = read_text_file(path, max_bytes=MAX_CSV_BYTES, error=DataError, what="data file")
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: tolerate a BOM (Excel)
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise DataError("file not found", file=file) from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read CSV ({exc})", file=file) from None
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"cannot read CSV ({exc})", file=file, line=reader.line_num) from None
     numbered = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)
                 and not r[0].lstrip().startswith("#")]
     if not numbered:
@@ -65,9 +68,14 @@ def read_csv(path: str | Path) -> Dataset:
     if tcol is None:
         raise DataError(f"no time column (expected one of {', '.join(TIME_COLUMNS)})", file=file,
                         line=header_line)
+    if len(header) > MAX_CSV_COLUMNS:
+        raise DataError(f"{len(header)} columns; the limit is {MAX_CSV_COLUMNS}", file=file, line=header_line)
     body = numbered[1:]
     if not body:
         raise DataError("no data rows", file=file)
+    if len(body) * len(header) > MAX_CSV_CELLS:
+        raise DataError(f"{len(body)} rows x {len(header)} columns is over the limit of {MAX_CSV_CELLS} cells",
+                        file=file)
     values = np.full((len(body), len(header)), np.nan)
     lines = np.empty(len(body), dtype=int)
     for r, (line, row) in enumerate(body):
@@ -114,6 +122,7 @@ def input_matrix(spec: Spec, data: Dataset | None, times: np.ndarray,
             if bad.size:
                 raise DataError("missing or NaN input value", file=data.file, line=data.line_of(int(bad[0])),
                                 field=name)
+            _check_input_bounds(spec, name, col, data)
             out[name] = col
         elif inp.default is not None and data is None:
             out[name] = np.full(len(times), inp.default)
@@ -124,21 +133,67 @@ def input_matrix(spec: Spec, data: Dataset | None, times: np.ndarray,
     return out
 
 
+def _check_input_bounds(spec: Spec, name: str, col: np.ndarray, data: Dataset) -> None:
+    lo, hi = spec.input_bounds(name)
+    for bound, bad in ((lo, col < lo if lo is not None else None), (hi, col > hi if hi is not None else None)):
+        if bad is None or not bad.any():
+            continue
+        r = int(np.flatnonzero(bad)[0])
+        if name == spec.reactor.dilution and spec.inputs[name].lower is None and bound == 0.0:
+            msg = (f"negative dilution rate {col[r]:g} ({name} is the reactor's dilution; give inputs.{name} "
+                   f"bounds in the spec to allow negative values)")
+        else:
+            side = "below the lower" if bound is lo else "above the upper"
+            msg = f"value {col[r]:g} is {side} bound {bound:g} of input {name} (spec: inputs.{name}.bounds)"
+        raise DataError(msg, file=data.file, line=data.line_of(r), field=name)
+
+
 def check_columns(spec: Spec, data: Dataset, *, need_observables: bool) -> None:
-    """Warn about columns the spec does not use; optionally require every observable's column."""
+    """Warn about columns the spec does not use (one line each kind); optionally require every
+    observable's column. Observed values far below zero are errors when fitting (``need_observables``),
+    warnings otherwise (see :func:`negative_values`)."""
     known = set(spec.inputs) | set(spec.observables) | set(spec.states)
     extra = [c for c in data.columns if c not in known]
     if extra:
         warnings.warn(f"{data.file}: ignoring columns that match nothing in the spec: {', '.join(extra)}",
                       stacklevel=2)
+    unobserved = [c for c in data.columns if c in spec.states and c not in spec.observables
+                  and c not in spec.inputs]
+    if unobserved:
+        warnings.warn(f"{data.file}: ignoring column(s) {', '.join(unobserved)}: state(s) of the spec but not "
+                      f"observables; to use them, add e.g. '{unobserved[0]}: {{noise: {{absolute: 0.01}}}}' "
+                      f"under observables: in the spec", stacklevel=2)
     if need_observables:
         missing = [o for o in spec.observables if o not in data.columns]
         if missing:
             raise DataError(f"missing observable column(s) {', '.join(missing)}", file=data.file)
-        for name, obs in spec.observables.items():
-            col = data.columns[name]
-            floor = -5 * obs.noise.absolute
-            bad = np.flatnonzero(col < floor)
-            if bad.size:
-                raise DataError(f"negative value {col[bad[0]]} (below what the noise model allows)",
-                                file=data.file, line=data.line_of(int(bad[0])), field=name)
+    problem = negative_values(spec, data)
+    if problem is not None:
+        if need_observables:
+            raise problem
+        warnings.warn(str(problem), stacklevel=2)
+
+
+def negative_values(spec: Spec, data: Dataset) -> DataError | None:
+    """The first observed value more than 5 absolute noise levels below zero, as a located error.
+
+    Observables measure concentrations, densities and the like. The noise model is Gaussian with
+    sigma^2 = absolute^2 + (relative * y)^2 around a true value y >= 0, so a value below
+    -5 * absolute has probability < 3e-7 (and any negative value is impossible when absolute = 0):
+    such a value is a data error (a sign, a unit, a baseline subtraction), not noise."""
+    for name, obs in spec.observables.items():
+        if name not in data.columns:
+            continue
+        col = data.columns[name]
+        floor = -5 * obs.noise.absolute
+        bad = np.flatnonzero(col < floor)
+        if bad.size:
+            r = int(bad[0])
+            if obs.noise.absolute > 0:
+                why = f"more than 5 x noise.absolute ({obs.noise.absolute:g}) below zero"
+            else:
+                why = "negative with noise.absolute 0 (relative noise allows no negative values)"
+            return DataError(f"negative value {col[r]:g} {why}: impossible under the spec's noise model; fix "
+                             f"the data or raise observables.{name}.noise.absolute",
+                             file=data.file, line=data.line_of(r), field=name)
+    return None

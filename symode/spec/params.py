@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symode.errors import DataError
+from symode.spec.jsonio import loads_json
+from symode.spec.limits import MAX_DOCUMENT_BYTES
 from symode.spec.schema import Spec
-from symode.spec.yamlio import Located, load_yaml, load_yaml_file
+from symode.spec.textio import read_text_file
+from symode.spec.yamlio import Located, load_yaml
 
 
 @dataclass
@@ -23,34 +26,47 @@ class ParamValues:
 
 
 def load_params(path: str | Path, spec: Spec) -> ParamValues:
-    """Read a params file and check every name and value against the spec."""
+    """Read a params file and check every name and value against the spec.
+
+    JSON (e.g. a large fit.json) is read by the fast JSON parser; the YAML parser, which knows the line
+    of every key, runs on it only to locate an error."""
+    file = str(path)
+    text = read_text_file(path, max_bytes=MAX_DOCUMENT_BYTES, error=DataError, what="params file")
+    located: Located | None = None
     try:
-        located = load_yaml_file(path)
-    except Exception as exc:  # SpecError from the YAML layer: re-raise as a data error
-        located = _json_fallback(path)
+        data = loads_json(text, file)
+    except DataError:
+        located = _load_yaml_or_json(text, file)
+        data = located.data
+
+    def line(key_path: tuple[str, ...]) -> int | None:
+        nonlocal located
         if located is None:
-            raise DataError(getattr(exc, "message", str(exc)), file=str(path),
-                            line=getattr(exc, "line", None)) from None
-    data = located.data
+            try:
+                located = _load_yaml_or_json(text, file)
+            except DataError:
+                located = Located(None, {}, file)
+        return located.line(key_path)
+
     if not isinstance(data, dict):
-        raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=str(path))
+        raise DataError("expected a mapping with 'parameters', 'constants' and/or 'x0'", file=file)
     out = ParamValues()
     for section in ("parameters", "constants", "x0"):
         block = data.get(section)
         if block is None:
             continue
         if not isinstance(block, dict):
-            raise DataError("expected a mapping of names to numbers", file=str(path),
-                            line=located.line((section,)), field=section)
+            raise DataError("expected a mapping of names to numbers", file=file, line=line((section,)),
+                            field=section)
         for name, value in block.items():
-            where = dict(file=str(path), line=located.line((section, name)), field=f"{section}.{name}")
+            where = dict(file=file, line=line((section, name)), field=f"{section}.{name}")
             if isinstance(value, str):
                 try:
                     value = float(value)
                 except ValueError:
                     pass
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DataError(f"expected a finite number, got {value!r}", **where)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise DataError(f"expected a finite number, got {_short(value)}", **where)
             if section == "x0":
                 if name not in spec.states:
                     raise DataError(f"unknown state {name!r}", **where)
@@ -70,15 +86,31 @@ def load_params(path: str | Path, spec: Spec) -> ParamValues:
     return out
 
 
-def _json_fallback(path: str | Path) -> Located | None:
-    """Valid JSON that YAML rejects (tab indentation): tabs in JSON are only whitespace outside strings
-    (raw tabs inside strings are invalid JSON), so replacing them keeps the data and the line numbers."""
+def _load_yaml_or_json(text: str, file: str) -> Located:
+    """Located data of YAML text, or of valid JSON that YAML rejects (tab indentation): tabs in JSON are
+    only whitespace outside strings (raw tabs inside strings are invalid JSON), so replacing them keeps
+    the data and the line numbers."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return load_yaml(text, file, error=DataError)
+    except DataError as exc:
+        yaml_error = exc
+    try:
         json.loads(text)
-        return load_yaml(text.replace("\t", " "), str(path))
-    except Exception:
-        return None
+    except (ValueError, RecursionError):
+        raise yaml_error from None
+    return load_yaml(text.replace("\t", " "), file, error=DataError)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def apply_params(spec: Spec, path: str | Path | None) -> Spec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 import networkx as nx
 
 from symode.graph.community import EDGE_STYLE, NODE_STYLE, build_graph
-from symode.io import atomic_write_bytes
-from symode.spec.schema import Spec
+from symode.spec import Spec
+from symode.viz.plots import new_figure, save_figure
 
 COLUMN = ("substrate", "main", "metabolite", "satellite")  # left to right
 
@@ -66,7 +65,7 @@ def _edge_style(kind: str) -> dict[str, Any]:
 LABEL_BOX = (0.5, 0.18)     # (width, height) in layout units that two edge labels' centres must keep apart
 
 
-def _label_point(p1: tuple[float, float], p2: tuple[float, float], rad: float,
+def label_point(p1: tuple[float, float], p2: tuple[float, float], rad: float,
                  placed: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Where to print an edge's label: on the arc3 curve from ``p1`` to ``p2`` (quadratic Bezier
     B(t) = (1-t)^2 p1 + 2t(1-t) c + t^2 p2 with control point c = midpoint + rad (dy, -dx)), at the first
@@ -97,8 +96,6 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
     zero-strength edges are drawn faint.
     """
     from matplotlib import patches
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     path = Path(path)
@@ -124,8 +121,7 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
     legend_w = 2.3       # inches
     graph_w, graph_h = width * scale, height * scale + (0.4 if title else 0.0)
     fig_w = max(6.0, graph_w + legend_w)
-    fig = Figure(figsize=(fig_w, max(3.0, graph_h)))
-    FigureCanvasAgg(fig)
+    fig = new_figure((fig_w, max(3.0, graph_h)))
     ax_w = (fig_w - legend_w) / fig_w
     ax = fig.add_axes((0.0, 0.0, ax_w, (height * scale) / max(3.0, graph_h)))
     ax.set_aspect("equal")
@@ -176,7 +172,7 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
                                             alpha=alpha, shrinkA=2, shrinkB=3, mutation_scale=1.0, zorder=2)
             ax.add_patch(arrow)
             if s is not None and s != 0:
-                lx, ly = _label_point(pos[u], pos[v], rad, placed)
+                lx, ly = label_point(pos[u], pos[v], rad, placed)
                 placed.append((lx, ly))
                 ax.text(lx, ly, f"{s:.3g}", fontsize=7, ha="center", va="center", color=style["color"], zorder=5,
                         bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
@@ -203,9 +199,7 @@ def draw_graph(spec_or_graph: Spec | nx.MultiDiGraph, path: str | Path, *,
         title = G.graph.get("name")
     if title:
         fig.suptitle(title, fontsize=12)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=120, tight=False)
 
 
 def _self_loop(ax: Any, xy: tuple[float, float], node_style: dict[str, Any], style: dict[str, Any], lw: float,

@@ -1,10 +1,16 @@
-"""Plots of trajectories and data (matplotlib, Agg backend; files written atomically)."""
+"""Figures as objects and plots of trajectories and data.
+
+Every plot in symode is a :class:`matplotlib.figure.Figure` with its own Agg canvas (:func:`new_figure`):
+no global backend switch, no pyplot state, safe in threads and in programs that use another backend.
+:func:`save_figure` renders into memory and writes the file atomically (:func:`symode.io.atomic_write_bytes`).
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,22 +18,29 @@ from symode.io import atomic_write_bytes
 from symode.solve.simulation import Trajectory
 from symode.spec.data import Dataset
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def pyplot():  # imported lazily: matplotlib is slow to import and not needed by most commands
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["new_figure", "plot_trajectories", "save_figure"]
 
 
-def save_figure(fig, path: str | Path) -> None:
+def new_figure(figsize: tuple[float, float] = (6.4, 4.8)) -> Figure:
+    """A Figure with its own Agg canvas (matplotlib is imported lazily: it is slow to import and most
+    commands draw nothing)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120, tight: bool = True) -> None:
     """Render a figure into memory and write it atomically (format from the file extension)."""
     buf = io.BytesIO()
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
-    pyplot().close(fig)
+    kw: dict[str, Any] = {"bbox_inches": "tight"} if tight else {}
+    fig.savefig(buf, format=fmt, dpi=dpi, **kw)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -35,12 +48,12 @@ def plot_trajectories(path: str | Path, trajectories: Sequence[tuple[str, Trajec
                       data: Dataset | None = None, inputs: dict[str, np.ndarray] | None = None,
                       title: str | None = None, time_unit: str = "h") -> None:
     """One panel per state (plus one per input): each labelled trajectory as a line, data as dots."""
-    plt = pyplot()
     states = trajectories[0][1].states
     panels = list(states) + list(inputs or {})
     ncols = 2 if len(panels) > 3 else 1
     nrows = int(np.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 2.2 * nrows), sharex=True, squeeze=False)
+    fig = new_figure((6.5 * ncols, 2.2 * nrows))
+    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
     scale, unit = (24.0, "d") if time_unit == "h" and trajectories[0][1].times[-1] > 96 else (1.0, time_unit)
     for ax, name in zip(axes.flat, panels, strict=False):
         if data is not None and name in data.columns and name not in (inputs or {}):

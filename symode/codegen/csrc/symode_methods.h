@@ -142,10 +142,15 @@ static inline int lu_factor(int n, double *A, int *piv)
 static inline void lu_solve(int n, const double *A, const int *piv, double *b)
 {
     int i, k;
+    /* lu_factor swaps whole rows (its L columns too, as LAPACK's getrf): apply every interchange to b
+       first, then L y = P b. (Interleaving the swaps with the elimination, as LINPACK's gesl does for
+       factors that swap only the trailing columns, solves a wrong system once a row with multipliers
+       is swapped.) */
+    for (k = 0; k < n; k++)
+        if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
     for (k = 0; k < n; k++) { /* forward: L y = P b */
         const double *colk = A + (size_t)k * n;
         double bk;
-        if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
         bk = b[k];
         if (bk != 0.0)
             for (i = k + 1; i < n; i++) b[i] -= colk[i] * bk;

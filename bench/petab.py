@@ -1,0 +1,383 @@
+"""PEtab benchmark: symode vs AMICI on the Benchmark-collection problems, side by side in one run.
+
+Run: python3 bench/petab.py [--root DIR] [--problems NAME,...] [--no-amici] [--no-symode] [--rebuild]
+                            [--repeat N] [--json OUT.json]
+
+For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/benchmark) and for each tool:
+
+- build: model import + code generation + compilation (AMICI: ``import_petab_problem``; symode: load the
+  PEtab problem and build the compiled model). AMICI builds are slow, so they are cached under
+  ``bench/.amici-cache/<problem>/`` with the measured build time (``build.json``); a cached row shows that
+  time (marked ``cached``), ``--rebuild`` measures it again;
+- simulate: one evaluation of the llh at the nominal parameters, no sensitivities (min over --repeat);
+- gradient forward / adjoint: one llh gradient with respect to the estimated parameters on their
+  parameter scales by forward and by adjoint sensitivities (min over --repeat);
+- llh: at the nominal parameters, and its difference from the reference value (AMICI's own test suite);
+  ``fwd/adj`` is max |g_fwd - g_adj| / max |g_fwd|; with ``--fd`` each gradient is also compared with
+  central finite differences (step 1e-5 on the parameter scale, rtol 1e-12): max |g - g_fd| / max |g_fd|;
+  the llh is also computed at rtol 1e-12, atol 1e-14
+  (``llh tight``) to show how much of a difference from the reference is the solver tolerance.
+
+AMICI is timed as pyPESTO evaluates it: the parameter mapping and ExpData objects are created once and
+reused, ``simulate_petab`` is timed (wall clock: solver + mapping fill-in + llh aggregation); its solver
+CPU time alone (``rdata.cpu_time + cpu_time_b``) is printed too. Solver settings as in AMICI's benchmark
+tests: rtol = atol = 1e-8, at most 10^4 steps (Brannmark: steady-state sensitivities by integration).
+Each tool runs in its own subprocess per problem (a crash or a hang costs one row, not the run).
+
+The symode columns come from ``symode.petab.objective.PetabObjective`` (load, build, ``evaluate`` with
+and without the gradient); while that API is absent they read "symode import not available".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named like the ``petab`` package: keep its directory off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+CACHE = ROOT / "bench" / ".amici-cache"
+DEFAULT_ROOT = ROOT.parent / "shared" / "petab" / "benchmark"
+RTOL = ATOL = 1e-8
+MAX_STEPS = 10_000
+TIGHT_RTOL, TIGHT_ATOL = 1e-12, 1e-14
+FD_STEP = 1e-5   # central differences on the parameter scale, at the tight tolerances
+WORKER_TIMEOUT = 3 * 3600
+
+
+# ----------------------------------------------------------------------------------------------------
+# workers (run in a subprocess; print one JSON object on the last line of stdout)
+# ----------------------------------------------------------------------------------------------------
+
+def _best(fn, repeat: int) -> tuple[float, object]:
+    best, out = math.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool, fd: bool = False) -> dict:
+    """AMICI: build (or load from the cache), simulate, forward and adjoint gradient at the nominal values."""
+    import logging
+
+    import numpy as np
+    import petab.v1 as petab
+    from amici.importers.petab.v1 import import_petab_problem
+    from amici.sim import sundials as amici_sim
+    from amici.sim.sundials.petab.v1 import EDATAS, LLH, RDATAS, SLLH, simulate_petab
+
+    try:
+        from amici.sim.sundials.petab.v1 import create_parameter_mapping
+    except ImportError:
+        from amici.sim.sundials.petab.v1._parameter_mapping import create_parameter_mapping
+
+    problem = petab.Problem.from_yaml(problem_yaml)
+    name = problem_yaml.parent.name
+    # AMICI refuses timepoint-specific observable/noise parameters (unless numeric noise with a trivial noise
+    # formula): flatten them as AMICI's own benchmark tests do (the llh and the estimated parameters stay)
+    flattened = petab.lint.measurement_table_has_timepoint_specific_mappings(
+        problem.measurement_df, allow_scalar_numeric_noise_parameters=not
+        petab.lint.observable_table_has_nontrivial_noise_formula(problem.observable_df))
+    if flattened:
+        petab.flatten_timepoint_specific_output_overrides(problem)
+    out: dict = {"tool": "amici", "flattened": bool(flattened), "amici_version": _version("amici"),
+                 "n_estimated": int(problem.parameter_df["estimate"].sum()),
+                 "n_measurements": len(problem.measurement_df)}
+    record = cache / "build.json"
+    if rebuild and cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    cached = record.exists()
+    t0 = time.perf_counter()
+    model = import_petab_problem(problem, output_dir=cache / "model", model_name=f"bench_{name}",
+                                 compile_=None)
+    if cached:
+        out["build_s"] = json.loads(record.read_text())["build_s"]
+        out["build_cached"] = True
+        out["load_s"] = time.perf_counter() - t0
+    else:
+        out["build_s"] = time.perf_counter() - t0
+        out["build_cached"] = False
+        record.write_text(json.dumps({"build_s": out["build_s"], "amici_version": out["amici_version"]}))
+
+    solver = model.create_solver()
+    solver.set_absolute_tolerance(ATOL)
+    solver.set_relative_tolerance(RTOL)
+    solver.set_max_steps(MAX_STEPS)
+    if name == "Brannmark_JBC2010":
+        model.set_steady_state_sensitivity_mode(amici_sim.SteadyStateSensitivityMode.integrationOnly)
+    conditions = problem.get_simulation_conditions_from_measurement_df()
+    mapping = create_parameter_mapping(petab_problem=problem, simulation_conditions=conditions,
+                                       scaled_parameters=True, amici_model=model)
+    edatas = None
+
+    def run(order, method=None):
+        nonlocal edatas
+        solver.set_sensitivity_order(order)
+        if method is not None:
+            solver.set_sensitivity_method(method)
+        res = simulate_petab(problem, amici_model=model, solver=solver, edatas=edatas, parameter_mapping=mapping,
+                             scaled_gradients=True, log_level=logging.ERROR)
+        edatas = res[EDATAS]
+        return res
+
+    def cpu_ms(res) -> float:
+        return float(sum(r.cpu_time + r.cpu_time_b + r.preeq_cpu_time + r.preeq_cpu_time_b for r in res[RDATAS]))
+
+    run(amici_sim.SensitivityOrder.none)  # creates the ExpData objects once
+    out["simulate_s"], res = _best(lambda: run(amici_sim.SensitivityOrder.none), repeat)
+    out["simulate_cpu_ms"] = cpu_ms(res)
+    out["llh"] = float(res[LLH])
+    out["status"] = sorted({int(r.status) for r in res[RDATAS]})
+    grads = {}
+    for label, method in (("forward", amici_sim.SensitivityMethod.forward),
+                          ("adjoint", amici_sim.SensitivityMethod.adjoint)):
+        try:
+            t, res = _best(lambda m=method: run(amici_sim.SensitivityOrder.first, m), repeat)
+        except Exception as exc:  # a failing sensitivity method costs one cell, not the row
+            out[f"gradient_{label}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        if res[SLLH] is None or any(int(r.status) != 0 for r in res[RDATAS]):
+            out[f"gradient_{label}_error"] = f"status {sorted({int(r.status) for r in res[RDATAS]})}"
+            continue
+        out[f"gradient_{label}_s"] = t
+        out[f"gradient_{label}_cpu_ms"] = cpu_ms(res)
+        grads[label] = np.array([res[SLLH][k] for k in problem.x_free_ids], dtype=float)
+    if len(grads) == 2:
+        g, a = grads["forward"], grads["adjoint"]
+        out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
+    if "forward" in grads:
+        out["gradient"] = dict(zip(problem.x_free_ids, map(float, grads["forward"]), strict=True))
+    # the llh once more at tight tolerances (how far the reference is from the rtol-1e-8 value)
+    solver.set_relative_tolerance(TIGHT_RTOL)
+    solver.set_absolute_tolerance(TIGHT_ATOL)
+    solver.set_max_steps(100 * MAX_STEPS)
+    res = run(amici_sim.SensitivityOrder.none)
+    if all(int(r.status) == 0 for r in res[RDATAS]):
+        out["llh_tight"] = float(res[LLH])
+    if fd and grads:
+        ids = list(problem.x_free_ids)
+        z0 = np.asarray(problem.x_nominal_free_scaled, dtype=float)
+
+        def llh_at(z):
+            r = simulate_petab(problem, amici_model=model, solver=solver, edatas=edatas, parameter_mapping=mapping,
+                               problem_parameters=dict(zip(ids, z, strict=True)), scaled_parameters=True,
+                               log_level=logging.ERROR)
+            return float(r[LLH])
+
+        g_fd = np.zeros(len(ids))
+        for k in range(len(ids)):
+            e = np.zeros(len(ids))
+            e[k] = FD_STEP
+            g_fd[k] = (llh_at(z0 + e) - llh_at(z0 - e)) / (2 * FD_STEP)
+        if np.all(np.isfinite(g_fd)):
+            scale = max(np.max(np.abs(g_fd)), 1e-300)
+            for label, g in grads.items():
+                out[f"{label}_vs_fd"] = float(np.max(np.abs(g - g_fd)) / scale)
+            out["gradient_fd"] = dict(zip(ids, map(float, g_fd), strict=True))
+        else:
+            out["fd_error"] = "a simulation at a perturbed point failed"
+    return out
+
+
+def symode_worker(problem_yaml: Path, repeat: int) -> dict:
+    """symode: load + build, simulate, gradients, through ``symode.petab.objective.PetabObjective``."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from symode.petab.objective import PetabObjective
+    except ImportError:
+        return {"tool": "symode", "error": "symode import not available"}
+    import inspect
+
+    import numpy as np
+
+    out: dict = {"tool": "symode"}
+    t0 = time.perf_counter()
+    obj = PetabObjective.from_yaml(problem_yaml)
+    out["build_s"] = time.perf_counter() - t0
+    out["simulate_s"], ev = _best(lambda: obj.evaluate(), repeat)
+    out["llh"] = float(ev.llh)
+    takes_method = "method" in inspect.signature(obj.evaluate).parameters
+    grads = {}
+    for label in ("forward", "adjoint"):
+        if not takes_method and label == "adjoint":
+            out["gradient_adjoint_error"] = "no adjoint option in PetabObjective.evaluate"
+            continue
+        kwargs = {"method": label} if takes_method else {}
+        t, ev = _best(lambda k=kwargs: obj.evaluate(gradient=True, **k), repeat)
+        out[f"gradient_{label}_s"] = t
+        grads[label] = np.asarray(ev.gradient, dtype=float)
+    if len(grads) == 2:
+        g, a = grads["forward"], grads["adjoint"]
+        out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
+    if "forward" in grads:
+        out["gradient"] = dict(zip(obj.problem.estimated_ids, map(float, grads["forward"]), strict=True))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------------
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def run_worker(tool: str, problem_yaml: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tool, "--problem-yaml", str(problem_yaml),
+           "--repeat", str(args.repeat)]
+    if args.rebuild:
+        cmd.append("--rebuild")
+    if args.fd:
+        cmd.append("--fd")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"tool": tool, "error": f"timeout after {args.timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"tool": tool, "error": f"exit {proc.returncode}: {tail[:200]}"}
+    out = json.loads(lines[-1])
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def load_references(root: Path) -> dict[str, float]:
+    refs = {}
+    for line in (root / "reference-llh.tsv").read_text().splitlines()[1:]:
+        if line.strip():
+            name, value = line.split("\t")[:2]
+            refs[name] = float(value)
+    return refs
+
+
+def _fmt_s(row: dict, key: str) -> str:
+    if key in row:
+        v = row[key]
+        return f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.1f} s"
+    err = row.get(key.replace("_s", "_error")) or row.get("error")
+    return f"— ({err})" if err else "—"
+
+
+def _llh_cells(row: dict, ref: float) -> tuple[str, str]:
+    if "llh" not in row:
+        return "—", "—"
+    d = row["llh"] - ref
+    ok = abs(d) <= max(1e-3, 1e-5 * abs(ref))
+    return f"{row['llh']:.6f}", f"{d:+.1e} {'ok' if ok else 'MISMATCH'}"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=str(DEFAULT_ROOT), help="directory of the problems and reference-llh.tsv")
+    ap.add_argument("--problems", help="comma-separated subset of the problems")
+    ap.add_argument("--no-amici", action="store_true")
+    ap.add_argument("--no-symode", action="store_true")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild AMICI models (measure the build time again)")
+    ap.add_argument("--fd", action="store_true",
+                    help="also check AMICI's gradients against central finite differences at rtol 1e-12")
+    ap.add_argument("--repeat", type=int, default=3, help="timing repeats; the minimum is reported (3)")
+    ap.add_argument("--timeout", type=float, default=WORKER_TIMEOUT, help="seconds per tool and problem")
+    ap.add_argument("--json", metavar="OUT", help="also write every measured number as JSON")
+    ap.add_argument("--worker", choices=("amici", "symode"), help=argparse.SUPPRESS)
+    ap.add_argument("--problem-yaml", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        yaml_path = Path(args.problem_yaml)
+        if args.worker == "amici":
+            res = amici_worker(yaml_path, CACHE / yaml_path.parent.name, args.repeat, args.rebuild, args.fd)
+        else:
+            res = symode_worker(yaml_path, args.repeat)
+        print(json.dumps(res))
+        return 0
+
+    root = Path(args.root)
+    refs = load_references(root)
+    names = [n for n in refs if not args.problems or n in args.problems.split(",")]
+    load_start = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    results: dict[str, dict[str, dict]] = {}
+    for name in names:
+        problem_yaml = root / name / f"{name}.yaml"
+        results[name] = {}
+        for tool in ("amici", "symode"):
+            if getattr(args, f"no_{tool}"):
+                continue
+            print(f"{name}: {tool} ...", file=sys.stderr, flush=True)
+            results[name][tool] = run_worker(tool, problem_yaml, args)
+        ga = results[name].get("amici", {}).get("gradient")
+        gfd = results[name].get("amici", {}).get("gradient_fd")
+        gs = results[name].get("symode", {}).get("gradient")
+        if gs and ga and set(ga) == set(gs):
+            scale = max(abs(v) for v in ga.values()) or 1.0
+            results[name]["symode"]["grad_vs_amici"] = max(abs(ga[k] - gs[k]) for k in ga) / scale
+        if gs and gfd and set(gfd) == set(gs):
+            scale = max(abs(v) for v in gfd.values()) or 1.0
+            results[name]["symode"]["forward_vs_fd"] = max(abs(gfd[k] - gs[k]) for k in gfd) / scale
+    load_end = os.getloadavg()
+
+    print(f"\nPEtab benchmark, {started}; {machine()}; load average {load_start[0]:.1f} at the start, "
+          f"{load_end[0]:.1f} at the end; AMICI {_version('amici')}, petab {_version('petab')}; "
+          f"rtol = atol = {RTOL:g}\n")
+    print("| problem | tool | build | simulate | gradient fwd | gradient adj | solver CPU sim / fwd / adj | "
+          "llh | llh - reference | llh tight - reference | fwd/adj | fwd, adj vs FD | gradient vs AMICI |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        for tool, row in results[name].items():
+            if "error" in row and "llh" not in row:
+                print(f"| {name} | {tool} | skipped: {row['error']} | | | | | | | | | | |")
+                continue
+            build = _fmt_s(row, "build_s") + (" (cached)" if row.get("build_cached") else "")
+            cpu = " / ".join(f"{row[k]:.1f}" if k in row else "—" for k in
+                             ("simulate_cpu_ms", "gradient_forward_cpu_ms", "gradient_adjoint_cpu_ms"))
+            cpu = cpu + " ms" if tool == "amici" else ""
+            llh, dllh = _llh_cells(row, refs[name])
+            fa = f"{row['fwd_vs_adj']:.1e}" if "fwd_vs_adj" in row else "—"
+            va = f"{row['grad_vs_amici']:.1e}" if "grad_vs_amici" in row else ""
+            vfd = " / ".join(f"{row[k]:.1e}" if k in row else "—" for k in ("forward_vs_fd", "adjoint_vs_fd"))
+            vfd = "FD failed" if "fd_error" in row else vfd
+            tight = _llh_cells({"llh": row["llh_tight"]}, refs[name])[1] if "llh_tight" in row else "—"
+            flat = " (flattened)" if row.get("flattened") else ""
+            print(f"| {name}{flat} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | "
+                  f"{_fmt_s(row, 'gradient_forward_s')} | {_fmt_s(row, 'gradient_adjoint_s')} | {cpu} | {llh} | {dllh} "
+                  f"| {tight} | {fa} | {vfd} | {va} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
+                                              load_end], "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

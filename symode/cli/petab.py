@@ -1,0 +1,156 @@
+"""``symode petab ...`` and ``symode fit PROBLEM.yaml``: PEtab problems on the command line.
+
+User errors (a malformed table, an unsupported SBML construct, a solver failure) print one located line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from symode.errors import SymodeError
+
+EXIT_USAGE = 2
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` to the ``symode petab`` command group."""
+    e = sub.add_parser("evaluate", help="llh, chi2 (and gradient) of a PEtab problem",
+                       description="Evaluate the PEtab log-likelihood (with the normalisation constants), chi2 and, "
+                                   "with --gradient, d llh / d parameter on each estimated parameter's parameterScale, "
+                                   "at the parameter table's nominal values (or at those of --parameters).")
+    e.add_argument("problem", help="PEtab problem YAML file (format_version 1)")
+    e.add_argument("--parameters", metavar="TSV", help="PEtab parameter table (parameterId, nominalValue on the "
+                                                       "linear scale) whose values override the problem's")
+    e.add_argument("--gradient", action="store_true", help="also the gradient (compiled discrete adjoint)")
+    e.add_argument("--json", metavar="OUT.json", help="write {llh, chi2, n_measurements, gradient, timings_s}")
+    e.add_argument("--simulations", metavar="OUT.tsv", help="write the PEtab simulation table (the measurement "
+                                                            "table's rows with a 'simulation' column)")
+    e.add_argument("--no-validate", action="store_true", help="skip PEtab's linter")
+    e.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from symode.io import atomic_write_json, atomic_write_text
+    from symode.petab.objective import PetabObjective
+    from symode.petab.problem import read_parameter_values
+
+    t0 = time.perf_counter()
+    obj = PetabObjective.from_yaml(args.problem, validate=not args.no_validate)
+    build = time.perf_counter() - t0
+    problem = obj.problem
+    for w in problem.warnings:
+        print(f"symode: warning: {w}", file=sys.stderr)
+    theta = problem.theta(read_parameter_values(args.parameters, problem) if args.parameters else None)
+    t1 = time.perf_counter()
+    ev = obj.evaluate(theta)
+    simulate = time.perf_counter() - t1
+    gradient = None
+    t_grad = None
+    if args.gradient:
+        t2 = time.perf_counter()
+        gradient = obj.evaluate(theta, gradient=True).gradient
+        t_grad = time.perf_counter() - t2
+    print(f"{args.problem}: llh = {ev.llh:.10g}, chi2 = {ev.chi2:.10g}, {ev.n_measurements} measurements "
+          f"(build {build:.2f} s, simulate {simulate:.4f} s"
+          + (f", gradient {t_grad:.4f} s)" if t_grad is not None else ")"), file=sys.stderr)
+    if args.json:
+        doc: dict = {"llh": _finite(ev.llh), "chi2": _finite(ev.chi2), "n_measurements": ev.n_measurements}
+        if gradient is not None:
+            doc["gradient"] = {k: _finite(float(v)) for k, v in zip(problem.estimated_ids, gradient, strict=True)}
+        doc["timings_s"] = {"build": build, "simulate": simulate, "gradient": t_grad}
+        atomic_write_json(args.json, doc)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.simulations:
+        atomic_write_text(args.simulations, obj.simulation_table(ev).to_csv(sep="\t", index=False))
+        print(f"wrote {args.simulations}", file=sys.stderr)
+    if gradient is None and not args.json:
+        print(json.dumps({"llh": _finite(ev.llh), "chi2": _finite(ev.chi2), "n_measurements": ev.n_measurements}))
+    return 0
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def is_petab_problem(path: str) -> bool:
+    """Whether ``path`` is a PEtab problem file (a YAML file with ``format_version`` and ``problems``)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".yaml", ".yml") or not p.is_file():
+        return False
+    try:
+        from symode.spec import load_data_file
+
+        doc = load_data_file(p)
+    except Exception:   # not readable as data: not a PEtab problem (the spec loader will say why)
+        return False
+    return isinstance(doc, dict) and "problems" in doc and "format_version" in doc
+
+
+def fit_main(argv: Sequence[str]) -> int:
+    """``symode fit PROBLEM.yaml -o OUT``: multistart fit of a PEtab problem."""
+    parser = argparse.ArgumentParser(
+        prog="symode fit", description="Fit a PEtab problem: multistart local fits (Latin hypercube in the "
+                                       "parameter table's bounds, on the parameter scales), then the Fisher "
+                                       "information at the best optimum (intervals, identifiability). Writes "
+                                       "OUT/fit.json, OUT/parameters.tsv (a PEtab parameter table at the "
+                                       "optimum), OUT/simulations.tsv and OUT/report.md. See docs/petab.md.")
+    parser.add_argument("problem", help="PEtab problem YAML file")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--starts", type=int, default=20, metavar="N", help="number of starts (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the start design (default 0)")
+    parser.add_argument("--method", choices=("scoring", "lm", "trf", "lbfgs"), default=None,
+                        help="local method: scoring (Fisher scoring with Levenberg-Marquardt damping on the llh; "
+                             "default), lm / trf (least squares with the noise term as residuals), lbfgs "
+                             "(L-BFGS-B with adjoint gradients; default with Laplace noise)")
+    parser.add_argument("--no-hierarchical", action="store_true",
+                        help="optimise pure noise parameters numerically instead of analytically")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: all CPUs)")
+    parser.add_argument("--max-iter", type=int, default=300, help="iterations per start (default 300)")
+    parser.add_argument("--max-time", type=float, default=600.0, help="seconds per start (default 600)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(list(argv))
+    try:
+        return _fit(args)
+    except SymodeError as exc:
+        print(f"symode: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("symode: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from symode.io import atomic_write_json, atomic_write_text
+    from symode.petab.fit import fit_petab, render_report
+    from symode.petab.objective import PetabObjective
+
+    if args.starts < 1:
+        raise SymodeError("--starts must be >= 1")
+    obj = PetabObjective.from_yaml(args.problem)
+    for w in obj.problem.warnings:
+        print(f"symode: warning: {w}", file=sys.stderr)
+    res = fit_petab(obj, n_starts=args.starts, seed=args.seed, method=args.method, workers=args.workers,
+                    max_iter=args.max_iter, max_time=args.max_time, hierarchical=not args.no_hierarchical,
+                    progress=not args.quiet)
+    out = Path(args.output)
+    atomic_write_json(out / "fit.json", res.to_json())
+    table = obj.problem.petab.parameter_df.copy()
+    for pid, value in res.parameters.items():
+        table.loc[pid, "nominalValue"] = value
+    atomic_write_text(out / "parameters.tsv", table.to_csv(sep="\t"))
+    ev = obj.evaluate(obj.problem.from_scaled(res.z))
+    atomic_write_text(out / "simulations.tsv", obj.simulation_table(ev).to_csv(sep="\t", index=False))
+    atomic_write_text(out / "report.md", render_report(res))
+    n_best = res.n_reaching(res.llh, 0.1)
+    print(f"fit: best llh {res.llh:.6f} (chi2 {res.chi2:.6g}, {res.n_measurements} measurements); {n_best} of "
+          f"{len(res.starts)} starts within 0.1 of it; {res.wall_time_s:.1f} s", file=sys.stderr)
+    print(f"wrote {out / 'fit.json'}, {out / 'parameters.tsv'}, {out / 'simulations.tsv'}, {out / 'report.md'}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,72 @@
+/*
+ * symode_model.h -- the entry points of a compiled symode model library.
+ *
+ * Defined by the generated wrapper (model.c, rendered from symode/codegen/templates/model.c) around the
+ * CasADi-generated model functions; called by symode through ctypes (symode/solve/backend.py) and by
+ * the standalone solver's API. Every point function takes one interval input vector u (see
+ * symode/codegen/layout.py) and returns 0, or nonzero when the model evaluation failed.
+ *
+ * Libraries are compiled with -fvisibility=hidden: these functions are the only symbols a model
+ * library exports (SYMODE_API). The standalone solver defines SYMODE_API empty, so that only its
+ * prefixed API is exported.
+ */
+#ifndef SYMODE_MODEL_H
+#define SYMODE_MODEL_H
+
+#include "symode_integrator.h"
+
+#ifndef SYMODE_API
+#if defined(__GNUC__) || defined(__clang__)
+#define SYMODE_API __attribute__((visibility("default")))
+#else
+#define SYMODE_API
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* dims = {nx, np, nU (interval vector length), ny} */
+SYMODE_API void symode_model_dims(int *dims);
+
+/* f, df/dx, df/dp, h, dh/dx, dh/dp at one point (matrices column-major, dense) */
+SYMODE_API int symode_rhs(double t, const double *x, const double *p, const double *u, double *out);
+SYMODE_API int symode_jac_x(double t, const double *x, const double *p, const double *u, double *out);
+SYMODE_API int symode_jac_p(double t, const double *x, const double *p, const double *u, double *out);
+SYMODE_API int symode_obs(double t, const double *x, const double *p, const double *u, double *out);
+SYMODE_API int symode_obs_jac_x(double t, const double *x, const double *p, const double *u, double *out);
+SYMODE_API int symode_obs_jac_p(double t, const double *x, const double *p, const double *u, double *out);
+
+/* integration over the sample times (symode_integrator.h) and the observables along a trajectory */
+SYMODE_API int symode_simulate(const symode_options *opt, int nt, const double *times, const double *x0,
+                               const double *p, const double *u, double *xout, symode_stats *stats);
+SYMODE_API int symode_observe(int nt, const double *times, const double *X, const double *p, const double *u,
+                              double *Y);
+
+/* states and sensitivities dx/d[x0, p]: continuous forward (sens) or through the recorded steps */
+SYMODE_API int symode_sens(const symode_options *opt, int nt, const double *times, const double *x0,
+                           const double *p, const double *u, double *X, double *S, symode_stats *stats);
+SYMODE_API int symode_sens_discrete(const symode_options *opt, int nt, const double *times, const double *x0,
+                                    const double *p, const double *u, double *X, double *S,
+                                    symode_stats *stats);
+
+/* loss, residuals and gradients (symode_gradient.h) */
+SYMODE_API int symode_residual_loss(int nt, const double *times, const double *X, const double *p,
+                                    const double *u, const double *data, const double *sigma, double *r,
+                                    double *loss, double *lam, double *gp);
+SYMODE_API int symode_grad_forward(const symode_options *opt, int nt, const double *times, const double *x0,
+                                   const double *p, const double *u, const double *data, const double *sigma,
+                                   double *loss, double *grad, double *rjac, double *r, symode_stats *stats);
+SYMODE_API int symode_grad_adjoint(const symode_options *opt, int variant, int nt, const double *times,
+                                   const double *x0, const double *p, const double *u, const double *data,
+                                   const double *sigma, double *loss, double *grad, symode_stats *stats);
+SYMODE_API int symode_grad_discrete(const symode_options *opt, int nt, const double *times, const double *x0,
+                                    const double *p, const double *u, const double *data, const double *sigma,
+                                    double *loss, double *grad, double *rjac, double *r, symode_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYMODE_MODEL_H */

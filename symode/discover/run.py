@@ -1,0 +1,114 @@
+"""Structure discovery: fit a template whose edges are prunable, remove the edges
+the data do not need, refit, and select the model by an information criterion.
+
+>>> res = discover("specs/community-2x3.yaml", "data.csv", outdir="out")          # doctest: +SKIP
+>>> res.kept_edges                                                                 # doctest: +SKIP
+>>> write_discovery(res, "out")   # symode.report.discover: discovery.json, pruned.yaml, report.md  # doctest: +SKIP
+
+Strategies (pass one as ``strategy=``):
+
+- :class:`BackwardElimination` (default): fit the full template from several symmetry-breaking starts
+  (satellites are exchangeable: a start that treats them alike keeps them alike), then repeatedly rank
+  the remaining edges by their knockout cost (objective increase when the edge's strength is set to 0
+  without refitting, minus what the criterion saves by dropping its parameters; Wald statistics as a
+  fallback) and refit candidate models without the least needed edge and without the group of edges
+  whose knockout alone already pays (in parallel, warm started); accept the candidate with the lowest
+  criterion (BIC by default) while it improves on the current model. A removal cached from an earlier
+  model is refitted from the current one (once) unless it already beats it. Then a local search: re-add each
+  pruned edge, or exchange a kept edge for a pruned one of the same kind sharing its organism or
+  metabolite; after every improvement, eliminate again. When none of these warm-started moves improves,
+  the model, its splits (a substrate of a satellite growing on several handed to an absent satellite)
+  and each of its single removals are refitted from starts that re-initialise the satellites (X's
+  parameters stay): hidden satellites can trade roles (one doing part of another's job, or two merged
+  into one), a basin that traps every warm-started refit. The result is a model no single drop, add or
+  swap (warm) and no refit, split or drop (cold) improves.
+- :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
+  statistic is below ``threshold``, refit, repeat until nothing is dropped.
+
+A satellite left without uptake edges cannot grow (it washes out): it is removed together with all of its
+edges. Models that differ only by a permutation of exchangeable satellites share one fit, and the
+selected model's satellites are renamed to a canonical order (:func:`satellite_relabelling`). Every
+evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
+the same spec and data resumes from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from symode.discover.candidates import candidate_spec, prunable_edges
+from symode.discover.labels import relabel_candidate, satellite_relabelling
+from symode.discover.moves import run_backward, run_moves, run_threshold
+from symode.discover.result import DiscoveryResult
+from symode.discover.search import Search
+from symode.discover.strategies import BackwardElimination, ThresholdRefit
+from symode.errors import SymodeError
+from symode.fit import as_datasets, fit
+from symode.parallel import default_workers
+from symode.spec import Spec, load_spec
+from symode.spec.data import Dataset
+
+__all__ = ["discover"]
+
+
+def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[Any], *,
+             strategy: BackwardElimination | ThresholdRefit | None = None, outdir: str | Path | None = None,
+             workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
+             max_time: float = 600.0, final_analysis: bool = True) -> DiscoveryResult:
+    """Discover the edge set of a template (see the module docstring). ``outdir``: where the checkpoint
+    ``discovery-checkpoint.json`` is kept (a rerun with the same spec and data resumes from it);
+    :func:`symode.report.discover.write_discovery` writes discovery.json, pruned.yaml, report.md and
+    the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs)."""
+    t0 = time.perf_counter()
+    strategy = strategy or BackwardElimination()
+    if strategy.criterion not in ("bic", "aicc"):
+        raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    data = as_datasets(datasets)
+    if not prunable_edges(spec):
+        raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)",
+                          file=spec.source)
+    out = Path(outdir) if outdir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    workers = workers or default_workers()
+    with Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
+                 max_time=max_time, resume=resume) as search:
+        search.criterion = strategy.criterion
+        full_edges = prunable_edges(spec)
+        if search.path:
+            current = search.path[-1]
+        else:
+            current = search.evaluate_full(full_edges)
+            search.accept(current)
+        if isinstance(strategy, ThresholdRefit):
+            current = run_threshold(search, strategy, current)
+        elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
+            current = run_moves(search, strategy, current, full_edges)
+        else:
+            current = run_backward(search, strategy, current)
+        best = min(search.path, key=lambda c: c.ic(strategy.criterion))
+        path, evaluated = list(search.path), list(search.order)
+    relabel = satellite_relabelling(spec, best.edges)
+    if relabel and progress:
+        print("discover: satellites renamed to the canonical order (by lowest-numbered substrate): "
+              + ", ".join(f"{a} -> {b}" for a, b in relabel.items()))
+    best = relabel_candidate(best, relabel)
+    path = [relabel_candidate(c, relabel) for c in path]
+    evaluated = [relabel_candidate(c, relabel) for c in evaluated]
+    kept = list(best.edges)
+    pruned = [e for e in full_edges if e not in kept]
+    sub = candidate_spec(spec, kept)
+    sub = sub.with_values({n: v for n, v in best.parameters.items() if n in sub.parameters},
+                          {n: v for n, v in best.x0.items() if n in sub.states})
+    final = None
+    if final_analysis:
+        final = fit(sub, data, progress=progress, shooting="single", max_iter=max_iter, max_time=max_time)
+        sub = final.fitted_spec()
+    res = DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
+                          evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
+                          wall_time_s=time.perf_counter() - t0, relabelling=relabel)
+    return res

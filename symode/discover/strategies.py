@@ -1,0 +1,48 @@
+"""Discovery strategies as small configuration objects, and the information criteria they select by.
+
+- :class:`BackwardElimination` (default): rank edges by knockout cost, refit without the least needed
+  ones, accept while the criterion improves; then add-back, swap and cold-start moves
+  (:mod:`symode.discover.moves`).
+- :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
+  statistic is below ``threshold``, refit, repeat until nothing is dropped.
+
+With the objective 1/2 sum r^2 = -log L + const, k unknowns and n observations:
+AICc = 2 obj + 2k + 2k(k+1)/(n-k-1), BIC = 2 obj + k log n.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["BackwardElimination", "ThresholdRefit", "information_criteria"]
+
+
+@dataclass
+class BackwardElimination:
+    """Backward elimination by an information criterion ("bic" or "aicc")."""
+
+    criterion: str = "bic"
+    weak: float = 2.0           # |strength / SE| below this: member of the "weak group" candidate
+    max_rounds: int = 200
+    add_back: bool = True       # then try re-adding each pruned edge (and eliminate again if one helps)
+    swaps: bool = True          # then try exchanging a kept edge for a related pruned one
+    cold_starts: int = 2        # then refit the model, its splits and single removals from this many
+                                # satellite re-initialising starts (:func:`cold_starts`); 0: off
+
+
+@dataclass
+class ThresholdRefit:
+    """Sequential thresholding: drop all edges with |strength / SE| < threshold, refit, repeat."""
+
+    threshold: float = 3.0
+    criterion: str = "bic"
+    max_rounds: int = 50
+
+
+def information_criteria(objective: float, k: int, n: int) -> tuple[float, float]:
+    """(AICc, BIC) from the objective 1/2 sum r^2 (= -log L + const)."""
+    m2ll = 2.0 * objective
+    aicc = m2ll + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+    bic = m2ll + k * math.log(n)
+    return aicc, bic

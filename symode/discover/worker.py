@@ -1,0 +1,112 @@
+"""The worker of the candidate pool: one candidate model fitted from a start (picklable job in, plain
+dict out, so it runs in any :mod:`symode.parallel` executor).
+
+Besides the fit, each candidate gets the statistics that rank its edges: Wald statistics
+|strength| / SE from the Gauss-Newton covariance (J^T J)^+ at the optimum, and knockouts (the objective
+increase when an edge's strength is set to 0 without refitting).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from symode.discover.candidates import Candidate
+from symode.discover.strategies import information_criteria
+from symode.errors import SolverError
+from symode.fit import FitProblem, Tracker, local_fit
+from symode.optim.lm import levenberg_marquardt
+from symode.solve.model import build_model
+from symode.spec import spec_from_dict
+
+__all__ = ["fit_candidate"]
+
+
+class _Hopeless(Exception):
+    """A candidate fit that cannot reach the objective it needs to be accepted."""
+
+
+def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker: fit one candidate model (LM from a warm start, no uncertainty analysis). ``job``: the
+    candidate's spec (dict), its edges, the starting values, the data sets and the budgets (``max_iter``,
+    ``max_time``, ``max_cpu``, ``target``, ``patience``). Returns :meth:`Candidate.to_dict`."""
+    t0 = time.perf_counter()
+    spec = spec_from_dict(job["spec"], file="<candidate>")
+    start = {n: v for n, v in job["parameters"].items() if n in spec.parameters}
+    spec = spec.with_values(start, {n: v for n, v in job["x0"].items() if n in spec.states})
+    model = build_model(spec)
+    fp = FitProblem(model, job["datasets"])
+    z = fp.z_from_values()
+    if job.get("shooting", "single") == "multiple":
+        stages: list[dict[str, Any]] = []
+        z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
+                                   max_iter=job["max_iter"], max_time=job["max_time"],
+                                   tracker=Tracker(fp, None, None, t0), stages=stages)
+    else:
+        # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
+        # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
+        # ``max_cpu`` bounds the fit's CPU time (load-independent, unlike ``max_time``).
+        # ``patience`` stretches those iteration counts (cold starts begin far from their optimum).
+        target = job.get("target")
+        last = {"z": z}
+        cpu0, max_cpu = time.process_time(), job.get("max_cpu")
+        n1, n2 = (round(n * job.get("patience", 1.0)) for n in (30, 80))
+
+        def watch(it: int, zz: np.ndarray, loss: float) -> None:
+            last["z"] = zz
+            if target is not None and ((it >= n1 and loss > 1.25 * target + 50) or
+                                       (it >= n2 and loss > 1.05 * target + 10)):
+                raise _Hopeless
+            if max_cpu is not None and time.process_time() - cpu0 > max_cpu:
+                raise _Hopeless
+
+        try:
+            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
+                                      max_time=job["max_time"], callback=watch)
+            z, conv = res.z, res.converged
+        except (_Hopeless, SolverError, ValueError, np.linalg.LinAlgError):
+            z, conv = last["z"], False          # abandoned, or the sensitivities failed: keep the best point
+    loss = fp.loss(z)
+    if not np.isfinite(loss):
+        loss = 1e300
+    p, x0s = fp.vectors(z)
+    params = {n: float(v) for n, v in zip(model.parameters, p, strict=True)}
+    x0 = {n: float(v) for n, v in zip(model.states, x0s[0], strict=True)}
+    # Wald statistics of the edge strengths from the Gauss-Newton covariance at the optimum.
+    wald: dict[str, float] = {}
+    try:
+        _, J = fp.jacobian(z, gauge=False)
+        d = fp.dtheta_dz(z)
+        Jn = J / d                                       # d r / d theta
+        F = Jn.T @ Jn
+        cov = np.linalg.pinv(F, rcond=1e-12)
+        for e in spec.interactions:
+            if e.prunable and isinstance(e.strength, str) and e.strength in fp.names:
+                i = fp.names.index(e.strength)
+                v = float(fp.natural(z)[i])
+                se = math.sqrt(max(cov[i, i], 0.0))
+                wald[e.id] = 0.0 if v <= 0 else (abs(v) / se if se > 0 else math.inf)
+    except Exception:   # ranking is a heuristic: fall back to raw strengths
+        wald = {}
+    # Knockouts: the objective increase when one edge's strength is set to 0 without refitting (an upper
+    # bound of the increase after refitting; cheap, one simulation per edge, and meaningful in sloppy
+    # models where the Wald statistics are not).
+    knock: dict[str, float] = {}
+    for e in spec.interactions:
+        if e.prunable and isinstance(e.strength, str) and e.strength in fp.names:
+            i = fp.names.index(e.strength)
+            if fp.scales[i] != "lin":
+                continue
+            zk = z.copy()
+            zk[i] = max(0.0, fp.lb[i])
+            lk = fp.loss(zk)
+            knock[e.id] = float(lk - loss) if np.isfinite(lk) else 1e300
+    k = len(fp.names)
+    aicc, bic = information_criteria(float(loss), k, fp.n_obs)
+    return Candidate(edges=list(job["edges"]), parameters=params, x0=x0, objective=float(loss), k=k,
+                     n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
+                                                               for k2, v in wald.items()},
+                     converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock).to_dict()

@@ -1,0 +1,44 @@
+"""Helpers of the PEtab tests: where the test-suite and Benchmark-collection problems are, and how a
+test-suite case is checked against its solution file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VENDORED = REPO / "tests" / "data" / "petab"
+SHARED_PETAB = Path(os.environ.get("SYMODE_SHARED_PETAB", REPO.parent / "shared" / "petab"))
+SUITE_V1 = SHARED_PETAB / "test-suite" / "v1.0.0" / "sbml"
+SUITE_V2 = SHARED_PETAB / "test-suite" / "v2.0.0" / "sbml"
+BENCHMARK = SHARED_PETAB / "benchmark"
+
+
+def case_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("[0-9][0-9][0-9][0-9]") if p.is_dir()) if root.is_dir() else []
+
+
+def check_case(case: Path) -> dict:
+    """Evaluate a test-suite case at its nominal parameters and compare with its solution; returns the
+    differences and tolerances."""
+    from symode.petab.objective import PetabObjective
+
+    cid = case.name
+    obj = PetabObjective.from_yaml(case / f"_{cid}.yaml")
+    ev = obj.evaluate()
+    sol = yaml.safe_load((case / f"_{cid}_solution.yaml").read_text())
+    want = pd.concat([pd.read_csv(case / f, sep="\t") for f in sol["simulation_files"]], ignore_index=True)
+    got = obj.simulation_table(ev)
+    keys = [c for c in ("observableId", "simulationConditionId", "preequilibrationConditionId", "time")
+            if c in want.columns]
+    assert len(got) == len(want)
+    # rows in the same order as the measurement table; check the keys agree
+    for k in keys:
+        assert [str(v) for v in got[k].fillna("")] == [str(v) for v in want[k].fillna("")], k
+    sim_err = float(np.max(np.abs(got["simulation"].to_numpy(float) - want["simulation"].to_numpy(float))))
+    return {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
+            "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}

@@ -1,0 +1,135 @@
+"""The PEtab objective: llh and chi2 against the petab library's own formulas for every noise model and
+transformation, and the gradient (adjoint and forward) against finite differences, including estimated
+noise and observable parameters, Laplace noise, pre-equilibration and steady-state measurements."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from symode.petab.objective import PetabObjective
+from symode.petab.simulate import SolverOptions
+from tests.petab_cases import VENDORED
+
+MEASUREMENTS = """observableId\tsimulationConditionId\ttime\tmeasurement\tobservableParameters\tnoiseParameters
+obs_a\tc0\t0\t0.7\tscale_a;offset_a\tsigma_a
+obs_a\tc0\t2\t0.45\tscale_a;offset_a\tsigma_a
+obs_a\tc0\t10\t0.1\tscale_a;offset_a\tsigma_a
+obs_a\tc0\t10\t0.15\tscale_a;offset_a\tsigma_a
+obs_b\tc0\t1\t0.9\t\t0.2
+obs_b\tc0\t5\t1.6\t\t0.3
+obs_b\tc0\tinf\t1.7\t\t0.3
+"""
+PARAMETERS = """parameterId\tparameterScale\tlowerBound\tupperBound\tnominalValue\testimate
+a0\tlin\t0\t10\t1.0\t1
+b0\tlin\t0\t10\t0.5\t1
+k1\tlog10\t0.01\t10\t0.8\t1
+k2\tlog\t0.01\t10\t0.6\t1
+scale_a\tlog10\t0.1\t10\t1.2\t1
+offset_a\tlin\t-1\t1\t0.05\t1
+sigma_a\tlog10\t0.01\t1\t0.15\t1
+"""
+
+
+def make_problem(tmp_path: Path, transformation: str = "lin", distribution: str = "normal") -> Path:
+    """Case 0001's model with two observables: obs_a = scale * A + offset (estimated scaling, offset and
+    noise), obs_b = B with numeric noise overrides and a steady-state (t = inf) measurement."""
+    case = tmp_path / "problem"
+    shutil.copytree(VENDORED / "0001", case)
+    (case / "_measurements.tsv").write_text(MEASUREMENTS)
+    (case / "_parameters.tsv").write_text(PARAMETERS)
+    (case / "_observables.tsv").write_text(
+        "observableId\tobservableFormula\tnoiseFormula\tobservableTransformation\tnoiseDistribution\n"
+        f"obs_a\tobservableParameter1_obs_a * A + observableParameter2_obs_a\tnoiseParameter1_obs_a\t"
+        f"{transformation}\t{distribution}\n"
+        f"obs_b\tB\tnoiseParameter1_obs_b\t{transformation}\t{distribution}\n")
+    return case / "_0001.yaml"
+
+
+@pytest.mark.parametrize("distribution", ["normal", "laplace"])
+@pytest.mark.parametrize("transformation", ["lin", "log", "log10"])
+def test_llh_and_chi2_match_the_petab_library(tmp_path, transformation: str, distribution: str) -> None:
+    import petab.v1 as petab
+
+    obj = PetabObjective.from_yaml(make_problem(tmp_path, transformation, distribution))
+    ev = obj.evaluate()
+    pr = obj.problem.petab
+    sim = obj.simulation_table(ev)
+    want_llh = petab.calculate_llh(pr.measurement_df, sim, pr.observable_df, pr.parameter_df)
+    want_chi2 = petab.calculate_chi2(pr.measurement_df, sim, pr.observable_df, pr.parameter_df)
+    assert ev.llh == pytest.approx(want_llh, rel=1e-12, abs=1e-12)
+    assert ev.chi2 == pytest.approx(want_chi2, rel=1e-12, abs=1e-12)
+
+
+def _fd(obj: PetabObjective, z: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    pr = obj.problem
+
+    def f(zz: np.ndarray) -> float:
+        return obj.evaluate(pr.from_scaled(zz)).llh
+
+    return np.array([(-f(z + 2 * h * e) + 8 * f(z + h * e) - 8 * f(z - h * e) + f(z - 2 * h * e)) / (12 * h)
+                     for e in np.eye(len(z))])
+
+
+@pytest.mark.parametrize("distribution", ["normal", "laplace"])
+@pytest.mark.parametrize("transformation", ["lin", "log10"])
+def test_gradient_matches_finite_differences(tmp_path, transformation: str, distribution: str) -> None:
+    obj = PetabObjective.from_yaml(make_problem(tmp_path, transformation, distribution),
+                                   options=SolverOptions(rtol=1e-11, atol=1e-13))
+    pr = obj.problem
+    z = pr.to_scaled(pr.nominal)
+    adjoint = obj.evaluate(gradient=True).gradient
+    forward = obj.evaluate(gradient=True, method="forward").gradient
+    fd = _fd(obj, z)
+    assert np.allclose(adjoint, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(fd)))
+    assert np.allclose(forward, adjoint, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["0009", "0013", "0018"])
+def test_gradient_with_preequilibration_and_rate_rules(case: str) -> None:
+    obj = PetabObjective.from_yaml(VENDORED / case / f"_{case}.yaml", options=SolverOptions(rtol=1e-11, atol=1e-13))
+    z = obj.problem.to_scaled(obj.problem.nominal)
+    adjoint = obj.evaluate(gradient=True).gradient
+    forward = obj.evaluate(gradient=True, method="forward").gradient
+    assert np.allclose(adjoint, _fd(obj, z), rtol=1e-5, atol=1e-7)
+    assert np.allclose(forward, adjoint, rtol=1e-7, atol=1e-9)
+
+
+def test_residual_jacobian_matches_finite_differences(tmp_path) -> None:
+    obj = PetabObjective.from_yaml(make_problem(tmp_path, "log10"), options=SolverOptions(rtol=1e-11, atol=1e-13))
+    pr = obj.problem
+    z = pr.to_scaled(pr.nominal)
+    ev = obj.evaluate(jacobian=True)
+    h = 1e-6
+    fd = np.column_stack([(obj.evaluate(pr.from_scaled(z + h * e)).residuals
+                           - obj.evaluate(pr.from_scaled(z - h * e)).residuals) / (2 * h) for e in np.eye(len(z))])
+    assert np.allclose(ev.residual_jacobian, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_steady_state_measurement_is_the_steady_state(tmp_path) -> None:
+    obj = PetabObjective.from_yaml(make_problem(tmp_path))
+    ev = obj.evaluate()
+    th = obj.problem.nominal   # A + B is conserved, k1 A = k2 B at steady state
+    a0, b0, k1, k2 = th[:4]
+    total = a0 + b0
+    row = int(np.nonzero(~np.isfinite(obj.times))[0][0])
+    assert ev.simulation[row] == pytest.approx(total * k1 / (k1 + k2), rel=1e-7)
+
+
+def test_parameter_overrides_change_only_what_they_name(tmp_path) -> None:
+    obj = PetabObjective.from_yaml(make_problem(tmp_path))
+    pr = obj.problem
+    base = obj.evaluate()
+    theta = pr.theta({"offset_a": 0.25})
+    moved = obj.evaluate(theta)
+    a_rows = pr.measurements["observableId"].to_numpy() == "obs_a"
+    assert np.allclose(moved.simulation[a_rows] - base.simulation[a_rows], 0.2)
+    assert np.allclose(moved.simulation[~a_rows], base.simulation[~a_rows])
+    table = obj.simulation_table(moved)
+    assert list(table.columns) == ["observableId", "simulationConditionId", "time", "simulation",
+                                   "observableParameters", "noiseParameters"]
+    assert isinstance(table, pd.DataFrame) and len(table) == len(pr.measurements)
