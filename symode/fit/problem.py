@@ -1,5 +1,6 @@
 """The estimation problem: shared parameters and per-experiment initial states of one model fitted to
-several data sets, their weighted residuals and exact residual Jacobian in the transformed space.
+several data sets, their weighted residuals (plus the spec's penalties, :mod:`symode.fit.penalty`) and
+exact residual Jacobian in the transformed space.
 
 Unknowns ``z`` are log(theta) for ``scale: log`` parameters and for positive initial states, theta
 otherwise (:mod:`symode.optim.transform`); bounds are mapped into that space. Every experiment shares the
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import DataError, SolverError, SymodeError
+from symode.fit.penalty import PenaltyTerms
 from symode.optim.transform import Transform, parameter_scale, state_scale
 from symode.solve.model import Model
 from symode.solve.sensitivity import Problem, loss_and_gradient
@@ -121,6 +123,7 @@ class FitProblem:
                                    [u.upper for u in self.unknowns])
         self.scales_log = self.transform.log       # unknowns on a log scale
         self.lb, self.ub = self.transform.lb, self.transform.ub
+        self.penalty = PenaltyTerms(spec.penalties, self.names)
         self.n_obs = sum(p.n_observations for p in self.problems)
         self.p_cols = [u.index for u in self.unknowns if u.kind == "param"]
         self.p_pos = [k for k, u in enumerate(self.unknowns) if u.kind == "param"]
@@ -219,16 +222,23 @@ class FitProblem:
             out.append(r.reshape(-1)[prob.observed.reshape(-1)])
         return np.concatenate(out)
 
+    def penalty_rows(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The penalty residuals (the spec's ``penalties``) and their Jacobian in z."""
+        if not len(self.penalty):
+            return np.zeros(0), np.zeros((0, len(z)))
+        return self.penalty.rows(self.natural(z), self.dtheta_dz(z))
+
     def residuals(self, z: np.ndarray) -> np.ndarray:
-        """Data residuals followed by the gauge residuals; FAIL_RESIDUAL everywhere if a solve fails."""
+        """Data residuals, then the penalty and gauge residuals; FAIL_RESIDUAL everywhere if a solve fails."""
         try:
             r = self.data_residuals(z)
+            pr, _ = self.penalty_rows(z)
         except SolverError:
-            r = np.full(self.n_obs, FAIL_RESIDUAL)
+            r, pr = np.full(self.n_obs, FAIL_RESIDUAL), np.full(len(self.penalty), FAIL_RESIDUAL)
         if not np.all(np.isfinite(r)):
             r = np.full(self.n_obs, FAIL_RESIDUAL)
         g, _ = self.gauge_rows(z)
-        return np.concatenate([r, g])
+        return np.concatenate([r, pr, g])
 
     def jacobian(self, z: np.ndarray, *, gauge: bool = True, rtol: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,18 +266,34 @@ class FitProblem:
             rows.append(J * d)
             rs.append(res.residuals)
         r, J = np.concatenate(rs), np.vstack(rows)
+        if len(self.penalty):
+            pr, PJ = self.penalty_rows(z)
+            r, J = np.concatenate([r, pr]), np.vstack([J, PJ])
         if gauge:
             g, G = self.gauge_rows(z)
             r, J = np.concatenate([r, g]), np.vstack([J, G])
         return r, J
 
-    def loss(self, z: np.ndarray) -> float:
+    def data_loss(self, z: np.ndarray) -> float:
         """1/2 sum r^2 over the data residuals (inf if the solve fails)."""
         try:
             r = self.data_residuals(z)
         except SolverError:
             return math.inf
         return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.inf
+
+    def penalty_loss(self, z: np.ndarray) -> float:
+        """The penalty part of the objective (0 without penalties)."""
+        if not len(self.penalty):
+            return 0.0
+        try:
+            return self.penalty.value(self.natural(z))
+        except SolverError:
+            return math.inf
+
+    def loss(self, z: np.ndarray) -> float:
+        """The objective: the data part 1/2 sum r^2 (inf if the solve fails) plus the penalties."""
+        return self.data_loss(z) + self.penalty_loss(z)
 
     def bounds(self) -> dict[str, tuple[float | None, float | None]]:
         """{name: (lower, upper)} natural-space bounds of every unknown."""

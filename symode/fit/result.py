@@ -51,6 +51,7 @@ class FitResult:
     datasets: list[Dataset] = field(default_factory=list, repr=False)
     problem: FitProblem | None = field(default=None, repr=False)
     no_fisher_reason: str = "no uncertainty analysis (fit interrupted)"
+    penalty: float = 0.0                         # the penalties' part of the objective
 
     @property
     def estimated_parameters(self) -> list[str]:
@@ -130,8 +131,11 @@ class FitResult:
         reasons = self.reasons()
         out["reasons"] = {n: reasons[n] for n in self.names if n in reasons}
         out["estimated"] = list(self.names)
-        out["objective_definition"] = "1/2 sum ((y - data) / sigma)^2 over observed values"
-        out["weighted_ssr"] = 2.0 * float(self.objective)
+        out["objective_definition"] = "1/2 sum ((y - data) / sigma)^2 over observed values" + (
+            " + penalties" if self.spec.penalties else "")
+        out["penalty"] = float(self.penalty)
+        out["data_objective"] = float(self.objective - self.penalty)
+        out["weighted_ssr"] = 2.0 * float(self.objective - self.penalty)
         out["n_observations"] = int(self.n_obs)
         if self.fisher is not None:
             f = self.fisher
@@ -177,4 +181,4 @@ def make_result(fp: FitProblem, z: np.ndarray, loss: float, converged: bool, ite
                      theta=fp.natural(z), parameters=params, x0=x0, objective=float(loss), n_obs=fp.n_obs,
                      converged=converged, iterations=iterations, wall_time_s=time.perf_counter() - t0,
                      message=message, interrupted=interrupted, stages=stages, symmetries=list(syms),
-                     datasets=fp.datasets, problem=fp)
+                     datasets=fp.datasets, problem=fp, penalty=fp.penalty_loss(z))

@@ -88,9 +88,14 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
     status = "converged" if result.converged else ("INTERRUPTED" if result.interrupted else "NOT converged")
     L.append(f"- status: **{status}** ({result.message}); {result.iterations} iterations, "
              f"{result.wall_time_s:.1f} s")
-    L.append(f"- objective 1/2·Σr² = {result.objective:.6g} over {result.n_obs} observed values "
-             f"(weighted SSR {2 * result.objective:.6g}; ≈ n/2 = {result.n_obs / 2:.0f} when the noise model "
+    data_obj = result.objective - result.penalty
+    L.append(f"- objective 1/2·Σr² = {data_obj:.6g} over {result.n_obs} observed values "
+             f"(weighted SSR {2 * data_obj:.6g}; ≈ n/2 = {result.n_obs / 2:.0f} when the noise model "
              f"is right)")
+    if result.spec.penalties:
+        L.append(f"- penalties {result.penalty:.6g} ("
+                 + ", ".join(f"{p.name}: {p.kind} on {len(p.scales)} parameter(s)" for p in result.spec.penalties)
+                 + f"); total objective {result.objective:.6g}")
     for s in result.stages:
         L.append(f"- stage {s['stage']}: objective {s['objective']:.6g}, {s['iterations']} iterations, "
                  f"{s['time_s']} s — {s['message']}")

@@ -27,7 +27,7 @@ def plot_fit_observables(path: str | Path, spec: Any, data: Any, traj: Any, titl
     axes = fig.subplots(len(obs), 2, squeeze=False, sharex=True)
     for i, name in enumerate(obs):
         y = traj.observables[name] if name in traj.observables else traj[name]
-        col = data.columns[name]
+        col = spec.observables[name].transform_data(data.columns[name])
         ok = np.isfinite(col)
         ax = axes[i, 0]
         ax.plot(data.times[ok] / scale, col[ok], ".", ms=2, color="0.6", label="data")
