@@ -131,3 +131,46 @@ def test_cli_template_glv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["template", "--glv", "--species", "A,A"]) == 2
     assert main(["template", "--glv"]) == 2
     assert "duplicate" in capsys.readouterr().err
+
+
+def test_first_sample_initial_states() -> None:
+    from symode.fit.experiments import experiment_x0, first_sample_x0
+
+    spec = glv_template_spec(["A", "B"], ["u"])
+    d1 = Dataset(times=np.array([0.0, 1.0]), columns={"u": np.zeros(2), "A": np.array([0.3, 0.4]),
+                                                      "B": np.array([0.0, 0.1])}, time_column="time")
+    d2 = Dataset(times=np.array([0.0, 1.0]), columns={"u": np.zeros(2), "A": np.array([np.nan, 0.4]),
+                                                      "B": np.array([0.2, 0.1])}, time_column="time")
+    assert first_sample_x0(spec, d1) == {"A": 0.3, "B": pytest.approx(1e-6)}
+    assert first_sample_x0(spec, d2) == {"B": 0.2}                 # missing: the spec's value stays
+    fixed, x0 = experiment_x0(spec, [d1, d2], "first-sample")
+    assert not any(s.estimate for s in fixed.states.values()) and x0[1] == {"B": 0.2}
+    est, _ = experiment_x0(spec, [d1, d2], "estimate")
+    assert all(s.estimate for s in est.states.values())
+    assert experiment_x0(spec, [d1], "spec") == (spec, None)
+
+
+def test_cli_fit_first_sample_penalty_options(two_species: tuple, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    spec, _, data = two_species
+    spec_file = tmp_path / "glv.yaml"
+    spec_file.write_text(spec.to_yaml())
+    files = []
+    for k, scale in enumerate((1.0, 0.5)):
+        path = tmp_path / f"d{k}.csv"
+        a, b = data.columns["A"] * scale, data.columns["B"]
+        path.write_text("time,u,A,B\n" + "".join(f"{t},{u},{x},{y}\n" for t, u, x, y in
+                                                  zip(data.times, data.columns["u"], a, b, strict=True)))
+        files += ["--data", str(path)]
+    out = tmp_path / "fit"
+    assert main(["fit", str(spec_file), *files, "-o", str(out), "--x0", "first-sample", "--max-iter", "3",
+                 "--uncertainty", "none", "--penalty", "l1:g_*=0.5", "--no-report", "--quiet"]) == 0
+    res = json.loads((out / "fit.json").read_text())
+    assert res["x0_experiments"][1]["A"] == pytest.approx(data.columns["A"][0] * 0.5)
+    assert res["iterations"] <= 3 and not any(n.startswith("x0.") for n in res["estimated"])
+    assert res["penalty"] > 0 and res["objective"] == pytest.approx(res["data_objective"] + res["penalty"])
+    assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "ridge:nothing*=1"]) == 2
+    assert "matches no estimated parameter" in capsys.readouterr().err
+    assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "lasso:a_*=1"]) == 2

@@ -63,7 +63,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
         max_iter: int = 400, max_time: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
         seed: int = 0, workers: int | None = None, profile: bool | Sequence[str] = False,
         symmetries: bool = True, callback: Callable[[Progress], None] | None = None,
-        neural: bool = True) -> FitResult:
+        neural: bool = True, uncertainty: str = "full") -> FitResult:
     """Fit the estimated parameters (and initial states) of a spec to one or more data sets.
 
     method: "lm" (Levenberg-Marquardt with geodesic acceleration and the exact residual Jacobian,
@@ -75,7 +75,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     profile: profile likelihoods (True: every estimated parameter not moved by an exact symmetry).
     callback(Progress) after every iteration; raising KeyboardInterrupt or FitInterrupted stops the
     fit and returns the best point so far with converged = False. max_time: seconds per local fit
-    (default 1800).
+    (default 1800). uncertainty: "full" (Fisher intervals, robustness and profile checks of borderline
+    intervals), "fisher" (Fisher intervals only) or "none" (intervals are the bounds).
 
     A spec with neural terms (estimated network weights) goes to :func:`symode.hybrid.fit_hybrid` unless
     ``neural`` is False: warm-started multi-start Levenberg-Marquardt over a curriculum of horizons, on
@@ -86,6 +87,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     t0 = time.perf_counter()
     if method not in ("lm", "trf", "lbfgs"):
         raise SymodeError(f"unknown fit method {method!r} (lm, trf, lbfgs)", field="method")
+    if uncertainty not in ("full", "fisher", "none"):
+        raise SymodeError(f"unknown uncertainty analysis {uncertainty!r} (full, fisher, none)", field="uncertainty")
     if shooting not in ("auto", "single", "multiple"):
         raise SymodeError(f"unknown shooting {shooting!r} (auto, single, multiple)", field="shooting")
     model = as_model(spec_or_model)
@@ -140,11 +143,14 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     result.multistart = [{k: v for k, v in s.items() if k != "z"} | {"parameters": fp.named(s["z"])}
                          for s in starts]
     result.spread = spread
-    if not interrupted:
+    if uncertainty == "none":
+        result.no_fisher_reason = "no uncertainty analysis (switched off)"
+    elif not interrupted:
         try:
             result.fisher = fisher_at(fp, z, loss, syms)
-            robust_fisher(fp, z, loss, syms, result, progress=progress)
-            check_borderline(fp, z, loss, syms, result, progress=progress, skip=profile)
+            if uncertainty == "full":
+                robust_fisher(fp, z, loss, syms, result, progress=progress)
+                check_borderline(fp, z, loss, syms, result, progress=progress, skip=profile)
             if profile:
                 result.profiles = profiles(fp, z, loss, result, profile, progress=progress)
         except (KeyboardInterrupt, FitInterrupted):
