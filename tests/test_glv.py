@@ -55,7 +55,7 @@ def test_spec_rejects_bad_growth_and_penalty() -> None:
     with pytest.raises(SpecError, match="undefined input"):
         spec_from_dict(bad)
     bad = dict(base, penalties=[{"type": "ridge", "parameters": ["zz_*"], "scale": 1.0}])
-    with pytest.raises(SpecError, match="matches no estimated parameter"):
+    with pytest.raises(SpecError, match="matches no parameter"):
         spec_from_dict(bad)
     bad = dict(base, penalties=[{"type": "ridge", "parameters": ["@prunable"], "scale": -1.0}])
     with pytest.raises(SpecError, match="positive"):
@@ -172,5 +172,5 @@ def test_cli_fit_first_sample_penalty_options(two_species: tuple, tmp_path: Path
     assert res["iterations"] <= 3 and not any(n.startswith("x0.") for n in res["estimated"])
     assert res["penalty"] > 0 and res["objective"] == pytest.approx(res["data_objective"] + res["penalty"])
     assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "ridge:nothing*=1"]) == 2
-    assert "matches no estimated parameter" in capsys.readouterr().err
+    assert "matches no parameter" in capsys.readouterr().err
     assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "lasso:a_*=1"]) == 2

@@ -169,11 +169,12 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add_experiment_options(p)
 
 
-def add_experiment_options(p: argparse.ArgumentParser, *, uncertainty: bool = True) -> None:
+def add_experiment_options(p: argparse.ArgumentParser, *, uncertainty: bool = True, x0: str = "spec") -> None:
     """--x0, --max-iter, --penalty, --no-penalties (and --uncertainty) of fit-like commands."""
-    p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default="spec",
-                   help="initial states per data file: spec (the spec's x0; default), first-sample (each observed "
-                        "state at its file's first sample, fixed) or estimate (from the first sample, estimated)")
+    p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default=x0,
+                   help=f"initial states per data file: spec (the spec's x0), first-sample (each observed state at "
+                        f"its file's first sample, fixed) or estimate (from the first sample, estimated); default "
+                        f"{x0}")
     p.add_argument("--max-iter", type=int, default=None, metavar="N",
                    help="iterations per local fit (default 400)")
     p.add_argument("--penalty", action="append", metavar="TYPE:PATTERN=SCALE",

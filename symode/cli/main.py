@@ -20,6 +20,7 @@ from symode.cli.common import run_command
 COMMAND_MODULES: tuple[str, ...] = (
     "symode.cli.model_cmds",     # validate, graph, template, simulate, gradcheck, codegen
     "symode.cli.fit_cmds",       # fit, profile, train
+    "symode.cli.crossval_cmds",  # crossval
     "symode.cli.design_cmds",    # design
     "symode.cli.discover_cmds",  # discover
     "symode.cli.petab_cmds",     # petab evaluate, petab export

@@ -1,6 +1,7 @@
 """Validation of the ``penalties`` section: ridge (Gaussian prior) or l1 (Laplace prior) terms on
 estimated parameters, named one by one, by glob patterns (``a_*``) or as the group ``@prunable`` (the
-strength parameters of every prunable interaction).
+strength parameters of every prunable interaction). A name or pattern must match a parameter; the fixed
+ones among those it matches are not penalised.
 
     penalties:
       - {name: interactions, type: ridge, parameters: ["@prunable"], scale: 0.1}
@@ -22,11 +23,11 @@ GROUPS = ("@prunable",)
 
 def expand_names(pattern: str, parameters: Mapping[str, Parameter], interactions: Sequence[Interaction]
                  ) -> list[str]:
-    """The estimated parameters a name, glob pattern or group (``@prunable``) stands for."""
+    """The parameters a name, glob pattern or group (``@prunable``) stands for (fixed ones included)."""
     if pattern == "@prunable":
         names = {str(e.strength) for e in interactions if e.prunable and isinstance(e.strength, str)}
-        return [n for n in parameters if n in names and parameters[n].estimate]
-    return [n for n in parameters if fnmatch.fnmatchcase(n, pattern) and parameters[n].estimate]
+        return [n for n in parameters if n in names]
+    return [n for n in parameters if fnmatch.fnmatchcase(n, pattern)]
 
 
 def make_penalty(name: str, kind: str, targets: Any, scale: float | None, center: float,
@@ -55,9 +56,10 @@ def make_penalty(name: str, kind: str, targets: Any, scale: float | None, center
             raise ValueError(f"the scale of {pattern!r} must be a positive number, got {s!r}")
         names = expand_names(pattern, parameters, interactions)
         if not names:
-            raise ValueError(f"{pattern!r} matches no estimated parameter")
+            raise ValueError(f"{pattern!r} matches no parameter")
         for n in names:
-            scales[n] = float(s)
+            if parameters[n].estimate:         # a fixed parameter is not penalised
+                scales[n] = float(s)
     return Penalty(name=name, kind=kind, scales=scales, center=float(center))
 
 
