@@ -100,3 +100,24 @@ def test_cli_crossval_errors(files: tuple, tmp_path: Path, capsys: pytest.Captur
     assert "same name stem" in capsys.readouterr().err
     assert main(["crossval", str(spec_file), "--data", str(paths[0]), "--data", str(paths[1]), "-o",
                  str(tmp_path / "o"), "--max-iter", "0"]) == 2
+
+
+def test_convert_wide_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wide = tmp_path / "wide.csv"
+    wide.write_text("id,1,1,2,1\ntime,2,0,0,5\nB. fragilis,0.1,0.2,0,NA\nStrain4,1,2,3,4\n")
+    events = tmp_path / "events.csv"
+    events.write_text("ID,eventID,startDay,endDay\n1,Low fiber diet,1,5\n")
+    assert main(["convert", str(wide), "--events", str(events), "-o", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip() == "B_fragilis,Strain4"
+    d1 = read_csv(tmp_path / "out" / "subject1.csv")
+    assert list(d1.times) == [0.0, 1.0, 2.0, 5.0]                      # event start inserted at day 1
+    assert list(d1.columns["Low_fiber_diet"]) == [0.0, 1.0, 1.0, 0.0]
+    assert np.isnan(d1.columns["Strain4"][1]) and d1.columns["B_fragilis"][0] == 0.2
+    d2 = read_csv(tmp_path / "out" / "subject2.csv")
+    assert list(d2.columns["Low_fiber_diet"]) == [0.0] and d2.columns["B_fragilis"][0] == 0.0
+    wide.write_text("id,1,1\ntime,0,1\nA,1,-2\n")
+    assert main(["convert", str(wide), "-o", str(tmp_path / "o2")]) == 2
+    assert "negative value" in capsys.readouterr().err
+    wide.write_text("id,1,1\ntime,0,0\nA,1,2\n")
+    assert main(["convert", str(wide), "-o", str(tmp_path / "o2")]) == 2
+    assert "two samples at time 0" in capsys.readouterr().err
