@@ -174,3 +174,17 @@ def test_cli_fit_first_sample_penalty_options(two_species: tuple, tmp_path: Path
     assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "ridge:nothing*=1"]) == 2
     assert "matches no parameter" in capsys.readouterr().err
     assert main(["fit", str(spec_file), *files, "-o", str(out), "--penalty", "lasso:a_*=1"]) == 2
+
+
+def test_report_curves_on_a_fine_grid() -> None:
+    from symode.report.fit import fine_inputs
+    from symode.viz.fit import time_axis
+
+    spec = glv_template_spec(["A"], ["u"])
+    data = Dataset(times=np.array([0.0, 2.0, 5.0]), columns={"u": np.array([0.0, 1.0, 0.0]),
+                                                             "A": np.ones(3)}, time_column="time")
+    u = fine_inputs(spec, data, np.array([0.0, 1.9, 2.0, 4.99, 5.0]))["u"]
+    assert list(u) == [0.0, 0.0, 1.0, 1.0, 0.0]                       # piecewise constant from each sample
+    assert time_axis(np.array([0.0, 65.0]), "time") == (1.0, "time (data units)")
+    assert time_axis(np.array([0.0, 200.0]), "time_h") == (24.0, "time [d]")
+    assert time_axis(np.array([0.0, 20.0]), "time_h") == (1.0, "time [h]")

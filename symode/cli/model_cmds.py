@@ -133,7 +133,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.plot:
         from symode.viz.plots import plot_trajectories
 
-        plot_trajectories(args.plot, [(spec.name, traj)], data=data, title=spec.name)
+        unit = "h" if data is None or data.time_column == "time_h" else ""
+        plot_trajectories(args.plot, [(spec.name, traj)], data=data, title=spec.name, time_unit=unit)
         echo(f"wrote {args.plot}")
     return 0
 
