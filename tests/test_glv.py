@@ -188,3 +188,14 @@ def test_report_curves_on_a_fine_grid() -> None:
     assert time_axis(np.array([0.0, 65.0]), "time") == (1.0, "time (data units)")
     assert time_axis(np.array([0.0, 200.0]), "time_h") == (24.0, "time [d]")
     assert time_axis(np.array([0.0, 20.0]), "time_h") == (1.0, "time [h]")
+
+
+def test_penalties_survive_graph_edits() -> None:
+    from symode.graph.community import build_graph, graph_to_spec, prune_unused_parameters, remove_interactions
+
+    spec = glv_template_spec(["A", "B", "C"])
+    assert graph_to_spec(build_graph(spec)).penalties == spec.penalties
+    pruned = prune_unused_parameters(graph_to_spec(remove_interactions(build_graph(spec), ["glv:B->A"])))
+    assert "a_A_B" not in pruned.parameters and "a_A_B" not in pruned.penalties[0].scales
+    assert len(pruned.penalties[0].scales) == 5
+    assert loads_spec(pruned.to_yaml()) == pruned
