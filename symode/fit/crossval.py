@@ -103,6 +103,11 @@ def predict(model: Any, params: dict[str, float], x0: dict[str, float], data: Da
     return x, float(data.times[k]), f"blow-up at time {data.times[k]:g}: {why}"
 
 
+def _finite(v: Any) -> Any:
+    """JSON-safe: a non-finite float becomes None."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
 def fold_task(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: fit the training files, predict the held-out one (see the module docstring)."""
     from symode.fit.api import fit
@@ -183,7 +188,7 @@ def crossval(spec: Spec | str | Path, datasets: Sequence[Dataset | str | Path], 
         d, stem = data[k], stems[k]
         fold: dict[str, Any] = {"held_out": d.file, "stem": stem}
         if isinstance(r, TaskFailure) or not isinstance(r, dict):
-            fold.update({"status": "failed", "message": str(r), "rmse": None})
+            fold.update({"status": "failed", "message": f"the fold's fit or prediction failed: {r}", "rmse": None})
             folds.append(fold)
             continue
         model_states = list(spec.states)
@@ -191,8 +196,10 @@ def crossval(spec: Spec | str | Path, datasets: Sequence[Dataset | str | Path], 
         lines += [f"{t:.12g}," + ",".join("" if not np.isfinite(v) else f"{v:.12g}" for v in row)
                   for t, row in zip(d.times, r["x"], strict=True)]
         atomic_write_text(out / stem / "prediction.csv", "\n".join(lines) + "\n")
-        atomic_write_json(out / stem / "parameters.json", {"parameters": r["parameters"], "x0": r["x0"]})
-        fold.update({k2: v for k2, v in r.items() if k2 not in ("x", "parameters", "x0")})
+        atomic_write_json(out / stem / "parameters.json", {"parameters": {k2: _finite(v) for k2, v in
+                                                                         r["parameters"].items()},
+                                                          "x0": {k2: _finite(v) for k2, v in r["x0"].items()}})
+        fold.update({k2: _finite(v) for k2, v in r.items() if k2 not in ("x", "parameters", "x0")})
         folds.append(fold)
     scored = [f for f in folds if f.get("rmse") is not None]
     means = [f for f in folds if f.get("training_mean_rmse") is not None]
