@@ -1,4 +1,4 @@
-"""Smoke tests of the neural-ODE examples (issue 8): examples/mnode.py and examples/spirals.py in their
+"""Smoke tests of the neural-ODE examples: examples/mnode.py and examples/spirals.py in their
 --quick modes. Both quick modes stop after a fixed number of optimiser iterations (not a time limit), so
 their results do not depend on the machine's load.
 

@@ -131,7 +131,7 @@ def test_methods_agree(chemostat_model, method):
 
 
 def test_auto_detects_stiffness_at_original_start(chemostat_model):
-    """At the original author's starting values B's uptake is stiff: auto switches to the stiff method."""
+    """At the original study's starting values B's uptake is stiff: auto switches to the stiff method."""
     times = np.arange(0, 24 * 10 + 0.25, 0.25)
     auto = simulate(chemostat_model, times)
     assert auto.stats["n_switches"] >= 1

@@ -1,4 +1,4 @@
-"""Neural terms (issue 8): spec construct, CasADi MLP in the compiled model, gradients, training."""
+"""Neural terms: spec construct, CasADi MLP in the compiled model, gradients, training."""
 
 from __future__ import annotations
 

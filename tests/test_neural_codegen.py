@@ -1,4 +1,4 @@
-"""Code generation of neural models (issue 8): wide networks in CasADi MX (small C, fast builds), small
+"""Code generation of neural models: wide networks in CasADi MX (small C, fast builds), small
 ones scalar-expanded in SX; both give the same functions, f matches the numpy MLP and the loss gradient of
 every method matches central finite differences."""
 
