@@ -27,7 +27,7 @@ from symode.spec import load_spec, loads_spec, spec_from_dict
 from symode.spec.data import Dataset
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
-from .conftest import SHARED, SPECS
+from .conftest import SHARED, SPECS, require
 
 TINY = """
 symode: 1
@@ -250,10 +250,10 @@ def test_symode_fit_trains_a_neural_spec_end_to_end(tiny, tmp_path):
 
 
 def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
-    """The issue-8 command on a 3-day window of chemostat-dev-hplc, with a small time limit."""
+    """`symode fit` of the neural spec on a 3-day window of the reference data set chemostat-dev-hplc, with a
+    small time limit."""
     src = SHARED / "chemostat-dev-hplc" / "data.csv"
-    if not src.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
+    require(src.exists(), f"reference data set chemostat-dev-hplc not found at {SHARED} (set SYMODE_SHARED_DATA)")
     lines = src.read_text().splitlines()
     (tmp_path / "data.csv").write_text("\n".join(lines[: 1 + 4 * 72 + 1]) + "\n")
     assert _fit_cli(SPECS / "chemostat-neural.yaml", tmp_path / "data.csv", tmp_path / "out", "--max-time", "25",

@@ -371,11 +371,8 @@ def test_round_trip_through_import(small, tmp_path, variant):
     """spec -> PEtab -> symode's PEtab import -> the same observables at every measurement (both conditions:
     piecewise-constant and linear inputs, a shifted start, estimated initial states). ``min_max`` keeps the
     spec's min/max terms, which the export writes as piecewise functions."""
-    try:
-        from symode.petab.objective import PetabObjective
-    except ImportError:
-        pytest.skip("symode.petab has no PEtab importer yet (symode.petab.objective.PetabObjective); the round "
-                    "trip runs once the import lands")
+    from symode.petab.objective import PetabObjective
+
     spec, datasets = small
     if variant == "plain":
         text = SMALL.replace(" * max(T, 0.5)", "").replace(" + 0.002 * min(T, 1.5, 3 - T)", "")
