@@ -50,6 +50,7 @@ def run(case, tmp_path_factory):
     return res, out, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_recovers_edge_set(run, case):
     res, _out, _t = run
     assert sorted(res.kept_edges) == sorted(TRUE)
@@ -76,6 +77,7 @@ def test_pruned_yaml_loads_and_simulates(run, case):
     assert traj["X"].shape == (50,)
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint(run, case, tmp_path):
     res, out, _t = run
     spec, data, _ = case

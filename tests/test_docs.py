@@ -11,7 +11,7 @@ from .conftest import REPO
 
 PRIVATE = re.compile(r"MISSION\.md|\.\./shared|\b[Ii]ssue [0-9]|original author|GitHub issue")
 # source code and benchmarks: no notes of how the work was organised (they may name the reference data folders)
-WORK_NOTES = re.compile(r"\bMISSION|\b[Ii]ssue [0-9]|#[0-9]{2}\b|original author|seed study|\bsessions?\b")
+WORK_NOTES = re.compile(r"\bMISSION|\b[Ii]ssue [0-9]|#[0-9]{2}\b|(original|\bthe) author|seed study|\bsessions?\b")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 

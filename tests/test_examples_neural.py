@@ -54,6 +54,7 @@ def test_spearman_scores_definition(mnode):
     assert reversed_["n_rho_gt_0.5"] == 0
 
 
+@pytest.mark.slow
 def test_mnode_quick_beats_ridge(mnode, tmp_path):
     out = mnode.main(["--quick", "-o", str(tmp_path / "mnode.json")])
     rows = out["rows"]
@@ -64,6 +65,7 @@ def test_mnode_quick_beats_ridge(mnode, tmp_path):
     assert (tmp_path / "mnode.json").exists()
 
 
+@pytest.mark.slow
 def test_spirals_quick_extrapolates(spirals, tmp_path):
     out = spirals.main(["--quick", "-o", str(tmp_path / "spirals.json")])
     res = out["results"][50]

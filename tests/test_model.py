@@ -99,6 +99,7 @@ def _build_in(cache: str) -> str:
     return f"{m.directory}|{x[-1, 0]!r}"
 
 
+@pytest.mark.slow
 def test_concurrent_builds_are_safe(tmp_path):
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
