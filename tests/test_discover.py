@@ -58,6 +58,7 @@ def test_recovers_edge_set(run, case):
     assert len(res.kept_edges) + len(res.pruned_edges) == sum(e.prunable for e in spec.interactions)
 
 
+@pytest.mark.slow
 def test_discovery_json_keys(run):
     _res, out, _t = run
     d = json.loads((out / "discovery.json").read_text())
@@ -68,6 +69,7 @@ def test_discovery_json_keys(run):
     assert (out / "report.md").exists() and (out / "graph_after.png").exists()
 
 
+@pytest.mark.slow
 def test_pruned_yaml_loads_and_simulates(run, case):
     _res, out, _t = run
     spec = load_spec(out / "pruned.yaml")
