@@ -1,6 +1,6 @@
-"""Fitting benchmark: the original author's approach vs a plain finite-difference least-squares baseline vs
+"""Fitting benchmark: the original study's approach vs a plain finite-difference least-squares baseline vs
 ``symode.fit`` on a chemostat data set (default ../shared/data/chemostat-dev), all from the spec's
-starting values (the original author's, up to 100x off) and with the same wall-time budget (symode's).
+starting values (the original study's, up to 100x off) and with the same wall-time budget (symode's).
 
 - original: Adam on the raw parameters, loss on random 12-hour windows (48 samples), the window's start
   state from the observed X, S and the hidden Y, A, B of a simulation at the current parameters;
@@ -48,7 +48,7 @@ class Budget(Exception):
 
 
 def original(model, data, names, budget_s: float, seed: int = 0) -> dict[str, float]:
-    """Adam on raw parameters over random 12 h windows (the original author's approach)."""
+    """Adam on raw parameters over random 12 h windows (the original study's approach)."""
     rng = np.random.default_rng(seed)
     p = model.parameter_vector()
     idx = [model.parameters.index(n) for n in names]

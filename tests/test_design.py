@@ -59,8 +59,9 @@ def _square_wave_design(problem, days=8):
 
 
 @pytest.mark.parametrize("which, make, method", [
-    ("problem", _short_design, "explicit"),                   # the author's exact values
-    ("spec_values_problem", _square_wave_design, "stiff"),    # evaluated through the stiff fallback
+    ("problem", _short_design, "explicit"),                   # the original study's true values
+    pytest.param("spec_values_problem", _square_wave_design, "stiff",    # evaluated through the stiff fallback
+                 marks=pytest.mark.slow),
 ])
 def test_information_matrix_matches_finite_differences(request, which, make, method):
     problem = request.getfixturevalue(which)
@@ -144,6 +145,7 @@ def test_constraint_checks_flag_violations(problem):
     assert any("budget" in s for s in problem.evaluate(over, full=False).violations)
 
 
+@pytest.mark.slow
 def test_optimised_design_is_admissible_and_beats_random(problem):
     c = Constraints(d_min=0.05, d_max=0.3, max_step=0.1, floor_fraction=0.6)
     pb = DesignProblem(problem.spec, model=problem.model, candidates=["A", "B"], constraints=c)

@@ -48,6 +48,7 @@ def _start(spec_path: Path, factor: float = 1.6):
     return spec.with_values(start)
 
 
+@pytest.mark.slow
 def test_recovery_short_informative(hplc_model, short_data):
     spec = _start(SPECS / "chemostat-hplc.yaml")
     model = hplc_model.with_spec(spec)
@@ -124,6 +125,7 @@ def test_bad_data_clear_errors(tmp_path, capsys, case, needle):
     assert not (tmp_path / "out" / "fit.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=1.3)
     spec_path = tmp_path / "spec.yaml"

@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",
                    help="backward elimination (default) or sequential thresholding")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
-    p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold")
-    p.add_argument("--workers", type=int, default=None, help="parallel candidate fits (default: all cores)")
+    p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel candidate fits (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -146,13 +146,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="CSV", help="data file with inputs and observables")
     add_params_option(p, "params file with starting values")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (0.1)")
+    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (default 0.1)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam", "lm"), default="lbfgs",
                    help="lbfgs (curriculum + LM polish; default), adam (minibatches of time windows) or lm "
                         "(what `symode fit` runs: warm-started multi-start Levenberg-Marquardt curriculum)")
-    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam)")
-    p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
-    p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
-    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam)")
+    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam) (default 2000)")
+    p.add_argument("--polish", type=int, default=100,
+                   help="max iterations of the final Levenberg-Marquardt polish (default 100; 0: none)")
+    p.add_argument("--time-limit", type=float, default=780.0,
+                   help="seconds before returning the best point (default 780)")
+    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam; default 0)")
     add_scheduler_option(p)
     p.set_defaults(func=run_train)
