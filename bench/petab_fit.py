@@ -54,20 +54,23 @@ def main() -> int:
                         escape_bounds=k, progress=False)
         llhs = [s.llh for s in res.starts]
         times = [s.time_s for s in res.starts]
+        cpu = [s.cpu_s for s in res.starts]
         hit = sum(1 for v in llhs if math.isfinite(v) and v >= args.target)
-        rows.append((k, res.method, hit, len(llhs), res.llh, res.wall_time_s, float(np.median(times)), max(times)))
-        dump[str(k)] = {"method": res.method, "llh": llhs, "time_s": times, "messages": [s.message for s in res.starts],
-                        "wall_s": res.wall_time_s}
+        rows.append((k, res.method, hit, len(llhs), res.llh, res.wall_time_s, float(np.median(times)), max(times),
+                     float(np.median(cpu)), sum(cpu)))
+        dump[str(k)] = {"method": res.method, "llh": llhs, "time_s": times, "cpu_s": cpu,
+                        "messages": [s.message for s in res.starts], "wall_s": res.wall_time_s}
         print(f"escape_bounds={k}: {hit}/{len(llhs)} reach {args.target}; best {res.llh:.6f}; "
               f"{res.wall_time_s:.0f} s", file=sys.stderr, flush=True)
     load1 = os.getloadavg()[0]
     print(f"\n{Path(args.problem).stem}, {started} UTC, {args.starts} starts (seed {args.seed}), {args.workers} "
           f"workers, load average {load0:.1f} at the start, {load1:.1f} at the end\n")
     print(f"| bound-flip refits per start | method | starts reaching llh >= {args.target} | best llh | wall time "
-          "| time per start (median / max) |")
-    print("|---|---|---|---|---|---|")
-    for k, method, hit, n, best, wall, med, mx in rows:
-        print(f"| {k} | {method} | {hit} / {n} | {best:.6f} | {wall:.0f} s | {med:.0f} s / {mx:.0f} s |")
+          "| wall time per start (median / max) | CPU time per start (median) | CPU time, all starts |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k, method, hit, n, best, wall, med, mx, cmed, ctot in rows:
+        print(f"| {k} | {method} | {hit} / {n} | {best:.6f} | {wall:.0f} s | {med:.0f} s / {mx:.0f} s | {cmed:.1f} s "
+              f"| {ctot:.0f} s |")
     if args.json:
         Path(args.json).write_text(json.dumps(dump, indent=1))
     return 0
