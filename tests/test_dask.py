@@ -326,11 +326,8 @@ def test_unreachable_scheduler_is_one_line():
 
 
 # ----------------------------------------------------------------------------------------------------
-# The loops of symode on the cluster (need the loops on symode.parallel)
+# The loops of symode on the cluster
 # ----------------------------------------------------------------------------------------------------
-
-LOOPS_PENDING = "needs the stage's loop on symode.parallel.get_executor (converted on another branch)"
-
 
 def _fit(small_fit, scheduler=None):
     from symode.fit import fit
@@ -340,7 +337,6 @@ def _fit(small_fit, scheduler=None):
         return fit(model, [data], multistart=4, max_iter=30, progress=False, workers=2, seed=1)
 
 
-@pytest.mark.xfail(strict=False, reason=LOOPS_PENDING)
 def test_multistart_fit_same_on_cluster(address, client, small_fit):
     local = _fit(small_fit)
     with distributed.get_task_stream(client) as ts:
@@ -353,7 +349,6 @@ def test_multistart_fit_same_on_cluster(address, client, small_fit):
     assert remote.parameters == pytest.approx(local.parameters, rel=1e-10)
 
 
-@pytest.mark.xfail(strict=False, reason=LOOPS_PENDING)
 def test_multistart_fit_survives_a_killed_worker(address, client, small_fit):
     local = _fit(small_fit)
     thread, killed = kill_a_busy_worker(client)
@@ -369,7 +364,6 @@ DISCOVERY_TRUTH = {"prod:X->M1": {"v": 0.002}, "inhib:M1-|X": {"kappa": 0.5},
                    "uptake:M1->Y1": {"mu": 0.8, "K": 0.1, "g": 1.5}, "prod:Y1->M2": {"u": 0.1}}
 
 
-@pytest.mark.xfail(strict=False, reason=LOOPS_PENDING)
 def test_small_discovery_same_on_cluster(address, client, tmp_path):
     from symode.discover import discover, synthetic_case
 

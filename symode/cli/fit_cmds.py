@@ -104,7 +104,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="auto",
                    help="auto: multiple shooting only if single shooting fails or stalls (default)")
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
-    p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for multi-start and profiles (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",
