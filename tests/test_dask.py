@@ -423,3 +423,21 @@ def test_unreachable_scheduler_on_the_command_line(monkeypatch, capsys, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "scheduler tcp://127.0.0.1:9: cannot connect" in err[0], err
     assert not (tmp_path / "out" / "fit.json").exists()
+
+
+def test_design_batches_same_on_cluster(address, client, chemostat_model):
+    from symode.cli.demo import ORIGINAL_TRUE
+    from symode.design import Constraints, DesignProblem
+    from symode.design.evaluator import Evaluator
+    from symode.spec import load_spec
+
+    from .test_design import _design_batches, assert_same_design_batches
+
+    pb = DesignProblem(load_spec(SPECS / "chemostat.yaml"), params=ORIGINAL_TRUE, model=chemostat_model,
+                       candidates=["A", "B"], constraints=Constraints(floor_fraction=0.1))
+    serial = _design_batches(pb, None)
+    with distributed.get_task_stream(client) as ts, use_scheduler(address), Evaluator(pb) as ev:
+        remote = _design_batches(pb, ev)
+        assert isinstance(ev.executor, DaskExecutor)
+    assert [k for k in symode_tasks(ts.data) if k.startswith("symode-evaluate_worker-")]
+    assert_same_design_batches(remote, serial)

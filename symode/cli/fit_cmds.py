@@ -29,6 +29,8 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
 
     spec = load_spec_with_params(args.spec, args.params)
     datasets = read_data(args.data, spec, check=check_data)
+    if args.t_end is not None:
+        datasets = [d.until(args.t_end) for d in datasets]
     if args.multistart < 0:
         raise SymodeError("--multistart must be >= 0")
     out = Path(args.output)
@@ -96,6 +98,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (fit.json, fitted.yaml, report.md, plots)")
     add_params_option(p, "params file with starting values (e.g. a previous fit.json)")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="fit only the samples up to time T of every data file (a shorter window)")
     p.add_argument("--multistart", type=int, default=0, metavar="N",
                    help="N extra Latin-hypercube starts in the transformed box, in parallel (default 0)")
     p.add_argument("--method", choices=("lm", "trf", "lbfgs"), default="lm",
