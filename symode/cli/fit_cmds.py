@@ -40,14 +40,15 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
     def checkpoint(info) -> None:
         if time.perf_counter() - last[0] > CHECKPOINT_EVERY_S and info.stage == "single shooting":
             last[0] = time.perf_counter()
-            write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
+            write_fit_json(provisional_result(model, datasets, info, fixed=fixed), out / "fit.json")
 
+    fixed = parse_names(args.fix)
     neural = set(spec.neural_weights)
     if neural and profile:
         echo("symode: warning: no profile likelihoods for a model with neural terms (--profile ignored)")
         profile = False
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
-                 progress=not args.quiet, fixed=parse_names(args.fix), profile=profile, workers=args.workers,
+                 progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers,
                  seed=args.seed, max_time=args.max_time, callback=checkpoint)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable

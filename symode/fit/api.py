@@ -155,9 +155,11 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     return result
 
 
-def provisional_result(model: Model, datasets: Sequence[Dataset], info: Progress) -> FitResult:
-    """A FitResult of an intermediate point (no uncertainty analysis; converged = False) for checkpoints."""
-    fp = FitProblem(model, datasets)
+def provisional_result(model: Model, datasets: Sequence[Dataset], info: Progress, *,
+                       fixed: Sequence[str] = ()) -> FitResult:
+    """A FitResult of an intermediate point (no uncertainty analysis; converged = False) for checkpoints;
+    ``fixed``: the parameters the fit holds at their values (as given to :func:`fit`)."""
+    fp = FitProblem(model, datasets, fixed=fixed)
     z = np.asarray(info.z, dtype=float)
     return make_result(fp, z, info.objective, False, info.iteration, time.perf_counter() - info.elapsed,
                        f"in progress ({info.stage})", False, [], [])
