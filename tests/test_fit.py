@@ -95,6 +95,20 @@ def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
     assert load_spec(tmp_path / "fitted.yaml").parameters["gB"].value == pytest.approx(data["parameters"]["gB"])
 
 
+def test_provisional_result_of_a_fit_with_fixed_parameters(hplc_model, short_data):
+    """The checkpoint of a fit with fixed parameters (``symode fit --fix``) describes that fit's unknowns."""
+    from symode.fit import provisional_result
+    from symode.fit.local import Progress
+
+    fp = FitProblem(hplc_model, [short_data], fixed=["gA", "gB"])
+    z = fp.z_from_values()
+    info = Progress("single shooting", 3, float(fp.loss(z)), float(fp.loss(z)), 1.0, z)
+    res = provisional_result(hplc_model, [short_data], info, fixed=["gA", "gB"])
+    assert "gA" not in res.estimated_parameters and "vA" in res.estimated_parameters
+    assert res.parameters["gA"] == hplc_model.spec.parameters["gA"].value
+    assert res.objective == pytest.approx(fp.loss(z))
+
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)

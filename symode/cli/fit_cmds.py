@@ -29,6 +29,8 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
 
     spec = load_spec_with_params(args.spec, args.params)
     datasets = read_data(args.data, spec, check=check_data)
+    if args.t_end is not None:
+        datasets = [d.until(args.t_end) for d in datasets]
     if args.multistart < 0:
         raise SymodeError("--multistart must be >= 0")
     out = Path(args.output)
@@ -38,14 +40,15 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
     def checkpoint(info) -> None:
         if time.perf_counter() - last[0] > CHECKPOINT_EVERY_S and info.stage == "single shooting":
             last[0] = time.perf_counter()
-            write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
+            write_fit_json(provisional_result(model, datasets, info, fixed=fixed), out / "fit.json")
 
+    fixed = parse_names(args.fix)
     neural = set(spec.neural_weights)
     if neural and profile:
         echo("symode: warning: no profile likelihoods for a model with neural terms (--profile ignored)")
         profile = False
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
-                 progress=not args.quiet, fixed=parse_names(args.fix), profile=profile, workers=args.workers,
+                 progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers,
                  seed=args.seed, max_time=args.max_time, callback=checkpoint)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable
@@ -96,6 +99,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (fit.json, fitted.yaml, report.md, plots)")
     add_params_option(p, "params file with starting values (e.g. a previous fit.json)")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="fit only the samples up to time T of every data file (a shorter window)")
     p.add_argument("--multistart", type=int, default=0, metavar="N",
                    help="N extra Latin-hypercube starts in the transformed box, in parallel (default 0)")
     p.add_argument("--method", choices=("lm", "trf", "lbfgs"), default="lm",
@@ -104,7 +109,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="auto",
                    help="auto: multiple shooting only if single shooting fails or stalls (default)")
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
-    p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for multi-start and profiles (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",

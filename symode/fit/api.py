@@ -72,7 +72,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     shooting) or "auto" (multiple shooting only if single shooting from the start fails or stalls far
     above the noise level). multistart: extra Latin-hypercube starts in the transformed box (run in
     parallel, ``workers`` processes; default all cores). fixed: parameter names held at their values.
-    profile: profile likelihoods (True: every estimated parameter not moved by an exact symmetry).
+    profile: profile likelihoods (True: every estimated parameter not moved by an exact symmetry), one
+    parallel job per parameter (``workers`` processes, or the cluster of :func:`symode.parallel.use_scheduler`).
     callback(Progress) after every iteration; raising KeyboardInterrupt or FitInterrupted stops the
     fit and returns the best point so far with converged = False. max_time: seconds per local fit
     (default 1800).
@@ -143,10 +144,10 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     if not interrupted:
         try:
             result.fisher = fisher_at(fp, z, loss, syms)
-            robust_fisher(fp, z, loss, syms, result, progress=progress)
-            check_borderline(fp, z, loss, syms, result, progress=progress, skip=profile)
+            robust_fisher(fp, z, loss, syms, result, progress=progress, workers=workers)
+            check_borderline(fp, z, loss, syms, result, progress=progress, skip=profile, workers=workers)
             if profile:
-                result.profiles = profiles(fp, z, loss, result, profile, progress=progress)
+                result.profiles = profiles(fp, z, loss, result, profile, progress=progress, workers=workers)
         except (KeyboardInterrupt, FitInterrupted):
             result.interrupted, result.converged = True, False
             result.message = "interrupted during the uncertainty analysis"
@@ -154,9 +155,11 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     return result
 
 
-def provisional_result(model: Model, datasets: Sequence[Dataset], info: Progress) -> FitResult:
-    """A FitResult of an intermediate point (no uncertainty analysis; converged = False) for checkpoints."""
-    fp = FitProblem(model, datasets)
+def provisional_result(model: Model, datasets: Sequence[Dataset], info: Progress, *,
+                       fixed: Sequence[str] = ()) -> FitResult:
+    """A FitResult of an intermediate point (no uncertainty analysis; converged = False) for checkpoints;
+    ``fixed``: the parameters the fit holds at their values (as given to :func:`fit`)."""
+    fp = FitProblem(model, datasets, fixed=fixed)
     z = np.asarray(info.z, dtype=float)
     return make_result(fp, z, info.objective, False, info.iteration, time.perf_counter() - info.elapsed,
                        f"in progress ({info.stage})", False, [], [])
