@@ -201,3 +201,60 @@ def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) 
     both = np.array([fp.natural(np.asarray(rows[k]["z"])) for k in (0, 2)])
     for i, name in enumerate(fp.names):
         assert spread[name] == [both[:, i].min(), both[:, i].max()]
+
+
+def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, short_data, tmp_path) -> None:
+    """A fit whose iterations are slow (a callback that sleeps: independent of the machine's speed) stops
+    at max_time: the local fit is cut short, the analysis finds no time left, and fit.json / report.md say
+    so. The wall bound asserted is a generous safety net, not a speed measurement."""
+    import time
+
+    from symode.report.fit import write_outputs
+
+    spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
+    seen = []
+
+    def slow(info):
+        seen.append(info.iteration)
+        time.sleep(0.4)
+
+    t0 = time.perf_counter()
+    res = fit(hplc_model.with_spec(spec), [short_data], progress=False, callback=slow, max_time=1.0)
+    wall = time.perf_counter() - t0
+    assert wall < 1.0 + 15.0
+    assert 1 <= len(seen) <= 4          # the loop stopped at the deadline, not at max_iter or convergence
+    assert not res.converged and not res.interrupted
+    phases = [c["phase"] for c in res.cut_short]
+    assert phases[0] == "local fit" and "fisher" in phases
+    assert res.fisher is None and not any(res.identifiable.values())
+    assert all("time limit" in r for r in res.reasons().values())
+    write_outputs(res, tmp_path, report=True)
+    data = json.loads((tmp_path / "fit.json").read_text())
+    assert REQUIRED <= set(data) and [c["phase"] for c in data["cut_short"]] == phases
+    assert data["objective"] == pytest.approx(res.objective) and np.isfinite(res.objective)
+    assert "cut short by the time limit" in (tmp_path / "report.md").read_text()
+
+
+def test_profile_checks_over_budget_are_abandoned_and_leave_the_fisher_flags(hplc_model, short_data) -> None:
+    """With no time left for the analysis's profile checks every planned check is abandoned, listed in
+    cut_short, and changes neither flags nor intervals (they stay the Fisher/Wald ones)."""
+    from symode.fit.uncertainty import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert res.fisher is not None and res.profiles == [] and res.cut_short == []
+    flags, intervals = dict(res.identifiable), res.intervals
+    planned = plan_checks(res.problem, res, ["muB"])
+    assert [c.name for c in planned if c.kind == "profile"] == ["muB"]
+    run_checks(res.problem, res.z, res.objective, res.symmetries, res, which=["muB"], budget=Budget(0.0),
+               progress=False)
+    assert sorted(c["name"] for c in res.cut_short) == sorted(c.name for c in planned)
+    assert res.identifiable == flags
+    assert res.intervals == intervals
+
+
+def test_analysis_none_skips_the_uncertainty_analysis(hplc_model, short_data) -> None:
+    res = fit(hplc_model, [short_data], progress=False, analysis="none", max_iter=60)
+    assert res.fisher is None and res.profiles == [] and not any(res.identifiable.values())
+    assert all("analysis 'none'" in r for r in res.reasons().values())
+    assert res.timings["seconds"]["local fit"] > 0 and "fisher" not in res.timings["seconds"]

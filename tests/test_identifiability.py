@@ -315,6 +315,29 @@ def test_profile_reports_a_better_optimum_and_solver_errors():
     assert prof.stop["upper"].startswith("error")
 
 
+def test_profile_cut_short_by_a_time_limit_is_undecided_not_flat():
+    """A side stopped by TimeLimit (a spent budget) is unfinished: not flat, not a reason to call the
+    parameter non-identifiable; a side that crossed the threshold before is still decided."""
+    from symode.timing import TimeLimit
+
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+
+    def limited(i, v, start):
+        if v > m[i]:                         # the upper side runs out of time at its first point
+            raise TimeLimit("budget spent")
+        return obj(i, v, start)
+
+    prof = profile_likelihood(limited, np.exp(m), 0, names=names, scales=scales)
+    assert prof.stop == {"lower": "threshold", "upper": "time limit"}
+    assert prof.cut_short == ["upper"] and not prof.decided
+    assert prof.flat == {"lower": False, "upper": False}
+    assert prof.intervals["0.95"][0] is not None and prof.intervals["0.95"][1] is None
+    # the same profile with both sides finished is decided
+    full = profile_likelihood(obj, np.exp(m), 0, names=names, scales=scales)
+    assert full.decided and full.cut_short == []
+
+
 # ---------------------------------------------------------------------------------------------------
 # model (1) at the chemostat-dev truth
 # ---------------------------------------------------------------------------------------------------

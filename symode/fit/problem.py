@@ -12,7 +12,9 @@ invariant along."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ from symode.solve.sensitivity import Problem, loss_and_gradient
 from symode.spec import Spec
 from symode.spec.data import Dataset, check_columns, input_matrix
 from symode.symbolic.symmetries import Symmetry, scaling_symmetries, symmetry_directions
+from symode.timing import Budget, Timings
 
 #: A residual for a failed solve (the trust region rejects the step).
 FAIL_RESIDUAL = 1e6
@@ -131,6 +134,27 @@ class FitProblem:
         self.gauge_weight = 1.0
         self.n_solves = 0
         self.n_jacobians = 0
+        #: where the time goes (residual solves and sensitivities, split stiff / non-stiff; see bench/fit.py)
+        self.timings = Timings()
+        #: the wall-clock budget of the work in progress: every solve checks it first (TimeLimit)
+        self.budget = Budget()
+
+    @contextmanager
+    def bounded(self, budget: Budget) -> Iterator[None]:
+        """Solves inside the block check ``budget`` (at most the budget already in force) and raise
+        :class:`~symode.timing.TimeLimit` once it is spent."""
+        saved = self.budget
+        self.budget = budget if budget.deadline <= saved.deadline else saved
+        try:
+            yield
+        finally:
+            self.budget = saved
+
+    def _record(self, what: str, seconds: float, stats: dict[str, Any]) -> None:
+        """Time of one solve (``what``: "residuals" or "sensitivities"), split by integrator."""
+        stiff = stats.get("method_used") == "stiff" or stats.get("n_switches", 0) > 0
+        self.timings.add(what, seconds)
+        self.timings.add(f"{what}/{'stiff' if stiff else 'non-stiff'}", seconds)
 
     # -- transforms ----------------------------------------------------------------------------------
     def z_from_values(self, params: dict[str, float] | None = None,
@@ -205,13 +229,18 @@ class FitProblem:
         return w * self.gauge.T @ (z - self.gauge_ref), w * self.gauge.T
 
     # -- residuals -----------------------------------------------------------------------------------
-    def data_residuals(self, z: np.ndarray, rtol: float | None = None) -> np.ndarray:
-        """Weighted residuals of every observed value (raises SolverError on a failed solve)."""
+    def data_residuals(self, z: np.ndarray, rtol: float | None = None, *, check: bool = True) -> np.ndarray:
+        """Weighted residuals of every observed value (raises SolverError on a failed solve; TimeLimit
+        before a solve once :attr:`budget` is spent, unless ``check`` is False)."""
         p, x0s = self.vectors(z)
         out = []
         for prob, x0 in zip(self.problems, x0s, strict=True):
+            if check:
+                self.budget.check()
             be = self.model.backend
+            t0 = time.perf_counter()
             res = be.integrate(prob.times, x0, p, prob.U, rtol=rtol or self.rtol, atol=self.atol, method="auto")
+            self._record("residuals", time.perf_counter() - t0, res.stats)
             self.n_solves += 1
             if res.status != 0 or not np.all(np.isfinite(res.x)):
                 raise SolverError(f"ODE solver failed: {res.message}")
@@ -239,12 +268,16 @@ class FitProblem:
         for e, (prob, x0) in enumerate(zip(self.problems, x0s, strict=True)):
             res = None
             for method, solver in dict.fromkeys(((self.sens_method, self.sens_solver), ("forward", "explicit"))):
+                self.budget.check()
+                t0 = time.perf_counter()
                 try:
                     res = loss_and_gradient(prob, params=p, x0=x0, method=method, jacobian=True,
                                             rtol=rtol or self.rtol, atol=self.atol, solver=solver)
                     break
                 except SolverError:
                     continue
+                finally:
+                    self._record("sensitivities", time.perf_counter() - t0, res.stats if res is not None else {})
             if res is None:
                 raise SolverError("forward sensitivities failed")
             self.n_jacobians += 1
@@ -261,10 +294,11 @@ class FitProblem:
             r, J = np.concatenate([r, g]), np.vstack([J, G])
         return r, J
 
-    def loss(self, z: np.ndarray) -> float:
-        """1/2 sum r^2 over the data residuals (inf if the solve fails)."""
+    def loss(self, z: np.ndarray, *, check: bool = True) -> float:
+        """1/2 sum r^2 over the data residuals (inf if the solve fails). ``check=False``: also once the
+        budget is spent (one more solve, e.g. to rank or report what was found)."""
         try:
-            r = self.data_residuals(z)
+            r = self.data_residuals(z, check=check)
         except SolverError:
             return math.inf
         return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.inf

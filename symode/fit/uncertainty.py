@@ -8,16 +8,20 @@ become the union of both, and an open profile side makes a parameter non-identif
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from symode.errors import SymodeError
+from symode.fit.local import FitInterrupted
 from symode.fit.problem import FitProblem
 from symode.fit.result import REL_SE_MAX, FitResult, union_interval
 from symode.identifiability import CHI2_1, FisherResult, Profile, fisher_analysis, profile_likelihood
 from symode.optim.lm import levenberg_marquardt
+from symode.timing import Budget, TimeLimit
 
 #: Identifiable parameters with a Wald relative SE above this are checked by a (short) profile likelihood.
 PROFILE_CHECK_SE = 0.05
@@ -31,36 +35,147 @@ def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any]) -
                            symmetries=syms, bounds=fp.bounds(), rel_se_max=REL_SE_MAX)
 
 
-def robust_fisher(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
-                   progress: bool) -> None:
-    """Parameters at a bound freeze their direction: the Fisher matrix there is conditional on them and
-    understates the others' uncertainty. Profile each such parameter away from its bound (likelihood
-    within the 99% threshold) and merge the Fisher analyses at those points: a parameter is identifiable
-    only if it is at every point, and its intervals are the union."""
+@dataclass
+class Check:
+    """A profile-based check of one parameter: ``kind`` "at bound" (Fisher analysis away from a bound),
+    "borderline" (a Wald interval in doubt) or "profile" (requested)."""
+
+    kind: str
+    name: str
+
+
+#: What an unfinished check means for the result (shown in fit.json's ``cut_short`` and the report).
+CUT_EFFECT = {
+    "at bound": "fewer points away from the bound were analysed: the other parameters' intervals and flags may "
+                "be optimistic",
+    "borderline": "undecided: the flag and interval rest on the Wald (Fisher) standard error alone",
+    "profile": "the profile is unfinished on the side(s) cut short: its interval there is the Wald interval",
+}
+
+
+def plan_checks(fp: FitProblem, result: FitResult, which: bool | Sequence[str]) -> list[Check]:
+    """The profile checks the analysis would run, in order: parameters at a bound, then borderline Wald
+    intervals (relative SE above :data:`PROFILE_CHECK_SE`, finite), then the requested profiles."""
     f = result.fisher
-    if f is None or not f.at_bound:
+    if f is None:
+        return []
+    out = [Check("at bound", n) for n in f.at_bound if not n.startswith("x0.")]
+    out += [Check("borderline", n) for n in borderline(result)]
+    out += [Check("profile", n) for n in requested(fp, result, which)]
+    return out
+
+
+def borderline(result: FitResult) -> list[str]:
+    """Parameters whose Wald interval gets a profile check (not at a bound, not requested)."""
+    f = result.fisher
+    done = {p.name for p in result.profiles}
+    return [n for i, n in enumerate(f.names) if not n.startswith("x0.") and n not in done and n not in f.at_bound
+            and PROFILE_CHECK_SE < f.rel_se[i] < np.inf]
+
+
+def requested(fp: FitProblem, result: FitResult, which: bool | Sequence[str]) -> list[str]:
+    """Parameters to profile on request (True: every estimated one), except those an exact symmetry moves
+    (exactly flat: reported as a symmetry)."""
+    if not which:
+        return []
+    names = [n for n in fp.names if not n.startswith("x0.")] if which is True else list(which)  # type: ignore[arg-type]
+    unknown = [n for n in names if n not in fp.names]
+    if unknown:
+        raise SymodeError(f"cannot profile {', '.join(unknown)}: not estimated")
+    moved = {n for s in result.symmetries for n in fp.names if s.moves(n)}
+    return [n for n in names if n not in moved]
+
+
+def run_checks(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
+               which: bool | Sequence[str], budget: Budget, progress: bool, only_requested: bool = False) -> None:
+    """Every planned check within ``budget``: each gets a fair share of what is left (the time left over
+    the checks still to run); a check that exceeds its share is abandoned and listed in
+    ``result.cut_short``. ``only_requested``: the requested profiles only (no checks)."""
+    f = result.fisher
+    if f is None:
         return
-    theta = fp.natural(z)
-    bounds = fp.bounds()
+    at_bound = [] if only_requested else [c for c in plan_checks(fp, result, False) if c.kind == "at bound"]
+    n_planned = len(plan_checks(fp, result, which))
+    done = 0
     points: list[np.ndarray] = []
-    for name in f.at_bound:
-        if name.startswith("x0."):
-            continue
-        idx = fp.names.index(name)
-        try:
-            prof = profile_likelihood(_profile_objective(fp, syms), theta, idx, names=fp.names, scales=fp.scales,
-                                      bounds=bounds, loss_hat=loss, progress=progress, n_points=8,
-                                      step=0.5 if fp.scales[idx] == "log" else None, max_evals=8)
-        except Exception:   # pragma: no cover - the extra analysis must not lose the fit
+    with fp.timings.phase("at-bound profiles"):
+        for c in at_bound:
+            prof = _check(fp, z, loss, syms, result, c, budget.share(1.0 / max(n_planned - done, 1)), progress)
+            done += 1
+            if prof is None:
+                continue
+            result.profiles.append(prof)
+            points += [np.asarray(th, dtype=float) for q, th in zip(prof.q, prof.thetas, strict=True)
+                       if 0 < q < CHI2_1["0.99"]]
+        if points:
+            _merge_fisher(fp, syms, result, points, budget)
+    rest = [] if only_requested else [Check("borderline", n) for n in borderline(result)]
+    rest += [Check("profile", n) for n in requested(fp, result, which) if n not in {p.name for p in result.profiles}]
+    n_planned = done + len(rest)
+    for c in rest:
+        with fp.timings.phase("borderline checks" if c.kind == "borderline" else "profiles"):
+            prof = _check(fp, z, loss, syms, result, c, budget.share(1.0 / max(n_planned - done, 1)), progress)
+        done += 1
+        if prof is None:
             continue
         result.profiles.append(prof)
-        for q, th in zip(prof.q, prof.thetas, strict=True):
-            if 0 < q < CHI2_1["0.99"]:
-                points.append(np.asarray(th, dtype=float))
+        i = f.names.index(c.name)
+        if c.kind == "borderline" and prof.decided and not prof.identifiable and f.identifiable[c.name]:
+            f.identifiable[c.name] = False
+            f.reasons[c.name] = "profile likelihood open at the 95% level (Wald SE " \
+                                f"{f.rel_se[i]:.0%} understates the uncertainty)"
+
+
+def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, c: Check,
+           share: Budget, progress: bool) -> Profile | None:
+    """The profile of one check within ``share`` (None if it could not start); a cut-short one is
+    recorded in ``result.cut_short``."""
+    f = result.fisher
+    i = fp.names.index(c.name)
+    if c.kind == "at bound":
+        kw: dict[str, Any] = dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8)
+    elif c.kind == "borderline":
+        se = f.se_transformed[i]
+        kw = dict(n_points=8, step=float(min(max(se, 1e-3), 1.0)) if np.isfinite(se) else None, max_evals=8)
+    else:
+        kw = dict(n_points=12)
+    t = time.perf_counter()
+    prof = None
+    try:
+        with fp.bounded(share):
+            prof = profile_likelihood(_profile_objective(fp, syms), fp.natural(z), i, names=fp.names,
+                                      scales=fp.scales, bounds=fp.bounds(), loss_hat=loss, progress=progress, **kw)
+    except TimeLimit:
+        pass
+    except (KeyboardInterrupt, FitInterrupted):
+        raise
+    except Exception:   # pragma: no cover - the extra analysis must not lose the fit
+        return None
+    if prof is None or prof.cut_short:
+        sides = " and ".join(prof.cut_short) if prof is not None else "both"
+        result.cut_short.append({"phase": f"{c.kind} check" if c.kind != "profile" else "profile",
+                                 "name": c.name, "sides": sides, "seconds": round(time.perf_counter() - t, 2),
+                                 "share_s": round(share.deadline - t, 2),
+                                 "effect": CUT_EFFECT[c.kind]})
+    return prof
+
+
+def _merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points: list[np.ndarray],
+                  budget: Budget) -> None:
+    """Parameters at a bound freeze their direction: the Fisher matrix there is conditional on them and
+    understates the others' uncertainty. Merge the Fisher analyses at the profile points away from the
+    bound (likelihood within the 99% threshold): a parameter is identifiable only if it is at every point,
+    and its intervals are the union."""
+    f = result.fisher
     merged_iv = {n: {lev: list(v) for lev, v in f.intervals[n].items()} for n in f.names}
     for zz in points:
         try:
-            g = fisher_at(fp, zz, fp.loss(zz), syms)
+            with fp.bounded(budget):
+                g = fisher_at(fp, zz, fp.loss(zz), syms)
+        except TimeLimit:
+            result.cut_short.append({"phase": "at bound check", "name": ", ".join(f.at_bound), "sides": "",
+                                     "effect": CUT_EFFECT["at bound"]})
+            break
         except Exception:  # pragma: no cover
             continue
         for n in f.names:
@@ -75,58 +190,6 @@ def robust_fisher(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any
                 f.se_transformed[i] = g.se_transformed[i]
                 f.rel_se[i] = g.rel_se[i]
     f.intervals = merged_iv
-
-
-def check_borderline(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
-                      progress: bool, skip: bool | Sequence[str]) -> None:
-    """Wald intervals are only as good as the quadratic approximation: every parameter with a finite
-    relative SE above PROFILE_CHECK_SE gets a short profile likelihood; its intervals
-    become the union of both, and an open profile side makes it non-identifiable."""
-    f = result.fisher
-    if f is None:
-        return
-    done = {p.name for p in result.profiles}
-    theta = fp.natural(z)
-    bounds = fp.bounds()
-    for i, name in enumerate(f.names):
-        if name.startswith("x0.") or name in done or name in f.at_bound:
-            continue
-        if not (PROFILE_CHECK_SE < f.rel_se[i] < np.inf):
-            continue
-        step = float(min(max(f.se_transformed[i], 1e-3), 1.0)) if np.isfinite(f.se_transformed[i]) else None
-        try:
-            prof = profile_likelihood(_profile_objective(fp, syms), theta, i, names=fp.names, scales=fp.scales,
-                                      bounds=bounds, loss_hat=loss, progress=progress, n_points=8, step=step,
-                                      max_evals=8)
-        except Exception:   # pragma: no cover - the check must not lose the fit
-            continue
-        result.profiles.append(prof)
-        if not prof.identifiable and f.identifiable[name]:
-            f.identifiable[name] = False
-            f.reasons[name] = "profile likelihood open at the 95% level (Wald SE " \
-                              f"{f.rel_se[i]:.0%} understates the uncertainty)"
-
-
-def profiles(fp: FitProblem, z: np.ndarray, loss: float, result: FitResult, which: bool | Sequence[str], *,
-             progress: bool) -> list[Profile]:
-    """Profile likelihoods of ``which`` (True: every estimated parameter), except those an exact symmetry
-    moves (exactly flat)."""
-    names = [n for n in fp.names if not n.startswith("x0.")] if which is True else list(which)  # type: ignore[arg-type]
-    unknown = [n for n in names if n not in fp.names]
-    if unknown:
-        raise SymodeError(f"cannot profile {', '.join(unknown)}: not estimated")
-    moved = {n for s in result.symmetries for n in fp.names if s.moves(n)}
-    theta = fp.natural(z)
-    bounds = fp.bounds()
-    out = []
-    for name in names:
-        if name in moved:
-            continue      # exactly flat: the profile adds nothing (reported as an exact symmetry)
-        idx = fp.names.index(name)
-        out.append(profile_likelihood(_profile_objective(fp, result.symmetries), theta, idx, names=fp.names,
-                                      scales=fp.scales, bounds=bounds, loss_hat=loss, progress=progress,
-                                      n_points=12))
-    return out
 
 
 def _profile_objective(fp: FitProblem, syms: Sequence[Any] = ()
@@ -163,6 +226,8 @@ def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int]) -> tuple[f
         return r, J[:, keep]
 
     res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
-                              stall_window=10, stall_tol=0.02)
+                              stall_window=10, stall_tol=0.02, timings=fp.timings)
+    if res.message == "time limit":    # an unfinished re-optimisation overstates the profile: abandon it
+        raise TimeLimit("profile point abandoned at the time limit")
     zz = full(res.z)
-    return fp.loss(zz), zz
+    return fp.loss(zz, check=False), zz

@@ -2,7 +2,9 @@
 
 For the negative log-likelihood loss = 1/2 sum r^2, q(v) = 2 (min_{others} loss(v, .) - loss_hat) is
 asymptotically chi2(1): the 95% / 99% interval is where q stays below 3.84 / 6.63. A side that never
-crosses a level is open (None): a flat profile, the quantity is not identifiable there."""
+crosses a level is open (None): a flat profile, the quantity is not identifiable there. A side cut short by
+a time budget (:class:`symode.timing.TimeLimit` from the objective; stop reason "time limit") is
+*undecided*, not open: :attr:`Profile.decided` says whether the profile settles identifiability."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from symode.identifiability.fisher import CHI2_1, LEVELS, bounds_list
 from symode.optim.transform import to_natural, to_transformed
 from symode.progress import progress_bar
+from symode.timing import TimeLimit
 
 
 @dataclass
@@ -42,9 +45,21 @@ class Profile:
         lo, hi = self.intervals["0.95"]
         return lo is not None and hi is not None
 
+    @property
+    def cut_short(self) -> list[str]:
+        """The sides ("lower", "upper") a time budget stopped before they reached a decision."""
+        return [side for side in ("lower", "upper") if self.stop.get(side) == "time limit"]
+
+    @property
+    def decided(self) -> bool:
+        """Every side either crossed the 95% level or ended for a reason other than the time limit (so an
+        open side is really flat, not just unfinished)."""
+        ends = dict(zip(("lower", "upper"), self.intervals["0.95"], strict=True))
+        return all(ends[side] is not None for side in self.cut_short)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "values": [float(v) for v in self.values], "q": [float(v) for v in self.q],
-                "intervals": self.intervals, "flat": self.flat, "stop": self.stop,
+                "intervals": self.intervals, "flat": self.flat, "stop": self.stop, "decided": self.decided,
                 "better_loss": None if self.better is None else float(self.better[0])}
 
 
@@ -119,6 +134,9 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 break
             try:
                 L, th = objective(index, float(znew), start)
+            except TimeLimit:          # out of time: this side is unfinished (undecided)
+                why = "time limit"
+                break
             except Exception as exc:   # solver failure: stop this side, keep what we have
                 why = f"error: {exc}"
                 break
@@ -172,7 +190,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 else:
                     below = pts[-1]
         stop[side] = why
-        flat[side] = side_max_q < thr
+        flat[side] = side_max_q < thr and why != "time limit"
     bar.close()
     pts.sort(key=lambda p: p[0])
     zs = np.array([p[0] for p in pts])
