@@ -301,7 +301,8 @@ def main() -> None:
     ap.add_argument("--spec", default=str(ROOT / "specs" / "chemostat.yaml"))
     ap.add_argument("--write", action="store_true", help="append the table to bench/README.md under '## fit'")
     ap.add_argument("--optimizers", action="store_true", help="LM vs TRF on three data sets (see above)")
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="shared data directory")
+    ap.add_argument("--shared", default=os.environ.get("SYMODE_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+                    help="shared data directory (default $SYMODE_SHARED_DATA or ../shared/data)")
     ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers/--breakdown cases")
     ap.add_argument("--breakdown", action="store_true", help="where a fit's time goes, per data set (see above)")
     ap.add_argument("--max-time", type=float, default=None, help="--breakdown: fit(max_time=...)")

@@ -115,9 +115,7 @@ def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time:
         elif method == "trf":
             zf, conv, msg, it = _trf(fp, z, max_iter, tracker)
         else:
-            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
-                                      max_time=max_time, callback=tracker, timings=fp.timings)
-            zf, conv, msg, it = res.z, res.converged, res.message, res.iterations
+            zf, conv, msg, it = _lm(fp, z, max_iter, max_time, tracker)
     except TimeLimit:     # cut short inside an optimiser that does not stop by itself: the best point seen
         zf = tracker.best_z if tracker.best_z is not None and tracker.best < L0 else z
         conv, msg, it = False, "time limit", tracker.iterations - it0
@@ -125,6 +123,35 @@ def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time:
                    "objective": float(fp.loss(zf, check=False)), "iterations": int(it), "converged": bool(conv),
                    "message": msg, "time_s": round(time.perf_counter() - t, 3)})
     return zf, conv, msg
+
+
+#: The first Levenberg-Marquardt phase of a single-shooting fit solves at this relative tolerance (when the
+#: problem's is tighter) and stops at a loose objective change (ROUGH_FTOL, far below the chi-square
+#: resolution 0.5); the second polishes at the problem's tolerance. Far from the optimum the model may be
+#: stiff, where a Rosenbrock solve at 1e-8 costs several times one at 1e-6 (bench/fit.py --breakdown).
+ROUGH_RTOL = 1e-6
+
+
+ROUGH_FTOL = 1e-2
+
+
+def _lm(fp: FitProblem, z: np.ndarray, max_iter: int, max_time: float, tracker: Tracker
+        ) -> tuple[np.ndarray, bool, str, int]:
+    """Levenberg-Marquardt in two phases: at :data:`ROUGH_RTOL` to a loose convergence, then at the problem's
+    tolerance from there."""
+    t0 = time.perf_counter()
+    it = 0
+    if fp.rtol < ROUGH_RTOL:
+        with fp.tolerance(ROUGH_RTOL):
+            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
+                                      max_time=max_time, callback=tracker, timings=fp.timings, ftol=ROUGH_FTOL)
+        z, it = res.z, res.iterations
+        if res.message == "time limit":
+            return res.z, False, res.message, it
+    res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max(max_iter - it, 10),
+                              max_time=max_time - (time.perf_counter() - t0), callback=tracker,
+                              timings=fp.timings)
+    return res.z, res.converged, res.message, it + res.iterations
 
 
 def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: Tracker,

@@ -33,6 +33,13 @@ from symode.timing import Budget, Timings
 FAIL_RESIDUAL = 1e6
 
 
+#: Relative tolerance of the sensitivities an optimiser steps with (at most; the problem's own when
+#: tighter is not asked for): the residuals stay at the problem's tolerance. The Jacobian of the
+#: discretised solution at 1e-6 agrees with the one at 1e-8 to ~1e-8 (bench/fit.py --breakdown), and a
+#: stiff solve at 1e-8 costs 3-4x as much (Rosenbrock steps rejected on round-off-level error estimates).
+JAC_RTOL = 1e-6
+
+
 @dataclass
 class Unknown:
     """One estimated quantity."""
@@ -94,6 +101,9 @@ class FitProblem:
             check_data(spec, d)
         self.problems = [Problem(model, d) for d in self.datasets]
         self.rtol, self.atol = rtol, atol
+        #: tolerance of the sensitivities in :meth:`jacobian` by default (the Fisher analysis asks for rtol)
+        self.jac_rtol = max(rtol, JAC_RTOL)
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None    # (z, rtol, data residuals)
         self.sens_method, self.sens_solver = sens_method, sens_solver
         self.nx, self.np = len(model.states), len(model.parameters)
         unknown_fixed = [n for n in fixed if n not in spec.parameters and not n.startswith("x0.")]
@@ -138,6 +148,16 @@ class FitProblem:
         self.timings = Timings()
         #: the wall-clock budget of the work in progress: every solve checks it first (TimeLimit)
         self.budget = Budget()
+
+    @contextmanager
+    def tolerance(self, rtol: float) -> Iterator[None]:
+        """Solve at relative tolerance ``rtol`` inside the block (residuals and sensitivities)."""
+        saved = (self.rtol, self.jac_rtol)
+        self.rtol, self.jac_rtol = rtol, max(rtol, JAC_RTOL)
+        try:
+            yield
+        finally:
+            self.rtol, self.jac_rtol = saved
 
     @contextmanager
     def bounded(self, budget: Budget) -> Iterator[None]:
@@ -246,7 +266,10 @@ class FitProblem:
                 raise SolverError(f"ODE solver failed: {res.message}")
             _, r = be.residual_loss(prob.times, res.x, p, prob.U, prob.data, prob.sigma)
             out.append(r.reshape(-1)[prob.observed.reshape(-1)])
-        return np.concatenate(out)
+        r = np.concatenate(out)
+        if rtol is None or rtol == self.rtol:
+            self._last = (np.array(z, dtype=float), self.rtol, r)
+        return r
 
     def residuals(self, z: np.ndarray) -> np.ndarray:
         """Data residuals followed by the gauge residuals; FAIL_RESIDUAL everywhere if a solve fails."""
@@ -261,7 +284,9 @@ class FitProblem:
 
     def jacobian(self, z: np.ndarray, *, gauge: bool = True, rtol: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """(residuals, dr/dz) with the exact residual Jacobian from forward sensitivities."""
+        """(residuals, dr/dz): the residuals at the problem's tolerance, the exact Jacobian of the
+        discretised solution at ``rtol`` (default :attr:`jac_rtol`) from forward sensitivities."""
+        rtol = self.jac_rtol if rtol is None else rtol
         p, x0s = self.vectors(z)
         d = self.dtheta_dz(z)
         rows, rs = [], []
@@ -272,7 +297,7 @@ class FitProblem:
                 t0 = time.perf_counter()
                 try:
                     res = loss_and_gradient(prob, params=p, x0=x0, method=method, jacobian=True,
-                                            rtol=rtol or self.rtol, atol=self.atol, solver=solver)
+                                            rtol=rtol, atol=self.atol, solver=solver)
                     break
                 except SolverError:
                     continue
@@ -289,6 +314,10 @@ class FitProblem:
             rows.append(J * d)
             rs.append(res.residuals)
         r, J = np.concatenate(rs), np.vstack(rows)
+        if rtol != self.rtol:    # residuals at the problem's tolerance: usually just computed at this z
+            last = self._last
+            same = last is not None and last[1] == self.rtol and np.array_equal(last[0], z)
+            r = last[2] if same else self.data_residuals(z)
         if gauge:
             g, G = self.gauge_rows(z)
             r, J = np.concatenate([r, g]), np.vstack([J, G])

@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 
 from symode.errors import SymodeError
-from symode.fit.local import FitInterrupted
+from symode.fit.local import ROUGH_RTOL, FitInterrupted
 from symode.fit.problem import FitProblem
 from symode.fit.result import REL_SE_MAX, FitResult, union_interval
-from symode.identifiability import CHI2_1, FisherResult, Profile, fisher_analysis, profile_likelihood
+from symode.identifiability import (
+    CHI2_1,
+    FisherResult,
+    Profile,
+    fisher_analysis,
+    profile_likelihood,
+    symmetry_directions,
+)
 from symode.optim.lm import levenberg_marquardt
 from symode.timing import Budget, TimeLimit
 
@@ -27,10 +34,22 @@ from symode.timing import Budget, TimeLimit
 PROFILE_CHECK_SE = 0.05
 
 
+#: A flat direction is profiled along the parameter with at least this component in it (unit vector).
+FLAT_COMPONENT = 0.5
+
+
+#: At most this many equally good points per profile get a Fisher analysis (the farthest on each side).
+MERGE_POINTS = 4
+
+
+#: First step of a borderline check, in Wald standard errors (just past the 99% end, z = 2.576).
+BORDERLINE_STEP = 2.7
+
+
 def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any]) -> FisherResult:
     """The Fisher analysis at ``z`` (exact Jacobian without the gauge rows, the symmetries as exact null
     directions, the fit's identifiability limit :data:`~symode.fit.result.REL_SE_MAX`)."""
-    _, J = fp.jacobian(z, gauge=False)
+    _, J = fp.jacobian(z, gauge=False, rtol=fp.rtol)
     return fisher_analysis(J, fp.names, fp.natural(z), scales=fp.scales, n_obs=fp.n_obs, loss=loss,
                            symmetries=syms, bounds=fp.bounds(), rel_se_max=REL_SE_MAX)
 
@@ -38,6 +57,7 @@ def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any]) -
 @dataclass
 class Check:
     """A profile-based check of one parameter: ``kind`` "at bound" (Fisher analysis away from a bound),
+    "flat" (Fisher analysis along a flat direction that is no exact symmetry),
     "borderline" (a Wald interval in doubt) or "profile" (requested)."""
 
     kind: str
@@ -48,6 +68,8 @@ class Check:
 CUT_EFFECT = {
     "at bound": "fewer points away from the bound were analysed: the other parameters' intervals and flags may "
                 "be optimistic",
+    "flat": "fewer equally good points along the flat direction were analysed: the other parameters' intervals "
+            "and flags may be optimistic",
     "borderline": "undecided: the flag and interval rest on the Wald (Fisher) standard error alone",
     "profile": "the profile is unfinished on the side(s) cut short: its interval there is the Wald interval",
 }
@@ -60,8 +82,33 @@ def plan_checks(fp: FitProblem, result: FitResult, which: bool | Sequence[str]) 
     if f is None:
         return []
     out = [Check("at bound", n) for n in f.at_bound if not n.startswith("x0.")]
+    out += [Check("flat", n) for n in flat_parameters(fp, result) if n not in f.at_bound]
     out += [Check("borderline", n) for n in borderline(result)]
     out += [Check("profile", n) for n in requested(fp, result, which)]
+    return out
+
+
+def flat_parameters(fp: FitProblem, result: FitResult) -> list[str]:
+    """The parameter that dominates each flat direction of the Fisher matrix that is no exact symmetry
+    (component >= :data:`FLAT_COMPONENT` after projecting out the symmetries; initial states excluded).
+    Along such a direction the optimum is one of many equally good points, and the Fisher analysis there
+    depends on which: like a parameter at a bound it is profiled and the analyses merged."""
+    f = result.fisher
+    if not f.null_directions:
+        return []
+    W = symmetry_directions(result.symmetries, fp.names) if result.symmetries else np.zeros((len(fp.names), 0))
+    Q = np.linalg.qr(W)[0] if W.shape[1] else W
+    out: list[str] = []
+    for nd in f.null_directions:
+        v = np.array([nd.get(n, 0.0) for n in fp.names])
+        r = v - Q @ (Q.T @ v)
+        if np.linalg.norm(r) < 0.5:        # (nearly) an exact symmetry: the loss is exactly flat there
+            continue
+        r /= np.linalg.norm(r)
+        k = int(np.argmax(np.abs(r)))
+        name = fp.names[k]
+        if abs(r[k]) >= FLAT_COMPONENT and not name.startswith("x0.") and name not in out:
+            out.append(name)
     return out
 
 
@@ -94,21 +141,21 @@ def run_checks(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], 
     f = result.fisher
     if f is None:
         return
-    at_bound = [] if only_requested else [c for c in plan_checks(fp, result, False) if c.kind == "at bound"]
+    at_bound = [] if only_requested else [c for c in plan_checks(fp, result, False) if c.kind in ("at bound", "flat")]
     n_planned = len(plan_checks(fp, result, which))
     done = 0
     points: list[np.ndarray] = []
-    with fp.timings.phase("at-bound profiles"):
-        for c in at_bound:
+    for c in at_bound:
+        with fp.timings.phase("at-bound profiles"):
             prof = _check(fp, z, loss, syms, result, c, budget.share(1.0 / max(n_planned - done, 1)), progress)
             done += 1
             if prof is None:
                 continue
             result.profiles.append(prof)
-            points += [np.asarray(th, dtype=float) for q, th in zip(prof.q, prof.thetas, strict=True)
-                       if 0 < q < CHI2_1["0.99"]]
-        if points:
-            _merge_fisher(fp, syms, result, points, budget)
+            points += _far_points(prof)
+    if points:
+        with fp.timings.phase("at-bound profiles"):
+            _merge_fisher(fp, syms, result, points, budget, [c.name for c in at_bound])
     rest = [] if only_requested else [Check("borderline", n) for n in borderline(result)]
     rest += [Check("profile", n) for n in requested(fp, result, which) if n not in {p.name for p in result.profiles}]
     n_planned = done + len(rest)
@@ -132,11 +179,14 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
     recorded in ``result.cut_short``."""
     f = result.fisher
     i = fp.names.index(c.name)
-    if c.kind == "at bound":
+    if c.kind in ("at bound", "flat"):
         kw: dict[str, Any] = dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8)
     elif c.kind == "borderline":
+        # first step just past the Wald 99% end: where the quadratic approximation holds, one point per side
+        # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there
         se = f.se_transformed[i]
-        kw = dict(n_points=8, step=float(min(max(se, 1e-3), 1.0)) if np.isfinite(se) else None, max_evals=8)
+        kw = dict(n_points=8, step=float(min(max(BORDERLINE_STEP * se, 1e-3), 2.0)) if np.isfinite(se) else None,
+                  max_evals=8)
     else:
         kw = dict(n_points=12)
     t = time.perf_counter()
@@ -144,7 +194,8 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
     try:
         with fp.bounded(share):
             prof = profile_likelihood(_profile_objective(fp, syms), fp.natural(z), i, names=fp.names,
-                                      scales=fp.scales, bounds=fp.bounds(), loss_hat=loss, progress=progress, **kw)
+                                      scales=fp.scales, bounds=fp.bounds(), loss_hat=loss, progress=progress,
+                                      slope=_slope(f, i), **kw)
     except TimeLimit:
         pass
     except (KeyboardInterrupt, FitInterrupted):
@@ -160,12 +211,37 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
     return prof
 
 
+def _far_points(prof: Profile) -> list[np.ndarray]:
+    """Up to :data:`MERGE_POINTS` re-optimised points of a profile within the 99% threshold, the farthest
+    from the optimum on each side first."""
+    z0 = float(prof.values_transformed[int(np.argmin(np.abs(prof.q)))])
+    ok = [(float(zv), np.asarray(th, dtype=float)) for zv, q, th in
+          zip(prof.values_transformed, prof.q, prof.thetas, strict=True) if 0 < q < CHI2_1["0.99"]]
+    lower = sorted((p for p in ok if p[0] < z0), key=lambda p: p[0])
+    upper = sorted((p for p in ok if p[0] > z0), key=lambda p: -p[0])
+    half = MERGE_POINTS // 2
+    picked = lower[:half] + upper[:half]
+    picked += [p for p in lower[half:] + upper[half:]][: MERGE_POINTS - len(picked)]
+    return [th for _, th in picked]
+
+
+def _slope(f: FisherResult, i: int) -> np.ndarray | None:
+    """How the optimum of the other unknowns moves per unit of unknown i (transformed space), to first
+    order: cov[:, i] / cov[i, i] of the Fisher covariance (0 where undetermined)."""
+    cov = f.covariance
+    if cov is None or not (np.isfinite(cov[i, i]) and cov[i, i] > 0):
+        return None
+    out = np.asarray(cov[:, i], dtype=float) / cov[i, i]
+    out[~np.isfinite(out) | ~np.isfinite(f.se_transformed)] = 0.0
+    return out
+
+
 def _merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points: list[np.ndarray],
-                  budget: Budget) -> None:
+                  budget: Budget, profiled: list[str]) -> None:
     """Parameters at a bound freeze their direction: the Fisher matrix there is conditional on them and
-    understates the others' uncertainty. Merge the Fisher analyses at the profile points away from the
-    bound (likelihood within the 99% threshold): a parameter is identifiable only if it is at every point,
-    and its intervals are the union."""
+    understates the others' uncertainty; along a flat direction the optimum is one of many equally good
+    points. Merge the Fisher analyses at the profile points of ``profiled`` (likelihood within the 99%
+    threshold): a parameter is identifiable only if it is at every point, and its intervals are the union."""
     f = result.fisher
     merged_iv = {n: {lev: list(v) for lev, v in f.intervals[n].items()} for n in f.names}
     for zz in points:
@@ -173,7 +249,7 @@ def _merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points
             with fp.bounded(budget):
                 g = fisher_at(fp, zz, fp.loss(zz), syms)
         except TimeLimit:
-            result.cut_short.append({"phase": "at bound check", "name": ", ".join(f.at_bound), "sides": "",
+            result.cut_short.append({"phase": "at bound check", "name": ", ".join(profiled), "sides": "",
                                      "effect": CUT_EFFECT["at bound"]})
             break
         except Exception:  # pragma: no cover
@@ -181,8 +257,8 @@ def _merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points
         for n in f.names:
             if not g.identifiable[n] and f.identifiable[n]:
                 f.identifiable[n] = False
-                f.reasons[n] = (f"relative SE {g.rel_se[f.names.index(n)]:.0%} at an equally good point away "
-                                f"from the bound of {', '.join(f.at_bound)}")
+                f.reasons[n] = (f"relative SE {g.rel_se[f.names.index(n)]:.0%} at an equally good point (profile "
+                                f"of {', '.join(profiled)})")
             for lev in ("0.95", "0.99"):
                 merged_iv[n][lev] = union_interval(merged_iv[n][lev], g.intervals[n][lev])
             i = f.names.index(n)
@@ -225,8 +301,10 @@ def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int]) -> tuple[f
         r, J = fp.jacobian(full(w))
         return r, J[:, keep]
 
-    res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
-                              stall_window=10, stall_tol=0.02, timings=fp.timings)
+    # re-optimised at the rough tolerance of a local fit's first phase; the loss returned is at the problem's
+    with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
+        res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
+                                  stall_window=10, stall_tol=0.02, timings=fp.timings)
     if res.message == "time limit":    # an unfinished re-optimisation overstates the profile: abandon it
         raise TimeLimit("profile point abandoned at the time limit")
     zz = full(res.z)

@@ -68,7 +68,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        bounds: Any = None, n_points: int = 15, threshold: float | None = None,
                        progress: bool = False, loss_hat: float | None = None, step: float | None = None,
                        max_span: float | None = None, max_evals: int | None = None,
-                       refine: int = 2) -> Profile:
+                       refine: int = 2, slope: np.ndarray | None = None) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -81,7 +81,9 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     2*(loss - loss_hat) exceeds ``threshold`` (default chi2(1, 0.99) = 6.63), a bound is hit, the walk
     exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side;
     a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times. The side's
-    previous re-optimised vector is the start of each evaluation (warm start). Interval ends
+    previous re-optimised vector is the start of each evaluation (warm start), moved along the profile's
+    direction: ``slope`` (dz/dz_index of the optimum, e.g. from the Fisher covariance) for a side's first
+    step, the secant through the side's last two points after that. Interval ends
     interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
     that never crosses a level is None ("flat profile").
     """
@@ -119,6 +121,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
         h = step
         z = z0
         start = zhat.copy()
+        prev: np.ndarray | None = None        # the side's previous optimum (for the secant)
+        z_prev = z0
         q_prev = 0.0
         side_max_q = 0.0
         why = "max steps"
@@ -132,8 +136,15 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
             if abs(znew - z0) > max_span:
                 why = "max span"
                 break
+            move = np.zeros_like(start)
+            if prev is not None and znew != z and z != z_prev:
+                move = (start - prev) * ((znew - z) / (z - z_prev))
+            elif slope is not None and prev is None:
+                move = np.asarray(slope, dtype=float) * (znew - z)
+            guess = start + np.clip(np.nan_to_num(move, nan=0.0, posinf=0.0, neginf=0.0), -2.0, 2.0)
+            guess[index] = znew
             try:
-                L, th = objective(index, float(znew), start)
+                L, th = objective(index, float(znew), guess)
             except TimeLimit:          # out of time: this side is unfinished (undecided)
                 why = "time limit"
                 break
@@ -152,6 +163,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 better = (float(L), th.copy())
             q = 2.0 * (L - loss_hat)
             side_max_q = max(side_max_q, q)
+            prev, z_prev = start, z
             z, start = znew, th
             if q >= thr:
                 why = "threshold"
