@@ -239,6 +239,8 @@ def breakdown(shared: Path, cases: list[str], max_time: float | None) -> tuple[s
                    identifiable=[n for n in res.estimated_parameters if res.identifiable[n]],
                    covered=f"{sum(cover)}/{len(cover)}", cut=[c["phase"] + (" " + c["name"] if c["name"] else "")
                                                             for c in res.cut_short],
+                   profiles={p.name: {"evaluations": p.evaluations, "stop": p.stop, "decided": p.decided}
+                             for p in res.profiles},
                    timings=res.timings)
         print(json.dumps(run, default=str), flush=True)
         runs.append(run)

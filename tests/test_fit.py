@@ -238,7 +238,7 @@ def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, shor
 def test_profile_checks_over_budget_are_abandoned_and_leave_the_fisher_flags(hplc_model, short_data) -> None:
     """With no time left for the analysis's profile checks every planned check is abandoned, listed in
     cut_short, and changes neither flags nor intervals (they stay the Fisher/Wald ones)."""
-    from symode.fit.uncertainty import plan_checks, run_checks
+    from symode.fit.checks import plan_checks, run_checks
     from symode.timing import Budget
 
     res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from symode.errors import SymodeError
+from symode.fit.checks import run_checks
 from symode.fit.local import FitInterrupted, Progress, Tracker, local_fit
 from symode.fit.multistart import run_multistart, start_spread
 from symode.fit.neural import fit_neural
 from symode.fit.problem import FitProblem, find_symmetries
 from symode.fit.result import FitResult, make_result
-from symode.fit.uncertainty import fisher_at, run_checks
+from symode.fit.uncertainty import fisher_at
 from symode.progress import progress_bar
 from symode.solve.model import Model, build_model
 from symode.spec import Spec, load_spec
@@ -184,7 +185,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     if not interrupted:
         try:
             analyse(fp, z, loss, syms, result, analysis=analysis, profile=profile, budget=budget,
-                    progress=progress)
+                    progress=progress, workers=workers)
         except (KeyboardInterrupt, FitInterrupted):
             result.interrupted, result.converged = True, False
             result.message = "interrupted during the uncertainty analysis"
@@ -195,7 +196,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
 
 
 def analyse(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
-            analysis: str, profile: bool | Sequence[str], budget: Budget, progress: bool) -> None:
+            analysis: str, profile: bool | Sequence[str], budget: Budget, progress: bool,
+            workers: int | None = None) -> None:
     """The uncertainty analysis at ``z`` within ``budget``: the Fisher analysis, then (``analysis="full"``)
     the profile checks (:func:`symode.fit.uncertainty.run_checks`) and the requested profiles."""
     if analysis == "none":
@@ -211,10 +213,9 @@ def analyse(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], res
                                      "effect": "no Fisher analysis: intervals are the bounds and no parameter is "
                                                "reported identifiable"})
             return
-    if analysis == "full":
-        run_checks(fp, z, loss, syms, result, which=profile, budget=budget, progress=progress)
-    elif profile:
-        run_checks(fp, z, loss, syms, result, which=profile, budget=budget, progress=progress, only_requested=True)
+    if analysis == "full" or profile:
+        run_checks(fp, z, loss, syms, result, which=profile, budget=budget, progress=progress,
+                   only_requested=analysis != "full", workers=workers)
 
 
 def provisional_result(model: Model, datasets: Sequence[Dataset], info: Progress) -> FitResult:

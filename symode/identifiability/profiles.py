@@ -68,7 +68,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        bounds: Any = None, n_points: int = 15, threshold: float | None = None,
                        progress: bool = False, loss_hat: float | None = None, step: float | None = None,
                        max_span: float | None = None, max_evals: int | None = None,
-                       refine: int = 2, slope: np.ndarray | None = None) -> Profile:
+                       refine: int = 2, sides: Sequence[str] = ("lower", "upper")) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -81,11 +81,10 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     2*(loss - loss_hat) exceeds ``threshold`` (default chi2(1, 0.99) = 6.63), a bound is hit, the walk
     exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side;
     a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times. The side's
-    previous re-optimised vector is the start of each evaluation (warm start), moved along the profile's
-    direction: ``slope`` (dz/dz_index of the optimum, e.g. from the Fisher covariance) for a side's first
-    step, the secant through the side's last two points after that. Interval ends
+    previous re-optimised vector is the start of each evaluation (warm start). Interval ends
     interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
-    that never crosses a level is None ("flat profile").
+    that never crosses a level is None ("flat profile"). ``sides``: walk only these (e.g. one side per
+    process; :func:`merge_sides` joins the halves).
     """
     names = list(names)
     scales = list(scales)
@@ -118,11 +117,11 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     bar = progress_bar(total=2 * n_side, desc=f"profile {names[index]}", enabled=progress)
     target = thr / (n_side - 1)
     for side, sign in (("lower", -1.0), ("upper", 1.0)):
+        if side not in sides:
+            continue
         h = step
         z = z0
         start = zhat.copy()
-        prev: np.ndarray | None = None        # the side's previous optimum (for the secant)
-        z_prev = z0
         q_prev = 0.0
         side_max_q = 0.0
         why = "max steps"
@@ -136,15 +135,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
             if abs(znew - z0) > max_span:
                 why = "max span"
                 break
-            move = np.zeros_like(start)
-            if prev is not None and znew != z and z != z_prev:
-                move = (start - prev) * ((znew - z) / (z - z_prev))
-            elif slope is not None and prev is None:
-                move = np.asarray(slope, dtype=float) * (znew - z)
-            guess = start + np.clip(np.nan_to_num(move, nan=0.0, posinf=0.0, neginf=0.0), -2.0, 2.0)
-            guess[index] = znew
             try:
-                L, th = objective(index, float(znew), guess)
+                L, th = objective(index, float(znew), start)
             except TimeLimit:          # out of time: this side is unfinished (undecided)
                 why = "time limit"
                 break
@@ -163,7 +155,6 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 better = (float(L), th.copy())
             q = 2.0 * (L - loss_hat)
             side_max_q = max(side_max_q, q)
-            prev, z_prev = start, z
             z, start = znew, th
             if q >= thr:
                 why = "threshold"
@@ -204,7 +195,28 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
         stop[side] = why
         flat[side] = side_max_q < thr and why != "time limit"
     bar.close()
-    pts.sort(key=lambda p: p[0])
+    return _assemble(pts, names[index], index, scale, float(theta_hat[index]), loss_hat, z0, stop, flat, better,
+                     evals)
+
+
+def merge_sides(a: Profile, b: Profile) -> Profile:
+    """One profile from two walks of the same parameter from the same optimum (e.g. its lower and upper
+    side computed in different processes)."""
+    pts = {float(z): (float(z), float(L), np.asarray(th)) for z, L, th in
+           zip(a.values_transformed, a.losses, a.thetas, strict=True)}
+    for z, L, th in zip(b.values_transformed, b.losses, b.thetas, strict=True):
+        pts.setdefault(float(z), (float(z), float(L), np.asarray(th)))
+    better = min((x for x in (a.better, b.better) if x is not None), key=lambda x: x[0], default=None)
+    z0 = to_transformed(a.theta_hat, a.scale)
+    return _assemble(list(pts.values()), a.name, a.index, a.scale, a.theta_hat, a.loss_hat, z0,
+                     {**a.stop, **b.stop}, {**a.flat, **b.flat}, better, a.evaluations + b.evaluations)
+
+
+def _assemble(pts: list[tuple[float, float, np.ndarray]], name: str, index: int, scale: str, theta_hat: float,
+              loss_hat: float, z0: float, stop: dict[str, str], flat: dict[str, bool],
+              better: tuple[float, np.ndarray] | None, evals: int) -> Profile:
+    """A Profile from its evaluated points (z, loss, re-optimised vector): sorted, q, interval ends."""
+    pts = sorted(pts, key=lambda p: p[0])
     zs = np.array([p[0] for p in pts])
     Ls = np.array([p[1] for p in pts])
     qs = 2.0 * (Ls - loss_hat)
@@ -216,7 +228,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
         hi = _crossing(zs, qs, i0, +1, c)
         intervals[lev] = [None if lo is None else to_natural(lo, scale),
                           None if hi is None else to_natural(hi, scale)]
-    return Profile(name=names[index], index=index, scale=scale, theta_hat=float(theta_hat[index]),
+    return Profile(name=name, index=index, scale=scale, theta_hat=theta_hat,
                    loss_hat=loss_hat, values=np.array([to_natural(z, scale) for z in zs]),
                    values_transformed=zs, losses=Ls, q=qs, thetas=[p[2] for p in pts], intervals=intervals,
                    flat=flat, stop=stop, better=better, evaluations=evals)
