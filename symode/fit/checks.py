@@ -46,6 +46,9 @@ from symode.parallel import Executor, TaskFailure, get_executor, process_memo, r
 from symode.solve.model import build_model
 from symode.timing import Budget, TimeLimit
 
+#: Below this many seconds left the checks run in this process (a pool of workers takes seconds to start).
+MIN_PARALLEL_S = 10.0
+
 
 @dataclass
 class Check:
@@ -178,7 +181,7 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
         return []
     out: list[Profile | None] = []
     with fp.timings.phase(phase):
-        if ex.workers <= 1:
+        if ex.workers <= 1 or budget.left < MIN_PARALLEL_S:
             for k, c in enumerate(checks):
                 out.append(_check(fp, z, loss, syms, result, c, budget.share(1.0 / (len(checks) - k)), progress))
             return out
@@ -187,7 +190,7 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
         seconds = budget.left / waves
         base = dict(spec=fp.model.spec, datasets=fp.datasets, fixed=spec_fixed(fp), x0=x0_dicts(fp), rtol=fp.rtol,
                     atol=fp.atol, syms=list(syms), z=np.asarray(z, dtype=float), loss=float(loss),
-                    key=uuid.uuid4().hex, seconds=seconds)
+                    key=uuid.uuid4().hex, deadline=time.time() + seconds)
         for c in checks:
             kw = _settings(fp, result, c)
             for side in ("lower", "upper"):
@@ -225,7 +228,8 @@ def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
     fp.timings = type(fp.timings)()
     z = job["z"]
     try:
-        with fp.bounded(Budget(job["seconds"])):
+        # a wall-clock deadline: the worker's start-up counts (time.time is shared by the processes of a machine)
+        with fp.bounded(Budget(max(job["deadline"] - time.time(), 0.0))):
             prof = profile_likelihood(profile_objective(fp, job["syms"]), fp.natural(z), job["index"], names=fp.names,
                                       scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"], progress=False,
                                       sides=(job["side"],), **job["kw"])

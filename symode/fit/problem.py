@@ -78,12 +78,28 @@ def check_data(spec: Spec, data: Dataset) -> None:
         raise DataError("no observed values", file=data.file)
 
 
+_SYMMETRIES: dict[tuple[Any, ...], list[Symmetry]] = {}
+
+
 def find_symmetries(model: Model) -> list[Symmetry]:
-    """The model's exact scaling symmetries; [] if detection fails (a refinement never blocks a fit)."""
+    """The model's exact scaling symmetries; [] if detection fails (a refinement never blocks a fit).
+    Remembered per compiled model structure and choice of estimated quantities (the symbolic detection
+    takes seconds; refits of the same model need it once per process)."""
+    spec = model.spec
+    key = None if model.directory is None else (
+        str(model.directory), tuple(spec.estimated_parameters),
+        tuple((s, st.estimate, st.x0 == 0.0) for s, st in spec.states.items()))
+    if key is not None and key in _SYMMETRIES:
+        return list(_SYMMETRIES[key])
     try:
-        return scaling_symmetries(model)
+        syms = scaling_symmetries(model)
     except Exception:
         return []
+    if key is not None:
+        if len(_SYMMETRIES) > 64:
+            _SYMMETRIES.clear()
+        _SYMMETRIES[key] = list(syms)
+    return syms
 
 
 class FitProblem:
@@ -170,11 +186,13 @@ class FitProblem:
         finally:
             self.budget = saved
 
-    def _record(self, what: str, seconds: float, stats: dict[str, Any]) -> None:
-        """Time of one solve (``what``: "residuals" or "sensitivities"), split by integrator."""
+    def _record(self, what: str, t0: float, c0: float, stats: dict[str, Any]) -> None:
+        """Wall and CPU time since (t0, c0) of one solve (``what``: "residuals" or "sensitivities"), split by
+        integrator."""
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         stiff = stats.get("method_used") == "stiff" or stats.get("n_switches", 0) > 0
-        self.timings.add(what, seconds)
-        self.timings.add(f"{what}/{'stiff' if stiff else 'non-stiff'}", seconds)
+        self.timings.add(what, seconds, cpu=cpu)
+        self.timings.add(f"{what}/{'stiff' if stiff else 'non-stiff'}", seconds, cpu=cpu)
 
     # -- transforms ----------------------------------------------------------------------------------
     def z_from_values(self, params: dict[str, float] | None = None,
@@ -258,9 +276,9 @@ class FitProblem:
             if check:
                 self.budget.check()
             be = self.model.backend
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = be.integrate(prob.times, x0, p, prob.U, rtol=rtol or self.rtol, atol=self.atol, method="auto")
-            self._record("residuals", time.perf_counter() - t0, res.stats)
+            self._record("residuals", t0, c0, res.stats)
             self.n_solves += 1
             if res.status != 0 or not np.all(np.isfinite(res.x)):
                 raise SolverError(f"ODE solver failed: {res.message}")
@@ -294,7 +312,7 @@ class FitProblem:
             res = None
             for method, solver in dict.fromkeys(((self.sens_method, self.sens_solver), ("forward", "explicit"))):
                 self.budget.check()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     res = loss_and_gradient(prob, params=p, x0=x0, method=method, jacobian=True,
                                             rtol=rtol, atol=self.atol, solver=solver)
@@ -302,7 +320,7 @@ class FitProblem:
                 except SolverError:
                     continue
                 finally:
-                    self._record("sensitivities", time.perf_counter() - t0, res.stats if res is not None else {})
+                    self._record("sensitivities", t0, c0, res.stats if res is not None else {})
             if res is None:
                 raise SolverError("forward sensitivities failed")
             self.n_jacobians += 1
