@@ -262,6 +262,12 @@ def breakdown_table(runs: list[dict]) -> str:
     for r in runs:
         t = Timings()
         t.merge(r["timings"])
+        for k in sorted(t.seconds, key=lambda k: -k.count("/")):    # a parent row for merged worker phases
+            parent = k.rsplit("/", 1)[0] if "/" in k else None
+            if parent and parent not in t.seconds and parent.endswith("workers"):
+                kids = [c for c in t.seconds if c.startswith(parent + "/") and c.count("/") == k.count("/")]
+                t.seconds[parent] = sum(t.seconds[c] for c in kids)
+                t.cpu[parent] = sum(t.cpu.get(c, 0.0) for c in kids)
         tabs.append({k: (w, c, n) for k, w, c, n in t.table()})
     keys = sorted({k for tab in tabs for k in tab}, key=lambda k: k.split("/"))
     head = "| phase | " + " | ".join(f"{r['case']}: CPU [s] | wall [s] | calls" for r in runs) + " |"

@@ -204,9 +204,9 @@ def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) 
 
 
 def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, short_data, tmp_path) -> None:
-    """A fit whose iterations are slow (a callback that sleeps: independent of the machine's speed) stops
-    at max_time: the local fit is cut short, the analysis finds no time left, and fit.json / report.md say
-    so. The wall bound asserted is a generous safety net, not a speed measurement."""
+    """A fit whose first iteration outlasts max_time (a callback that sleeps: independent of the machine's
+    speed) stops there: the local fit is cut short, the analysis finds no time left, and fit.json /
+    report.md say so. The wall bound asserted is a generous safety net, not a speed measurement."""
     import time
 
     from symode.fit import find_symmetries
@@ -217,18 +217,18 @@ def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, shor
     find_symmetries(model)           # the symbolic detection, once per model structure (remembered)
     seen = []
 
-    def slow(info):
+    def slow(info):          # the first iteration lasts past the whole time limit
         seen.append(info.iteration)
-        time.sleep(0.4)
+        time.sleep(max(t0 + 1.2 - time.perf_counter(), 0.0))
 
     t0 = time.perf_counter()
     res = fit(model, [short_data], progress=False, callback=slow, max_time=1.0)
     wall = time.perf_counter() - t0
     assert wall < 1.0 + 15.0
-    assert 1 <= len(seen) <= 4          # the loop stopped at the deadline, not at max_iter or convergence
+    assert len(seen) == 1               # the loop stopped at the deadline, not at max_iter or convergence
     assert not res.converged and not res.interrupted
     phases = [c["phase"] for c in res.cut_short]
-    assert phases[0] == "local fit" and "fisher" in phases
+    assert phases == ["local fit", "fisher"]
     assert res.fisher is None and not any(res.identifiable.values())
     assert all("time limit" in r for r in res.reasons().values())
     write_outputs(res, tmp_path, report=True)
