@@ -113,6 +113,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
         raise SymodeError(f"unknown shooting {shooting!r} (auto, single, multiple)", field="shooting")
     if analysis not in ANALYSES:
         raise SymodeError(f"unknown analysis {analysis!r} ({', '.join(ANALYSES)})", field="analysis")
+    if max_iter < 1:
+        raise SymodeError(f"max_iter must be at least 1, got {max_iter}", field="max_iter")
     if max_time is not None and not max_time > 0:
         raise SymodeError(f"max_time must be positive, got {max_time}", field="max_time")
     timings = Timings()
