@@ -24,6 +24,7 @@ CHECKPOINT_EVERY_S = 20.0  # a provisional fit.json of the best point so far, at
 
 
 def _fit(args: argparse.Namespace, *, profile: bool) -> int:
+    started = time.perf_counter()       # --max-time counts from here: reading the data and the build too
     from symode.fit import check_data, fit, provisional_result
     from symode.report.fit import write_fit_json, write_outputs
 
@@ -47,7 +48,7 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
                  progress=not args.quiet, fixed=parse_names(args.fix), profile=profile, workers=args.workers,
                  seed=args.seed, max_time=args.max_time, callback=checkpoint, max_iter=args.max_iter,
-                 analysis=args.analysis)
+                 analysis=args.analysis, started=started)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable
     n_id = sum(ident[n] for n in result.estimated_parameters)

@@ -77,7 +77,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
         max_iter: int = 400, max_time: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
         seed: int = 0, workers: int | None = None, profile: bool | Sequence[str] = False,
         symmetries: bool = True, callback: Callable[[Progress], None] | None = None,
-        neural: bool = True, analysis: str = "full") -> FitResult:
+        neural: bool = True, analysis: str = "full", started: float | None = None) -> FitResult:
     """Fit the estimated parameters (and initial states) of a spec to one or more data sets.
 
     method: "lm" (Levenberg-Marquardt with geodesic acceleration and the exact residual Jacobian,
@@ -99,6 +99,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     analysis: "full" (default: Fisher intervals and flags, exact symmetries, profile checks of parameters
     at a bound and of borderline Wald intervals), "fisher" (no profile checks: Wald intervals only) or
     "none" (no uncertainty analysis: intervals are the bounds, nothing is flagged identifiable).
+    started: ``time.perf_counter()`` when the work began (e.g. a command's start, so that reading the data
+    and building the model count against ``max_time``; default: now).
 
     A spec with neural terms (estimated network weights) goes to :func:`symode.hybrid.fit_hybrid` unless
     ``neural`` is False: warm-started multi-start Levenberg-Marquardt over a curriculum of horizons, on
@@ -106,7 +108,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     ``multistart`` adds starts, ``workers`` processes run them. The result has no Fisher analysis
     (intervals are the bounds, nothing is flagged identifiable); ``stages`` lists every start.
     """
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if started is None else float(started)
     if method not in ("lm", "trf", "lbfgs"):
         raise SymodeError(f"unknown fit method {method!r} (lm, trf, lbfgs)", field="method")
     if shooting not in ("auto", "single", "multiple"):
@@ -146,7 +148,8 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     spread: dict[str, list[float]] = {}
     try:
         z, converged, message = local_fit(fp, z_start, method=method, shooting=shooting, segments=segments,
-                                           max_iter=max_iter, max_time=local.left, tracker=tracker, stages=stages)
+                                           max_iter=max_iter, max_time=local.left, tracker=tracker, stages=stages,
+                                           rough=True)
         tracker.offer(z, fp.loss(z, check=False))
         if multistart > 0 and not local.expired:
             tracker.stage = "multi-start"

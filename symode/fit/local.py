@@ -69,31 +69,35 @@ class Tracker:
 
 
 def local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
-              max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+              max_time: float, tracker: Tracker, stages: list[dict[str, Any]], rough: bool = False
+              ) -> tuple[np.ndarray, bool, str]:
     """Single shooting from z0; multiple shooting first (or as a fallback when single shooting fails or
     stalls far above the noise level). Every solve inside is bounded by ``max_time`` seconds (and by the
-    budget already in force on ``fp``); a stage cut short returns its last accepted point."""
+    budget already in force on ``fp``); a stage cut short returns its last accepted point. ``rough``:
+    Levenberg-Marquardt's single shooting in two phases (:func:`_lm`)."""
     with fp.bounded(Budget(max_time)), fp.timings.phase("local fit"):
         return _local_fit(fp, z0, method=method, shooting=shooting, segments=segments, max_iter=max_iter,
-                          max_time=max_time, tracker=tracker, stages=stages)
+                          max_time=max_time, tracker=tracker, stages=stages, rough=rough)
 
 
 def _local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
-               max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+               max_time: float, tracker: Tracker, stages: list[dict[str, Any]], rough: bool
+               ) -> tuple[np.ndarray, bool, str]:
     t_start = time.perf_counter()
     expected = 0.5 * fp.n_obs
     z = z0
     if shooting == "multiple":
         z = _ms_stage(fp, z, segments, max_iter, max_time, tracker, stages)
     tracker.stage = "single shooting"
-    z1, conv, msg = _single(fp, z, method, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages)
+    z1, conv, msg = _single(fp, z, method, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages,
+                            rough)
     L1 = _loss(fp, z1)
     failed = not np.isfinite(L1) or (L1 > 3.0 * expected + 50 and (not conv or L1 > 10 * expected))
     if shooting == "auto" and failed and not fp.budget.expired:
         zm = _ms_stage(fp, z0, segments, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages)
         tracker.stage = "single shooting"
         z2, conv2, msg2 = _single(fp, zm, method, max_iter, max_time - (time.perf_counter() - t_start), tracker,
-                                  stages)
+                                  stages, rough)
         if _loss(fp, z2) < L1:
             return z2, conv2, "multiple shooting, then " + msg2
     return z1, conv, msg
@@ -104,7 +108,7 @@ def _loss(fp: FitProblem, z: np.ndarray) -> float:
 
 
 def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time: float, tracker: Tracker,
-            stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+            stages: list[dict[str, Any]], rough: bool = False) -> tuple[np.ndarray, bool, str]:
     """One single-shooting stage by ``method``, recorded in ``stages``."""
     t = time.perf_counter()
     L0 = fp.loss(z, check=False)
@@ -115,7 +119,7 @@ def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time:
         elif method == "trf":
             zf, conv, msg, it = _trf(fp, z, max_iter, tracker)
         else:
-            zf, conv, msg, it = _lm(fp, z, max_iter, max_time, tracker)
+            zf, conv, msg, it = _lm(fp, z, max_iter, max_time, tracker, rough)
     except TimeLimit:     # cut short inside an optimiser that does not stop by itself: the best point seen
         zf = tracker.best_z if tracker.best_z is not None and tracker.best < L0 else z
         conv, msg, it = False, "time limit", tracker.iterations - it0
@@ -135,13 +139,13 @@ ROUGH_RTOL = 1e-6
 ROUGH_FTOL = 1e-2
 
 
-def _lm(fp: FitProblem, z: np.ndarray, max_iter: int, max_time: float, tracker: Tracker
+def _lm(fp: FitProblem, z: np.ndarray, max_iter: int, max_time: float, tracker: Tracker, rough: bool
         ) -> tuple[np.ndarray, bool, str, int]:
-    """Levenberg-Marquardt in two phases: at :data:`ROUGH_RTOL` to a loose convergence, then at the problem's
-    tolerance from there."""
+    """Levenberg-Marquardt; ``rough``: in two phases, at :data:`ROUGH_RTOL` to a loose convergence, then at the
+    problem's tolerance from there."""
     t0 = time.perf_counter()
     it = 0
-    if fp.rtol < ROUGH_RTOL:
+    if rough and fp.rtol < ROUGH_RTOL:
         with fp.tolerance(ROUGH_RTOL):
             res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
                                       max_time=max_time, callback=tracker, timings=fp.timings, ftol=ROUGH_FTOL)
