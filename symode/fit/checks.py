@@ -46,8 +46,9 @@ from symode.parallel import Executor, TaskFailure, get_executor, process_memo, r
 from symode.solve.model import build_model
 from symode.timing import Budget, TimeLimit
 
-#: Below this many seconds left the checks run in this process (a pool of workers takes seconds to start).
-MIN_PARALLEL_S = 10.0
+#: Below this many seconds left the checks run in this process (a pool of workers takes seconds to start,
+#: more on a busy machine).
+MIN_PARALLEL_S = 20.0
 
 
 @dataclass
@@ -187,10 +188,10 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
             return out
         jobs = []
         waves = math.ceil(2 * len(checks) / ex.workers)
-        seconds = budget.left / waves
+        seconds = budget.left / waves      # a task's fair share; all end by the batch's deadline
         base = dict(spec=fp.model.spec, datasets=fp.datasets, fixed=spec_fixed(fp), x0=x0_dicts(fp), rtol=fp.rtol,
                     atol=fp.atol, syms=list(syms), z=np.asarray(z, dtype=float), loss=float(loss),
-                    key=uuid.uuid4().hex, deadline=time.time() + seconds)
+                    key=uuid.uuid4().hex, share=seconds, deadline=time.time() + budget.left)
         for c in checks:
             kw = _settings(fp, result, c)
             for side in ("lower", "upper"):
@@ -228,8 +229,9 @@ def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
     fp.timings = type(fp.timings)()
     z = job["z"]
     try:
-        # a wall-clock deadline: the worker's start-up counts (time.time is shared by the processes of a machine)
-        with fp.bounded(Budget(max(job["deadline"] - time.time(), 0.0))):
+        # its share from when it starts, never past the batch's wall-clock deadline (time.time is shared by the
+        # processes of a machine; a worker's start-up counts)
+        with fp.bounded(Budget(max(min(job["share"], job["deadline"] - time.time()), 0.0))):
             prof = profile_likelihood(profile_objective(fp, job["syms"]), fp.natural(z), job["index"], names=fp.names,
                                       scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"], progress=False,
                                       sides=(job["side"],), **job["kw"])
