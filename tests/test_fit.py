@@ -261,3 +261,30 @@ def test_analysis_none_skips_the_uncertainty_analysis(hplc_model, short_data) ->
     assert res.fisher is None and res.profiles == [] and not any(res.identifiable.values())
     assert all("analysis 'none'" in r for r in res.reasons().values())
     assert res.timings["seconds"]["local fit"] > 0 and "fisher" not in res.timings["seconds"]
+
+
+def test_profile_checks_in_worker_processes_match_the_serial_ones(hplc_model, short_data) -> None:
+    """Each side of each check as a task in a worker process (the problem rebuilt there), joined again: the
+    same profiles, flags and intervals as walking them here."""
+    import copy
+
+    from symode.fit.checks import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert plan_checks(res.problem, res, False)
+    out = []
+    for workers in (1, 2):
+        r = copy.copy(res)
+        r.fisher, r.profiles, r.cut_short = copy.deepcopy(res.fisher), [], []
+        run_checks(res.problem, res.z, res.objective, res.symmetries, r, which=False, budget=Budget(600.0),
+                   progress=False, workers=workers)
+        assert r.cut_short == []
+        out.append(r)
+    serial, parallel = out
+    assert [p.name for p in serial.profiles] == [p.name for p in parallel.profiles]
+    for a, b in zip(serial.profiles, parallel.profiles, strict=True):
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9)
+        np.testing.assert_allclose(a.q, b.q, rtol=1e-6, atol=1e-6)
+        assert a.stop == b.stop
+    assert serial.identifiable == parallel.identifiable
