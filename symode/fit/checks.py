@@ -43,6 +43,7 @@ from symode.fit.uncertainty import (
 from symode.identifiability import Profile, profile_likelihood, symmetry_directions
 from symode.identifiability.profiles import merge_sides
 from symode.parallel import Executor, TaskFailure, get_executor, process_memo, run_tasks
+from symode.progress import progress_bar
 from symode.solve.model import build_model
 from symode.timing import Budget, TimeLimit
 
@@ -197,7 +198,11 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
             for side in ("lower", "upper"):
                 jobs.append(dict(base, index=fp.names.index(c.name), kw=kw, side=side))
         t = time.perf_counter()
-        results = run_tasks(side_worker, jobs, executor=ex)
+        bar = progress_bar(total=len(jobs), desc="profile checks", unit="sides", enabled=progress)
+        try:
+            results = run_tasks(side_worker, jobs, executor=ex, on_result=lambda _k, _r: bar.update(1))
+        finally:
+            bar.close()
         for k, c in enumerate(checks):
             halves = []
             for res in results[2 * k: 2 * k + 2]:
