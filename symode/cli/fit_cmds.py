@@ -24,6 +24,7 @@ CHECKPOINT_EVERY_S = 20.0  # a provisional fit.json of the best point so far, at
 
 
 def _fit(args: argparse.Namespace, *, profile: bool) -> int:
+    started = time.perf_counter()       # --max-time counts from here: reading the data and the build too
     from symode.fit import check_data, fit, provisional_result
     from symode.report.fit import write_fit_json, write_outputs
 
@@ -49,7 +50,8 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
         profile = False
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
                  progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers,
-                 seed=args.seed, max_time=args.max_time, callback=checkpoint)
+                 seed=args.seed, max_time=args.max_time, callback=checkpoint, max_iter=args.max_iter,
+                 analysis=args.analysis, started=started)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable
     n_id = sum(ident[n] for n in result.estimated_parameters)
@@ -114,8 +116,15 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="time limit per local fit (s; default 1800); for a spec with neural terms the limit of the "
-                        "whole training (default 600)")
+                   help="time limit of the whole fit in seconds (default 600): the local fit and multi-start get up "
+                        "to 3/4 of it, the uncertainty analysis the rest; checks that run out of time are "
+                        "abandoned and listed in fit.json ('cut_short') and report.md. For a spec with neural terms "
+                        "the limit of the whole training (default 600)")
+    p.add_argument("--max-iter", type=int, default=400, metavar="N",
+                   help="iterations per local fit (default 400)")
+    p.add_argument("--analysis", choices=("full", "fisher", "none"), default="full",
+                   help="full: Fisher intervals and flags plus profile checks of doubtful Wald intervals "
+                        "(default); fisher: Wald intervals only; none: no uncertainty analysis")
     p.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
