@@ -220,7 +220,8 @@ def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tu
                 grad[k] += g.grad_x0[i]
         grad *= d
         gz, G = fp.gauge_rows(zz)
-        return total + 0.5 * float(gz @ gz), grad + G.T @ gz
+        pz, P = fp.penalty_rows(zz)
+        return total + 0.5 * float(gz @ gz + pz @ pz), grad + G.T @ gz + P.T @ pz
 
     count = [0]
 

@@ -1,5 +1,6 @@
 """The estimation problem: shared parameters and per-experiment initial states of one model fitted to
-several data sets, their weighted residuals and exact residual Jacobian in the transformed space.
+several data sets, their weighted residuals (plus the spec's penalties, :mod:`symode.fit.penalty`) and
+exact residual Jacobian in the transformed space.
 
 Unknowns ``z`` are log(theta) for ``scale: log`` parameters and for positive initial states, theta
 otherwise (:mod:`symode.optim.transform`); bounds are mapped into that space. Every experiment shares the
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import DataError, SolverError, SymodeError
+from symode.fit.penalty import PenaltyTerms
 from symode.optim.transform import Transform, parameter_scale, state_scale
 from symode.solve.model import Model
 from symode.solve.sensitivity import Problem, loss_and_gradient
@@ -150,6 +152,7 @@ class FitProblem:
                                    [u.upper for u in self.unknowns])
         self.scales_log = self.transform.log       # unknowns on a log scale
         self.lb, self.ub = self.transform.lb, self.transform.ub
+        self.penalty = PenaltyTerms(spec.penalties, self.names)
         self.n_obs = sum(p.n_observations for p in self.problems)
         self.p_cols = [u.index for u in self.unknowns if u.kind == "param"]
         self.p_pos = [k for k, u in enumerate(self.unknowns) if u.kind == "param"]
@@ -289,16 +292,23 @@ class FitProblem:
             self._last = (np.array(z, dtype=float), self.rtol, r)
         return r
 
+    def penalty_rows(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The penalty residuals (the spec's ``penalties``) and their Jacobian in z."""
+        if not len(self.penalty):
+            return np.zeros(0), np.zeros((0, len(z)))
+        return self.penalty.rows(self.natural(z), self.dtheta_dz(z))
+
     def residuals(self, z: np.ndarray) -> np.ndarray:
-        """Data residuals followed by the gauge residuals; FAIL_RESIDUAL everywhere if a solve fails."""
+        """Data residuals, then the penalty and gauge residuals; FAIL_RESIDUAL everywhere if a solve fails."""
         try:
             r = self.data_residuals(z)
+            pr, _ = self.penalty_rows(z)
         except SolverError:
-            r = np.full(self.n_obs, FAIL_RESIDUAL)
+            r, pr = np.full(self.n_obs, FAIL_RESIDUAL), np.full(len(self.penalty), FAIL_RESIDUAL)
         if not np.all(np.isfinite(r)):
             r = np.full(self.n_obs, FAIL_RESIDUAL)
         g, _ = self.gauge_rows(z)
-        return np.concatenate([r, g])
+        return np.concatenate([r, pr, g])
 
     def jacobian(self, z: np.ndarray, *, gauge: bool = True, rtol: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -336,12 +346,15 @@ class FitProblem:
             last = self._last
             same = last is not None and last[1] == self.rtol and np.array_equal(last[0], z)
             r = last[2] if same else self.data_residuals(z)
+        if len(self.penalty):
+            pr, PJ = self.penalty_rows(z)
+            r, J = np.concatenate([r, pr]), np.vstack([J, PJ])
         if gauge:
             g, G = self.gauge_rows(z)
             r, J = np.concatenate([r, g]), np.vstack([J, G])
         return r, J
 
-    def loss(self, z: np.ndarray, *, check: bool = True) -> float:
+    def data_loss(self, z: np.ndarray, *, check: bool = True) -> float:
         """1/2 sum r^2 over the data residuals (inf if the solve fails). ``check=False``: also once the
         budget is spent (one more solve, e.g. to rank or report what was found)."""
         try:
@@ -349,6 +362,20 @@ class FitProblem:
         except SolverError:
             return math.inf
         return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.inf
+
+    def penalty_loss(self, z: np.ndarray) -> float:
+        """The penalty part of the objective (0 without penalties)."""
+        if not len(self.penalty):
+            return 0.0
+        try:
+            return self.penalty.value(self.natural(z))
+        except SolverError:
+            return math.inf
+
+    def loss(self, z: np.ndarray, *, check: bool = True) -> float:
+        """The objective: the data part 1/2 sum r^2 (inf if the solve fails) plus the penalties
+        (``check`` as in :meth:`data_loss`)."""
+        return self.data_loss(z, check=check) + self.penalty_loss(z)
 
     def bounds(self) -> dict[str, tuple[float | None, float | None]]:
         """{name: (lower, upper)} natural-space bounds of every unknown."""

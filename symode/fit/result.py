@@ -55,6 +55,7 @@ class FitResult:
     #: checks a time budget stopped before they finished: phase, name, sides, effect (what it means)
     cut_short: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)   # symode.timing.Timings.to_dict() of the fit
+    penalty: float = 0.0                         # the penalties' part of the objective
 
     @property
     def estimated_parameters(self) -> list[str]:
@@ -143,8 +144,11 @@ class FitResult:
         reasons = self.reasons()
         out["reasons"] = {n: reasons[n] for n in self.names if n in reasons}
         out["estimated"] = list(self.names)
-        out["objective_definition"] = "1/2 sum ((y - data) / sigma)^2 over observed values"
-        out["weighted_ssr"] = 2.0 * float(self.objective)
+        out["objective_definition"] = "1/2 sum ((y - data) / sigma)^2 over observed values" + (
+            " + penalties" if self.spec.penalties else "")
+        out["penalty"] = float(self.penalty)
+        out["data_objective"] = float(self.objective - self.penalty)
+        out["weighted_ssr"] = 2.0 * float(self.objective - self.penalty)
         out["n_observations"] = int(self.n_obs)
         if self.fisher is not None:
             f = self.fisher
@@ -194,4 +198,4 @@ def make_result(fp: FitProblem, z: np.ndarray, loss: float, converged: bool, ite
                      theta=fp.natural(z), parameters=params, x0=x0, objective=float(loss), n_obs=fp.n_obs,
                      converged=converged, iterations=iterations, wall_time_s=time.perf_counter() - t0,
                      message=message, interrupted=interrupted, stages=stages, symmetries=list(syms),
-                     datasets=fp.datasets, problem=fp)
+                     datasets=fp.datasets, problem=fp, penalty=fp.penalty_loss(z))
