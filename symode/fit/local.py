@@ -152,7 +152,9 @@ def _lm(fp: FitProblem, z: np.ndarray, max_iter: int, max_time: float, tracker: 
         z, it = res.z, res.iterations
         if res.message == "time limit":
             return res.z, False, res.message, it
-    res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max(max_iter - it, 10),
+        if it >= max_iter:      # the rough phase used every iteration allowed
+            return res.z, False, f"iteration limit ({max_iter}) reached", it
+    res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter - it,
                               max_time=max_time - (time.perf_counter() - t0), callback=tracker,
                               timings=fp.timings)
     return res.z, res.converged, res.message, it + res.iterations
