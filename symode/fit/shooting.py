@@ -131,9 +131,9 @@ class MultipleShooting:
                     xend = res.x[-1]
                 else:
                     g = loss_and_gradient(sub, params=p, x0=x0, method=fp.sens_method, jacobian=True,
-                                          rtol=fp.jac_rtol, atol=fp.atol, solver=fp.sens_solver)
-                    res, S = fp.model.backend.sensitivities(sub.times, x0, p, sub.U, rtol=fp.jac_rtol,
-                                                            atol=fp.atol, method="explicit")
+                                          rtol=fp.rtol, atol=fp.atol, solver=fp.sens_solver)
+                    res, S = fp.model.backend.sensitivities(sub.times, x0, p, sub.U, rtol=fp.rtol, atol=fp.atol,
+                                                            method="explicit")
                     fp._record("sensitivities", t0, c0, g.stats)
                     if res.status != 0:
                         raise SolverError("segment sensitivities failed")
