@@ -65,7 +65,7 @@ def pct(v: float) -> str:
 def closed_loop(problem: DesignProblem, design: Design, rel: dict[str, float], *, seed: int,
                 max_time: float) -> dict:
     try:
-        from symode.fit.core import fit
+        from symode.fit import fit
     except ImportError as exc:   # fitting not available yet
         return {"skipped": f"symode.fit unavailable ({exc})"}
     spec_true, data = simulate_design_data(problem, design, seed=seed)

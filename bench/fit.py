@@ -1,6 +1,6 @@
-"""Fitting benchmark: the original author's approach vs a plain finite-difference least-squares baseline vs
+"""Fitting benchmark: the original study's approach vs a plain finite-difference least-squares baseline vs
 ``symode.fit`` on a chemostat data set (default ../shared/data/chemostat-dev), all from the spec's
-starting values (the original author's, up to 100x off) and with the same wall-time budget (symode's).
+starting values (the original study's, up to 100x off) and with the same wall-time budget (symode's).
 
 - original: Adam on the raw parameters, loss on random 12-hour windows (48 samples), the window's start
   state from the observed X, S and the hidden Y, A, B of a simulation at the current parameters;
@@ -13,18 +13,37 @@ parameters, median / max |log10(estimate / truth)| over the 10 parameters and ov
 (as reported by symode), and the time. ``--write`` appends the table under "## fit" in bench/README.md.
 
     python bench/fit.py [--data DIR] [--write]
+
+``--optimizers`` instead runs ``fit(method="lm")`` and ``fit(method="trf")`` (same exact residual Jacobians
+from forward sensitivities, same log-parametrisation and gauge, the default shooting) side by side on
+chemostat-dev (specs/chemostat.yaml), chemostat-dev-hplc (specs/chemostat-hplc.yaml) and a 2x3 template fit
+(specs/community-2x3.yaml on community-dev): objective reached, local-optimisation and total wall time, CPU
+time, iterations, residual and Jacobian evaluations, and the load average around each run (the machine is
+shared). ``--write`` puts that table under "### LM vs TRF" in bench/README.md.
+
+    python bench/fit.py --optimizers [--shared DIR] [--cases chemostat-dev,...] [--write]
+
+``--breakdown`` runs ``symode.fit.fit`` (the defaults of ``symode fit``: intervals, flags, profile checks) on
+chemostat-dev and chemostat-dev-hplc and prints where the time went (``result.timings``: model build,
+symmetry detection, the local fit split into residual solves / sensitivities / linear algebra, stiff vs
+non-stiff integration, multiple shooting, the Fisher analysis, profile checks), with wall and CPU time,
+the objective against the truth's and the flags. ``--write`` puts the table under "### fit time
+breakdown" in bench/README.md (``--label`` names the column set, e.g. "before" / "after").
+
+    python bench/fit.py --breakdown [--cases chemostat-dev,...] [--max-time S] [--write --label after]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from symode.fit.core import FitProblem, fit
+from symode.fit import FitProblem, fit
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, loss_and_gradient
 from symode.solve.simulation import simulate
@@ -38,7 +57,7 @@ class Budget(Exception):
 
 
 def original(model, data, names, budget_s: float, seed: int = 0) -> dict[str, float]:
-    """Adam on raw parameters over random 12 h windows (the original author's approach)."""
+    """Adam on raw parameters over random 12 h windows (the original study's approach)."""
     rng = np.random.default_rng(seed)
     p = model.parameter_vector()
     idx = [model.parameters.index(n) for n in names]
@@ -141,12 +160,185 @@ def errors(params, truth, names) -> tuple[float, float]:
     return float(np.median(e)), float(np.max(e))
 
 
+#: (case, data directory under the shared data, spec) of the optimiser comparison
+OPTIMIZER_CASES = [("chemostat-dev", "chemostat-dev", "chemostat.yaml"),
+                   ("chemostat-dev-hplc", "chemostat-dev-hplc", "chemostat-hplc.yaml"),
+                   ("2x3 template", "community-dev", "community-2x3.yaml")]
+
+
+def _local_seconds(stages: list[dict]) -> float:
+    return float(sum(s.get("time_s", 0.0) for s in stages))
+
+
+def compare_optimizers(shared: Path, cases: list[str]) -> str:
+    """fit(method="lm") vs fit(method="trf") per case, one after the other in this process."""
+    rows = []
+    for case, ddir, spec in OPTIMIZER_CASES:
+        if cases and case not in cases:
+            continue
+        data = read_csv(shared / ddir / "data.csv")
+        model = build_model(ROOT / "specs" / spec)
+        truth_file = shared / ddir / "truth.json"
+        L_true = float("nan")
+        if spec.startswith("chemostat"):
+            truth = json.loads(truth_file.read_text())
+            L_true = objective(model, data, truth["parameters"], truth.get("x0"))
+        for method in ("lm", "trf"):
+            load0 = os.getloadavg()[0]
+            w0, c0 = time.perf_counter(), time.process_time()
+            res = fit(model, [data], method=method, progress=False)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            load1 = os.getloadavg()[0]
+            fp = res.problem
+            stages = "; ".join(f"{s['stage']}: {s['objective']:.6g} in {s.get('iterations', 0)} it, "
+                               f"{s.get('time_s', 0):.0f} s" for s in res.stages)
+            row = dict(case=case, method=method, objective=res.objective, truth=L_true, converged=res.converged,
+                       local_s=_local_seconds(res.stages), wall_s=wall, cpu_s=cpu, iterations=res.iterations,
+                       solves=fp.n_solves if fp else 0, jacobians=fp.n_jacobians if fp else 0,
+                       load=(load0, load1), stages=stages, message=res.message)
+            print(json.dumps(row, default=str), flush=True)
+            rows.append(row)
+    lines = ["| case | method | objective | at truth | converged | local fit wall [s] | total wall [s] | "
+             "total CPU [s] | iterations | residual evals | Jacobians | load avg before/after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['method']} | {r['objective']:.6g} | {r['truth']:.6g} | "
+                     f"{'yes' if r['converged'] else 'no'} | {r['local_s']:.0f} | {r['wall_s']:.0f} | "
+                     f"{r['cpu_s']:.0f} | {r['iterations']} | {r['solves']} | {r['jacobians']} | "
+                     f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    lines += ["", "Stages:", ""]
+    lines += [f"- {r['case']}, {r['method']}: {r['stages']}" for r in rows]
+    return "\n".join(lines)
+
+
+BREAKDOWN_CASES = OPTIMIZER_CASES[:2]
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished child processes (the fit's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def breakdown(shared: Path, cases: list[str], max_time: float | None) -> tuple[str, list[dict]]:
+    """One ``fit`` per case in this process; a table of ``result.timings`` per case."""
+    runs = []
+    for case, ddir, spec in BREAKDOWN_CASES:
+        if cases and case not in cases:
+            continue
+        data = read_csv(shared / ddir / "data.csv")
+        truth = json.loads((shared / ddir / "truth.json").read_text())
+        load0 = os.getloadavg()[0]
+        w0, c0 = time.perf_counter(), _cpu()
+        res = fit(ROOT / "specs" / spec, [data], progress=False, max_time=max_time)
+        wall, cpu = time.perf_counter() - w0, _cpu() - c0
+        model = res.problem.model
+        L_true = objective(model, data, truth["parameters"], truth.get("x0"))
+        cover = []
+        for n in res.estimated_parameters:
+            lo, hi = res.intervals[n]["0.95"]
+            t = truth["parameters"].get(n)
+            if t is not None:
+                cover.append((lo is None or lo <= t) and (hi is None or t <= hi))
+        run = dict(case=case, wall=wall, cpu=cpu, load=(load0, os.getloadavg()[0]), objective=res.objective,
+                   truth=L_true, converged=res.converged, iterations=res.iterations,
+                   identifiable=[n for n in res.estimated_parameters if res.identifiable[n]],
+                   covered=f"{sum(cover)}/{len(cover)}", cut=[c["phase"] + (" " + c["name"] if c["name"] else "")
+                                                            for c in res.cut_short],
+                   profiles={p.name: {"evaluations": p.evaluations, "stop": p.stop, "decided": p.decided}
+                             for p in res.profiles},
+                   timings=res.timings)
+        print(json.dumps(run, default=str), flush=True)
+        runs.append(run)
+    return breakdown_table(runs), runs
+
+
+def breakdown_table(runs: list[dict]) -> str:
+    from symode.timing import Timings
+
+    tabs = []
+    for r in runs:
+        t = Timings()
+        t.merge(r["timings"])
+        for k in sorted(t.seconds, key=lambda k: -k.count("/")):    # a parent row for merged worker phases
+            parent = k.rsplit("/", 1)[0] if "/" in k else None
+            if parent and parent not in t.seconds and parent.endswith("workers"):
+                kids = [c for c in t.seconds if c.startswith(parent + "/") and c.count("/") == k.count("/")]
+                t.seconds[parent] = sum(t.seconds[c] for c in kids)
+                t.cpu[parent] = sum(t.cpu.get(c, 0.0) for c in kids)
+        tabs.append({k: (w, c, n) for k, w, c, n in t.table()})
+    keys = sorted({k for tab in tabs for k in tab}, key=lambda k: k.split("/"))
+    head = "| phase | " + " | ".join(f"{r['case']}: CPU [s] | wall [s] | calls" for r in runs) + " |"
+    lines = [head, "|---|" + "---:|---:|---:|" * len(runs)]
+    for k in keys:
+        depth = k.count("/")
+        cells = []
+        for tab in tabs:
+            w, c, n = tab.get(k, (0.0, None, 0))
+            cells.append(f"{'' if c is None else f'{c:.2f}'} | {w:.2f} | {n or ''}")
+        lines.append(f"| {'&nbsp;&nbsp;' * depth}{k.split('/')[-1]} | " + " | ".join(cells) + " |")
+    lines.append("| **whole fit** (CPU: this process and its workers) | " +
+                 " | ".join(f"**{r['cpu']:.1f}** | **{r['wall']:.1f}** | " for r in runs) + " |")
+    lines += ["", "| case | objective | at truth | converged | iterations | identifiable | truths in 95% intervals "
+              "| cut short | load avg before/after |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['case']} | {r['objective']:.6g} | {r['truth']:.6g} | {'yes' if r['converged'] else 'no'} "
+                     f"| {r['iterations']} | {', '.join(r['identifiable']) or '-'} | {r['covered']} | "
+                     f"{', '.join(r['cut']) or '-'} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    return "\n".join(lines)
+
+
+def _write_section(marker: str, body: str) -> None:
+    """Replace the block that starts with the heading ``marker`` ("## fit" or "### LM vs TRF") in
+    bench/README.md up to the next heading, or add it (a "###" block at the end of "## fit")."""
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    block = f"\n{marker}\n\n{body}\n"
+    if f"\n{marker}\n" in text:
+        head, rest = text.split(f"\n{marker}\n", 1)
+        ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
+        text = head + block + (rest[min(ends):] if ends else "")
+    elif marker.startswith("### ") and "\n## fit\n" in text:
+        head, rest = text.split("\n## fit\n", 1)
+        nxt = rest.find("\n## ")
+        text = head + "\n## fit\n" + (rest[:nxt] + block + rest[nxt:] if nxt >= 0 else rest + block)
+    else:
+        text = text.rstrip("\n") + "\n" + block
+    readme.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chemostat-dev"))
     ap.add_argument("--spec", default=str(ROOT / "specs" / "chemostat.yaml"))
     ap.add_argument("--write", action="store_true", help="append the table to bench/README.md under '## fit'")
+    ap.add_argument("--optimizers", action="store_true", help="LM vs TRF on three data sets (see above)")
+    ap.add_argument("--shared", default=os.environ.get("SYMODE_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+                    help="shared data directory (default $SYMODE_SHARED_DATA or ../shared/data)")
+    ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers/--breakdown cases")
+    ap.add_argument("--breakdown", action="store_true", help="where a fit's time goes, per data set (see above)")
+    ap.add_argument("--max-time", type=float, default=None, help="--breakdown: fit(max_time=...)")
+    ap.add_argument("--label", default="", help="--breakdown --write: a name for this table (e.g. before, after)")
     args = ap.parse_args()
+    if args.breakdown:
+        table, _runs = breakdown(Path(args.shared), [c for c in args.cases.split(",") if c], args.max_time)
+        print(table)
+        if args.write:
+            when = time.strftime("%Y-%m-%d %H:%M")
+            _write_section(f"### fit time breakdown{' (' + args.label + ')' if args.label else ''}",
+                           f"`python3 bench/fit.py --breakdown --write` ({when}, 2-core machine shared with other "
+                           f"work: compare shares and CPU time, not wall times across runs):\n\n{table}")
+        return
+    if args.optimizers:
+        table = compare_optimizers(Path(args.shared), [c for c in args.cases.split(",") if c])
+        print(table)
+        if args.write:
+            when = time.strftime("%Y-%m-%d %H:%M")
+            _write_section("### LM vs TRF", f"`python3 bench/fit.py --optimizers --write` ({when}, 2-core shared "
+                           f"machine; one process, the runs one after the other):\n\n{table}")
+        return
     data = read_csv(Path(args.data) / "data.csv")
     truth = json.loads((Path(args.data) / "truth.json").read_text())
     model = build_model(args.spec)
@@ -181,18 +373,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
         when = time.strftime("%Y-%m-%d")
-        section = f"\n## fit\n\n`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}\n"
-        if "\n## fit\n" in text:
-            head, rest = text.split("\n## fit\n", 1)
-            nxt = rest.find("\n## ")
-            text = head + section + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n" + section
-        readme.write_text(text)
-
+        _write_section("## fit", f"`python bench/fit.py --write` ({when}, 2-core machine):\n\n{table}")
 
 if __name__ == "__main__":
     main()

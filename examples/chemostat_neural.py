@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symode import build_model, load_spec, read_csv, simulate  # noqa: E402
-from symode.hybrid.neural import fit_hybrid, propose_replacement, write_training  # noqa: E402
+from symode.hybrid import fit_hybrid, propose_replacement, write_training  # noqa: E402
 from symode.symbolic.mlp import mlp_numpy  # noqa: E402
 
 #: Robustness data sets (true parameters of model (1), initial states, noise/dilution seed).

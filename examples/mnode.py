@@ -51,7 +51,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from symode import build_model  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
 from symode.graph.template import community_truth_params, template_spec  # noqa: E402
-from symode.hybrid.neural import l2_penalty  # noqa: E402
+from symode.hybrid import l2_penalty  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
 from symode.spec import spec_from_dict  # noqa: E402

@@ -46,7 +46,7 @@ from scipy.optimize import least_squares, minimize  # noqa: E402
 
 from symode import build_model, load_spec, simulate  # noqa: E402
 from symode.errors import SolverError  # noqa: E402
-from symode.hybrid.neural import l2_penalty, train  # noqa: E402
+from symode.hybrid import l2_penalty, train  # noqa: E402
 from symode.io import atomic_write_text  # noqa: E402
 from symode.solve.sensitivity import Problem, loss_and_gradient  # noqa: E402
 from symode.solve.synth import make_dataset  # noqa: E402

@@ -1,4 +1,5 @@
-"""Fitting: recovery on a short informative data set, bad-data errors, interrupted fits."""
+"""Fitting: recovery on a short informative data set, bad-data errors, interrupted fits, multi-start.
+(The optimiser, the transform and the start sampler: tests/test_optim.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from symode.cli.main import main
+from symode.fit import FAIL_RESIDUAL, FitProblem, fit
 from symode.solve.synth import dataset_to_csv_text, make_dataset, noisy_observations, smooth_dilution
 from symode.spec import load_spec
 
@@ -46,9 +48,8 @@ def _start(spec_path: Path, factor: float = 1.6):
     return spec.with_values(start)
 
 
+@pytest.mark.slow
 def test_recovery_short_informative(hplc_model, short_data):
-    from symode.fit.core import fit
-
     spec = _start(SPECS / "chemostat-hplc.yaml")
     model = hplc_model.with_spec(spec)
     res = fit(model, [short_data], progress=False, max_iter=150)
@@ -72,7 +73,6 @@ def test_recovery_short_informative(hplc_model, short_data):
 
 
 def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
-    from symode.fit.core import fit
     from symode.report.fit import write_outputs
 
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
@@ -93,6 +93,20 @@ def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
     assert data["objective"] <= seen[0] + 1e-6
     assert set(data["confidence_intervals"]) == set(TRUTH)
     assert load_spec(tmp_path / "fitted.yaml").parameters["gB"].value == pytest.approx(data["parameters"]["gB"])
+
+
+def test_provisional_result_of_a_fit_with_fixed_parameters(hplc_model, short_data):
+    """The checkpoint of a fit with fixed parameters (``symode fit --fix``) describes that fit's unknowns."""
+    from symode.fit import provisional_result
+    from symode.fit.local import Progress
+
+    fp = FitProblem(hplc_model, [short_data], fixed=["gA", "gB"])
+    z = fp.z_from_values()
+    info = Progress("single shooting", 3, float(fp.loss(z)), float(fp.loss(z)), 1.0, z)
+    res = provisional_result(hplc_model, [short_data], info, fixed=["gA", "gB"])
+    assert "gA" not in res.estimated_parameters and "vA" in res.estimated_parameters
+    assert res.parameters["gA"] == hplc_model.spec.parameters["gA"].value
+    assert res.objective == pytest.approx(fp.loss(z))
 
 
 def _write(path: Path, text: str) -> str:
@@ -125,6 +139,7 @@ def test_bad_data_clear_errors(tmp_path, capsys, case, needle):
     assert not (tmp_path / "out" / "fit.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=1.3)
     spec_path = tmp_path / "spec.yaml"
@@ -148,66 +163,18 @@ def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     assert np.all(np.isfinite(traj.x))
 
 
-def test_latin_hypercube_strata():
-    from symode.optim.sampling import latin_hypercube
-
-    pts = latin_hypercube(np.array([0.0, -1.0]), np.array([1.0, np.inf]), 10, seed=1)
-    assert pts.shape == (10, 2)
-    counts = np.histogram(pts[:, 0], bins=10, range=(0, 1))[0]
-    assert np.all(counts == 1)
-
-
 @pytest.mark.slow
 def test_multistart_parallel(hplc_model, short_data):
-    from symode.fit.core import fit
-
     spec = _start(SPECS / "chemostat-hplc.yaml")
     res = fit(hplc_model.with_spec(spec), [short_data], progress=False, multistart=2, workers=2, max_iter=80)
     assert len(res.multistart) == 3
     assert res.objective <= min(s["objective"] for s in res.multistart) + 1e-6
 
 
-def test_levenberg_marquardt_rejects_points_whose_sensitivities_fail() -> None:
-    """A trial point whose residuals are fine but whose sensitivities fail (raise, or are not finite) is a
-    failed step, not a crash; a non-finite Jacobian at the start is a SolverError."""
-    from symode.errors import SolverError
-    from symode.optim.lm import levenberg_marquardt
-
-    target = np.array([1.0, -2.0])
-
-    def fun(z: np.ndarray) -> np.ndarray:
-        return np.array([z[0] - target[0], 3.0 * (z[1] - target[1]), z[0] * z[1] - target[0] * target[1]])
-
-    def good_jac(z: np.ndarray) -> np.ndarray:
-        return np.array([[1.0, 0.0], [0.0, 3.0], [z[1], z[0]]])
-
-    for failure in ("raise", "nan"):
-        calls = {"n": 0}
-
-        def jac(z: np.ndarray, _failure: str = failure,
-                _calls: dict[str, int] = calls) -> tuple[np.ndarray, np.ndarray]:
-            _calls["n"] += 1
-            if _calls["n"] in (2, 3):          # the first two accepted trial points
-                if _failure == "raise":
-                    raise SolverError("forward sensitivities failed")
-                return fun(z), np.full((3, 2), np.nan)
-            return fun(z), good_jac(z)
-
-        res = levenberg_marquardt(fun, jac, np.array([4.0, 3.0]), np.full(2, -10.0), np.full(2, 10.0), geodesic=False)
-        assert res.converged, res.message
-        np.testing.assert_allclose(res.z, target, atol=1e-6)
-        assert calls["n"] > 3
-
-    with pytest.raises(SolverError):
-        levenberg_marquardt(fun, lambda z: (fun(z), np.full((3, 2), np.inf)), np.zeros(2), np.full(2, -10.0),
-                            np.full(2, 10.0))
-
-
 def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> None:
     """A trial step far out on an unbounded log-scale unknown (exp overflows) is a failed point with the
     failure residuals, not an OverflowError that crashes the fit (seen in a discover bench run)."""
     from symode.errors import SolverError
-    from symode.fit.core import FAIL_RESIDUAL, FitProblem
 
     fp = FitProblem(hplc_model, [short_data])
     z = fp.z_from_values()
@@ -220,3 +187,120 @@ def test_overflowing_log_parameter_is_a_failed_point(hplc_model, short_data) -> 
     assert np.all(r[: fp.n_obs] == FAIL_RESIDUAL)
     assert np.isfinite(fp.loss(z)) and np.all(np.isfinite(fp.natural(z)))
     np.testing.assert_allclose(fp.dtheta_dz(z)[k], np.exp(z[k]))
+
+
+def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) -> None:
+    """A start that raises is a row with its error and an infinite objective, not a failed fit; the rows
+    keep the start order, and every start begins inside the box."""
+    import symode.fit.multistart as ms
+
+    fp = FitProblem(hplc_model, [short_data])
+    seen = []
+
+    def fake(job):
+        seen.append(job["z"])
+        if len(seen) == 2:
+            raise RuntimeError("solver exploded")
+        return {"objective": float(len(seen)), "converged": True, "message": "ok", "z": list(job["z"]),
+                "iterations": 1, "time_s": 0.0}
+
+    monkeypatch.setattr(ms, "start_worker", fake)
+    rows = ms.run_multistart(fp, [], 3, seed=0, workers=1, method="lm", shooting="single", segments=4,
+                             max_iter=1, max_time=1.0, progress=False)
+    assert [r["start"] for r in rows] == ["lhs-0", "lhs-1", "lhs-2"]
+    assert rows[1]["objective"] == np.inf and rows[1]["error"] == "solver exploded" and not rows[1]["converged"]
+    assert rows[0]["objective"] == 1.0 and rows[2]["objective"] == 3.0
+    assert all(np.all((z >= fp.lb) & (z <= fp.ub)) for z in seen)
+    # objectives 1 and 3: within chi2(1, 0.99)/2 = 3.3 of each other, so both span the spread; the failed
+    # start does not count
+    spread = ms.start_spread(fp, rows)
+    both = np.array([fp.natural(np.asarray(rows[k]["z"])) for k in (0, 2)])
+    for i, name in enumerate(fp.names):
+        assert spread[name] == [both[:, i].min(), both[:, i].max()]
+
+
+def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, short_data, tmp_path) -> None:
+    """A fit whose first iteration outlasts max_time (a callback that sleeps: independent of the machine's
+    speed) stops there: the local fit is cut short, the analysis finds no time left, and fit.json /
+    report.md say so. The wall bound asserted is a generous safety net, not a speed measurement."""
+    import time
+
+    from symode.fit import find_symmetries
+    from symode.report.fit import write_outputs
+
+    spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
+    model = hplc_model.with_spec(spec)
+    find_symmetries(model)           # the symbolic detection, once per model structure (remembered)
+    seen = []
+
+    def slow(info):          # the first iteration lasts past the whole time limit
+        seen.append(info.iteration)
+        time.sleep(max(t0 + 1.2 - time.perf_counter(), 0.0))
+
+    t0 = time.perf_counter()
+    res = fit(model, [short_data], progress=False, callback=slow, max_time=1.0)
+    wall = time.perf_counter() - t0
+    assert wall < 1.0 + 15.0
+    assert len(seen) == 1               # the loop stopped at the deadline, not at max_iter or convergence
+    assert not res.converged and not res.interrupted
+    phases = [c["phase"] for c in res.cut_short]
+    assert phases == ["local fit", "fisher"]
+    assert res.fisher is None and not any(res.identifiable.values())
+    assert all("time limit" in r for r in res.reasons().values())
+    write_outputs(res, tmp_path, report=True)
+    data = json.loads((tmp_path / "fit.json").read_text())
+    assert REQUIRED <= set(data) and [c["phase"] for c in data["cut_short"]] == phases
+    assert data["objective"] == pytest.approx(res.objective) and np.isfinite(res.objective)
+    assert "cut short by the time limit" in (tmp_path / "report.md").read_text()
+
+
+def test_profile_checks_over_budget_are_abandoned_and_leave_the_fisher_flags(hplc_model, short_data) -> None:
+    """With no time left for the analysis's profile checks every planned check is abandoned, listed in
+    cut_short, and changes neither flags nor intervals (they stay the Fisher/Wald ones)."""
+    from symode.fit.checks import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert res.fisher is not None and res.profiles == [] and res.cut_short == []
+    flags, intervals = dict(res.identifiable), res.intervals
+    planned = plan_checks(res.problem, res, ["muB"])
+    assert [c.name for c in planned if c.kind == "profile"] == ["muB"]
+    run_checks(res.problem, res.z, res.objective, res.symmetries, res, which=["muB"], budget=Budget(0.0),
+               progress=False)
+    assert sorted(c["name"] for c in res.cut_short) == sorted(c.name for c in planned)
+    assert res.identifiable == flags
+    assert res.intervals == intervals
+
+
+def test_analysis_none_skips_the_uncertainty_analysis(hplc_model, short_data) -> None:
+    res = fit(hplc_model, [short_data], progress=False, analysis="none", max_iter=60)
+    assert res.fisher is None and res.profiles == [] and not any(res.identifiable.values())
+    assert all("analysis 'none'" in r for r in res.reasons().values())
+    assert res.timings["seconds"]["local fit"] > 0 and "fisher" not in res.timings["seconds"]
+
+
+def test_profile_checks_in_worker_processes_match_the_serial_ones(hplc_model, short_data) -> None:
+    """Each side of each check as a task in a worker process (the problem rebuilt there), joined again: the
+    same profiles, flags and intervals as walking them here."""
+    import copy
+
+    from symode.fit.checks import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert plan_checks(res.problem, res, False)
+    out = []
+    for workers in (1, 2):
+        r = copy.copy(res)
+        r.fisher, r.profiles, r.cut_short = copy.deepcopy(res.fisher), [], []
+        run_checks(res.problem, res.z, res.objective, res.symmetries, r, which=False, budget=Budget(600.0),
+                   progress=False, workers=workers)
+        assert r.cut_short == []
+        out.append(r)
+    serial, parallel = out
+    assert [p.name for p in serial.profiles] == [p.name for p in parallel.profiles]
+    for a, b in zip(serial.profiles, parallel.profiles, strict=True):
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9)
+        np.testing.assert_allclose(a.q, b.q, rtol=1e-6, atol=1e-6)
+        assert a.stop == b.stop
+    assert serial.identifiable == parallel.identifiable

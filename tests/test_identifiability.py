@@ -8,16 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from symode.identifiability.core import (
+from symode.identifiability import (
     CHI2_1,
+    Symmetry,
     cramer_rao,
     fisher_analysis,
+    invariant_combinations,
     log_jacobian,
     profile_likelihood,
     render_markdown,
+    scaling_symmetries,
 )
 from symode.spec import load_spec, spec_from_dict
-from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling_symmetries
 
 from .conftest import SPECS
 
@@ -236,27 +238,34 @@ def _quadratic(H: np.ndarray, m: np.ndarray, flat: int | None = None):
     return objective, calls
 
 
-def test_profile_quadratic_matches_wald():
+def _quadratic_case():
     A = np.array([[2.0, 0.8, 0.1], [0.8, 1.5, 0.3], [0.1, 0.3, 0.9]])
     H = A @ A.T * 40.0
     m = np.log(np.array([2.0, 0.5, 7.0]))
+    return H, m, ["a", "b", "c"], ["log"] * 3
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_profile_quadratic_matches_wald(i):
+    H, m, names, scales = _quadratic_case()
     obj, _ = _quadratic(H, m)
-    C = np.linalg.inv(H)
-    names, scales = ["a", "b", "c"], ["log"] * 3
-    for i in range(3):
-        prof = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, bounds=None)
-        se = math.sqrt(C[i, i])
-        for lev, z in (("0.95", Z95), ("0.99", Z99)):
-            lo, hi = prof.intervals[lev]
-            assert math.log(lo) == pytest.approx(m[i] - z * se, rel=1e-6, abs=1e-6)
-            assert math.log(hi) == pytest.approx(m[i] + z * se, rel=1e-6, abs=1e-6)
-        assert prof.identifiable and not any(prof.flat.values())
-        assert prof.stop == {"lower": "threshold", "upper": "threshold"}
-        assert prof.better is None and prof.loss_hat == pytest.approx(10.0)
-        assert np.all(np.diff(prof.values) > 0) and prof.q.max() >= CHI2_1["0.99"]
-        assert prof.evaluations <= 40
-    # agrees with the Fisher analysis of the same quadratic (J^T J = H)
-    J = np.linalg.cholesky(H).T
+    prof = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, bounds=None)
+    se = math.sqrt(np.linalg.inv(H)[i, i])
+    for lev, z in (("0.95", Z95), ("0.99", Z99)):
+        lo, hi = prof.intervals[lev]
+        assert math.log(lo) == pytest.approx(m[i] - z * se, rel=1e-6, abs=1e-6)
+        assert math.log(hi) == pytest.approx(m[i] + z * se, rel=1e-6, abs=1e-6)
+    assert prof.identifiable and not any(prof.flat.values())
+    assert prof.stop == {"lower": "threshold", "upper": "threshold"}
+    assert prof.better is None and prof.loss_hat == pytest.approx(10.0)
+    assert np.all(np.diff(prof.values) > 0) and prof.q.max() >= CHI2_1["0.99"]
+    assert prof.evaluations <= 40
+
+
+def test_profile_quadratic_agrees_with_fisher():
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+    J = np.linalg.cholesky(H).T           # J^T J = H
     fish = fisher_analysis(J, names, np.exp(m), scales=scales, n_obs=3, loss=10.0)
     np.testing.assert_allclose(fish.intervals["b"]["0.95"],
                                profile_likelihood(obj, np.exp(m), 1, names=names, scales=scales).intervals["0.95"],
@@ -304,6 +313,48 @@ def test_profile_reports_a_better_optimum_and_solver_errors():
     prof = profile_likelihood(objective, np.array([0.0]), 0, names=["a"], scales=["linear"], step=0.05)
     assert prof.better is not None and prof.better[0] < prof.loss_hat
     assert prof.stop["upper"].startswith("error")
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_profile_sides_walked_apart_merge_into_the_whole_profile(i):
+    """The two sides of a profile walked separately (as parallel tasks do) and merged give the same points
+    and intervals as one walk of both."""
+    from symode.identifiability.profiles import merge_sides
+
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+    whole = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0)
+    lower = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0, sides=("lower",))
+    upper = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0, sides=("upper",))
+    assert set(lower.stop) == {"lower"} and set(upper.stop) == {"upper"}
+    merged = merge_sides(lower, upper)
+    np.testing.assert_allclose(merged.values, whole.values)
+    np.testing.assert_allclose(merged.q, whole.q)
+    assert merged.intervals == whole.intervals and merged.stop == whole.stop
+    assert merged.evaluations == whole.evaluations and merged.decided and merged.identifiable
+
+
+def test_profile_cut_short_by_a_time_limit_is_undecided_not_flat():
+    """A side stopped by TimeLimit (a spent budget) is unfinished: not flat, not a reason to call the
+    parameter non-identifiable; a side that crossed the threshold before is still decided."""
+    from symode.timing import TimeLimit
+
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+
+    def limited(i, v, start):
+        if v > m[i]:                         # the upper side runs out of time at its first point
+            raise TimeLimit("budget spent")
+        return obj(i, v, start)
+
+    prof = profile_likelihood(limited, np.exp(m), 0, names=names, scales=scales)
+    assert prof.stop == {"lower": "threshold", "upper": "time limit"}
+    assert prof.cut_short == ["upper"] and not prof.decided
+    assert prof.flat == {"lower": False, "upper": False}
+    assert prof.intervals["0.95"][0] is not None and prof.intervals["0.95"][1] is None
+    # the same profile with both sides finished is decided
+    full = profile_likelihood(obj, np.exp(m), 0, names=names, scales=scales)
+    assert full.decided and full.cut_short == []
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Neural terms (issue 8): spec construct, CasADi MLP in the compiled model, gradients, training."""
+"""Neural terms: spec construct, CasADi MLP in the compiled model, gradients, training."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import pytest
 
 from symode.codegen.layout import structure
 from symode.errors import SpecError
-from symode.hybrid.neural import l2_penalty, propose_replacement, train, warm_start
+from symode.hybrid import (
+    Unknowns,
+    balanced_rates,
+    blas_threads,
+    l2_penalty,
+    propose_replacement,
+    stiff_here,
+    train,
+    warm_start,
+)
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem, finite_difference_gradient, loss_and_gradient
 from symode.solve.simulation import simulate
@@ -18,7 +27,7 @@ from symode.spec import load_spec, loads_spec, spec_from_dict
 from symode.spec.data import Dataset
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
-from .conftest import SHARED, SPECS
+from .conftest import SHARED, SPECS, require
 
 TINY = """
 symode: 1
@@ -198,16 +207,17 @@ def _steady_chemostat_data(seed: int, a_range: tuple[float, float], b_range: tup
                                                         "B": rng.uniform(*b_range, len(t))})
 
 
-def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate():
+@pytest.mark.slow
+@pytest.mark.parametrize("kwargs, share_a", [({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)])
+def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate(kwargs, share_a):
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     data = _steady_chemostat_data(1, (0.05, 0.15), (0.1, 0.3))
     term = spec.neural[0]
     med = {"A": [float(np.median(data.columns["A"]))], "B": [float(np.median(data.columns["B"]))]}
-    for kwargs, share_a in (({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)):
-        w = warm_start(spec, data, **kwargs)
-        rA, rB = mlp_numpy(term, med, w)[0]
-        assert rA + rB == pytest.approx(0.2, rel=0.05)
-        assert rA / (rA + rB) == pytest.approx(share_a, abs=0.05)
+    w = warm_start(spec, data, **kwargs)
+    rA, rB = mlp_numpy(term, med, w)[0]
+    assert rA + rB == pytest.approx(0.2, rel=0.05)
+    assert rA / (rA + rB) == pytest.approx(share_a, abs=0.05)
 
 
 def _fit_cli(spec_path, csv_path, out, *extra):
@@ -240,11 +250,12 @@ def test_symode_fit_trains_a_neural_spec_end_to_end(tiny, tmp_path):
     assert doc["multistart"]["starts"] and doc["objective"] == pytest.approx(after, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
-    """The issue-8 command on a 3-day window of chemostat-dev-hplc, with a small time limit."""
+    """`symode fit` of the neural spec on a 3-day window of the reference data set chemostat-dev-hplc, with a
+    small time limit."""
     src = SHARED / "chemostat-dev-hplc" / "data.csv"
-    if not src.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
+    require(src.exists(), f"reference data set chemostat-dev-hplc not found at {SHARED} (set SYMODE_SHARED_DATA)")
     lines = src.read_text().splitlines()
     (tmp_path / "data.csv").write_text("\n".join(lines[: 1 + 4 * 72 + 1]) + "\n")
     assert _fit_cli(SPECS / "chemostat-neural.yaml", tmp_path / "data.csv", tmp_path / "out", "--max-time", "25",
@@ -261,12 +272,11 @@ def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
     assert (tmp_path / "out" / "fit.json").exists()
 
 
+@pytest.mark.slow
 def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny):
     """Production rates and uptake yields start balanced with the observed levels: production = outflow /
     (1 - share), consumption by the network's uptakes = share of it (not the spec's 100-1000x too-fast
     turnover, a futile cycle that makes the model stiff)."""
-    from symode.hybrid.neural import balanced_rates
-
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     data = _steady_chemostat_data(2, (0.02, 0.06), (0.04, 0.08))
     term = spec.neural[0]
@@ -290,11 +300,10 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
     assert balanced_rates(tspec, tdata, {n: tspec.parameters[n].value for n in tspec.neural_weights}) == {}
 
 
+@pytest.mark.slow
 def test_stiff_here_tells_stiffness_from_a_slow_model():
     """The switch of a hybrid-fit start to the stiff integrator: the balanced turnover is not stiff, the
     same balance with 1000x faster production and consumption (a futile cycle) is."""
-    from symode.hybrid.neural import _stiff_here, _Unknowns, balanced_rates
-    from symode.solve.sensitivity import Problem as P
 
     spec = load_spec(SPECS / "chemostat-neural.yaml")
     t = np.arange(0.0, 24.0, 0.25)
@@ -304,8 +313,8 @@ def test_stiff_here_tells_stiffness_from_a_slow_model():
                                                         "B": rng.uniform(0.05, 0.15, len(t))})
     w = warm_start(spec, data)
     model = build_model(spec)
-    unk = _Unknowns(model)
-    prob = P(model, data)
+    unk = Unknowns(model)
+    prob = Problem(model, data)
     index = {n: k for k, n in enumerate(unk.names)}
     z = unk.z0()
     for n, v in w.items():
@@ -314,4 +323,20 @@ def test_stiff_here_tells_stiffness_from_a_slow_model():
     for factor, stiff in ((1.0, False), (1e3, True)):
         for n, v in rates.items():
             z[index[n]] = np.log(factor * v)
-        assert _stiff_here(model, unk, prob, z, 1e-6, 1e-9) is stiff
+        assert stiff_here(model, unk, prob, z, 1e-6, 1e-9) is stiff
+
+
+def test_blas_threads_limits_and_restores():
+    """Inside the block every BLAS pool of this process runs one thread and child processes are told so;
+    afterwards both are as before."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    with blas_threads(1):
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == before
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == env

@@ -123,7 +123,7 @@ def _plain(value: Any) -> Any:
 def _demo_fit(model, data, out: Path) -> dict[str, Any]:
     """Fit the experiment from the original study's starting values (the spec's values) and print truth
     vs the study's best estimate vs symode, with 95% intervals and identifiability."""
-    from symode.fit.core import fit
+    from symode.fit import fit
     from symode.report.fit import write_outputs
 
     print("  fitting the experiment from the original study's starting values (symode fit) ...", flush=True)
@@ -154,7 +154,7 @@ def _demo_design(model, data, out: Path, *, full: bool = False, seed: int = 1,
     (D(t) profile + one extra measurement every 2 h); a simulated run of it (independent noise) is fitted,
     starting from the first fit, and recovers the parameters it was designed for."""
     from symode.design import Constraints, design_from_data, run_design, simulate_design_data
-    from symode.fit.core import fit
+    from symode.fit import fit
     from symode.io import atomic_write_text
     from symode.report.design import write_design
     from symode.solve.synth import dataset_to_csv_text

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from symode.cli.common import (
     EXIT_INTERRUPTED,
     add_params_option,
+    add_scheduler_option,
     add_spec_argument,
     build,
     echo,
@@ -20,16 +22,37 @@ from symode.cli.common import (
 from symode.errors import SymodeError
 
 CHECKPOINT_EVERY_S = 20.0  # a provisional fit.json of the best point so far, at most this often
+SUMMARY_MAX_ROWS = 30      # more estimated parameters than this: a compact summary instead of the table
+
+
+def apply_penalty_options(spec: Any, args: argparse.Namespace) -> Any:
+    """The spec with ``--no-penalties`` / ``--penalty`` applied (a copy when changed)."""
+    from symode.fit.penalty import parse_penalty_option
+
+    if not args.no_penalties and not args.penalty:
+        return spec
+    spec = spec.copy()
+    if args.no_penalties:
+        spec.penalties = []
+    spec.penalties += [parse_penalty_option(text, spec) for text in args.penalty or []]
+    return spec
 
 
 def _fit(args: argparse.Namespace, *, profile: bool) -> int:
-    from symode.fit.core import check_data, fit, provisional_result
+    started = time.perf_counter()       # --max-time counts from here: reading the data and the build too
+    from symode.fit import check_data, fit, provisional_result
+    from symode.fit.experiments import experiment_x0
     from symode.report.fit import write_fit_json, write_outputs
 
-    spec = load_spec_with_params(args.spec, args.params)
+    spec = apply_penalty_options(load_spec_with_params(args.spec, args.params), args)
     datasets = read_data(args.data, spec, check=check_data)
+    if args.t_end is not None:
+        datasets = [d.until(args.t_end) for d in datasets]
     if args.multistart < 0:
         raise SymodeError("--multistart must be >= 0")
+    if args.max_iter is not None and args.max_iter < 1:
+        raise SymodeError("--max-iter must be >= 1")
+    spec, x0 = experiment_x0(spec, datasets, args.x0)
     out = Path(args.output)
     model = build(spec)
     last = [time.perf_counter()]
@@ -37,31 +60,67 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
     def checkpoint(info) -> None:
         if time.perf_counter() - last[0] > CHECKPOINT_EVERY_S and info.stage == "single shooting":
             last[0] = time.perf_counter()
-            write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
+            write_fit_json(provisional_result(model, datasets, info, fixed=fixed), out / "fit.json")
 
+    fixed = parse_names(args.fix)
     neural = set(spec.neural_weights)
     if neural and profile:
         echo("symode: warning: no profile likelihoods for a model with neural terms (--profile ignored)")
         profile = False
+    if profile and args.analysis == "none":
+        raise SymodeError("--profile needs the uncertainty analysis (not --analysis none)")
+    extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
-                 progress=not args.quiet, fixed=parse_names(args.fix), profile=profile, workers=args.workers,
-                 seed=args.seed, max_time=args.max_time, callback=checkpoint)
+                 progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers,
+                 seed=args.seed, max_time=args.max_time, callback=checkpoint, x0=x0, analysis=args.analysis,
+                 started=started, **extra)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable
     n_id = sum(ident[n] for n in result.estimated_parameters)
     state = "converged" if result.converged else ("interrupted" if result.interrupted else "not converged")
-    echo(f"fit {state}: objective {result.objective:.6g} ({result.n_obs} observations), {result.iterations} "
+    pen = f" (penalties {result.penalty:.6g})" if spec.penalties else ""
+    echo(f"fit {state}: objective {result.objective:.6g}{pen} ({result.n_obs} observations), {result.iterations} "
          f"iterations, {result.wall_time_s:.1f} s; {n_id} of {len(result.estimated_parameters)} parameters "
          f"identifiable")
     shown = [n for n in result.estimated_parameters if n not in neural]
     if len(shown) < len(result.estimated_parameters):
         echo(f"  ({len(result.estimated_parameters) - len(shown)} neural-network weights not listed; see fit.json)")
-    for n in shown:
-        lo, hi = result.intervals[n]["0.95"]
-        echo(f"  {n:>8s} = {result.parameters[n]:<12.5g} 95% [{fmt_bound(lo)}, {fmt_bound(hi)}]"
-             f"{'' if ident[n] else '  (not identifiable)'}")
+    if len(shown) > SUMMARY_MAX_ROWS:
+        for line in compact_summary(result, shown):
+            echo(line)
+    else:
+        for n in shown:
+            lo, hi = result.intervals[n]["0.95"]
+            echo(f"  {n:>8s} = {result.parameters[n]:<12.5g} 95% [{fmt_bound(lo)}, {fmt_bound(hi)}]"
+                 f"{'' if ident[n] else '  (not identifiable)'}")
     echo("wrote " + ", ".join(str(f) for f in files.values()))
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def compact_summary(result: Any, names: list[str], top: int = 10) -> list[str]:
+    """Counts and the top items of a large fit (the full table is in report.md and fit.json)."""
+    spec = result.spec
+    at_bound, zero = [], []
+    for n in names:
+        v, par = result.parameters[n], spec.parameters[n]
+        tol = 1e-6 * max(1.0, abs(v))
+        if (par.lower is not None and v - par.lower <= tol) or (par.upper is not None and par.upper - v <= tol):
+            at_bound.append(n)
+        if v == 0.0:
+            zero.append(n)
+    ident = [n for n in names if result.identifiable[n]]
+    lines = [f"  {len(names)} parameters: {len(ident)} identifiable, {len(at_bound)} at a bound, "
+             f"{len(zero)} exactly 0 (full table: report.md)"]
+    if ident:
+        lines.append(f"  identifiable: {', '.join(ident[:top])}{' ...' if len(ident) > top else ''}")
+    if at_bound:
+        lines.append(f"  at a bound: {', '.join(at_bound[:top])}{' ...' if len(at_bound) > top else ''}")
+    strengths = {str(e.strength) for e in spec.interactions if e.prunable and isinstance(e.strength, str)}
+    edges = sorted((n for n in names if n in strengths), key=lambda n: -abs(result.parameters[n]))
+    if edges:
+        lines.append(f"  largest of {len(edges)} prunable edge strengths: "
+                     + ", ".join(f"{n} = {result.parameters[n]:.3g}" for n in edges[:top]))
+    return lines
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -73,7 +132,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from symode.hybrid.neural import fit_hybrid, train, write_training
+    from symode.hybrid import fit_hybrid, train, write_training
 
     spec = load_spec_with_params(args.spec, args.params)
     data = read_data(args.data, spec)[0]
@@ -95,6 +154,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (fit.json, fitted.yaml, report.md, plots)")
     add_params_option(p, "params file with starting values (e.g. a previous fit.json)")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="fit only the samples up to time T of every data file (a shorter window)")
     p.add_argument("--multistart", type=int, default=0, metavar="N",
                    help="N extra Latin-hypercube starts in the transformed box, in parallel (default 0)")
     p.add_argument("--method", choices=("lm", "trf", "lbfgs"), default="lm",
@@ -103,13 +164,36 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="auto",
                    help="auto: multiple shooting only if single shooting fails or stalls (default)")
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
-    p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for multi-start and profiles (default: all cores)")
+    add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="time limit per local fit (s; default 1800); for a spec with neural terms the limit of the "
-                        "whole training (default 600)")
+                   help="time limit of the whole fit in seconds (default 600): the local fit and multi-start get up "
+                        "to 3/4 of it, the uncertainty analysis the rest; checks that run out of time are "
+                        "abandoned and listed in fit.json ('cut_short') and report.md. For a spec with neural terms "
+                        "the limit of the whole training (default 600)")
+    p.add_argument("--analysis", choices=("full", "fisher", "none"), default="full",
+                   help="full: Fisher intervals and flags plus profile checks of doubtful Wald intervals "
+                        "(default); fisher: Wald intervals only; none: no uncertainty analysis")
     p.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_experiment_options(p)
+
+
+def add_experiment_options(p: argparse.ArgumentParser, *, x0: str = "spec") -> None:
+    """--x0, --max-iter, --penalty and --no-penalties of fit-like commands."""
+    p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default=x0,
+                   help=f"initial states per data file: spec (the spec's x0), first-sample (each observed state at "
+                        f"its file's first sample, fixed) or estimate (from the first sample, estimated); default "
+                        f"{x0}")
+    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+                   help="iterations per local fit (default 400)")
+    p.add_argument("--penalty", action="append", metavar="TYPE:PATTERN=SCALE",
+                   help="add a penalty on estimated parameters: ridge (Gaussian prior, sd SCALE) or l1 (Laplace, "
+                        "scale SCALE); PATTERN: a name, a glob (a_*) or @prunable; e.g. ridge:@prunable=0.1 "
+                        "(repeatable; added to the spec's penalties)")
+    p.add_argument("--no-penalties", action="store_true", help="drop the spec's penalties")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -144,12 +228,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="CSV", help="data file with inputs and observables")
     add_params_option(p, "params file with starting values")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (0.1)")
+    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (default 0.1)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam", "lm"), default="lbfgs",
                    help="lbfgs (curriculum + LM polish; default), adam (minibatches of time windows) or lm "
                         "(what `symode fit` runs: warm-started multi-start Levenberg-Marquardt curriculum)")
-    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam)")
-    p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
-    p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
-    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam)")
+    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam) (default 2000)")
+    p.add_argument("--polish", type=int, default=100,
+                   help="max iterations of the final Levenberg-Marquardt polish (default 100; 0: none)")
+    p.add_argument("--time-limit", type=float, default=780.0,
+                   help="seconds before returning the best point (default 780)")
+    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam; default 0)")
+    add_scheduler_option(p)
     p.set_defaults(func=run_train)

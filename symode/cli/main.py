@@ -19,7 +19,9 @@ from symode.cli.common import run_command
 #: Command families, in the order their commands appear in ``symode --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "symode.cli.model_cmds",     # validate, graph, template, simulate, gradcheck, codegen
+    "symode.cli.data_cmds",      # convert
     "symode.cli.fit_cmds",       # fit, profile, train
+    "symode.cli.crossval_cmds",  # crossval
     "symode.cli.design_cmds",    # design
     "symode.cli.discover_cmds",  # discover
     "symode.cli.petab_cmds",     # petab evaluate, petab export

@@ -8,7 +8,15 @@ import time
 
 import numpy as np
 
-from symode.cli.common import add_params_option, add_spec_argument, build, echo, load_spec_with_params, read_data
+from symode.cli.common import (
+    add_params_option,
+    add_spec_argument,
+    build,
+    echo,
+    load_spec_with_params,
+    parse_names,
+    read_data,
+)
 from symode.errors import SymodeError
 
 
@@ -44,10 +52,15 @@ def run_template(args: argparse.Namespace) -> int:
     from symode.graph.template import template_spec, template_yaml
     from symode.io import atomic_write_text
 
-    if args.satellites < 0 or args.metabolites < 1:
-        raise SymodeError("need --satellites >= 0 and --metabolites >= 1")
-    spec = template_spec(args.satellites, args.metabolites)
-    text = template_yaml(args.satellites, args.metabolites)
+    if args.glv:
+        spec, text = _glv_template(args)
+    else:
+        if args.satellites is None or args.metabolites is None:
+            raise SymodeError("give --satellites and --metabolites (or --glv --species ...)")
+        if args.satellites < 0 or args.metabolites < 1:
+            raise SymodeError("need --satellites >= 0 and --metabolites >= 1")
+        spec = template_spec(args.satellites, args.metabolites)
+        text = template_yaml(args.satellites, args.metabolites)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -55,6 +68,35 @@ def run_template(args: argparse.Namespace) -> int:
         echo(f"wrote {args.output}: {len(spec.states)} states, {len(spec.interactions)} interactions, "
              f"{len(spec.parameters)} parameters")
     return 0
+
+
+def _glv_template(args: argparse.Namespace) -> tuple[object, str]:
+    """(spec, YAML text) of ``template --glv``."""
+    import shlex
+
+    from symode.graph.glv import glv_template_dict, glv_template_header, typical_abundances
+    from symode.spec import dump_yaml, read_csv, spec_from_dict
+
+    if args.satellites is not None or args.metabolites is not None:
+        raise SymodeError("--glv takes --species, not --satellites/--metabolites")
+    species = parse_names(args.species)
+    if not species:
+        raise SymodeError("--glv needs --species A,B,...")
+    scales = typical_abundances(species, [read_csv(p) for p in args.data or []]) if args.data else None
+    try:
+        data = glv_template_dict(species, parse_names(args.perturbations), scales=scales,
+                                 self_limit=args.self_limit,
+                                 interaction_sd=None if args.interaction_sd == 0 else args.interaction_sd,
+                                 sigma=args.sigma, offset=args.offset, name=args.name)
+    except ValueError as exc:
+        raise SymodeError(str(exc)) from None
+    spec = spec_from_dict(data, file="<glv template>")
+    command = f"symode template --glv --species {','.join(species)}"
+    if args.perturbations:
+        command += f" --perturbations {','.join(parse_names(args.perturbations))}"
+    if args.data:
+        command += " " + " ".join(f"--data {shlex.quote(d)}" for d in args.data)
+    return spec, glv_template_header(command) + dump_yaml(spec.to_dict())
 
 
 def _time_grid(t_end: float | None, dt: float | None) -> np.ndarray:
@@ -91,7 +133,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.plot:
         from symode.viz.plots import plot_trajectories
 
-        plot_trajectories(args.plot, [(spec.name, traj)], data=data, title=spec.name)
+        unit = "h" if data is None or data.time_column == "time_h" else ""
+        plot_trajectories(args.plot, [(spec.name, traj)], data=data, title=spec.name, time_unit=unit)
         echo(f"wrote {args.plot}")
     return 0
 
@@ -141,13 +184,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="figure title (default: the spec's name)")
     p.set_defaults(func=run_graph)
 
-    p = sub.add_parser("template", help="write the generalized n x m community template",
-                       description="Write the generalized community template as a spec: main culture X on "
-                                   "substrate S, N satellites Y1..YN and M metabolites M1..MM with every possible "
-                                   "production, uptake and inhibition edge, each with one strength parameter "
-                                   "(strength 0 removes the edge), ready for `symode discover`.")
-    p.add_argument("--satellites", "-n", type=int, required=True, metavar="N", help="number of satellites")
-    p.add_argument("--metabolites", "-m", type=int, required=True, metavar="M", help="number of metabolites")
+    p = sub.add_parser("template", help="write a template spec (n x m community, or gLV with --glv)",
+                       description="Write a template spec. By default the generalized community template: main "
+                                   "culture X on substrate S, N satellites Y1..YN and M metabolites M1..MM with "
+                                   "every possible production, uptake and inhibition edge, each with one strength "
+                                   "parameter (strength 0 removes the edge), ready for `symode discover`. With "
+                                   "--glv: the generalized Lotka-Volterra model of the --species, growth r_i x_i, "
+                                   "self-limitation a_ii < 0, prunable interactions a_ij x_i x_j and perturbation "
+                                   "terms g_i_u u(t) x_i for every --perturbations input, abundances observed as "
+                                   "log10(x + offset) (docs/communities.md).")
+    p.add_argument("--satellites", "-n", type=int, metavar="N", help="number of satellites")
+    p.add_argument("--metabolites", "-m", type=int, metavar="M", help="number of metabolites")
+    p.add_argument("--glv", action="store_true", help="the generalized Lotka-Volterra template")
+    p.add_argument("--species", metavar="A,B,...", help="--glv: species (state and data column names)")
+    p.add_argument("--perturbations", metavar="U,...", help="--glv: inputs acting on every growth rate "
+                                                            "(data columns, e.g. a diet switch 0/1)")
+    p.add_argument("--data", action="append", metavar="CSV",
+                   help="--glv: data files whose species columns set each species' typical abundance xbar "
+                        "(geometric mean of positive values; default 1), which scales a_ii and the penalty")
+    p.add_argument("--self-limit", type=float, default=1.0, metavar="RATE",
+                   help="--glv: a_ii xbar_i <= -RATE (per time unit; default 1)")
+    p.add_argument("--interaction-sd", type=float, default=0.1, metavar="S",
+                   help="--glv: ridge penalty a_ij xbar_j ~ N(0, S^2) (per time unit; default 0.1; 0: none)")
+    p.add_argument("--sigma", type=float, default=0.3, help="--glv: noise sd of log10 abundances (default 0.3)")
+    p.add_argument("--offset", type=float, default=1e-5,
+                   help="--glv: observables log10(x + OFFSET) (default 1e-5; zeros count as OFFSET)")
+    p.add_argument("--name", help="--glv: the model's name")
     p.add_argument("-o", "--output", metavar="FILE", help="output spec (default: standard output)")
     p.set_defaults(func=run_template)
 

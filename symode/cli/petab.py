@@ -14,9 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from symode.cli.common import add_scheduler_option, run_command
 from symode.errors import SymodeError
-
-EXIT_USAGE = 2
 
 
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -115,18 +114,13 @@ def fit_main(argv: Sequence[str]) -> int:
                         help="a start whose optimum has parameters on bounds gets up to N more local fits with "
                              "those parameters moved to the other side of their box (default 8; 0: off)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: all CPUs)")
+    add_scheduler_option(parser)
     parser.add_argument("--max-iter", type=int, default=300, help="iterations per local fit (default 300)")
     parser.add_argument("--max-time", type=float, default=600.0, help="seconds per local fit (default 600)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(list(argv))
-    try:
-        return _fit(args)
-    except SymodeError as exc:
-        print(f"symode: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("symode: interrupted", file=sys.stderr)
-        return 130
+    args.func = _fit
+    return run_command(args)     # the starts on --scheduler / $SYMODE_SCHEDULER; user errors: one line, exit 2
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from symode.codegen.layout import Layout, layout_of, structure
 from symode.codegen.render import TEMPLATES
 from symode.codegen.wrapper import C_SOURCES, CODEGEN_VERSION, CSRC, WRAPPER_TEMPLATES, generate_sources
 from symode.errors import SymodeError
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 #: Flags of the model library. -fvisibility=hidden: only the entry points of csrc/symode_model.h
 #: (:data:`LIBRARY_SYMBOLS`) are exported.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symode.codegen.escape import identifier
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 #: Neural models with more weights than this are generated with CasADi MX (matrix operations stay loops
 #: in the C, whose size no longer grows with the width; see

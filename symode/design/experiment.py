@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import DataError, SymodeError
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["Constraints", "Design", "Measurement", "base_measurements", "design_from_data", "design_from_json",
            "parse_budget"]

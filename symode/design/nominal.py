@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from symode.errors import DataError, SymodeError
-from symode.spec.schema import Spec
+from symode.spec import Spec
 from symode.spec.yamlio import load_yaml
 
 __all__ = ["check_nominal", "load_nominal"]

@@ -46,7 +46,7 @@ import numpy as np
 
 from symode.design.experiment import Constraints, Design
 from symode.errors import SymodeError
-from symode.identifiability.core import cramer_rao, log_jacobian, relative_factors, relative_generators
+from symode.identifiability import cramer_rao, log_jacobian, relative_factors, relative_generators
 from symode.solve.model import Model, build_model
 from symode.solve.simulation import interval_inputs
 from symode.spec.schema import Noise, Observable, Spec

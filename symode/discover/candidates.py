@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symode.graph.community import build_graph, graph_to_spec, prune_unused_parameters, remove_interactions
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["Candidate", "candidate_spec", "edge_parts", "edge_sizes", "effective_edges", "n_unknowns",
            "prunable_edges"]

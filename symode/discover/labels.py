@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from symode.discover.candidates import Candidate
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["order_mapping", "relabel_candidate", "rename_labels", "satellite_relabelling",
            "satellites_exchangeable"]

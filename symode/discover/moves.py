@@ -15,7 +15,7 @@ from symode.discover.candidates import Candidate, edge_parts, edge_sizes, effect
 from symode.discover.search import Search
 from symode.discover.starts import transplant_start
 from symode.discover.strategies import BackwardElimination, ThresholdRefit
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["run_backward", "run_moves", "run_threshold", "split_moves", "swap_sets"]
 

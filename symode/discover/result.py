@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symode.discover.candidates import Candidate
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["DiscoveryResult"]
 

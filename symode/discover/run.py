@@ -46,11 +46,10 @@ from symode.discover.result import DiscoveryResult
 from symode.discover.search import Search
 from symode.discover.strategies import BackwardElimination, ThresholdRefit
 from symode.errors import SymodeError
-from symode.fit.core import as_datasets, fit
+from symode.fit import as_datasets, fit
 from symode.parallel import default_workers
-from symode.spec import load_spec
+from symode.spec import Spec, load_spec
 from symode.spec.data import Dataset
-from symode.spec.schema import Spec
 
 __all__ = ["discover"]
 

@@ -27,8 +27,8 @@ from symode.errors import SymodeError
 from symode.io import atomic_write_json
 from symode.parallel import Executor, TaskFailure, get_executor, run_tasks
 from symode.progress import Bar, progress_bar
+from symode.spec import Spec
 from symode.spec.data import Dataset
-from symode.spec.schema import Spec
 
 __all__ = ["CHECKPOINT", "COLD_PATIENCE", "FULL_TIME_UNKNOWNS", "REFIT_CPU_SHARE", "Search"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from symode.discover.candidates import Candidate
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 __all__ = ["clip_param", "cold_starts", "full_starts", "satellite_params", "transplant_start"]
 

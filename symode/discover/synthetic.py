@@ -11,8 +11,8 @@ from symode.graph.template import community_truth_params, template_spec
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations, smooth_dilution
+from symode.spec import Spec
 from symode.spec.data import Dataset
-from symode.spec.schema import Spec
 
 __all__ = ["synthetic_case"]
 

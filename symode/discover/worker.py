@@ -17,7 +17,7 @@ import numpy as np
 from symode.discover.candidates import Candidate
 from symode.discover.strategies import information_criteria
 from symode.errors import SolverError
-from symode.fit.core import FitProblem, Tracker, local_fit
+from symode.fit import FitProblem, Tracker, local_fit
 from symode.optim.lm import levenberg_marquardt
 from symode.solve.model import build_model
 from symode.spec import spec_from_dict

@@ -31,8 +31,8 @@ from symode.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from symode.solve.simulation import Trajectory
+    from symode.spec import Spec
     from symode.spec.data import Dataset
-    from symode.spec.schema import Spec
 
 __all__ = ["EXAMPLES", "ORIGINAL_BEST", "ORIGINAL_TRUE", "Example", "ExampleData", "example_names",
            "make_example", "write_example"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import networkx as nx
 
-from symode.spec import Interaction, Spec, State, spec_from_dict
+from symode.spec import Interaction, Penalty, Spec, State, spec_from_dict
 from symode.spec.expr import parse_expression
 
 GRAPH_KEYS = ("name", "description", "reactor", "parameters", "inputs", "observables")
@@ -57,6 +57,7 @@ def build_graph(spec: Spec) -> nx.MultiDiGraph:
     for key in GRAPH_KEYS:
         G.graph[key] = copy.deepcopy(getattr(spec, key))
     G.graph["interaction_order"] = [e.id for e in spec.interactions]
+    G.graph["penalties"] = copy.deepcopy(spec.penalties)
     return G
 
 
@@ -94,6 +95,7 @@ def graph_to_spec(G: nx.MultiDiGraph, *, prune: bool = False) -> Spec:
                 parameters=copy.deepcopy(G.graph["parameters"]), inputs=copy.deepcopy(G.graph["inputs"]),
                 interactions=copy.deepcopy(graph_interactions(G)),
                 observables=copy.deepcopy(G.graph["observables"]))
+    with_penalties(spec, G.graph.get("penalties", []))
     if prune:
         spec = prune_unused_parameters(spec)
     return spec_from_dict(spec.to_dict(), file=f"<graph {spec.name}>")
@@ -139,7 +141,18 @@ def prune_unused_parameters(spec: Spec) -> Spec:
     used = used_parameters(spec)
     new = spec.copy()
     new.parameters = {n: p for n, p in new.parameters.items() if n in used}
-    return new
+    return with_penalties(new, new.penalties)
+
+
+def with_penalties(spec: Spec, penalties: Iterable[Penalty]) -> Spec:
+    """``spec`` with the penalty terms restricted to its parameters (terms left empty are dropped)."""
+    kept = []
+    for pen in penalties:
+        scales = {n: s for n, s in pen.scales.items() if n in spec.parameters}
+        if scales:
+            kept.append(Penalty(pen.name, pen.kind, scales, pen.center))
+    spec.penalties = kept
+    return spec
 
 
 NODE_STYLE: dict[str, dict[str, Any]] = {

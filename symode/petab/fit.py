@@ -15,7 +15,7 @@ L-BFGS-B on -llh with the adjoint gradient (``"lbfgs"``, also available for any 
 Starts are a Latin hypercube in the box of the estimated parameters on their scales (lin, log, log10),
 run in parallel (:mod:`symode.parallel`). At the best optimum the Fisher information (expected, for the
 noise model: (g'(y) dy/dz / sigma)^2 + 2 (dsigma/dz / sigma)^2 for normal noise) gives Wald intervals
-and identifiability flags (:func:`symode.identifiability.core.fisher_analysis`).
+and identifiability flags (:func:`symode.identifiability.fisher_analysis`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import SolverError, SymodeError
-from symode.identifiability.core import FisherResult, fisher_analysis
+from symode.identifiability import FisherResult, fisher_analysis
 from symode.optim.lm import levenberg_marquardt
 from symode.optim.sampling import latin_hypercube
 from symode.parallel import TaskFailure, get_executor, run_tasks

@@ -30,7 +30,7 @@ from symode.errors import SymodeError
 from symode.petab.math import parse_petab_math
 from symode.petab.sbml import ImportedModel, import_sbml
 from symode.petab.sbml_math import UnsupportedSBML
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 SCALES = ("lin", "log", "log10")
 TRANSFORMATIONS = ("lin", "log", "log10")

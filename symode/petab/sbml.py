@@ -36,9 +36,8 @@ import sympy as sp
 
 from symode.petab.math import RESERVED
 from symode.petab.sbml_math import MathConverter, UnsupportedSBML
-from symode.spec import spec_from_dict
+from symode.spec import Spec, spec_from_dict
 from symode.spec.expr import FUNCTIONS, PIECEWISE, format_expression
-from symode.spec.schema import Spec
 from symode.spec.vocabulary import NAME_RE
 
 

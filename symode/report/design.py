@@ -13,7 +13,7 @@ from symode.design.experiment import base_measurements
 from symode.design.optimise import option_label
 from symode.design.problem import FLOOR_DT, GOOD_REL_SE
 from symode.design.run import DesignRun
-from symode.identifiability.core import fisher_analysis, render_markdown
+from symode.identifiability import fisher_analysis, render_markdown
 from symode.io import atomic_write_json, atomic_write_text
 from symode.viz.design import plot_inputs, plot_intervals, plot_predicted
 

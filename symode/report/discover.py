@@ -7,7 +7,7 @@ from pathlib import Path
 
 from symode.discover.result import DiscoveryResult
 from symode.io import atomic_write_json, atomic_write_text
-from symode.spec.schema import Spec
+from symode.spec import Spec
 from symode.viz.discover import plot_selection_path
 from symode.viz.graph import draw_graph
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from symode.identifiability.core import render_markdown
+from symode.identifiability import render_markdown
 from symode.io import atomic_write_json, atomic_write_text
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
@@ -36,13 +36,39 @@ def write_outputs(result: Any, outdir: str | Path, *, report: bool = True) -> di
     return files
 
 
-def _trajectories(result: Any) -> list[tuple[Any, Any]]:
-    """(dataset, fitted Trajectory) per experiment."""
+FINE_POINTS = 400   # model curves in the report's plots: this many points (plus the sample times)
+
+
+def fine_inputs(spec: Any, data: Any, times: np.ndarray) -> dict[str, np.ndarray]:
+    """The data's inputs on another time grid: piecewise constant (the value at the last sample at or
+    before t) or linear, as the spec interpolates them."""
+    from symode.spec.data import input_matrix
+
+    values = input_matrix(spec, data, data.times)
+    out = {}
+    for name, v in values.items():
+        if spec.inputs[name].interpolation == "linear":
+            out[name] = np.interp(times, data.times, v)
+        else:
+            idx = np.clip(np.searchsorted(data.times, times, side="right") - 1, 0, len(v) - 1)
+            out[name] = np.asarray(v, dtype=float)[idx]
+    return out
+
+
+def _trajectories(result: Any) -> list[tuple[Any, Any, Any]]:
+    """(dataset, fitted Trajectory at the sample times, the same on a fine grid or None) per experiment."""
     model = build_model(result.fitted_spec())
     out = []
     for k, data in enumerate(result.datasets):
         traj = simulate(model, data=data, params=result.parameters, x0=result.x0[k])
-        out.append((data, traj))
+        fine = None
+        try:
+            grid = np.union1d(np.linspace(data.times[0], data.times[-1], FINE_POINTS), data.times)
+            fine = simulate(model, grid, inputs=fine_inputs(model.spec, data, grid), params=result.parameters,
+                            x0=result.x0[k])
+        except Exception:  # the fine curve is a nicety; the sample-time trajectory is what counts
+            fine = None
+        out.append((data, traj, fine))
     return out
 
 
@@ -52,13 +78,16 @@ def write_report(result: Any, out: Path) -> dict[str, Path]:
     trajs = _trajectories(result)
     spec = result.spec
     obs = list(spec.observables)
-    for k, (data, traj) in enumerate(trajs):
+    log_states = [o for o in obs if o in spec.states and spec.observables[o].transform == "log10"]
+    for k, (data, traj, fine) in enumerate(trajs):
         suffix = "" if len(trajs) == 1 else f"_{k + 1}"
         p = out / f"fit_observables{suffix}.png"
-        plot_fit_observables(p, spec, data, traj, f"Data vs fit{'' if len(trajs) == 1 else f' (experiment {k + 1})'}")
+        plot_fit_observables(p, spec, data, traj, f"Data vs fit{'' if len(trajs) == 1 else f' (experiment {k + 1})'}",
+                             fine=fine)
         files[p.name] = p
         p = out / f"states{suffix}.png"
-        plot_fitted_states(p, traj, obs)
+        plot_fitted_states(p, fine if fine is not None else traj, obs, time_column=data.time_column,
+                           log_states=log_states)
         files[p.name] = p
     names = result.estimated_parameters
     if names:
@@ -69,7 +98,7 @@ def write_report(result: Any, out: Path) -> dict[str, Path]:
         p = out / "profiles.png"
         plot_profiles(p, result.profiles)
         files[p.name] = p
-    text = render_report(result, trajs, files)
+    text = render_report(result, [(d, t) for d, t, _ in trajs], files)
     atomic_write_text(out / "report.md", text)
     files["report.md"] = out / "report.md"
     return files
@@ -88,12 +117,27 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
     status = "converged" if result.converged else ("INTERRUPTED" if result.interrupted else "NOT converged")
     L.append(f"- status: **{status}** ({result.message}); {result.iterations} iterations, "
              f"{result.wall_time_s:.1f} s")
-    L.append(f"- objective 1/2·Σr² = {result.objective:.6g} over {result.n_obs} observed values "
-             f"(weighted SSR {2 * result.objective:.6g}; ≈ n/2 = {result.n_obs / 2:.0f} when the noise model "
+    data_obj = result.objective - result.penalty
+    L.append(f"- objective 1/2·Σr² = {data_obj:.6g} over {result.n_obs} observed values "
+             f"(weighted SSR {2 * data_obj:.6g}; ≈ n/2 = {result.n_obs / 2:.0f} when the noise model "
              f"is right)")
+    if result.spec.penalties:
+        L.append(f"- penalties {result.penalty:.6g} ("
+                 + ", ".join(f"{p.name}: {p.kind} on {len(p.scales)} parameter(s)" for p in result.spec.penalties)
+                 + f"); total objective {result.objective:.6g}")
     for s in result.stages:
         L.append(f"- stage {s['stage']}: objective {s['objective']:.6g}, {s['iterations']} iterations, "
                  f"{s['time_s']} s — {s['message']}")
+    if getattr(result, "analysis", "full") != "full":
+        L.append(f"- analysis: {result.analysis} (no profile checks of borderline Wald intervals"
+                 f"{'; no Fisher analysis' if result.analysis == 'none' else ''})")
+    cut = getattr(result, "cut_short", [])
+    if cut:
+        L.append("- **cut short by the time limit** (--max-time):")
+        for c in cut:
+            what = f"{c['phase']}" + (f" of {c['name']}" if c.get("name") else "") + \
+                   (f" ({c['sides']} side)" if c.get("sides") else "")
+            L.append(f"  - {what}: {c['effect']}")
     L.append("")
     iv, ident, reasons = result.intervals, result.identifiable, result.reasons()
     L += ["## Parameters", "", "| parameter | estimate | 95% interval | 99% interval | identifiable | reason |",

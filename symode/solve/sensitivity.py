@@ -3,7 +3,8 @@
 Loss (Gaussian negative log-likelihood up to a constant; weighted least squares):
 
     r_ik = (y_k(t_i; theta) - d_ik) / sigma_ik,      L(theta) = 1/2 sum_{i,k observed} r_ik^2,
-    sigma_ik^2 = absolute_k^2 + (relative_k * d_ik)^2        (the spec's noise model, at the data)
+    sigma_ik^2 = absolute_k^2 + (relative_k * d_ik)^2        (the spec's noise model, at the data;
+                                                              d on the observable's transformed scale)
 
 with theta = [x0, p]. Missing data (NaN) are skipped. Methods (strategy objects, as diffrax's
 ``adjoint=``), all running their time loops in compiled C:
@@ -72,7 +73,8 @@ class Problem:
         inputs = input_matrix(spec, data, data.times)
         self.inputs = {k: v[sel] for k, v in inputs.items()}
         self.U = interval_inputs(model, self.times, self.inputs)
-        self.data = np.column_stack([data.columns[o][sel] for o in model.observables]) if model.observables \
+        self.data = np.column_stack([spec.observables[o].transform_data(data.columns[o][sel])
+                                     for o in model.observables]) if model.observables \
             else np.zeros((len(self.times), 0))
         noise = [spec.observables[o].noise for o in model.observables]
         absolute = np.array([n.absolute for n in noise])

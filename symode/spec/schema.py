@@ -67,11 +67,28 @@ class Noise:
 
 @dataclass
 class Observable:
+    """What a data column measures. ``transform: log10`` compares log10(y + offset) of the model value
+    y with log10(d + offset) of the data value d (values with d + offset <= 0 count as missing); the
+    noise levels are then on the log10 scale."""
+
     name: str
     expr: str
     noise: Noise = field(default_factory=Noise)
     unit: str = ""
     description: str = ""
+    transform: str = "none"
+    offset: float = 0.0
+
+    def transform_data(self, values: Any) -> Any:
+        """Data values on the scale the observable is compared on (a float array; NaN = missing)."""
+        import numpy as np
+
+        v = np.asarray(values, dtype=float)
+        if self.transform != "log10":
+            return v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shifted = v + self.offset
+            return np.where(shifted > 0, np.log10(np.where(shifted > 0, shifted, 1.0)), np.nan)
 
 
 @dataclass
@@ -89,6 +106,7 @@ class Interaction:
     reactants: dict[str, float] = field(default_factory=dict)     # mass action
     products: dict[str, float] = field(default_factory=dict)      # mass action
     rate: str | None = None            # custom
+    input: str | None = None           # growth: the rate is r * input * x_to
     stoichiometry: dict[str, float] = field(default_factory=dict)  # custom
     prunable: bool = False
     description: str = ""
@@ -113,6 +131,24 @@ class Interaction:
         names = [n for n in (self.source, self.target) if n]
         names += [n for n in (*self.reactants, *self.products, *self.stoichiometry) if n not in names]
         return names
+
+
+@dataclass
+class Penalty:
+    """A regularisation term on estimated parameters, added to the objective: ``ridge`` (a Gaussian
+    prior) 1/2 sum ((theta_k - center) / scale_k)^2, or ``l1`` (a Laplace prior, smoothed at 0)
+    sum |theta_k - center| / scale_k."""
+
+    name: str
+    kind: str                                  # "ridge" or "l1"
+    scales: dict[str, float]                   # parameter -> scale (> 0)
+    center: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.kind, "parameters": dict(self.scales)}
+        if self.center:
+            d["center"] = self.center
+        return d
 
 
 @dataclass
@@ -221,6 +257,7 @@ class Spec:
     description: str = ""
     source: str | None = field(default=None, compare=False, repr=False)
     neural: list[NeuralTerm] = field(default_factory=list)
+    penalties: list[Penalty] = field(default_factory=list)
 
     # -- lookups -------------------------------------------------------------------------------------
     @property
@@ -313,7 +350,10 @@ class Spec:
         out["observables"] = {o.name: _drop_defaults({
             "expr": o.expr, "noise": _drop_defaults({"absolute": o.noise.absolute,
                                                     "relative": o.noise.relative}, {}),
-            "unit": o.unit, "description": o.description}, {}) for o in self.observables.values()}
+            "transform": o.transform, "offset": o.offset, "unit": o.unit, "description": o.description},
+            {"transform": "none", "offset": 0.0}) for o in self.observables.values()}
+        if self.penalties:
+            out["penalties"] = [pen.to_dict() for pen in self.penalties]
         return out
 
     def to_yaml(self) -> str:
@@ -344,6 +384,8 @@ def _interaction_to_dict(e: Interaction) -> dict[str, Any]:
         d["reactants"] = dict(e.reactants)
     if e.products:
         d["products"] = dict(e.products)
+    if e.input:
+        d["input"] = e.input
     if e.rate is not None:
         d["rate"] = e.rate
     if e.stoichiometry:

@@ -1,5 +1,5 @@
 """Validation of a whole spec: the top level, then the sections in dependency order (names first, then
-neural terms, reactor, interactions and observables, which refer to them)."""
+neural terms, reactor, interactions, observables and penalties, which refer to them)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from symode.spec.schema import Spec
 from symode.spec.validate_interactions import validate_interactions, validate_reactor
 from symode.spec.validate_neural import validate_neural
 from symode.spec.validate_observables import validate_observables
+from symode.spec.validate_penalties import validate_penalties
 from symode.spec.validate_quantities import (
     check_unique_names,
     validate_inputs,
@@ -18,7 +19,7 @@ from symode.spec.vocabulary import FORMAT_VERSION
 from symode.spec.yamlio import Located
 
 TOP_LEVEL_KEYS = {"symode", "name", "description", "reactor", "states", "inputs", "parameters", "interactions",
-                  "observables", "neural"}
+                  "observables", "neural", "penalties"}
 
 
 def validate_spec(located: Located) -> Spec:
@@ -47,5 +48,7 @@ def validate_spec(located: Located) -> Spec:
     interactions = validate_interactions(chk, root.get("interactions"), states, inputs, parameters, neural)
     observables = validate_observables(chk, chk.mapping(root.get("observables"), ("observables",)),
                                        states, inputs, parameters)
+    penalties = validate_penalties(chk, root.get("penalties"), parameters, interactions)
     return Spec(name=name, description=description, reactor=reactor, states=states, parameters=parameters,
-                inputs=inputs, interactions=interactions, observables=observables, neural=neural)
+                inputs=inputs, interactions=interactions, observables=observables, neural=neural,
+                penalties=penalties)

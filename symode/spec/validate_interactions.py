@@ -86,6 +86,8 @@ def validate_interaction(chk: FieldChecker, d: dict[str, Any], path: FieldPath, 
     structural = {"id", "type", "law", "description", "prunable"}
     if kind in ("uptake", "production", "inhibition", "glv"):
         structural |= {"from", "to"}
+    if kind == "growth":
+        structural |= {"to", "input"}
     if kind == "inhibition":
         structural |= {"applies_to"} | ({"uptake"} if law == "competitive" else set())
     if kind == "mass_action":
@@ -120,6 +122,8 @@ def validate_interaction(chk: FieldChecker, d: dict[str, Any], path: FieldPath, 
     elif kind == "glv":
         source = state_ref("from", None)
         target = state_ref("to", None)
+    elif kind == "growth":
+        target = state_ref("to", None)
 
     params: dict[str, str | float] = {}
     for role in rule["required"]:
@@ -140,6 +144,10 @@ def validate_interaction(chk: FieldChecker, d: dict[str, Any], path: FieldPath, 
                                   choices=APPLIES_TO)
         if "uptake" in d:
             e.uptake = chk.string(d["uptake"], (*path, "uptake"))
+    if kind == "growth" and "input" in d:
+        if not isinstance(d["input"], str) or d["input"] not in inputs:
+            raise chk.err((*path, "input"), f"undefined input {d['input']!r}")
+        e.input = d["input"]
     if law == "neural":
         e.rate = validate_neural_ref(chk, d.get("rate"), (*path, "rate"), path, neural)
     if kind == "mass_action":
@@ -166,6 +174,8 @@ def validate_interaction(chk: FieldChecker, d: dict[str, Any], path: FieldPath, 
                                                     "{state: coefficient}")
     if "id" in d:
         e.id = chk.string(d["id"], (*path, "id"))
+    elif kind == "growth":
+        e.id = f"growth:{e.input}->{target}" if e.input else f"growth:{target}"
     elif kind in ID_PREFIX:
         arrow = "-|" if kind == "inhibition" else "->"
         e.id = f"{ID_PREFIX[kind]}:{source}{arrow}{target}"

@@ -27,20 +27,23 @@ LAWS: dict[tuple[str, str], dict[str, Any]] = {
     ("glv", "linear"): {"required": ["a"], "one_of": []},
     ("mass_action", "mass_action"): {"required": ["k"], "one_of": []},
     ("custom", "custom"): {"required": [], "one_of": []},
+    ("growth", "linear"): {"required": ["r"], "one_of": []},
     # neural terms (section "neural" of docs/spec-format.md): the rate is an MLP output `<id>.<output>`
     ("uptake", "neural"): {"required": ["yield"], "one_of": []},
     ("production", "neural"): {"required": [], "one_of": []},
 }
 DEFAULT_LAW = {"uptake": "monod", "inhibition": "noncompetitive", "production": "non_growth",
-               "glv": "linear", "mass_action": "mass_action", "custom": "custom"}
+               "glv": "linear", "mass_action": "mass_action", "custom": "custom", "growth": "linear"}
 #: The role whose value 0 removes an edge (None: the edge has no such strength).
 STRENGTH_ROLE = {("uptake", "monod"): "a", ("uptake", "shared_monod"): "a", ("uptake", "haldane"): "mu",
                  ("inhibition", "noncompetitive"): "kappa", ("inhibition", "competitive"): None,
                  ("production", "non_growth"): "v", ("production", "growth_associated"): "alpha",
                  ("production", "luedeking_piret"): None, ("glv", "linear"): "a",
-                 ("mass_action", "mass_action"): "k", ("custom", "custom"): None,
+                 ("mass_action", "mass_action"): "k", ("custom", "custom"): None, ("growth", "linear"): "r",
                  ("uptake", "neural"): None, ("production", "neural"): None}
-ID_PREFIX = {"uptake": "uptake", "production": "prod", "inhibition": "inhib", "glv": "glv"}
+ID_PREFIX = {"uptake": "uptake", "production": "prod", "inhibition": "inhib", "glv": "glv", "growth": "growth"}
+#: Observable transforms (applied to the model value and to the data alike).
+OBSERVABLE_TRANSFORMS = ("none", "log10")
 APPLIES_TO = ("growth", "growth_and_uptake")
 #: Neural terms: hidden-layer activations and output activations.
 NEURAL_ACTIVATIONS = ("tanh", "softplus", "sigmoid", "relu")

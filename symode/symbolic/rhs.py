@@ -161,6 +161,9 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
                 dx[dst] += (role(e, "alpha") * growth[e.source] + role(e, "v")) * src  # type: ignore[index]
         elif e.kind == "glv":
             dx[e.target] += role(e, "a") * x[e.target] * x[e.source]  # type: ignore[index]
+        elif e.kind == "growth":
+            factor = u[e.input] if e.input else sp.Integer(1)  # type: ignore[index]
+            dx[e.target] += role(e, "r") * factor * x[e.target]  # type: ignore[index]
         elif e.kind == "mass_action":
             rate = role(e, "k")
             for r, c in e.reactants.items():
@@ -181,10 +184,18 @@ def build_symbolic(spec: Spec) -> SymbolicModel:
         for n, ref in spec.reactor.feed.items():
             dx[n] += D * val(ref)
 
-    h = [parse_expression(o.expr, {**x, **p, **u}) for o in spec.observables.values()]
+    h = [_observe(parse_expression(o.expr, {**x, **p, **u}), o.transform, o.offset)
+         for o in spec.observables.values()]
     return SymbolicModel(spec=spec, t=t, x=list(x.values()), p=list(p.values()), u=list(u.values()),
                          f=sp.Matrix([dx[n] for n in spec.states]), h=sp.Matrix(h) if h else sp.zeros(0, 1),
                          growth=growth, neural=neural)
+
+
+def _observe(y: sp.Expr, transform: str, offset: float) -> sp.Expr:
+    """An observable's model value on its comparison scale (``transform: log10``: log10(y + offset))."""
+    if transform == "log10":
+        return sp.log(y + _num(offset)) / sp.log(10)
+    return y
 
 
 def _num(c: float) -> sp.Expr:

@@ -1,31 +1,22 @@
-"""Structural and practical identifiability: exact scaling symmetries, Fisher information, profiles.
+"""Exact scaling (Lie point) symmetries of the symbolic model.
 
-Three tools, from exact to empirical:
+:func:`scaling_symmetries` finds exponents a (states) and b (free parameters) such that
+x_i -> l**a_i x_i, p_j -> l**b_j p_j maps solutions to solutions and leaves every observable unchanged.
+The infinitesimal conditions
 
-- :func:`scaling_symmetries` — exact scaling (Lie point) symmetries of the symbolic model: exponents
-  a (states) and b (free parameters) such that x_i -> l**a_i x_i, p_j -> l**b_j p_j maps solutions to
-  solutions and leaves every observable unchanged. The infinitesimal conditions
+    sum_k a_k x_k df_i/dx_k + sum_j b_j p_j df_i/dp_j = a_i f_i        (every state equation i)
+    sum_k a_k x_k dh/dx_k   + sum_j b_j p_j dh/dp_j   = 0              (every observable h)
 
-      sum_k a_k x_k df_i/dx_k + sum_j b_j p_j df_i/dp_j = a_i f_i        (every state equation i)
-      sum_k a_k x_k dh/dx_k   + sum_j b_j p_j dh/dp_j   = 0              (every observable h)
+are linear in (a, b); evaluated at random points they give a matrix whose null space (SVD) holds all
+scaling symmetries. A basis is brought to reduced row-echelon form, rationalised to small integers and
+verified symbolically (substitute x -> l**a x, p -> l**b p and simplify f(l) - l**a f). A symmetry
+moving a hidden state's initial value means that state (and the parameters it scales) cannot be
+learnt from the observables, whatever the data; only the invariant monomials
+(:func:`invariant_combinations`) can. :func:`symmetry_directions` gives the generators as columns in the
+transformed (log) coordinates of named unknowns.
 
-  are linear in (a, b); evaluated at random points they give a matrix whose null space (SVD) holds all
-  scaling symmetries. A basis is brought to reduced row-echelon form, rationalised to small integers and
-  verified symbolically (substitute x -> l**a x, p -> l**b p and simplify f(l) - l**a f). A symmetry
-  moving a hidden state's initial value means that state (and the parameters it scales) cannot be
-  learnt from the observables, whatever the data; only the invariant monomials can.
-- :func:`fisher_analysis` — the Fisher information J^T J of the weighted residuals at the optimum:
-  standard errors, Wald intervals (asymmetric for log-scale parameters), null directions, correlations
-  and identifiable combinations, with a flag and a reason for every parameter.
-- :func:`profile_likelihood` — likelihood-based intervals by re-optimising all other parameters along
-  one parameter; flat profiles give open (None) sides.
-
-Parameter names: model parameters by name, initial states as ``"x0.<state>"`` (per-experiment copies
-as ``"x0.<state>[k]"`` or ``"x0.<state>@label"`` match a symmetry's ``"x0.<state>"`` exponent).
-
-Coordinates: "transformed" is log(theta) for ``scale == "log"`` and theta itself otherwise. Internally
-the Fisher matrix is analysed in *relative* coordinates (log for log parameters, theta / |theta_hat|
-for linear ones) so that the rank decision does not depend on units; for log parameters the two agree."""
+Names: model parameters by name, initial states as ``"x0.<state>"`` (per-experiment copies
+``"x0.<state>[k]"`` or ``"x0.<state>@label"`` match a symmetry's ``"x0.<state>"`` exponent)."""
 
 from __future__ import annotations
 
@@ -37,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from symode.spec import Spec, load_spec
+from symode.symbolic.rhs import SymbolicModel, build_symbolic
 
 
 @dataclass
@@ -182,8 +175,6 @@ def _integerise(v: np.ndarray, max_den: int = 12, tol: float = 1e-6) -> np.ndarr
 
 
 def _symbolic_model(spec: Spec | str | Path | Any) -> Any:
-    from symode.symbolic.rhs import SymbolicModel, build_symbolic
-
     if isinstance(spec, SymbolicModel):
         return spec
     if hasattr(spec, "symbolic") and hasattr(spec, "backend"):   # a built Model
@@ -207,8 +198,6 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
     verified symbolically (``verified == "symbolic"``) or, if sympy cannot simplify, at random points
     (``"numeric"``). An empty list means no scaling symmetry (not that the model is identifiable).
     """
-    import sympy as sp
-
     sym = _symbolic_model(spec)
     model_spec: Spec = sym.spec
     state_names = sym.state_names
@@ -307,8 +296,6 @@ def scaling_symmetries(spec: Spec | str | Path | Any, *, free: Sequence[str] | N
 def _verify(sym: Any, exps: Mapping[str, float], exact: bool, rng: np.random.Generator) -> str | None:
     """'symbolic' if f(l) = l**a f and h(l) = h simplify exactly, 'numeric' if they hold at random
     points only, None if they fail."""
-    import sympy as sp
-
     lam = sp.Symbol("lambda_", positive=True)
 
     def power(k: float) -> sp.Expr:
@@ -352,8 +339,6 @@ def invariant_combinations(symmetries: Sequence[Symmetry], names: Sequence[str] 
                            *, taken: set[str] | None = None) -> list[str]:
     """A basis of the monomials (over the moved names) invariant under *all* the symmetries: the
     combinations the data can at best determine (e.g. "gA*Y(0)/A(0)")."""
-    import sympy as sp
-
     moved = []
     for s in symmetries:
         for n in s.exponents:

@@ -10,7 +10,7 @@ from typing import Any
 import networkx as nx
 
 from symode.graph.community import EDGE_STYLE, NODE_STYLE, build_graph
-from symode.spec.schema import Spec
+from symode.spec import Spec
 from symode.viz.plots import new_figure, save_figure
 
 COLUMN = ("substrate", "main", "metabolite", "satellite")  # left to right

@@ -47,7 +47,8 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120, tight: bool = 
 def plot_trajectories(path: str | Path, trajectories: Sequence[tuple[str, Trajectory]], *,
                       data: Dataset | None = None, inputs: dict[str, np.ndarray] | None = None,
                       title: str | None = None, time_unit: str = "h") -> None:
-    """One panel per state (plus one per input): each labelled trajectory as a line, data as dots."""
+    """One panel per state (plus one per input): each labelled trajectory as a line, data as dots.
+    ``time_unit``: "h" (shown in days beyond 4 days), another unit, or "" when unknown."""
     states = trajectories[0][1].states
     panels = list(states) + list(inputs or {})
     ncols = 2 if len(panels) > 3 else 1
@@ -71,7 +72,7 @@ def plot_trajectories(path: str | Path, trajectories: Sequence[tuple[str, Trajec
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax in axes[-1]:
-        ax.set_xlabel(f"time [{unit}]")
+        ax.set_xlabel(f"time [{unit}]" if unit else "time (data units)")
     axes.flat[0].legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)

@@ -13,7 +13,7 @@ from typing import Any
 from symode.codegen.escape import identifier
 from symode.codegen.layout import Layout
 from symode.errors import SymodeError
-from symode.spec.schema import Spec
+from symode.spec import Spec
 
 STANDALONE_VERSION = "2"
 MANIFEST = "manifest.json"

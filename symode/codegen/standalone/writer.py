@@ -31,8 +31,7 @@ from symode.codegen.standalone.facts import (
 )
 from symode.codegen.wrapper import C_SOURCES, CSRC, generate_casadi
 from symode.errors import SymodeError
-from symode.spec import load_spec
-from symode.spec.schema import Spec
+from symode.spec import Spec, load_spec
 
 #: The static Python loader (copied as it is; it reads the model's facts from manifest.json).
 LOADER = Path(__file__).resolve().parent / "templates" / "model.py"
