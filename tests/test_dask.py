@@ -64,8 +64,9 @@ def client(cluster):
 
 @pytest.fixture
 def address(cluster, client):
-    """The scheduler's address, both workers up (a previous test may have killed one)."""
-    client.wait_for_workers(2, timeout=120)
+    """The scheduler's address, both workers up (a previous test may have killed one; the timeout is a safety
+    net for a busy machine, where a restarted worker process can take minutes)."""
+    client.wait_for_workers(2, timeout=600)
     return cluster.scheduler_address
 
 
