@@ -1,6 +1,6 @@
-"""Fitting benchmark: the original author's approach vs a plain finite-difference least-squares baseline vs
+"""Fitting benchmark: the original study's approach vs a plain finite-difference least-squares baseline vs
 ``symode.fit`` on a chemostat data set (default ../shared/data/chemostat-dev), all from the spec's
-starting values (the original author's, up to 100x off) and with the same wall-time budget (symode's).
+starting values (the original study's, up to 100x off) and with the same wall-time budget (symode's).
 
 - original: Adam on the raw parameters, loss on random 12-hour windows (48 samples), the window's start
   state from the observed X, S and the hidden Y, A, B of a simulation at the current parameters;
@@ -22,6 +22,15 @@ time, iterations, residual and Jacobian evaluations, and the load average around
 shared). ``--write`` puts that table under "### LM vs TRF" in bench/README.md.
 
     python bench/fit.py --optimizers [--shared DIR] [--cases chemostat-dev,...] [--write]
+
+``--breakdown`` runs ``symode.fit.fit`` (the defaults of ``symode fit``: intervals, flags, profile checks) on
+chemostat-dev and chemostat-dev-hplc and prints where the time went (``result.timings``: model build,
+symmetry detection, the local fit split into residual solves / sensitivities / linear algebra, stiff vs
+non-stiff integration, multiple shooting, the Fisher analysis, profile checks), with wall and CPU time,
+the objective against the truth's and the flags. ``--write`` puts the table under "### fit time
+breakdown" in bench/README.md (``--label`` names the column set, e.g. "before" / "after").
+
+    python bench/fit.py --breakdown [--cases chemostat-dev,...] [--max-time S] [--write --label after]
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ class Budget(Exception):
 
 
 def original(model, data, names, budget_s: float, seed: int = 0) -> dict[str, float]:
-    """Adam on raw parameters over random 12 h windows (the original author's approach)."""
+    """Adam on raw parameters over random 12 h windows (the original study's approach)."""
     rng = np.random.default_rng(seed)
     p = model.parameter_vector()
     idx = [model.parameters.index(n) for n in names]
@@ -202,6 +211,85 @@ def compare_optimizers(shared: Path, cases: list[str]) -> str:
     return "\n".join(lines)
 
 
+BREAKDOWN_CASES = OPTIMIZER_CASES[:2]
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished child processes (the fit's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def breakdown(shared: Path, cases: list[str], max_time: float | None) -> tuple[str, list[dict]]:
+    """One ``fit`` per case in this process; a table of ``result.timings`` per case."""
+    runs = []
+    for case, ddir, spec in BREAKDOWN_CASES:
+        if cases and case not in cases:
+            continue
+        data = read_csv(shared / ddir / "data.csv")
+        truth = json.loads((shared / ddir / "truth.json").read_text())
+        load0 = os.getloadavg()[0]
+        w0, c0 = time.perf_counter(), _cpu()
+        res = fit(ROOT / "specs" / spec, [data], progress=False, max_time=max_time)
+        wall, cpu = time.perf_counter() - w0, _cpu() - c0
+        model = res.problem.model
+        L_true = objective(model, data, truth["parameters"], truth.get("x0"))
+        cover = []
+        for n in res.estimated_parameters:
+            lo, hi = res.intervals[n]["0.95"]
+            t = truth["parameters"].get(n)
+            if t is not None:
+                cover.append((lo is None or lo <= t) and (hi is None or t <= hi))
+        run = dict(case=case, wall=wall, cpu=cpu, load=(load0, os.getloadavg()[0]), objective=res.objective,
+                   truth=L_true, converged=res.converged, iterations=res.iterations,
+                   identifiable=[n for n in res.estimated_parameters if res.identifiable[n]],
+                   covered=f"{sum(cover)}/{len(cover)}", cut=[c["phase"] + (" " + c["name"] if c["name"] else "")
+                                                            for c in res.cut_short],
+                   profiles={p.name: {"evaluations": p.evaluations, "stop": p.stop, "decided": p.decided}
+                             for p in res.profiles},
+                   timings=res.timings)
+        print(json.dumps(run, default=str), flush=True)
+        runs.append(run)
+    return breakdown_table(runs), runs
+
+
+def breakdown_table(runs: list[dict]) -> str:
+    from symode.timing import Timings
+
+    tabs = []
+    for r in runs:
+        t = Timings()
+        t.merge(r["timings"])
+        for k in sorted(t.seconds, key=lambda k: -k.count("/")):    # a parent row for merged worker phases
+            parent = k.rsplit("/", 1)[0] if "/" in k else None
+            if parent and parent not in t.seconds and parent.endswith("workers"):
+                kids = [c for c in t.seconds if c.startswith(parent + "/") and c.count("/") == k.count("/")]
+                t.seconds[parent] = sum(t.seconds[c] for c in kids)
+                t.cpu[parent] = sum(t.cpu.get(c, 0.0) for c in kids)
+        tabs.append({k: (w, c, n) for k, w, c, n in t.table()})
+    keys = sorted({k for tab in tabs for k in tab}, key=lambda k: k.split("/"))
+    head = "| phase | " + " | ".join(f"{r['case']}: CPU [s] | wall [s] | calls" for r in runs) + " |"
+    lines = [head, "|---|" + "---:|---:|---:|" * len(runs)]
+    for k in keys:
+        depth = k.count("/")
+        cells = []
+        for tab in tabs:
+            w, c, n = tab.get(k, (0.0, None, 0))
+            cells.append(f"{'' if c is None else f'{c:.2f}'} | {w:.2f} | {n or ''}")
+        lines.append(f"| {'&nbsp;&nbsp;' * depth}{k.split('/')[-1]} | " + " | ".join(cells) + " |")
+    lines.append("| **whole fit** (CPU: this process and its workers) | " +
+                 " | ".join(f"**{r['cpu']:.1f}** | **{r['wall']:.1f}** | " for r in runs) + " |")
+    lines += ["", "| case | objective | at truth | converged | iterations | identifiable | truths in 95% intervals "
+              "| cut short | load avg before/after |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['case']} | {r['objective']:.6g} | {r['truth']:.6g} | {'yes' if r['converged'] else 'no'} "
+                     f"| {r['iterations']} | {', '.join(r['identifiable']) or '-'} | {r['covered']} | "
+                     f"{', '.join(r['cut']) or '-'} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 def _write_section(marker: str, body: str) -> None:
     """Replace the block that starts with the heading ``marker`` ("## fit" or "### LM vs TRF") in
     bench/README.md up to the next heading, or add it (a "###" block at the end of "## fit")."""
@@ -227,9 +315,22 @@ def main() -> None:
     ap.add_argument("--spec", default=str(ROOT / "specs" / "chemostat.yaml"))
     ap.add_argument("--write", action="store_true", help="append the table to bench/README.md under '## fit'")
     ap.add_argument("--optimizers", action="store_true", help="LM vs TRF on three data sets (see above)")
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="shared data directory")
-    ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers cases")
+    ap.add_argument("--shared", default=os.environ.get("SYMODE_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+                    help="shared data directory (default $SYMODE_SHARED_DATA or ../shared/data)")
+    ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers/--breakdown cases")
+    ap.add_argument("--breakdown", action="store_true", help="where a fit's time goes, per data set (see above)")
+    ap.add_argument("--max-time", type=float, default=None, help="--breakdown: fit(max_time=...)")
+    ap.add_argument("--label", default="", help="--breakdown --write: a name for this table (e.g. before, after)")
     args = ap.parse_args()
+    if args.breakdown:
+        table, _runs = breakdown(Path(args.shared), [c for c in args.cases.split(",") if c], args.max_time)
+        print(table)
+        if args.write:
+            when = time.strftime("%Y-%m-%d %H:%M")
+            _write_section(f"### fit time breakdown{' (' + args.label + ')' if args.label else ''}",
+                           f"`python3 bench/fit.py --breakdown --write` ({when}, 2-core machine shared with other "
+                           f"work: compare shares and CPU time, not wall times across runs):\n\n{table}")
+        return
     if args.optimizers:
         table = compare_optimizers(Path(args.shared), [c for c in args.cases.split(",") if c])
         print(table)

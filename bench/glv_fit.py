@@ -23,11 +23,11 @@ from glv_baselines import CAP, FLOOR, GLV, Subject, first_state, gm_ridge, lasso
 from glv_spec import glv_spec_dict, pack, to_dataset, unpack
 
 from symode.errors import SolverError
-from symode.fit.core import FitProblem
+from symode.fit import FitProblem
 from symode.optim.lm import levenberg_marquardt
 from symode.solve.model import Model, build_model
 from symode.solve.simulation import interval_inputs
-from symode.spec.schema import spec_from_dict
+from symode.spec import spec_from_dict
 
 
 @dataclass

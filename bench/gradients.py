@@ -1,4 +1,4 @@
-"""Gradient benchmarks (issue 3). Run: python3 bench/gradients.py [--quick]
+"""Gradient benchmarks. Run: python3 bench/gradients.py [--quick]
 
 (a) Model (1) (specs/chemostat.yaml) on the chemostat-dev data: a 12-hour window (48 intervals) and a
     30-day span (2880 intervals); time per loss gradient of every symode method and of CasADi's CVODES

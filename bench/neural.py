@@ -1,4 +1,4 @@
-"""Neural-term gradient benchmark (issue 8). Run: python3 bench/neural.py [--sizes 1000 10000] [--window 12]
+"""Neural-term gradient benchmark. Run: python3 bench/neural.py [--sizes 1000 10000] [--window 12]
 [--cache-dir DIR] [--codegen auto|sx|mx]
 
 specs/chemostat-neural.yaml with the MLP widened to two hidden layers of width h so that it has about

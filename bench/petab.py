@@ -44,7 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # This file is named like the ``petab`` package: keep its directory off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 CACHE = ROOT / "bench" / ".amici-cache"
-DEFAULT_ROOT = ROOT.parent / "shared" / "petab" / "benchmark"
+# ../shared next to the repository (or next to the directory of a git worktree)
+DEFAULT_ROOT = next((d for d in (ROOT.parent / "shared" / "petab" / "benchmark",
+                                 ROOT.parent.parent / "shared" / "petab" / "benchmark") if d.is_dir()),
+                    ROOT.parent / "shared" / "petab" / "benchmark")
 RTOL = ATOL = 1e-8
 MAX_STEPS = 10_000
 TIGHT_RTOL, TIGHT_ATOL = 1e-12, 1e-14
@@ -190,31 +193,37 @@ def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool, fd
     return out
 
 
-def symode_worker(problem_yaml: Path, repeat: int) -> dict:
-    """symode: load + build, simulate, gradients, through ``symode.petab.objective.PetabObjective``."""
+def symode_worker(problem_yaml: Path, repeat: int, fd: bool = False) -> dict:
+    """symode: load + build into an empty code cache, simulate, gradients, through
+    ``symode.petab.objective.PetabObjective`` (solver settings of AMICI's column: rtol = atol = 1e-8)."""
+    import tempfile
+
     sys.path.insert(0, str(ROOT))
+    # a cold build: code generation and compilation are timed, not a hit in symode's content cache
+    os.environ["SYMODE_GENERATED_DIR"] = tempfile.mkdtemp(prefix="symode-bench-")
     try:
         from symode.petab.objective import PetabObjective
+        from symode.petab.simulate import SolverOptions
     except ImportError:
         return {"tool": "symode", "error": "symode import not available"}
-    import inspect
-
     import numpy as np
 
     out: dict = {"tool": "symode"}
     t0 = time.perf_counter()
-    obj = PetabObjective.from_yaml(problem_yaml)
+    obj = PetabObjective.from_yaml(problem_yaml, validate=False, options=SolverOptions(rtol=RTOL, atol=ATOL))
     out["build_s"] = time.perf_counter() - t0
+    out["build_parts_s"] = {k: float(v) for k, v in obj.timings.items()}
+    out["n_estimated"] = len(obj.problem.estimated_ids)
+    obj.evaluate()   # first call: loads the compiled library
     out["simulate_s"], ev = _best(lambda: obj.evaluate(), repeat)
     out["llh"] = float(ev.llh)
-    takes_method = "method" in inspect.signature(obj.evaluate).parameters
     grads = {}
     for label in ("forward", "adjoint"):
-        if not takes_method and label == "adjoint":
-            out["gradient_adjoint_error"] = "no adjoint option in PetabObjective.evaluate"
+        try:
+            t, ev = _best(lambda m=label: obj.evaluate(gradient=True, method=m), repeat)
+        except Exception as exc:  # a failing method costs one cell, not the row
+            out[f"gradient_{label}_error"] = f"{type(exc).__name__}: {exc}"[:200]
             continue
-        kwargs = {"method": label} if takes_method else {}
-        t, ev = _best(lambda k=kwargs: obj.evaluate(gradient=True, **k), repeat)
         out[f"gradient_{label}_s"] = t
         grads[label] = np.asarray(ev.gradient, dtype=float)
     if len(grads) == 2:
@@ -222,6 +231,29 @@ def symode_worker(problem_yaml: Path, repeat: int) -> dict:
         out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
     if "forward" in grads:
         out["gradient"] = dict(zip(obj.problem.estimated_ids, map(float, grads["forward"]), strict=True))
+    tight = PetabObjective(obj.problem, options=SolverOptions(rtol=TIGHT_RTOL, atol=TIGHT_ATOL))
+    try:
+        out["llh_tight"] = float(tight.evaluate().llh)
+    except Exception as exc:
+        out["llh_tight_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    if fd and grads:
+        pr = obj.problem
+        z0 = pr.to_scaled(pr.theta())
+
+        def llh_at(z):
+            return float(tight.evaluate(pr.from_scaled(z)).llh)
+
+        try:
+            g_fd = np.zeros(len(z0))
+            for k in range(len(z0)):
+                e = np.zeros(len(z0))
+                e[k] = FD_STEP
+                g_fd[k] = (llh_at(z0 + e) - llh_at(z0 - e)) / (2 * FD_STEP)
+            scale = max(np.max(np.abs(g_fd)), 1e-300)
+            for label, g in grads.items():
+                out[f"{label}_vs_fd"] = float(np.max(np.abs(g - g_fd)) / scale)
+        except Exception:
+            out["fd_error"] = "a simulation at a perturbed point failed"
     return out
 
 
@@ -319,7 +351,7 @@ def main() -> int:
         if args.worker == "amici":
             res = amici_worker(yaml_path, CACHE / yaml_path.parent.name, args.repeat, args.rebuild, args.fd)
         else:
-            res = symode_worker(yaml_path, args.repeat)
+            res = symode_worker(yaml_path, args.repeat, args.fd)
         print(json.dumps(res))
         return 0
 

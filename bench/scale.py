@@ -141,7 +141,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     cluster_start = time.perf_counter() - t0
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": default_workers(),
-                           "cluster_start_s": cluster_start, "workloads": {}}
+                           "cluster_start_s": cluster_start, "workloads": {},
+                           "command": "python3 bench/scale.py " + " ".join(
+                               f"--{k.replace('_', '-')} {v}" for k, v in (("only", args.only), ("starts", args.starts),
+                                                                          ("days", args.days),
+                                                                          ("discover_days", args.discover_days),
+                                                                          ("width", args.width)))}
     try:
         for key, label, run, width in workloads:
             runs = {}
@@ -218,7 +223,8 @@ def write_readme(results: dict[str, Any]) -> None:
     plot(results, png)
     runs = [r for w in results["workloads"].values() for r in w["runs"].values()]
     loads = [x for r in runs for x in r["load"]]
-    section = (f"## scale\n\n`python3 bench/scale.py` ({results['date']}, {results['cpus']}-core machine shared with "
+    command = results.get("command", "python3 bench/scale.py")
+    section = (f"## scale\n\n`{command}` ({results['date']}, {results['cpus']}-core machine shared with "
                f"other jobs: load average {min(loads):.1f}-{max(loads):.1f} during the runs, so absolute times are "
                f"inflated and noisy): one run of each workload on 1 and 2 local worker processes and on a 2-worker "
                f"Dask LocalCluster (started in {results['cluster_start_s']:.1f} s, not counted). \"serial\" is the "
@@ -229,7 +235,8 @@ def write_readme(results: dict[str, Any]) -> None:
                "until every start has a worker (then the longest start and the serial fit from the spec's values "
                "remain); a discovery's batches are as wide as its search (`--workers`), so it is projected from a "
                "wide search.\n\n"
-               + table(results) + "\n\n![scaling](scale.png)\n")
+               + table(results) + "\n\n![scaling](scale.png)\n"
+               + (f"\n{results['note']}\n" if results.get("note") else ""))
     readme = HERE / "README.md"
     text = readme.read_text()
     start = text.find("\n## scale\n")

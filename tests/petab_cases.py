@@ -12,6 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 VENDORED = REPO / "tests" / "data" / "petab"
+VENDORED_V2 = REPO / "tests" / "data" / "petab_v2"
 SHARED_PETAB = Path(os.environ.get("SYMODE_SHARED_PETAB", REPO.parent / "shared" / "petab"))
 SUITE_V1 = SHARED_PETAB / "test-suite" / "v1.0.0" / "sbml"
 SUITE_V2 = SHARED_PETAB / "test-suite" / "v2.0.0" / "sbml"
@@ -39,6 +40,25 @@ def check_case(case: Path) -> dict:
     # rows in the same order as the measurement table; check the keys agree
     for k in keys:
         assert [str(v) for v in got[k].fillna("")] == [str(v) for v in want[k].fillna("")], k
+    sim_err = float(np.max(np.abs(got["simulation"].to_numpy(float) - want["simulation"].to_numpy(float))))
+    return {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
+            "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}
+
+
+def check_case_v2(case: Path) -> dict:
+    """:func:`check_case` for a PEtab v2 case (simulation rows in the order of the measurement table,
+    matched by observable and time)."""
+    from symode.petab.objective import PetabObjective
+
+    cid = case.name
+    obj = PetabObjective.from_yaml(case / f"_{cid}.yaml", validate=False)
+    ev = obj.evaluate()
+    sol = yaml.safe_load((case / f"_{cid}_solution.yaml").read_text())
+    want = pd.concat([pd.read_csv(case / f, sep="\t") for f in sol["simulation_files"]], ignore_index=True)
+    got = obj.simulation_table(ev)
+    assert len(got) == len(want)
+    assert list(got["observableId"]) == list(want["observableId"])
+    assert np.allclose(got["time"].to_numpy(float), want["time"].to_numpy(float))
     sim_err = float(np.max(np.abs(got["simulation"].to_numpy(float) - want["simulation"].to_numpy(float))))
     return {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
             "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}

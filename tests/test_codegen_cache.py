@@ -82,6 +82,7 @@ def test_cache_hit_is_verified_and_reused(cache: dict) -> None:
     assert not again["built_now"] and again["x"] == cache["x"]
 
 
+@pytest.mark.slow
 def test_tampered_library_is_rebuilt_not_loaded(cache: dict, tmp_path: Path) -> None:
     """A different, valid library with a constructor in place of the built one: it must never be
     loaded (its constructor would leave a marker file)."""
@@ -100,6 +101,7 @@ def test_tampered_library_is_rebuilt_not_loaded(cache: dict, tmp_path: Path) -> 
         assert exported(lib) == LIBRARY_SYMBOLS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "no_manifest", "bad_manifest", "no_layout"])
 def test_corrupt_or_partial_entry_is_rebuilt(cache: dict, damage: str) -> None:
     directory = cache["directory"]
@@ -121,6 +123,7 @@ def test_corrupt_or_partial_entry_is_rebuilt(cache: dict, damage: str) -> None:
     assert verify_entry(directory, ("libmodel.so", "layout.json"), key=directory.name)
 
 
+@pytest.mark.slow
 def test_tampered_runtime_object_is_rebuilt(cache: dict) -> None:
     (runtime,) = cache["cache"].glob("runtime-*")
     obj = runtime / "symode_integrator.o"
@@ -171,6 +174,7 @@ def test_cli_refuses_a_shared_cache_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and str(root) in lines[0] and "SYMODE_GENERATED_DIR" in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_cache_created_under_a_permissive_umask_is_private(tmp_path: Path) -> None:
     old = os.umask(0o000)
     try:

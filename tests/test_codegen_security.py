@@ -101,6 +101,7 @@ def no_marker(request: pytest.FixtureRequest):
         assert not list(base.rglob("MARKER")), "hostile text ran as code"
 
 
+@pytest.mark.slow
 def test_simulate_runs_no_code_and_exports_only_symode_symbols(hostile) -> None:
     out = hostile["work"] / "traj.csv"
     proc = run_symode(["simulate", str(hostile["spec"]), "--params", str(hostile["params"]), "--t-end", "2",
@@ -116,6 +117,7 @@ def test_simulate_runs_no_code_and_exports_only_symode_symbols(hostile) -> None:
         assert "touch" not in text and "evil" not in text, src
 
 
+@pytest.mark.slow
 def test_codegen_build_make_and_import(hostile) -> None:
     work, text = hostile["work"], hostile["text"]
     out = work / 'gen $(shell touch MARKER) `touch MARKER` "x"'
@@ -191,6 +193,7 @@ def test_name_with_a_newline_is_refused(hostile, tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_library_sources_do_not_depend_on_free_text(tmp_path: Path) -> None:
     """The cache key covers every byte of the generated sources: specs that differ only in free text
     share one entry, whose sources are the same bytes. (Interaction ids are part of the structure, and

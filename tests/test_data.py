@@ -1,10 +1,9 @@
-"""Tests of data CSV reading/checking (symode.data) and params files (symode.params)."""
+"""Tests of data CSV reading/checking (symode.spec.data) and params files (symode.spec.params)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from symode.spec.params import apply_params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEMOSTAT = ROOT / "specs" / "chemostat.yaml"
-SHARED = Path(os.environ.get("SYMODE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -367,9 +365,8 @@ def test_params_bad_structure(tmp_path, spec) -> None:
         load_params(tmp_path / "nope.json", spec)
 
 
-@pytest.mark.skipif(not (SHARED / "chemostat-dev" / "truth.json").exists(), reason="shared data not available")
-def test_truth_json_loads_as_params(spec) -> None:
-    path = SHARED / "chemostat-dev" / "truth.json"
+def test_truth_json_loads_as_params(spec, shared_data) -> None:
+    path = shared_data / "chemostat-dev" / "truth.json"
     vals = load_params(path, spec)
     truth = json.loads(path.read_text())
     assert vals.parameters == {**truth["parameters"], **truth["constants"]}
@@ -379,9 +376,8 @@ def test_truth_json_loads_as_params(spec) -> None:
     assert new.parameters["IA"].value == truth["parameters"]["IA"]
 
 
-@pytest.mark.skipif(not (SHARED / "chemostat-dev" / "data.csv").exists(), reason="shared data not available")
-def test_shared_data_csv_reads(spec) -> None:
-    ds = read_csv(SHARED / "chemostat-dev" / "data.csv")
+def test_shared_data_csv_reads(spec, shared_data) -> None:
+    ds = read_csv(shared_data / "chemostat-dev" / "data.csv")
     assert ds.time_column == "time_h" and {"D", "X", "S"} <= set(ds.columns)
     check_columns(spec, ds, need_observables=True)
     u = input_matrix(spec, ds, ds.times)

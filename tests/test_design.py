@@ -59,8 +59,9 @@ def _square_wave_design(problem, days=8):
 
 
 @pytest.mark.parametrize("which, make, method", [
-    ("problem", _short_design, "explicit"),                   # the author's exact values
-    ("spec_values_problem", _square_wave_design, "stiff"),    # evaluated through the stiff fallback
+    ("problem", _short_design, "explicit"),                   # the original study's true values
+    pytest.param("spec_values_problem", _square_wave_design, "stiff",    # evaluated through the stiff fallback
+                 marks=pytest.mark.slow),
 ])
 def test_information_matrix_matches_finite_differences(request, which, make, method):
     problem = request.getfixturevalue(which)
@@ -144,6 +145,7 @@ def test_constraint_checks_flag_violations(problem):
     assert any("budget" in s for s in problem.evaluate(over, full=False).violations)
 
 
+@pytest.mark.slow
 def test_optimised_design_is_admissible_and_beats_random(problem):
     c = Constraints(d_min=0.05, d_max=0.3, max_step=0.1, floor_fraction=0.6)
     pb = DesignProblem(problem.spec, model=problem.model, candidates=["A", "B"], constraints=c)
@@ -209,3 +211,41 @@ def test_cli_design_writes_report_and_json(tmp_path):
     for f in ("design_D.png", "predicted_trajectories.png", "predicted_intervals.png"):
         assert (out / f).stat().st_size > 1000
     assert main(["design", str(SPECS / "chemostat.yaml"), "--budget", "bad", "-o", str(out)]) == 2
+
+
+def _design_batches(pb, evaluator):
+    from symode.design import robustness
+
+    base = base_measurements(pb.spec, every_h=2.0)
+    res = optimise_design(pb, base, days=3, segment_h=12, time_limit=0, progress=False, evaluator=evaluator)
+    rnd = random_baseline(pb, base, n=3, days=3, segment_h=12, seed=3, evaluator=evaluator)
+    rob = robustness(pb, res.best.design, n=3, seed=5, evaluator=evaluator)
+    return res, rnd, rob
+
+
+def assert_same_design_batches(a, b):
+    (res_a, rnd_a, rob_a), (res_b, rnd_b, rob_b) = a, b
+    assert [e.design.label for e in rnd_a] == [e.design.label for e in rnd_b]
+    np.testing.assert_array_equal([e.design.d_values for e in rnd_a], [e.design.d_values for e in rnd_b])
+    np.testing.assert_allclose([e.criteria["D"] for e in rnd_a], [e.criteria["D"] for e in rnd_b], rtol=1e-10)
+    np.testing.assert_array_equal(res_a.best.design.d_values, res_b.best.design.d_values)
+    assert [e.criteria["D"] for e in res_a.evaluated] == pytest.approx([e.criteria["D"] for e in res_b.evaluated],
+                                                                       rel=1e-10)
+    np.testing.assert_allclose(rob_a.scores, rob_b.scores, rtol=1e-10)
+    np.testing.assert_array_equal(rob_a.feasible, rob_b.feasible)
+
+
+@pytest.mark.slow
+def test_design_batches_on_worker_processes_same_as_in_process(problem):
+    """Screening, final candidates, random designs and robustness samples evaluated on 2 worker processes
+    (each rebuilding the problem) give what evaluating them one after the other here gives (no time limit
+    on the refinement, so the run is deterministic)."""
+    from symode.design.evaluator import Evaluator
+
+    serial = _design_batches(problem, None)
+    n_before = problem.n_evaluations
+    with Evaluator(problem, workers=2) as ev:
+        pooled = _design_batches(problem, ev)
+        assert type(ev.executor).__name__ == "ProcessExecutor"
+    assert problem.n_evaluations > n_before        # counted here though they ran elsewhere
+    assert_same_design_batches(pooled, serial)

@@ -112,6 +112,7 @@ def test_evaluation_with_non_finite_sensitivities_is_a_failed_point(problem, mon
     assert problem.score(ev.criteria, criterion) == -math.inf
 
 
+@pytest.mark.slow
 def test_spec_values_design_no_longer_raises(problem):
     """The shipped example at its own starting values: strongly varying D(t) over weeks made the explicit
     integrator's sensitivities overflow and numpy.linalg.eigvalsh raise (`symode design specs/chemostat.yaml`
@@ -125,6 +126,7 @@ def test_spec_values_design_no_longer_raises(problem):
         assert all(np.isfinite(v) for v in ev.criteria.values())
 
 
+@pytest.mark.slow
 def test_no_usable_information_at_the_nominal_values_stops_with_advice(tmp_path):
     spec_path = tmp_path / "blowup.yaml"
     spec_path.write_text(BLOWUP)

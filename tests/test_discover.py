@@ -50,6 +50,7 @@ def run(case, tmp_path_factory):
     return res, out, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_recovers_edge_set(run, case):
     res, _out, _t = run
     assert sorted(res.kept_edges) == sorted(TRUE)
@@ -57,6 +58,7 @@ def test_recovers_edge_set(run, case):
     assert len(res.kept_edges) + len(res.pruned_edges) == sum(e.prunable for e in spec.interactions)
 
 
+@pytest.mark.slow
 def test_discovery_json_keys(run):
     _res, out, _t = run
     d = json.loads((out / "discovery.json").read_text())
@@ -67,6 +69,7 @@ def test_discovery_json_keys(run):
     assert (out / "report.md").exists() and (out / "graph_after.png").exists()
 
 
+@pytest.mark.slow
 def test_pruned_yaml_loads_and_simulates(run, case):
     _res, out, _t = run
     spec = load_spec(out / "pruned.yaml")
@@ -76,6 +79,7 @@ def test_pruned_yaml_loads_and_simulates(run, case):
     assert traj["X"].shape == (50,)
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint(run, case, tmp_path):
     res, out, _t = run
     spec, data, _ = case

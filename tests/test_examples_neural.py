@@ -1,4 +1,4 @@
-"""Smoke tests of the neural-ODE examples (issue 8): examples/mnode.py and examples/spirals.py in their
+"""Smoke tests of the neural-ODE examples: examples/mnode.py and examples/spirals.py in their
 --quick modes. Both quick modes stop after a fixed number of optimiser iterations (not a time limit), so
 their results do not depend on the machine's load.
 
@@ -54,6 +54,7 @@ def test_spearman_scores_definition(mnode):
     assert reversed_["n_rho_gt_0.5"] == 0
 
 
+@pytest.mark.slow
 def test_mnode_quick_beats_ridge(mnode, tmp_path):
     out = mnode.main(["--quick", "-o", str(tmp_path / "mnode.json")])
     rows = out["rows"]
@@ -64,6 +65,7 @@ def test_mnode_quick_beats_ridge(mnode, tmp_path):
     assert (tmp_path / "mnode.json").exists()
 
 
+@pytest.mark.slow
 def test_spirals_quick_extrapolates(spirals, tmp_path):
     out = spirals.main(["--quick", "-o", str(tmp_path / "spirals.json")])
     res = out["results"][50]

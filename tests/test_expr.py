@@ -396,6 +396,7 @@ def test_format_round_trip(node, env) -> None:
     assert format_expression(again) == text
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(_conditional(expressions), envs)
 def test_format_round_trip_piecewise(text, env) -> None:

@@ -48,6 +48,7 @@ def _start(spec_path: Path, factor: float = 1.6):
     return spec.with_values(start)
 
 
+@pytest.mark.slow
 def test_recovery_short_informative(hplc_model, short_data):
     spec = _start(SPECS / "chemostat-hplc.yaml")
     model = hplc_model.with_spec(spec)
@@ -94,6 +95,20 @@ def test_interrupted_fit_leaves_valid_json(hplc_model, short_data, tmp_path):
     assert load_spec(tmp_path / "fitted.yaml").parameters["gB"].value == pytest.approx(data["parameters"]["gB"])
 
 
+def test_provisional_result_of_a_fit_with_fixed_parameters(hplc_model, short_data):
+    """The checkpoint of a fit with fixed parameters (``symode fit --fix``) describes that fit's unknowns."""
+    from symode.fit import provisional_result
+    from symode.fit.local import Progress
+
+    fp = FitProblem(hplc_model, [short_data], fixed=["gA", "gB"])
+    z = fp.z_from_values()
+    info = Progress("single shooting", 3, float(fp.loss(z)), float(fp.loss(z)), 1.0, z)
+    res = provisional_result(hplc_model, [short_data], info, fixed=["gA", "gB"])
+    assert "gA" not in res.estimated_parameters and "vA" in res.estimated_parameters
+    assert res.parameters["gA"] == hplc_model.spec.parameters["gA"].value
+    assert res.objective == pytest.approx(fp.loss(z))
+
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
@@ -124,6 +139,7 @@ def test_bad_data_clear_errors(tmp_path, capsys, case, needle):
     assert not (tmp_path / "out" / "fit.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     spec = _start(SPECS / "chemostat-hplc.yaml", factor=1.3)
     spec_path = tmp_path / "spec.yaml"
@@ -201,3 +217,90 @@ def test_multistart_reports_a_failed_start(hplc_model, short_data, monkeypatch) 
     both = np.array([fp.natural(np.asarray(rows[k]["z"])) for k in (0, 2)])
     for i, name in enumerate(fp.names):
         assert spread[name] == [both[:, i].min(), both[:, i].max()]
+
+
+def test_max_time_bounds_the_fit_and_reports_what_was_cut_short(hplc_model, short_data, tmp_path) -> None:
+    """A fit whose first iteration outlasts max_time (a callback that sleeps: independent of the machine's
+    speed) stops there: the local fit is cut short, the analysis finds no time left, and fit.json /
+    report.md say so. The wall bound asserted is a generous safety net, not a speed measurement."""
+    import time
+
+    from symode.fit import find_symmetries
+    from symode.report.fit import write_outputs
+
+    spec = _start(SPECS / "chemostat-hplc.yaml", factor=3.0)
+    model = hplc_model.with_spec(spec)
+    find_symmetries(model)           # the symbolic detection, once per model structure (remembered)
+    seen = []
+
+    def slow(info):          # the first iteration lasts past the whole time limit
+        seen.append(info.iteration)
+        time.sleep(max(t0 + 1.2 - time.perf_counter(), 0.0))
+
+    t0 = time.perf_counter()
+    res = fit(model, [short_data], progress=False, callback=slow, max_time=1.0)
+    wall = time.perf_counter() - t0
+    assert wall < 1.0 + 15.0
+    assert len(seen) == 1               # the loop stopped at the deadline, not at max_iter or convergence
+    assert not res.converged and not res.interrupted
+    phases = [c["phase"] for c in res.cut_short]
+    assert phases == ["local fit", "fisher"]
+    assert res.fisher is None and not any(res.identifiable.values())
+    assert all("time limit" in r for r in res.reasons().values())
+    write_outputs(res, tmp_path, report=True)
+    data = json.loads((tmp_path / "fit.json").read_text())
+    assert REQUIRED <= set(data) and [c["phase"] for c in data["cut_short"]] == phases
+    assert data["objective"] == pytest.approx(res.objective) and np.isfinite(res.objective)
+    assert "cut short by the time limit" in (tmp_path / "report.md").read_text()
+
+
+def test_profile_checks_over_budget_are_abandoned_and_leave_the_fisher_flags(hplc_model, short_data) -> None:
+    """With no time left for the analysis's profile checks every planned check is abandoned, listed in
+    cut_short, and changes neither flags nor intervals (they stay the Fisher/Wald ones)."""
+    from symode.fit.checks import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert res.fisher is not None and res.profiles == [] and res.cut_short == []
+    flags, intervals = dict(res.identifiable), res.intervals
+    planned = plan_checks(res.problem, res, ["muB"])
+    assert [c.name for c in planned if c.kind == "profile"] == ["muB"]
+    run_checks(res.problem, res.z, res.objective, res.symmetries, res, which=["muB"], budget=Budget(0.0),
+               progress=False)
+    assert sorted(c["name"] for c in res.cut_short) == sorted(c.name for c in planned)
+    assert res.identifiable == flags
+    assert res.intervals == intervals
+
+
+def test_analysis_none_skips_the_uncertainty_analysis(hplc_model, short_data) -> None:
+    res = fit(hplc_model, [short_data], progress=False, analysis="none", max_iter=60)
+    assert res.fisher is None and res.profiles == [] and not any(res.identifiable.values())
+    assert all("analysis 'none'" in r for r in res.reasons().values())
+    assert res.timings["seconds"]["local fit"] > 0 and "fisher" not in res.timings["seconds"]
+
+
+def test_profile_checks_in_worker_processes_match_the_serial_ones(hplc_model, short_data) -> None:
+    """Each side of each check as a task in a worker process (the problem rebuilt there), joined again: the
+    same profiles, flags and intervals as walking them here."""
+    import copy
+
+    from symode.fit.checks import plan_checks, run_checks
+    from symode.timing import Budget
+
+    res = fit(hplc_model, [short_data], progress=False, analysis="fisher", max_iter=60)
+    assert plan_checks(res.problem, res, False)
+    out = []
+    for workers in (1, 2):
+        r = copy.copy(res)
+        r.fisher, r.profiles, r.cut_short = copy.deepcopy(res.fisher), [], []
+        run_checks(res.problem, res.z, res.objective, res.symmetries, r, which=False, budget=Budget(600.0),
+                   progress=False, workers=workers)
+        assert r.cut_short == []
+        out.append(r)
+    serial, parallel = out
+    assert [p.name for p in serial.profiles] == [p.name for p in parallel.profiles]
+    for a, b in zip(serial.profiles, parallel.profiles, strict=True):
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9)
+        np.testing.assert_allclose(a.q, b.q, rtol=1e-6, atol=1e-6)
+        assert a.stop == b.stop
+    assert serial.identifiable == parallel.identifiable

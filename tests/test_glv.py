@@ -166,7 +166,7 @@ def test_cli_fit_first_sample_penalty_options(two_species: tuple, tmp_path: Path
         files += ["--data", str(path)]
     out = tmp_path / "fit"
     assert main(["fit", str(spec_file), *files, "-o", str(out), "--x0", "first-sample", "--max-iter", "3",
-                 "--uncertainty", "none", "--penalty", "l1:g_*=0.5", "--no-report", "--quiet"]) == 0
+                 "--analysis", "none", "--penalty", "l1:g_*=0.5", "--no-report", "--quiet"]) == 0
     res = json.loads((out / "fit.json").read_text())
     assert res["x0_experiments"][1]["A"] == pytest.approx(data.columns["A"][0] * 0.5)
     assert res["iterations"] <= 3 and not any(n.startswith("x0.") for n in res["estimated"])

@@ -315,6 +315,48 @@ def test_profile_reports_a_better_optimum_and_solver_errors():
     assert prof.stop["upper"].startswith("error")
 
 
+@pytest.mark.parametrize("i", range(3))
+def test_profile_sides_walked_apart_merge_into_the_whole_profile(i):
+    """The two sides of a profile walked separately (as parallel tasks do) and merged give the same points
+    and intervals as one walk of both."""
+    from symode.identifiability.profiles import merge_sides
+
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+    whole = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0)
+    lower = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0, sides=("lower",))
+    upper = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales, loss_hat=10.0, sides=("upper",))
+    assert set(lower.stop) == {"lower"} and set(upper.stop) == {"upper"}
+    merged = merge_sides(lower, upper)
+    np.testing.assert_allclose(merged.values, whole.values)
+    np.testing.assert_allclose(merged.q, whole.q)
+    assert merged.intervals == whole.intervals and merged.stop == whole.stop
+    assert merged.evaluations == whole.evaluations and merged.decided and merged.identifiable
+
+
+def test_profile_cut_short_by_a_time_limit_is_undecided_not_flat():
+    """A side stopped by TimeLimit (a spent budget) is unfinished: not flat, not a reason to call the
+    parameter non-identifiable; a side that crossed the threshold before is still decided."""
+    from symode.timing import TimeLimit
+
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+
+    def limited(i, v, start):
+        if v > m[i]:                         # the upper side runs out of time at its first point
+            raise TimeLimit("budget spent")
+        return obj(i, v, start)
+
+    prof = profile_likelihood(limited, np.exp(m), 0, names=names, scales=scales)
+    assert prof.stop == {"lower": "threshold", "upper": "time limit"}
+    assert prof.cut_short == ["upper"] and not prof.decided
+    assert prof.flat == {"lower": False, "upper": False}
+    assert prof.intervals["0.95"][0] is not None and prof.intervals["0.95"][1] is None
+    # the same profile with both sides finished is decided
+    full = profile_likelihood(obj, np.exp(m), 0, names=names, scales=scales)
+    assert full.decided and full.cut_short == []
+
+
 # ---------------------------------------------------------------------------------------------------
 # model (1) at the chemostat-dev truth
 # ---------------------------------------------------------------------------------------------------

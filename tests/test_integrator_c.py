@@ -89,6 +89,7 @@ def test_check(driver_run, name):
     assert status == "OK", f"{name}: {info}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
 def test_valgrind_clean(driver):
     res = subprocess.run(
@@ -100,6 +101,7 @@ def test_valgrind_clean(driver):
     assert "FAIL " not in res.stdout
 
 
+@pytest.mark.slow
 def test_sanitizers(tmp_path):
     exe = tmp_path / "test_integrator_asan"
     res = _compile(exe, ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],

@@ -186,7 +186,7 @@ interactions:
     _same(f, {"X": c * X * Y - r * X * t, "Y": 2 * r * X * t, "A": -rate, "B": -2 * rate, "C": rate})
 
 
-# -- model (1) of MISSION.md section 2 -------------------------------------------------------------------
+# -- model (1) (docs/model.md, section 2) ----------------------------------------------------------------
 def test_chemostat_f_equals_model_1() -> None:
     model = build_symbolic(load_spec(ROOT / "specs" / "chemostat.yaml"))
     names = "S X Y A B D S0 gamma mu0 KS gA gB vA vB muA muB KA IA KB IB"

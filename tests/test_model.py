@@ -99,6 +99,7 @@ def _build_in(cache: str) -> str:
     return f"{m.directory}|{x[-1, 0]!r}"
 
 
+@pytest.mark.slow
 def test_concurrent_builds_are_safe(tmp_path):
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
@@ -131,7 +132,7 @@ def test_methods_agree(chemostat_model, method):
 
 
 def test_auto_detects_stiffness_at_original_start(chemostat_model):
-    """At the original author's starting values B's uptake is stiff: auto switches to the stiff method."""
+    """At the original study's starting values B's uptake is stiff: auto switches to the stiff method."""
     times = np.arange(0, 24 * 10 + 0.25, 0.25)
     auto = simulate(chemostat_model, times)
     assert auto.stats["n_switches"] >= 1

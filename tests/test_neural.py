@@ -1,4 +1,4 @@
-"""Neural terms (issue 8): spec construct, CasADi MLP in the compiled model, gradients, training."""
+"""Neural terms: spec construct, CasADi MLP in the compiled model, gradients, training."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from symode.spec import load_spec, loads_spec, spec_from_dict
 from symode.spec.data import Dataset
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian
 
-from .conftest import SHARED, SPECS
+from .conftest import SHARED, SPECS, require
 
 TINY = """
 symode: 1
@@ -207,6 +207,7 @@ def _steady_chemostat_data(seed: int, a_range: tuple[float, float], b_range: tup
                                                         "B": rng.uniform(*b_range, len(t))})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, share_a", [({}, 0.5), ({"emphasis": 0}, 0.8), ({"emphasis": 1}, 0.2)])
 def test_warm_start_sizes_the_consumer_growth_to_the_dilution_rate(kwargs, share_a):
     spec = load_spec(SPECS / "chemostat-neural.yaml")
@@ -249,11 +250,12 @@ def test_symode_fit_trains_a_neural_spec_end_to_end(tiny, tmp_path):
     assert doc["multistart"]["starts"] and doc["objective"] == pytest.approx(after, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
-    """The issue-8 command on a 3-day window of chemostat-dev-hplc, with a small time limit."""
+    """`symode fit` of the neural spec on a 3-day window of the reference data set chemostat-dev-hplc, with a
+    small time limit."""
     src = SHARED / "chemostat-dev-hplc" / "data.csv"
-    if not src.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
+    require(src.exists(), f"reference data set chemostat-dev-hplc not found at {SHARED} (set SYMODE_SHARED_DATA)")
     lines = src.read_text().splitlines()
     (tmp_path / "data.csv").write_text("\n".join(lines[: 1 + 4 * 72 + 1]) + "\n")
     assert _fit_cli(SPECS / "chemostat-neural.yaml", tmp_path / "data.csv", tmp_path / "out", "--max-time", "25",
@@ -270,6 +272,7 @@ def test_symode_fit_chemostat_neural_on_three_days(tmp_path):
     assert (tmp_path / "out" / "fit.json").exists()
 
 
+@pytest.mark.slow
 def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny):
     """Production rates and uptake yields start balanced with the observed levels: production = outflow /
     (1 - share), consumption by the network's uptakes = share of it (not the spec's 100-1000x too-fast
@@ -297,6 +300,7 @@ def test_balanced_rates_split_the_turnover_between_outflow_and_consumption(tiny)
     assert balanced_rates(tspec, tdata, {n: tspec.parameters[n].value for n in tspec.neural_weights}) == {}
 
 
+@pytest.mark.slow
 def test_stiff_here_tells_stiffness_from_a_slow_model():
     """The switch of a hybrid-fit start to the stiff integrator: the balanced turnover is not stiff, the
     same balance with 1000x faster production and consumption (a futile cycle) is."""

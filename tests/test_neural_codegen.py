@@ -1,4 +1,4 @@
-"""Code generation of neural models (issue 8): wide networks in CasADi MX (small C, fast builds), small
+"""Code generation of neural models: wide networks in CasADi MX (small C, fast builds), small
 ones scalar-expanded in SX; both give the same functions, f matches the numpy MLP and the loss gradient of
 every method matches central finite differences."""
 
@@ -179,6 +179,7 @@ def test_mode_follows_the_number_of_weights():
     assert neural_codegen(wide) == "mx" and structure(wide)["neural_codegen"].startswith("mx")
 
 
+@pytest.mark.slow
 def test_small_network_in_mx(monkeypatch):
     """A small network forced through the MX path: f, derivatives and every gradient method vs. finite
     differences, and the same gradients as the SX build of the same model."""
@@ -197,6 +198,7 @@ def test_small_network_in_mx(monkeypatch):
     assert rel_error(grads["discrete"], g_sx) < 1e-9
 
 
+@pytest.mark.slow
 def test_wide_network_builds_fast_and_gradients_match():
     """~1.9k weights: MX code generation (seconds; SX: minutes), small C, exact gradients."""
     spec = _spec(40)

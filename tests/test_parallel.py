@@ -232,6 +232,18 @@ def test_scheduler_without_dask_is_one_line_exit_2(monkeypatch, capsys, tmp_path
     assert code == 2 and len(err) == 1 and "symode[dask]" in err[0], err
 
 
+def test_petab_fit_scheduler_without_dask_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    from tests.petab_cases import VENDORED
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    code = main(["fit", str(VENDORED / "0001" / "_0001.yaml"), "-o", str(tmp_path), "--starts", "2", "--quiet",
+                 "--scheduler", "tcp://127.0.0.1:8786"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "symode[dask]" in err[0], err
+    assert not (tmp_path / "fit.json").exists()
+
+
 def test_bad_scheduler_option_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["fit", str(SPECS / "chemostat.yaml"), "--data", "x.csv", "-o", str(tmp_path), "--scheduler", "nowhere"])
@@ -239,8 +251,11 @@ def test_bad_scheduler_option_is_a_usage_error(capsys, tmp_path):
     assert "expected tcp://HOST:PORT" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["fit", "profile", "train", "discover", "design"])
+@pytest.mark.parametrize("command", ["fit", "profile", "train", "discover", "design", "petab-fit"])
 def test_commands_with_parallel_loops_take_scheduler(command, capsys):
+    from tests.petab_cases import VENDORED
+
+    argv = ["fit", str(VENDORED / "0001" / "_0001.yaml")] if command == "petab-fit" else [command]
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*argv, "--help"])
     assert "--scheduler ADDRESS" in capsys.readouterr().out

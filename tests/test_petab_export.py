@@ -129,6 +129,7 @@ def roadrunner_states(directory: Path, condition: str, times: np.ndarray) -> dic
     return {s: res[:, k + 1] for k, s in enumerate(species)}
 
 
+@pytest.mark.slow
 def test_small_export_passes_petablint(small, tmp_path):
     spec, datasets = small
     out = export_petab(spec, datasets, tmp_path / "petab")
@@ -154,6 +155,7 @@ def test_small_export_passes_petablint(small, tmp_path):
     assert float(cond.loc["c_exp2", "time_offset"]) == 2.0
 
 
+@pytest.mark.slow
 def test_export_simulates_like_symode(small, tmp_path):
     """libRoadRunner on the exported SBML reproduces symode's trajectories in both conditions (piecewise
     constant and linear inputs, chemostat dilution and feed, t in a rate law with a shifted start)."""
@@ -371,11 +373,8 @@ def test_round_trip_through_import(small, tmp_path, variant):
     """spec -> PEtab -> symode's PEtab import -> the same observables at every measurement (both conditions:
     piecewise-constant and linear inputs, a shifted start, estimated initial states). ``min_max`` keeps the
     spec's min/max terms, which the export writes as piecewise functions."""
-    try:
-        from symode.petab.objective import PetabObjective
-    except ImportError:
-        pytest.skip("symode.petab has no PEtab importer yet (symode.petab.objective.PetabObjective); the round "
-                    "trip runs once the import lands")
+    from symode.petab.objective import PetabObjective
+
     spec, datasets = small
     if variant == "plain":
         text = SMALL.replace(" * max(T, 0.5)", "").replace(" + 0.002 * min(T, 1.5, 3 - T)", "")

@@ -207,6 +207,59 @@ def test_function_definitions_and_piecewise_in_time(tmp_path) -> None:
     assert np.allclose(traj["A"], [1.0, 2.0, 3.5, 3.5], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("law, kind, fn", [
+    ("piecewise(u, u <= 1.5, 1.5)", sp.Min, min), ("piecewise(u, 1.5 > u, 1.5)", sp.Min, min),
+    ("piecewise(u, u >= 1.5, 1.5)", sp.Max, max), ("piecewise(1.5, u < 1.5, u)", sp.Max, max),
+])
+def test_min_max_written_as_piecewise_import_as_min_max(tmp_path, law, kind, fn) -> None:
+    """piecewise(x, x <= y, y) is min(x, y) (and its mirror images min/max): imported as such, so that a
+    piecewise input substituted into it is not expanded into every combination of pieces."""
+    b = Builder()
+    b.compartment("c", 1.0)
+    b.species("A", "c", conc=0.0)
+    b.parameter("u", None, constant=False)
+    b.assignment_rule("u", "piecewise(0.5 * time, time < 1, 2 + time, time < 2, 1)")
+    b.reaction("R", {}, {"A": 1}, f"c * {law}")
+    m = import_sbml(b.write(tmp_path / "m.xml"))
+    rate = _rhs(m, "A")
+    assert isinstance(rate, kind)
+    t = m.t
+    for tv in (0.2, 1.0, 1.5, 2.5, 3.0):
+        u = 0.5 * tv if tv < 1 else (2 + tv if tv < 2 else 1.0)
+        assert float(rate.subs(t, tv)) == fn(u, 1.5)
+
+
+def test_nested_min_of_piecewise_inputs_stays_small(tmp_path) -> None:
+    """min(T, 1.5, 3 - T) as an L3V1 exporter writes it (a nested piecewise whose conditions repeat the
+    inner piecewise) with T a sum of two piecewise inputs: sympy would expand each condition into all
+    combinations of the inputs' pieces; imported as min it stays the size of the SBML."""
+    b = Builder()
+    b.compartment("c", 1.0)
+    b.species("A", "c", conc=0.0)
+    for pid, v in (("a", 1.0), ("b", 0.0)):
+        b.parameter(pid, v)
+    b.parameter("T", None, constant=False)
+    ramp = ", ".join(f"0.3 * time + {0.1 * i}, time < {i + 1}" for i in range(8))
+    steps = ", ".join(f"{i + 0.5}, time < {2 * i + 1}" for i in range(4))
+    b.assignment_rule("T", f"a * piecewise({ramp}, 2) + b * piecewise({steps}, 0.1)")
+    inner = "piecewise(T, T <= 1.5, 1.5)"
+    b.reaction("R", {}, {"A": 1}, f"c * piecewise({inner}, {inner} <= 3 - T, 3 - T)")
+    m = import_sbml(b.write(tmp_path / "m.xml"))
+    rate = _rhs(m, "A")
+    assert isinstance(rate, sp.Min) and rate.count(sp.Piecewise) <= 6
+
+    def rate_at(tv: float) -> float:
+        T = 0.3 * tv + 0.1 * np.floor(tv) if tv < 8 else 2.0
+        return min(T, 1.5, 3 - T)
+
+    times = np.arange(0.0, 10.5, 0.5)
+    fine = np.linspace(0.0, 10.0, 200001)
+    vals = np.array([rate_at(tv) for tv in fine])
+    integral = np.concatenate([[0.0], np.cumsum(0.5 * (vals[1:] + vals[:-1]) * np.diff(fine))])
+    traj = simulate(build_model(m.to_spec()), times)
+    assert np.allclose(traj["A"], np.interp(times, fine, integral), rtol=1e-5, atol=1e-6)
+
+
 def test_variable_compartment_with_rate_rule(tmp_path) -> None:
     b = Builder()
     b.compartment("V", 1.0, constant=False)

@@ -248,6 +248,7 @@ def test_example_program(chemostat_dir: Path, sa, dev, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown parameter" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
 def test_example_program_valgrind_clean(chemostat_dir: Path, dev, tmp_path: Path) -> None:
     inputs = _input_csv(dev, tmp_path, 150)
@@ -260,6 +261,7 @@ def test_example_program_valgrind_clean(chemostat_dir: Path, dev, tmp_path: Path
         assert "loss (adjoint)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_community_compiles_with_werror(tmp_path: Path) -> None:
     out = generate_standalone(SPECS / "community-2x3.yaml", tmp_path / "community")
     makefile = (out / "Makefile").read_text()
@@ -272,6 +274,7 @@ def test_community_compiles_with_werror(tmp_path: Path) -> None:
     assert mod.OBSERVABLES and mod.INPUTS == ["D"]
 
 
+@pytest.mark.slow
 def test_matches_symode_community(tmp_path: Path) -> None:
     """Another model (8 states, several inputs/observables) against symode, forward and adjoint."""
     from symode.solve.model import build_model
@@ -307,6 +310,7 @@ def test_matches_symode_community(tmp_path: Path) -> None:
 # CLI and output handling
 # ----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_codegen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from symode.cli.main import main
 
@@ -470,6 +474,7 @@ def test_sources_and_makefile_agree(chemostat_dir: Path) -> None:
                                                if not p.name.endswith((".o", ".so")) and p.name != "model_example")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("objcopy") is None or shutil.which("make") is None, reason="no objcopy/make")
 def test_two_models_embedded_in_one_program(tmp_path: Path) -> None:
     """``make embed``: one object per model whose only global symbols are its prefixed API, so that two

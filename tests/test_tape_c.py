@@ -86,6 +86,7 @@ def test_perf_info(driver_run):
     print(info[0])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
 def test_valgrind_clean(driver):
     res = subprocess.run(
@@ -97,6 +98,7 @@ def test_valgrind_clean(driver):
     assert "FAIL " not in res.stdout
 
 
+@pytest.mark.slow
 def test_sanitizers(tmp_path):
     exe = tmp_path / "test_tape_asan"
     res = _compile(exe, ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],

@@ -1,9 +1,8 @@
-"""The n x m community template (symode.template) and its agreement with the reference data set."""
+"""The n x m community template (symode.graph.template) and its agreement with the reference data set."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,7 @@ from symode.graph.template import community_truth_params, template_spec, templat
 from symode.spec import load_spec, loads_spec
 from symode.spec.params import apply_params
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared_dir() -> Path:
-    env = os.environ.get("SYMODE_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
+from .conftest import REPO, require
 
 
 @pytest.mark.parametrize(("n", "m"), [(0, 1), (1, 1), (1, 2), (2, 3), (4, 4)])
@@ -66,7 +60,7 @@ def test_template_rejects_bad_sizes(n: object, m: object) -> None:
 
 
 def test_committed_community_spec_matches_template() -> None:
-    path = ROOT / "specs" / "community-2x3.yaml"
+    path = REPO / "specs" / "community-2x3.yaml"
     assert load_spec(path) == template_spec(2, 3)
     text = path.read_text()
     body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
@@ -98,16 +92,15 @@ def test_community_truth_params() -> None:
         community_truth_params({**TRUTH, "edges": {"uptake:M1->Y1": {"mu": 1, "K": 1}}})
 
 
-def test_template_reproduces_community_dev_truth(tmp_path: Path) -> None:
+def test_template_reproduces_community_dev_truth(tmp_path: Path, shared_data: Path) -> None:
     """The template with the true edges, simulated on the data set's D(t), matches the exact states
     of the independent reference code."""
     from symode.solve.model import build_model
     from symode.solve.simulation import simulate
     from symode.spec.data import read_csv
 
-    folder = _shared_dir() / "community-dev"
-    if not (folder / "truth.json").exists():
-        pytest.skip(f"shared data not found at {folder}")
+    folder = shared_data / "community-dev"
+    require((folder / "truth.json").exists(), f"reference data set community-dev not found at {folder}")
     truth = json.loads((folder / "truth.json").read_text())
     params = tmp_path / "truth-params.json"
     params.write_text(json.dumps(community_truth_params(truth)))

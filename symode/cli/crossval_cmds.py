@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data file (repeat; at least 2)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     add_params_option(p, "params file with starting values")
-    add_experiment_options(p, uncertainty=False, x0="first-sample")
+    add_experiment_options(p, x0="first-sample")
     p.add_argument("--max-time", type=float, default=None, metavar="S", help="time limit per fold's fit (s; 1800)")
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="single",
                    help="as in fit (default single)")

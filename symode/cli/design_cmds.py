@@ -61,7 +61,8 @@ def run_design(args: argparse.Namespace) -> int:
                      constraints=c, candidates=candidates, extra_noise=extra_noise, every_h=args.every,
                      days=args.days, segment_h=args.segment_h, criterion=args.criterion, targets=targets,
                      target_rel_se=args.target_rel_se, time_limit=args.time_limit, n_random=args.random_baseline,
-                     n_robust=args.robustness, seed=args.seed, progress=not args.quiet, log=log)
+                     n_robust=args.robustness, seed=args.seed, progress=not args.quiet, log=log,
+                     workers=args.workers)
     files = write_design(run, args.output)
     P = run.proposed
     echo(f"proposed: {P.design.duration_h / 24:g} d, measure {', '.join(P.design.extras)}; "
@@ -116,5 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="parameter samples for the robustness check (default 20; 0: skip)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for the batches of design evaluations (default: all cores; 1: none)")
     add_scheduler_option(p)
     p.set_defaults(func=run_design)

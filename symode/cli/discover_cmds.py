@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from symode.cli.common import add_params_option, add_scheduler_option, load_spec_with_params
+from symode.cli.common import add_params_option, add_scheduler_option, load_spec_with_params, read_data
 
 
 def run_discover(args: argparse.Namespace) -> int:
@@ -19,8 +19,11 @@ def run_discover(args: argparse.Namespace) -> int:
                                                                          criterion=args.criterion)
     else:
         strategy = BackwardElimination(criterion=args.criterion)
+    data = read_data(args.data, spec)
+    if args.t_end is not None:
+        data = [d.until(args.t_end) for d in data]
     t0 = time.perf_counter()
-    res = discover(spec, args.data, strategy=strategy, outdir=args.output, workers=args.workers,
+    res = discover(spec, data, strategy=strategy, outdir=args.output, workers=args.workers,
                    progress=not args.quiet, resume=not args.restart)
     write_discovery(res, args.output)
     out = Path(args.output)
@@ -43,12 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, action="append", metavar="CSV",
                    help="data file (repeat for several experiments sharing the parameters)")
     add_params_option(p, "parameter values overriding the spec's")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="use only the samples up to time T of every data file (a shorter window)")
     p.add_argument("-o", "--output", default="discover-out", metavar="DIR", help="output directory")
     p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",
                    help="backward elimination (default) or sequential thresholding")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
-    p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold")
-    p.add_argument("--workers", type=int, default=None, help="parallel candidate fits (default: all cores)")
+    p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel candidate fits (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -39,12 +39,15 @@ def apply_penalty_options(spec: Any, args: argparse.Namespace) -> Any:
 
 
 def _fit(args: argparse.Namespace, *, profile: bool) -> int:
+    started = time.perf_counter()       # --max-time counts from here: reading the data and the build too
     from symode.fit import check_data, fit, provisional_result
     from symode.fit.experiments import experiment_x0
     from symode.report.fit import write_fit_json, write_outputs
 
     spec = apply_penalty_options(load_spec_with_params(args.spec, args.params), args)
     datasets = read_data(args.data, spec, check=check_data)
+    if args.t_end is not None:
+        datasets = [d.until(args.t_end) for d in datasets]
     if args.multistart < 0:
         raise SymodeError("--multistart must be >= 0")
     if args.max_iter is not None and args.max_iter < 1:
@@ -57,19 +60,20 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
     def checkpoint(info) -> None:
         if time.perf_counter() - last[0] > CHECKPOINT_EVERY_S and info.stage == "single shooting":
             last[0] = time.perf_counter()
-            write_fit_json(provisional_result(model, datasets, info), out / "fit.json")
+            write_fit_json(provisional_result(model, datasets, info, fixed=fixed), out / "fit.json")
 
+    fixed = parse_names(args.fix)
     neural = set(spec.neural_weights)
     if neural and profile:
         echo("symode: warning: no profile likelihoods for a model with neural terms (--profile ignored)")
         profile = False
-    if profile and args.uncertainty == "none":
-        raise SymodeError("--profile needs the uncertainty analysis (not --uncertainty none)")
+    if profile and args.analysis == "none":
+        raise SymodeError("--profile needs the uncertainty analysis (not --analysis none)")
     extra = {} if args.max_iter is None else {"max_iter": args.max_iter}
     result = fit(model, datasets, method=args.method, multistart=args.multistart, shooting=args.shooting,
-                 progress=not args.quiet, fixed=parse_names(args.fix), profile=profile, workers=args.workers,
-                 seed=args.seed, max_time=args.max_time, callback=checkpoint, x0=x0,
-                 uncertainty=args.uncertainty, **extra)
+                 progress=not args.quiet, fixed=fixed, profile=profile, workers=args.workers,
+                 seed=args.seed, max_time=args.max_time, callback=checkpoint, x0=x0, analysis=args.analysis,
+                 started=started, **extra)
     files = write_outputs(result, out, report=not args.no_report)
     ident = result.identifiable
     n_id = sum(ident[n] for n in result.estimated_parameters)
@@ -150,6 +154,8 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory (fit.json, fitted.yaml, report.md, plots)")
     add_params_option(p, "params file with starting values (e.g. a previous fit.json)")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="fit only the samples up to time T of every data file (a shorter window)")
     p.add_argument("--multistart", type=int, default=0, metavar="N",
                    help="N extra Latin-hypercube starts in the transformed box, in parallel (default 0)")
     p.add_argument("--method", choices=("lm", "trf", "lbfgs"), default="lm",
@@ -158,19 +164,25 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="auto",
                    help="auto: multiple shooting only if single shooting fails or stalls (default)")
     p.add_argument("--fix", metavar="NAMES", help="comma-separated parameters to hold at their values")
-    p.add_argument("--workers", type=int, metavar="N", help="processes for multi-start (default: all cores)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for multi-start and profiles (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design (default 0)")
     p.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="time limit per local fit (s; default 1800); for a spec with neural terms the limit of the "
-                        "whole training (default 600)")
+                   help="time limit of the whole fit in seconds (default 600): the local fit and multi-start get up "
+                        "to 3/4 of it, the uncertainty analysis the rest; checks that run out of time are "
+                        "abandoned and listed in fit.json ('cut_short') and report.md. For a spec with neural terms "
+                        "the limit of the whole training (default 600)")
+    p.add_argument("--analysis", choices=("full", "fisher", "none"), default="full",
+                   help="full: Fisher intervals and flags plus profile checks of doubtful Wald intervals "
+                        "(default); fisher: Wald intervals only; none: no uncertainty analysis")
     p.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_experiment_options(p)
 
 
-def add_experiment_options(p: argparse.ArgumentParser, *, uncertainty: bool = True, x0: str = "spec") -> None:
-    """--x0, --max-iter, --penalty, --no-penalties (and --uncertainty) of fit-like commands."""
+def add_experiment_options(p: argparse.ArgumentParser, *, x0: str = "spec") -> None:
+    """--x0, --max-iter, --penalty and --no-penalties of fit-like commands."""
     p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default=x0,
                    help=f"initial states per data file: spec (the spec's x0), first-sample (each observed state at "
                         f"its file's first sample, fixed) or estimate (from the first sample, estimated); default "
@@ -182,10 +194,6 @@ def add_experiment_options(p: argparse.ArgumentParser, *, uncertainty: bool = Tr
                         "scale SCALE); PATTERN: a name, a glob (a_*) or @prunable; e.g. ridge:@prunable=0.1 "
                         "(repeatable; added to the spec's penalties)")
     p.add_argument("--no-penalties", action="store_true", help="drop the spec's penalties")
-    if uncertainty:
-        p.add_argument("--uncertainty", choices=("full", "fisher", "none"), default="full",
-                       help="analysis after the fit: full (Fisher intervals, robustness and profile checks of "
-                            "borderline intervals; default), fisher (Fisher intervals only) or none")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -220,13 +228,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="CSV", help="data file with inputs and observables")
     add_params_option(p, "params file with starting values")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (0.1)")
+    p.add_argument("--holdout", type=float, default=0.1, help="held-out final fraction of the time span (default 0.1)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam", "lm"), default="lbfgs",
                    help="lbfgs (curriculum + LM polish; default), adam (minibatches of time windows) or lm "
                         "(what `symode fit` runs: warm-started multi-start Levenberg-Marquardt curriculum)")
-    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam)")
-    p.add_argument("--polish", type=int, default=100, help="max Levenberg-Marquardt iterations (0: none)")
-    p.add_argument("--time-limit", type=float, default=780.0, help="seconds before returning the best point")
-    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam)")
+    p.add_argument("--max-iter", type=int, default=2000, help="iterations (lbfgs) or epochs (adam) (default 2000)")
+    p.add_argument("--polish", type=int, default=100,
+                   help="max iterations of the final Levenberg-Marquardt polish (default 100; 0: none)")
+    p.add_argument("--time-limit", type=float, default=780.0,
+                   help="seconds before returning the best point (default 780)")
+    p.add_argument("--seed", type=int, default=0, help="minibatch seed (adam; default 0)")
     add_scheduler_option(p)
     p.set_defaults(func=run_train)

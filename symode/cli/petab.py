@@ -14,9 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from symode.cli.common import add_scheduler_option, run_command
 from symode.errors import SymodeError
-
-EXIT_USAGE = 2
 
 
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -111,19 +110,17 @@ def fit_main(argv: Sequence[str]) -> int:
                              "(L-BFGS-B with adjoint gradients; default with Laplace noise)")
     parser.add_argument("--no-hierarchical", action="store_true",
                         help="optimise pure noise parameters numerically instead of analytically")
+    parser.add_argument("--escape-bounds", type=int, default=8, metavar="N",
+                        help="a start whose optimum has parameters on bounds gets up to N more local fits with "
+                             "those parameters moved to the other side of their box (default 8; 0: off)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: all CPUs)")
-    parser.add_argument("--max-iter", type=int, default=300, help="iterations per start (default 300)")
-    parser.add_argument("--max-time", type=float, default=600.0, help="seconds per start (default 600)")
+    add_scheduler_option(parser)
+    parser.add_argument("--max-iter", type=int, default=300, help="iterations per local fit (default 300)")
+    parser.add_argument("--max-time", type=float, default=600.0, help="seconds per local fit (default 600)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(list(argv))
-    try:
-        return _fit(args)
-    except SymodeError as exc:
-        print(f"symode: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("symode: interrupted", file=sys.stderr)
-        return 130
+    args.func = _fit
+    return run_command(args)     # the starts on --scheduler / $SYMODE_SCHEDULER; user errors: one line, exit 2
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -138,7 +135,7 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"symode: warning: {w}", file=sys.stderr)
     res = fit_petab(obj, n_starts=args.starts, seed=args.seed, method=args.method, workers=args.workers,
                     max_iter=args.max_iter, max_time=args.max_time, hierarchical=not args.no_hierarchical,
-                    progress=not args.quiet)
+                    escape_bounds=args.escape_bounds, progress=not args.quiet)
     out = Path(args.output)
     atomic_write_json(out / "fit.json", res.to_json())
     table = obj.problem.petab.parameter_df.copy()

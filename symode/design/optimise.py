@@ -19,10 +19,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
+from symode.design.evaluator import Evaluator
 from symode.design.experiment import Constraints, Design, Measurement
 from symode.design.problem import CRITERIA, GOOD_REL_SE, DesignProblem, Evaluation
 from symode.errors import SymodeError
@@ -121,13 +123,18 @@ def optimise_design(problem: DesignProblem, base: Sequence[Measurement], *, days
                     extra_noise: tuple[float, float] = (0.05, 0.002), criterion: str = "D",
                     targets: Sequence[str] | None = None, target_rel_se: float = GOOD_REL_SE,
                     time_limit: float = 180.0, coarse: float = 1.0, seed: int = 0, progress: bool = True,
-                    n_local: int = 3, log: Callable[[str], None] | None = None) -> DesignResult:
-    """Optimise D(t) levels and the extra measurements for a criterion within a wall-time budget."""
+                    n_local: int = 3, log: Callable[[str], None] | None = None,
+                    evaluator: Evaluator | None = None) -> DesignResult:
+    """Optimise D(t) levels and the extra measurements for a criterion within a wall-time budget.
+
+    The screening, every finite-difference gradient and the final exact evaluations are batches of
+    independent evaluations on ``evaluator`` (default: one after the other in this process)."""
     if criterion not in CRITERIA:
         raise SymodeError(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})", field="criterion")
     c = problem.constraints
     if days * 24 > c.max_days * 24 + 1e-9:
         raise SymodeError(f"{days:g} days exceed the maximum of {c.max_days:g}", field="days")
+    ev_map = evaluator or Evaluator(problem, workers=1)
     T = days * 24.0
     n = math.ceil(T / segment_h - 1e-9)
     rng = np.random.default_rng(seed)
@@ -140,11 +147,15 @@ def optimise_design(problem: DesignProblem, base: Sequence[Measurement], *, days
     best_seen = [-math.inf]
     failures: list[str] = []          # reasons of failed evaluations (no usable Fisher information)
 
-    def coarse_score(u: np.ndarray, opt: int) -> float:
-        lv = project_levels(u, c)
-        d = piecewise_design(problem, lv, options[opt], duration_h=T, segment_h=segment_h)
-        ev = problem.evaluate(d, coarse=coarse, full=False, rtol=1e-7, **kw)
-        bar.update(1)
+    def coarse_request(u: np.ndarray, opt: int) -> tuple[Design, dict[str, Any]]:
+        d = piecewise_design(problem, project_levels(u, c), options[opt], duration_h=T, segment_h=segment_h)
+        return d, dict(coarse=coarse, full=False, rtol=1e-7, **kw)
+
+    def coarse_scores(points: Sequence[tuple[np.ndarray, int]]) -> list[float]:
+        evs = ev_map.evaluate([coarse_request(u, o) for u, o in points], on_result=lambda _k, _e: bar.update(1))
+        return [score_of(ev) for ev in evs]
+
+    def score_of(ev: Evaluation) -> float:
         if not ev.ok:
             failures.append(ev.failure)
             return FAILED_SCORE
@@ -157,17 +168,12 @@ def optimise_design(problem: DesignProblem, base: Sequence[Measurement], *, days
             history.append((time.perf_counter() - t_start, s))
         return s
 
-    # 1. screen structured and random starts for every measurement plan
+    # 1. screen structured and random starts for every measurement plan (one batch)
     nominal = float(problem.spec.inputs[problem.input_name].default or 0.5 * (c.d_min + c.d_max))
     nominal = min(max(nominal, c.d_min), c.d_max)
-    starts = structured_starts(n, c, rng, nominal=nominal)
-    screened: list[tuple[float, int, np.ndarray]] = []
-    for o in range(len(options)):
-        for u in starts:
-            if time.perf_counter() > deadline and any(s > FAILED_SCORE for s, _o, _u in screened):
-                break
-            u = project_levels(u, c)
-            screened.append((coarse_score(u, o), o, u))
+    starts = [project_levels(u, c) for u in structured_starts(n, c, rng, nominal=nominal)]
+    points = [(u, o) for o in range(len(options)) for u in starts]
+    screened = [(s, o, u) for s, (u, o) in zip(coarse_scores(points), points, strict=True)]
     if all(s <= FAILED_SCORE for s, _o, _u in screened):
         bar.close()
         raise SymodeError(no_information_message(failures[-1] if failures else "no evaluation"))
@@ -201,20 +207,21 @@ def optimise_design(problem: DesignProblem, base: Sequence[Measurement], *, days
         state = {"best": (s0, u0.copy())}
 
         def fun(u: np.ndarray, o: int = o, state: dict = state, local_deadline: float = local_deadline) -> tuple:
-            f0 = coarse_score(u, o)
-            if f0 > state["best"][0]:
-                state["best"] = (f0, u.copy())
-            g = np.zeros_like(u)
+            if time.perf_counter() > local_deadline:
+                raise _Stop
+            shifted = [u.copy()]                   # the point and its forward-difference neighbours: one batch
+            steps = []
             for k in range(len(u)):
-                if time.perf_counter() > local_deadline:
-                    raise _Stop
                 uk = u.copy()
-                step = h if uk[k] + h <= c.d_max else -h
-                uk[k] += step
-                fk = coarse_score(uk, o)
-                if fk > state["best"][0]:
-                    state["best"] = (fk, uk.copy())
-                g[k] = (fk - f0) / step
+                steps.append(h if uk[k] + h <= c.d_max else -h)
+                uk[k] += steps[-1]
+                shifted.append(uk)
+            scores = coarse_scores([(uk, o) for uk in shifted])
+            for sk, uk in zip(scores, shifted, strict=True):
+                if sk > state["best"][0]:
+                    state["best"] = (sk, uk.copy())
+            f0 = scores[0]
+            g = (np.array(scores[1:]) - f0) / np.array(steps)
             return -f0, -g
 
         try:
@@ -224,18 +231,18 @@ def optimise_design(problem: DesignProblem, base: Sequence[Measurement], *, days
             pass
         refined.append((state["best"][0], o, project_levels(state["best"][1], c)))
 
-    # 3. exact evaluation of the best distinct candidates
+    # 3. exact evaluation of the best distinct candidates (one batch)
     refined.sort(key=lambda r: -r[0])
-    finals: list[Evaluation] = []
+    chosen: list[Design] = []
     seen: list[tuple[int, np.ndarray]] = []
     for _s, o, u in refined + screened:
-        if len(finals) >= max(2 * n_local, len(options) + 1):
+        if len(chosen) >= max(2 * n_local, len(options) + 1):
             break
         if any(o == so and np.allclose(u, su) for so, su in seen):
             continue
         seen.append((o, u))
-        d = piecewise_design(problem, u, options[o], duration_h=T, segment_h=segment_h, label="proposed")
-        finals.append(problem.evaluate(d, **kw))
+        chosen.append(piecewise_design(problem, u, options[o], duration_h=T, segment_h=segment_h, label="proposed"))
+    finals = ev_map.evaluate([(d, kw) for d in chosen])
     bar.close()
     if not any(e.ok for e in finals):
         raise SymodeError(no_information_message(finals[-1].failure if finals else "no evaluation"))
@@ -254,29 +261,37 @@ def random_baseline(problem: DesignProblem, base: Sequence[Measurement], *, n: i
                     segment_h: float = 24.0, budget: tuple[int, float] = (1, 2.0),
                     extra_noise: tuple[float, float] = (0.05, 0.002), criterion: str = "D",
                     targets: Sequence[str] | None = None, target_rel_se: float = GOOD_REL_SE, seed: int = 12345,
-                    max_tries: int | None = None, progress: bool = False) -> list[Evaluation]:
+                    max_tries: int | None = None, progress: bool = False,
+                    evaluator: Evaluator | None = None) -> list[Evaluation]:
     """``n`` random admissible piecewise-constant designs (uniform levels, max-step projection, rejected
     when the culture falls below its floor), each with its best admissible measurement plan; exact
-    evaluations."""
+    evaluations. The draws are evaluated in batches on ``evaluator`` and accepted in the order drawn (the
+    designs one after the other would give)."""
     c = problem.constraints
     T = days * 24.0
     k = math.ceil(T / segment_h - 1e-9)
     rng = np.random.default_rng(seed)
     options = measurement_options(problem, base, budget=budget, noise=extra_noise)
+    ev_map = evaluator or Evaluator(problem, workers=1)
     out: list[Evaluation] = []
     tries = 0
+    limit = max_tries or 20 * n
     bar = progress_bar(desc="random designs", total=n, unit="design", enabled=progress)
-    kw = dict(criterion=criterion, targets=targets, target_rel_se=target_rel_se)
-    while len(out) < n and tries < (max_tries or 20 * n):
-        tries += 1
-        lv = random_design_levels(k, c, rng)
-        evs = [problem.evaluate(piecewise_design(problem, lv, opt, duration_h=T, segment_h=segment_h,
-                                                 label=f"random {len(out) + 1}"), full=False, **kw)
-               for opt in options]
-        evs = [e for e in evs if e.feasible]
-        if not evs:
-            continue
-        out.append(max(evs, key=lambda e: problem.score(e.criteria, criterion)))
-        bar.update(1)
+    kw = dict(criterion=criterion, targets=targets, target_rel_se=target_rel_se, full=False)
+    while len(out) < n and tries < limit:
+        draws = [random_design_levels(k, c, rng) for _ in range(min(n - len(out), limit - tries))]
+        evs = ev_map.evaluate([(piecewise_design(problem, lv, opt, duration_h=T, segment_h=segment_h,
+                                                 label="random"), kw) for lv in draws for opt in options])
+        for j in range(len(draws)):
+            tries += 1
+            ok = [e for e in evs[j * len(options):(j + 1) * len(options)] if e.feasible]
+            if not ok:
+                continue
+            best = max(ok, key=lambda e: problem.score(e.criteria, criterion))
+            best.design.label = f"random {len(out) + 1}"
+            out.append(best)
+            bar.update(1)
+            if len(out) >= n:
+                break
     bar.close()
     return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from symode.design.evaluator import Evaluator
 from symode.design.experiment import Design
 from symode.design.problem import GOOD_REL_SE, DesignProblem
 from symode.progress import progress_bar
@@ -74,14 +75,17 @@ def _positive(v: Any) -> float | None:
 
 def robustness(problem: DesignProblem, design: Design, *, n: int = 20, spread: Mapping[str, float] | None = None,
                criterion: str = "D", seed: int = 7, targets: Sequence[str] | None = None,
-               target_rel_se: float = GOOD_REL_SE, progress: bool = False) -> Robustness:
-    """Evaluate a design at ``n`` log-normal samples of the estimated model parameters."""
+               target_rel_se: float = GOOD_REL_SE, progress: bool = False,
+               evaluator: Evaluator | None = None) -> Robustness:
+    """Evaluate a design at ``n`` log-normal samples of the estimated model parameters (one batch on
+    ``evaluator``; default: one after the other in this process)."""
     est = [nm for nm in problem.names if not nm.startswith("x0.")]
     spread = dict(spread) if spread is not None else {nm: 0.2 for nm in est}
     rng = np.random.default_rng(seed)
     scores, rels, feas = [], [], []
     nominal = dict(zip(problem.model.parameters, problem.p, strict=True))
     bar = progress_bar(desc="robustness", total=n, unit="sample", enabled=progress)
+    samples = []
     for _ in range(n):
         params = {}
         for nm in est:
@@ -92,12 +96,14 @@ def robustness(problem: DesignProblem, design: Design, *, n: int = 20, spread: M
             if par.upper is not None:
                 v = min(v, par.upper)
             params[nm] = v
-        ev = problem.evaluate(design, params=params, criterion=criterion, targets=targets,
-                              target_rel_se=target_rel_se)
+        samples.append(params)
+    options = dict(criterion=criterion, targets=targets, target_rel_se=target_rel_se)
+    evs = (evaluator or Evaluator(problem, workers=1)).evaluate(
+        [(design, dict(options, params=params)) for params in samples], on_result=lambda _k, _e: bar.update(1))
+    for ev in evs:
         scores.append(problem.score(ev.criteria, criterion) if ev.ok else -math.inf)
         rels.append(ev.rel_se if ev.rel_se is not None else np.full(len(problem.names), np.inf))
         feas.append(ev.ok and ev.min_floor_state >= ev.floor)
-        bar.update(1)
     bar.close()
     return Robustness(n, criterion, np.array(scores), np.array(rels).reshape(n, len(problem.names)),
                       np.array(feas, dtype=bool), list(problem.names), dict(spread))

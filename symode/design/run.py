@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from symode.design.evaluator import Evaluator
 from symode.design.experiment import Constraints, Design, Measurement, base_measurements
 from symode.design.explain import undetermined_explanations
 from symode.design.optimise import DesignResult, measurement_options, optimise_design, random_baseline
@@ -52,13 +53,32 @@ def run_design(spec: Spec, *, params: Mapping[str, float] | None = None, x0: Map
                every_h: float = 0.25, days: float = 30.0, segment_h: float = 24.0, criterion: str = "D",
                targets: Sequence[str] | None = None, target_rel_se: float = GOOD_REL_SE, time_limit: float = 180.0,
                n_random: int = 50, n_robust: int = 20, seed: int = 0, progress: bool = True,
-               model: Model | None = None, log: Callable[[str], None] | None = None) -> DesignRun:
+               model: Model | None = None, log: Callable[[str], None] | None = None,
+               workers: int | None = None) -> DesignRun:
     """The whole `symode design` computation (no files written; see
-    :func:`symode.report.design.write_design`)."""
-    c = constraints or Constraints()
+    :func:`symode.report.design.write_design`). The batches of independent evaluations (screening,
+    gradients, final candidates, random designs, robustness samples) run on ``workers`` local processes
+    (default all CPUs; 1: in this process) or the cluster of :func:`symode.parallel.use_scheduler`."""
+    with Evaluator(DesignProblem(spec, params=params, x0=x0, model=model, constraints=constraints or Constraints(),
+                                 candidates=_candidates(spec, candidates)), workers=workers) as evaluator:
+        return _run(evaluator, nominal_source=nominal_source, fit_doc=fit_doc, reference=reference,
+                    extra_noise=extra_noise, every_h=every_h, days=days, segment_h=segment_h, criterion=criterion,
+                    targets=targets, target_rel_se=target_rel_se, time_limit=time_limit, n_random=n_random,
+                    n_robust=n_robust, seed=seed, progress=progress, log=log)
+
+
+def _candidates(spec: Spec, candidates: Sequence[str] | None) -> list[str]:
     if candidates is None:
-        candidates = [s for s, st in spec.states.items() if st.role == "metabolite" and s not in spec.observables]
-    problem = DesignProblem(spec, params=params, x0=x0, model=model, constraints=c, candidates=candidates)
+        return [s for s, st in spec.states.items() if st.role == "metabolite" and s not in spec.observables]
+    return list(candidates)
+
+
+def _run(evaluator: Evaluator, *, nominal_source: str, fit_doc: Mapping[str, Any] | None, reference: Design | None,
+         extra_noise: tuple[float, float], every_h: float, days: float, segment_h: float, criterion: str,
+         targets: Sequence[str] | None, target_rel_se: float, time_limit: float, n_random: int, n_robust: int,
+         seed: int, progress: bool, log: Callable[[str], None] | None) -> DesignRun:
+    problem = evaluator.problem
+    c = problem.constraints
     base = base_measurements(problem.spec, every_h)
     kw = dict(criterion=criterion, targets=targets, target_rel_se=target_rel_se)
     if log:
@@ -66,7 +86,7 @@ def run_design(spec: Spec, *, params: Mapping[str, float] | None = None, x0: Map
             f"{len(measurement_options(problem, base, budget=(c.budget_n, c.budget_h), noise=extra_noise))}")
     result = optimise_design(problem, base, days=days, segment_h=segment_h, budget=(c.budget_n, c.budget_h),
                              extra_noise=extra_noise, time_limit=time_limit, seed=seed, progress=progress, log=log,
-                             **kw)
+                             evaluator=evaluator, **kw)
     proposed = result.best
     if reference is None:
         nominal = float(problem.spec.inputs[problem.input_name].default or 0.5 * (c.d_min + c.d_max))
@@ -76,7 +96,7 @@ def run_design(spec: Spec, *, params: Mapping[str, float] | None = None, x0: Map
     ref_ev = problem.evaluate(reference, **kw)
     random = random_baseline(problem, base, n=n_random, days=days, segment_h=segment_h,
                              budget=(c.budget_n, c.budget_h), extra_noise=extra_noise, seed=seed + 12345,
-                             progress=progress, **kw) if n_random else []
+                             progress=progress, evaluator=evaluator, **kw) if n_random else []
     if random:   # the best random design in full (symmetries and Cramer-Rao SEs)
         i_best = max(range(len(random)), key=lambda i: problem.score(random[i].criteria, criterion))
         random[i_best] = problem.evaluate(random[i_best].design, **kw)
@@ -98,9 +118,9 @@ def run_design(spec: Spec, *, params: Mapping[str, float] | None = None, x0: Map
     best_any = {nm: min(float(e.rel_se[i]) for e in pool) for i, nm in enumerate(problem.names)}
     spread = intervals_spread(fit_doc, [n for n in problem.names if not n.startswith("x0.")])
     rob_p = robustness(problem, proposed.design, n=n_robust, spread=spread, seed=seed + 7, progress=progress,
-                       **kw) if n_robust else None
+                       evaluator=evaluator, **kw) if n_robust else None
     rob_r = robustness(problem, reference, n=n_robust, spread=spread, seed=seed + 7, progress=progress,
-                       **kw) if n_robust else None
+                       evaluator=evaluator, **kw) if n_robust else None
     doc = proposed.design.to_json(proposed.rel_se_dict())
     settings = {"nominal_source": nominal_source, "criterion": criterion, "targets": list(targets or []),
                 "target_rel_se": target_rel_se, "days": days, "segment_h": segment_h, "every_h": every_h,

@@ -119,7 +119,7 @@ def fold_task(job: dict[str, Any]) -> dict[str, Any]:
     states = observed_states(spec)
     fspec, x0 = experiment_x0(spec, train, job["x0"])
     model = build_model(fspec)
-    res = fit(model, train, x0=x0, progress=False, uncertainty="none", symmetries=False, workers=1,
+    res = fit(model, train, x0=x0, progress=False, analysis="none", symmetries=False, workers=1,
               max_iter=job["max_iter"], max_time=job["max_time"], shooting=job["shooting"], method=job["method"])
     t_fit = time.perf_counter() - t0
     obs = state_matrix(test, states)

@@ -21,6 +21,7 @@ from symode.fit.problem import FitProblem
 from symode.fit.shooting import MultipleShooting
 from symode.optim.lm import levenberg_marquardt
 from symode.solve.sensitivity import loss_and_gradient
+from symode.timing import Budget, TimeLimit
 
 
 class FitInterrupted(Exception):
@@ -68,45 +69,95 @@ class Tracker:
 
 
 def local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
-              max_time: float, tracker: Tracker, stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+              max_time: float, tracker: Tracker, stages: list[dict[str, Any]], rough: bool = False
+              ) -> tuple[np.ndarray, bool, str]:
     """Single shooting from z0; multiple shooting first (or as a fallback when single shooting fails or
-    stalls far above the noise level)."""
+    stalls far above the noise level). Every solve inside is bounded by ``max_time`` seconds (and by the
+    budget already in force on ``fp``); a stage cut short returns its last accepted point. ``rough``:
+    Levenberg-Marquardt's single shooting in two phases (:func:`_lm`)."""
+    with fp.bounded(Budget(max_time)), fp.timings.phase("local fit"):
+        return _local_fit(fp, z0, method=method, shooting=shooting, segments=segments, max_iter=max_iter,
+                          max_time=max_time, tracker=tracker, stages=stages, rough=rough)
+
+
+def _local_fit(fp: FitProblem, z0: np.ndarray, *, method: str, shooting: str, segments: int, max_iter: int,
+               max_time: float, tracker: Tracker, stages: list[dict[str, Any]], rough: bool
+               ) -> tuple[np.ndarray, bool, str]:
     t_start = time.perf_counter()
     expected = 0.5 * fp.n_obs
     z = z0
     if shooting == "multiple":
         z = _ms_stage(fp, z, segments, max_iter, max_time, tracker, stages)
     tracker.stage = "single shooting"
-    z1, conv, msg = _single(fp, z, method, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages)
-    L1 = fp.loss(z1)
+    z1, conv, msg = _single(fp, z, method, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages,
+                            rough)
+    L1 = _loss(fp, z1)
     failed = not np.isfinite(L1) or (L1 > 3.0 * expected + 50 and (not conv or L1 > 10 * expected))
-    if shooting == "auto" and failed:
+    if shooting == "auto" and failed and not fp.budget.expired:
         zm = _ms_stage(fp, z0, segments, max_iter, max_time - (time.perf_counter() - t_start), tracker, stages)
         tracker.stage = "single shooting"
         z2, conv2, msg2 = _single(fp, zm, method, max_iter, max_time - (time.perf_counter() - t_start), tracker,
-                                  stages)
-        if fp.loss(z2) < L1:
+                                  stages, rough)
+        if _loss(fp, z2) < L1:
             return z2, conv2, "multiple shooting, then " + msg2
     return z1, conv, msg
 
 
+def _loss(fp: FitProblem, z: np.ndarray) -> float:
+    return fp.loss(z, check=False)
+
+
 def _single(fp: FitProblem, z: np.ndarray, method: str, max_iter: int, max_time: float, tracker: Tracker,
-            stages: list[dict[str, Any]]) -> tuple[np.ndarray, bool, str]:
+            stages: list[dict[str, Any]], rough: bool = False) -> tuple[np.ndarray, bool, str]:
     """One single-shooting stage by ``method``, recorded in ``stages``."""
     t = time.perf_counter()
-    L0 = fp.loss(z)
-    if method == "lbfgs":
-        zf, conv, msg, it = _lbfgs(fp, z, max_iter, tracker)
-    elif method == "trf":
-        zf, conv, msg, it = _trf(fp, z, max_iter, tracker)
-    else:
-        res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
-                                  max_time=max(max_time, 1.0), callback=tracker)
-        zf, conv, msg, it = res.z, res.converged, res.message, res.iterations
+    L0 = fp.loss(z, check=False)
+    it0 = tracker.iterations
+    try:
+        if method == "lbfgs":
+            zf, conv, msg, it = _lbfgs(fp, z, max_iter, tracker)
+        elif method == "trf":
+            zf, conv, msg, it = _trf(fp, z, max_iter, tracker)
+        else:
+            zf, conv, msg, it = _lm(fp, z, max_iter, max_time, tracker, rough)
+    except TimeLimit:     # cut short inside an optimiser that does not stop by itself: the best point seen
+        zf = tracker.best_z if tracker.best_z is not None and tracker.best < L0 else z
+        conv, msg, it = False, "time limit", tracker.iterations - it0
     stages.append({"stage": f"single shooting ({method})", "start_objective": float(L0),
-                   "objective": float(fp.loss(zf)), "iterations": int(it), "converged": bool(conv),
+                   "objective": float(fp.loss(zf, check=False)), "iterations": int(it), "converged": bool(conv),
                    "message": msg, "time_s": round(time.perf_counter() - t, 3)})
     return zf, conv, msg
+
+
+#: The first Levenberg-Marquardt phase of a single-shooting fit solves at this relative tolerance (when the
+#: problem's is tighter) and stops at a loose objective change (ROUGH_FTOL, far below the chi-square
+#: resolution 0.5); the second polishes at the problem's tolerance. Far from the optimum the model may be
+#: stiff, where a Rosenbrock solve at 1e-8 costs several times one at 1e-6 (bench/fit.py --breakdown).
+ROUGH_RTOL = 1e-6
+
+
+ROUGH_FTOL = 1e-2
+
+
+def _lm(fp: FitProblem, z: np.ndarray, max_iter: int, max_time: float, tracker: Tracker, rough: bool
+        ) -> tuple[np.ndarray, bool, str, int]:
+    """Levenberg-Marquardt; ``rough``: in two phases, at :data:`ROUGH_RTOL` to a loose convergence, then at the
+    problem's tolerance from there."""
+    t0 = time.perf_counter()
+    it = 0
+    if rough and fp.rtol < ROUGH_RTOL:
+        with fp.tolerance(ROUGH_RTOL):
+            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
+                                      max_time=max_time, callback=tracker, timings=fp.timings, ftol=ROUGH_FTOL)
+        z, it = res.z, res.iterations
+        if res.message == "time limit":
+            return res.z, False, res.message, it
+        if it >= max_iter:      # the rough phase used every iteration allowed
+            return res.z, False, f"iteration limit ({max_iter}) reached", it
+    res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter - it,
+                              max_time=max_time - (time.perf_counter() - t0), callback=tracker,
+                              timings=fp.timings)
+    return res.z, res.converged, res.message, it + res.iterations
 
 
 def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: Tracker,
@@ -114,15 +165,26 @@ def _ms_stage(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_t
     """A multiple-shooting stage (LM, loose tolerance) from z; returns its single-shooting part."""
     t = time.perf_counter()
     tracker.stage = "multiple shooting"
+    with fp.timings.phase("multiple shooting"):
+        return _ms_run(fp, z, segments, max_iter, max_time, tracker, stages, t)
+
+
+def _ms_run(fp: FitProblem, z: np.ndarray, segments: int, max_iter: int, max_time: float, tracker: Tracker,
+            stages: list[dict[str, Any]], t: float) -> np.ndarray:
     ms = MultipleShooting(fp, segments)
     w0 = ms.initial(z)
     lb, ub = ms.bounds()
     w0 = np.clip(w0, lb, ub)
-    res = levenberg_marquardt(ms.residuals, ms.jacobian, w0, lb, ub, max_iter=max_iter,
-                              max_time=max(max_time, 1.0), callback=tracker, ftol=1e-2)
+    try:
+        res = levenberg_marquardt(ms.residuals, ms.jacobian, w0, lb, ub, max_iter=max_iter,
+                                  max_time=max_time, callback=tracker, ftol=1e-2, timings=fp.timings)
+    except TimeLimit:      # the budget ran out at the first point: nothing gained
+        stages.append({"stage": "multiple shooting", "objective": float("nan"), "message": "time limit",
+                       "iterations": 0, "converged": False, "time_s": round(time.perf_counter() - t, 3)})
+        return z
     zf = res.z[: ms.n_base]
     stages.append({"stage": f"multiple shooting ({sum(len(s) for s in ms.segments)} segments)",
-                   "objective": float(res.loss), "single_shooting_objective": float(fp.loss(zf)),
+                   "objective": float(res.loss), "single_shooting_objective": float(fp.loss(zf, check=False)),
                    "iterations": res.iterations, "converged": res.converged, "message": res.message,
                    "time_s": round(time.perf_counter() - t, 3)})
     return zf

@@ -68,9 +68,11 @@ def start_worker(job: dict[str, Any]) -> dict[str, Any]:
     tracker = Tracker(fp, None, None, t)
     stages: list[dict[str, Any]] = []
     z, conv, msg = local_fit(fp, z0, method=job["method"], shooting=job["shooting"], segments=job["segments"],
-                             max_iter=job["max_iter"], max_time=job["max_time"], tracker=tracker, stages=stages)
+                             max_iter=job["max_iter"], max_time=job["max_time"], tracker=tracker, stages=stages,
+                             rough=True)
     return {"objective": float(fp.loss(z)), "converged": bool(conv), "message": msg, "z": z.tolist(),
-            "iterations": tracker.iterations, "time_s": round(time.perf_counter() - t, 2)}
+            "iterations": tracker.iterations, "time_s": round(time.perf_counter() - t, 2),
+            "timings": fp.timings.to_dict()}
 
 
 def start_spread(fp: FitProblem, starts: list[dict[str, Any]]) -> dict[str, list[float]]:

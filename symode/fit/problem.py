@@ -13,7 +13,9 @@ invariant along."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +29,17 @@ from symode.solve.sensitivity import Problem, loss_and_gradient
 from symode.spec import Spec
 from symode.spec.data import Dataset, check_columns, input_matrix
 from symode.symbolic.symmetries import Symmetry, scaling_symmetries, symmetry_directions
+from symode.timing import Budget, Timings
 
 #: A residual for a failed solve (the trust region rejects the step).
 FAIL_RESIDUAL = 1e6
+
+
+#: Relative tolerance of the sensitivities an optimiser steps with (at most; the problem's own when
+#: tighter is not asked for): the residuals stay at the problem's tolerance. The Jacobian of the
+#: discretised solution at 1e-6 agrees with the one at 1e-8 to ~1e-8 (bench/fit.py --breakdown), and a
+#: stiff solve at 1e-8 costs 3-4x as much (Rosenbrock steps rejected on round-off-level error estimates).
+JAC_RTOL = 1e-6
 
 
 @dataclass
@@ -70,12 +80,28 @@ def check_data(spec: Spec, data: Dataset) -> None:
         raise DataError("no observed values", file=data.file)
 
 
+_SYMMETRIES: dict[tuple[Any, ...], list[Symmetry]] = {}
+
+
 def find_symmetries(model: Model) -> list[Symmetry]:
-    """The model's exact scaling symmetries; [] if detection fails (a refinement never blocks a fit)."""
+    """The model's exact scaling symmetries; [] if detection fails (a refinement never blocks a fit).
+    Remembered per compiled model structure and choice of estimated quantities (the symbolic detection
+    takes seconds; refits of the same model need it once per process)."""
+    spec = model.spec
+    key = None if model.directory is None else (
+        str(model.directory), tuple(spec.estimated_parameters),
+        tuple((s, st.estimate, st.x0 == 0.0) for s, st in spec.states.items()))
+    if key is not None and key in _SYMMETRIES:
+        return list(_SYMMETRIES[key])
     try:
-        return scaling_symmetries(model)
+        syms = scaling_symmetries(model)
     except Exception:
         return []
+    if key is not None:
+        if len(_SYMMETRIES) > 64:
+            _SYMMETRIES.clear()
+        _SYMMETRIES[key] = list(syms)
+    return syms
 
 
 class FitProblem:
@@ -93,6 +119,9 @@ class FitProblem:
             check_data(spec, d)
         self.problems = [Problem(model, d) for d in self.datasets]
         self.rtol, self.atol = rtol, atol
+        #: tolerance of the sensitivities in :meth:`jacobian` by default (the Fisher analysis asks for rtol)
+        self.jac_rtol = max(rtol, JAC_RTOL)
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None    # (z, rtol, data residuals)
         self.sens_method, self.sens_solver = sens_method, sens_solver
         self.nx, self.np = len(model.states), len(model.parameters)
         unknown_fixed = [n for n in fixed if n not in spec.parameters and not n.startswith("x0.")]
@@ -134,6 +163,39 @@ class FitProblem:
         self.gauge_weight = 1.0
         self.n_solves = 0
         self.n_jacobians = 0
+        #: where the time goes (residual solves and sensitivities, split stiff / non-stiff; see bench/fit.py)
+        self.timings = Timings()
+        #: the wall-clock budget of the work in progress: every solve checks it first (TimeLimit)
+        self.budget = Budget()
+
+    @contextmanager
+    def tolerance(self, rtol: float) -> Iterator[None]:
+        """Solve at relative tolerance ``rtol`` inside the block (residuals and sensitivities)."""
+        saved = (self.rtol, self.jac_rtol)
+        self.rtol, self.jac_rtol = rtol, max(rtol, JAC_RTOL)
+        try:
+            yield
+        finally:
+            self.rtol, self.jac_rtol = saved
+
+    @contextmanager
+    def bounded(self, budget: Budget) -> Iterator[None]:
+        """Solves inside the block check ``budget`` (at most the budget already in force) and raise
+        :class:`~symode.timing.TimeLimit` once it is spent."""
+        saved = self.budget
+        self.budget = budget if budget.deadline <= saved.deadline else saved
+        try:
+            yield
+        finally:
+            self.budget = saved
+
+    def _record(self, what: str, t0: float, c0: float, stats: dict[str, Any]) -> None:
+        """Wall and CPU time since (t0, c0) of one solve (``what``: "residuals" or "sensitivities"), split by
+        integrator."""
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        stiff = stats.get("method_used") == "stiff" or stats.get("n_switches", 0) > 0
+        self.timings.add(what, seconds, cpu=cpu)
+        self.timings.add(f"{what}/{'stiff' if stiff else 'non-stiff'}", seconds, cpu=cpu)
 
     # -- transforms ----------------------------------------------------------------------------------
     def z_from_values(self, params: dict[str, float] | None = None,
@@ -208,19 +270,27 @@ class FitProblem:
         return w * self.gauge.T @ (z - self.gauge_ref), w * self.gauge.T
 
     # -- residuals -----------------------------------------------------------------------------------
-    def data_residuals(self, z: np.ndarray, rtol: float | None = None) -> np.ndarray:
-        """Weighted residuals of every observed value (raises SolverError on a failed solve)."""
+    def data_residuals(self, z: np.ndarray, rtol: float | None = None, *, check: bool = True) -> np.ndarray:
+        """Weighted residuals of every observed value (raises SolverError on a failed solve; TimeLimit
+        before a solve once :attr:`budget` is spent, unless ``check`` is False)."""
         p, x0s = self.vectors(z)
         out = []
         for prob, x0 in zip(self.problems, x0s, strict=True):
+            if check:
+                self.budget.check()
             be = self.model.backend
+            t0, c0 = time.perf_counter(), time.process_time()
             res = be.integrate(prob.times, x0, p, prob.U, rtol=rtol or self.rtol, atol=self.atol, method="auto")
+            self._record("residuals", t0, c0, res.stats)
             self.n_solves += 1
             if res.status != 0 or not np.all(np.isfinite(res.x)):
                 raise SolverError(f"ODE solver failed: {res.message}")
             _, r = be.residual_loss(prob.times, res.x, p, prob.U, prob.data, prob.sigma)
             out.append(r.reshape(-1)[prob.observed.reshape(-1)])
-        return np.concatenate(out)
+        r = np.concatenate(out)
+        if rtol is None or rtol == self.rtol:
+            self._last = (np.array(z, dtype=float), self.rtol, r)
+        return r
 
     def penalty_rows(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The penalty residuals (the spec's ``penalties``) and their Jacobian in z."""
@@ -242,19 +312,25 @@ class FitProblem:
 
     def jacobian(self, z: np.ndarray, *, gauge: bool = True, rtol: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """(residuals, dr/dz) with the exact residual Jacobian from forward sensitivities."""
+        """(residuals, dr/dz): the residuals at the problem's tolerance, the exact Jacobian of the
+        discretised solution at ``rtol`` (default :attr:`jac_rtol`) from forward sensitivities."""
+        rtol = self.jac_rtol if rtol is None else rtol
         p, x0s = self.vectors(z)
         d = self.dtheta_dz(z)
         rows, rs = [], []
         for e, (prob, x0) in enumerate(zip(self.problems, x0s, strict=True)):
             res = None
             for method, solver in dict.fromkeys(((self.sens_method, self.sens_solver), ("forward", "explicit"))):
+                self.budget.check()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     res = loss_and_gradient(prob, params=p, x0=x0, method=method, jacobian=True,
-                                            rtol=rtol or self.rtol, atol=self.atol, solver=solver)
+                                            rtol=rtol, atol=self.atol, solver=solver)
                     break
                 except SolverError:
                     continue
+                finally:
+                    self._record("sensitivities", t0, c0, res.stats if res is not None else {})
             if res is None:
                 raise SolverError("forward sensitivities failed")
             self.n_jacobians += 1
@@ -266,6 +342,10 @@ class FitProblem:
             rows.append(J * d)
             rs.append(res.residuals)
         r, J = np.concatenate(rs), np.vstack(rows)
+        if rtol != self.rtol:    # residuals at the problem's tolerance: usually just computed at this z
+            last = self._last
+            same = last is not None and last[1] == self.rtol and np.array_equal(last[0], z)
+            r = last[2] if same else self.data_residuals(z)
         if len(self.penalty):
             pr, PJ = self.penalty_rows(z)
             r, J = np.concatenate([r, pr]), np.vstack([J, PJ])
@@ -274,10 +354,11 @@ class FitProblem:
             r, J = np.concatenate([r, g]), np.vstack([J, G])
         return r, J
 
-    def data_loss(self, z: np.ndarray) -> float:
-        """1/2 sum r^2 over the data residuals (inf if the solve fails)."""
+    def data_loss(self, z: np.ndarray, *, check: bool = True) -> float:
+        """1/2 sum r^2 over the data residuals (inf if the solve fails). ``check=False``: also once the
+        budget is spent (one more solve, e.g. to rank or report what was found)."""
         try:
-            r = self.data_residuals(z)
+            r = self.data_residuals(z, check=check)
         except SolverError:
             return math.inf
         return 0.5 * float(r @ r) if np.all(np.isfinite(r)) else math.inf
@@ -291,9 +372,10 @@ class FitProblem:
         except SolverError:
             return math.inf
 
-    def loss(self, z: np.ndarray) -> float:
-        """The objective: the data part 1/2 sum r^2 (inf if the solve fails) plus the penalties."""
-        return self.data_loss(z) + self.penalty_loss(z)
+    def loss(self, z: np.ndarray, *, check: bool = True) -> float:
+        """The objective: the data part 1/2 sum r^2 (inf if the solve fails) plus the penalties
+        (``check`` as in :meth:`data_loss`)."""
+        return self.data_loss(z, check=check) + self.penalty_loss(z)
 
     def bounds(self) -> dict[str, tuple[float | None, float | None]]:
         """{name: (lower, upper)} natural-space bounds of every unknown."""

@@ -51,6 +51,10 @@ class FitResult:
     datasets: list[Dataset] = field(default_factory=list, repr=False)
     problem: FitProblem | None = field(default=None, repr=False)
     no_fisher_reason: str = "no uncertainty analysis (fit interrupted)"
+    analysis: str = "full"                       # "none", "fisher" or "full" (see symode.fit.api.fit)
+    #: checks a time budget stopped before they finished: phase, name, sides, effect (what it means)
+    cut_short: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)   # symode.timing.Timings.to_dict() of the fit
     penalty: float = 0.0                         # the penalties' part of the objective
 
     @property
@@ -71,7 +75,11 @@ class FitResult:
             prof = next((p for p in self.profiles if p.name == n), None)
             if prof is not None:      # likelihood intervals where profiled (wider of the two)
                 for lev in ("0.95", "0.99"):
-                    iv[lev] = union_interval(iv[lev], prof.intervals[lev])
+                    piv = list(prof.intervals[lev])
+                    for k, side in enumerate(("lower", "upper")):   # an unfinished side says nothing
+                        if piv[k] is None and side in prof.cut_short:
+                            piv[k] = iv[lev][k]
+                    iv[lev] = union_interval(iv[lev], piv)
             if n in self.spread:      # starts statistically indistinguishable from the best
                 for lev in ("0.95", "0.99"):
                     iv[lev] = union_interval(iv[lev], self.spread[n])
@@ -88,7 +96,7 @@ class FitResult:
             if lo > 0 and hi > 0 and v > 0 and math.log(hi / lo) > 2 * REL_SE_MAX:
                 flags[n] = False
         for p in self.profiles:
-            if p.name in flags and not p.identifiable:
+            if p.name in flags and p.decided and not p.identifiable:
                 flags[p.name] = False
         return flags
 
@@ -99,8 +107,13 @@ class FitResult:
             if not ident.get(n, True) and n not in out:
                 out[n] = f"multi-start: equally good optima from {lo:.3g} to {hi:.3g}"
         for p in self.profiles:
-            if not p.identifiable and p.name in ident:
+            if p.decided and not p.identifiable and p.name in ident:
                 out[p.name] = (out.get(p.name, "") + "; " if p.name in out else "") + "flat profile likelihood"
+        for c in self.cut_short:
+            n = c.get("name", "")
+            if n in ident:
+                note = f"{c['phase']} cut short by the time limit ({c['effect']})"
+                out[n] = (out[n] + "; " if n in out else "") + note
         if self.fisher is None:
             for n in self.names:
                 out.setdefault(n, self.no_fisher_reason)
@@ -161,6 +174,10 @@ class FitResult:
         out["stages"] = self.stages
         out["message"] = self.message
         out["interrupted"] = bool(self.interrupted)
+        out["analysis"] = self.analysis
+        out["cut_short"] = self.cut_short
+        if self.timings:
+            out["timings"] = self.timings
         return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 
@@ -117,9 +118,12 @@ class MultipleShooting:
                     x0 = self._from_s(sv)
                     own = off + (k - 1) * nx
                 nxt = off + k * nx if k + 1 < len(segs) else None
+                fp.budget.check()
+                t0, c0 = time.perf_counter(), time.process_time()
                 if not jacobian:
                     res = fp.model.backend.integrate(sub.times, x0, p, sub.U, rtol=fp.rtol, atol=fp.atol,
                                                      method="auto")
+                    fp._record("residuals", t0, c0, res.stats)
                     if res.status != 0 or not np.all(np.isfinite(res.x)):
                         raise SolverError("segment solve failed")
                     _, r = fp.model.backend.residual_loss(sub.times, res.x, p, sub.U, sub.data, sub.sigma)
@@ -130,6 +134,7 @@ class MultipleShooting:
                                           rtol=fp.rtol, atol=fp.atol, solver=fp.sens_solver)
                     res, S = fp.model.backend.sensitivities(sub.times, x0, p, sub.U, rtol=fp.rtol, atol=fp.atol,
                                                             method="explicit")
+                    fp._record("sensitivities", t0, c0, g.stats)
                     if res.status != 0:
                         raise SolverError("segment sensitivities failed")
                     xend, Send = res.x[-1], S[-1]

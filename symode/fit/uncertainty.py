@@ -1,5 +1,5 @@
-"""Uncertainty at the optimum: the Fisher analysis, its robust variant for parameters at a bound, the
-profile-likelihood check of borderline Wald intervals, and requested profiles.
+"""Uncertainty at the optimum: the Fisher analysis, its merge over equally good points, and the profile
+objective (one unknown fixed, the others re-optimised) that the checks of :mod:`symode.fit.checks` walk.
 
 Wald intervals (:func:`symode.identifiability.fisher_analysis`) rest on the quadratic approximation of
 the loss. Where it is doubtful a short profile likelihood (:func:`symode.identifiability.profile_likelihood`,
@@ -13,61 +13,80 @@ from typing import Any
 
 import numpy as np
 
-from symode.errors import SymodeError
+from symode.fit.local import ROUGH_RTOL
 from symode.fit.problem import FitProblem
 from symode.fit.result import REL_SE_MAX, FitResult, union_interval
-from symode.identifiability import CHI2_1, FisherResult, Profile, fisher_analysis, profile_likelihood
+from symode.identifiability import (
+    CHI2_1,
+    FisherResult,
+    Profile,
+    fisher_analysis,
+)
 from symode.optim.lm import levenberg_marquardt
+from symode.timing import Budget, TimeLimit
 
 #: Identifiable parameters with a Wald relative SE above this are checked by a (short) profile likelihood.
 PROFILE_CHECK_SE = 0.05
 
 
+#: A flat direction is profiled along the parameter with at least this component in it (unit vector).
+FLAT_COMPONENT = 0.5
+
+
+#: At most this many equally good points per profile get a Fisher analysis (the farthest on each side).
+MERGE_POINTS = 4
+
+
+#: First step of a borderline check, in Wald standard errors (just past the 99% end, z = 2.576).
+BORDERLINE_STEP = 2.7
+
+
 def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any]) -> FisherResult:
     """The Fisher analysis at ``z`` (exact Jacobian without the gauge rows, the symmetries as exact null
     directions, the fit's identifiability limit :data:`~symode.fit.result.REL_SE_MAX`)."""
-    _, J = fp.jacobian(z, gauge=False)
+    _, J = fp.jacobian(z, gauge=False, rtol=fp.rtol)
     return fisher_analysis(J, fp.names, fp.natural(z), scales=fp.scales, n_obs=fp.n_obs, loss=loss,
                            symmetries=syms, bounds=fp.bounds(), rel_se_max=REL_SE_MAX)
 
 
-def robust_fisher(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
-                   progress: bool) -> None:
+def far_points(prof: Profile) -> list[np.ndarray]:
+    """Up to :data:`MERGE_POINTS` re-optimised points of a profile within the 99% threshold, the farthest
+    from the optimum on each side first."""
+    z0 = float(prof.values_transformed[int(np.argmin(np.abs(prof.q)))])
+    ok = [(float(zv), np.asarray(th, dtype=float)) for zv, q, th in
+          zip(prof.values_transformed, prof.q, prof.thetas, strict=True) if 0 < q < CHI2_1["0.99"]]
+    lower = sorted((p for p in ok if p[0] < z0), key=lambda p: p[0])
+    upper = sorted((p for p in ok if p[0] > z0), key=lambda p: -p[0])
+    half = MERGE_POINTS // 2
+    picked = lower[:half] + upper[:half]
+    picked += [p for p in lower[half:] + upper[half:]][: MERGE_POINTS - len(picked)]
+    return [th for _, th in picked]
+
+
+def merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points: list[np.ndarray],
+                  budget: Budget, profiled: list[str]) -> None:
     """Parameters at a bound freeze their direction: the Fisher matrix there is conditional on them and
-    understates the others' uncertainty. Profile each such parameter away from its bound (likelihood
-    within the 99% threshold) and merge the Fisher analyses at those points: a parameter is identifiable
-    only if it is at every point, and its intervals are the union."""
+    understates the others' uncertainty; along a flat direction the optimum is one of many equally good
+    points. Merge the Fisher analyses at the profile points of ``profiled`` (likelihood within the 99%
+    threshold): a parameter is identifiable only if it is at every point, and its intervals are the union."""
     f = result.fisher
-    if f is None or not f.at_bound:
-        return
-    theta = fp.natural(z)
-    bounds = fp.bounds()
-    points: list[np.ndarray] = []
-    for name in f.at_bound:
-        if name.startswith("x0."):
-            continue
-        idx = fp.names.index(name)
-        try:
-            prof = profile_likelihood(_profile_objective(fp, syms), theta, idx, names=fp.names, scales=fp.scales,
-                                      bounds=bounds, loss_hat=loss, progress=progress, n_points=8,
-                                      step=0.5 if fp.scales[idx] == "log" else None, max_evals=8)
-        except Exception:   # pragma: no cover - the extra analysis must not lose the fit
-            continue
-        result.profiles.append(prof)
-        for q, th in zip(prof.q, prof.thetas, strict=True):
-            if 0 < q < CHI2_1["0.99"]:
-                points.append(np.asarray(th, dtype=float))
     merged_iv = {n: {lev: list(v) for lev, v in f.intervals[n].items()} for n in f.names}
     for zz in points:
         try:
-            g = fisher_at(fp, zz, fp.loss(zz), syms)
+            with fp.bounded(budget):
+                g = fisher_at(fp, zz, fp.loss(zz), syms)
+        except TimeLimit:
+            result.cut_short.append({"phase": "Fisher analysis at equally good points", "name": "", "sides": "",
+                                     "effect": f"only part of the points along the profiles of {', '.join(profiled)} "
+                                               "were analysed: the intervals and flags may be optimistic"})
+            break
         except Exception:  # pragma: no cover
             continue
         for n in f.names:
             if not g.identifiable[n] and f.identifiable[n]:
                 f.identifiable[n] = False
-                f.reasons[n] = (f"relative SE {g.rel_se[f.names.index(n)]:.0%} at an equally good point away "
-                                f"from the bound of {', '.join(f.at_bound)}")
+                f.reasons[n] = (f"relative SE {g.rel_se[f.names.index(n)]:.0%} at an equally good point (profile "
+                                f"of {', '.join(profiled)})")
             for lev in ("0.95", "0.99"):
                 merged_iv[n][lev] = union_interval(merged_iv[n][lev], g.intervals[n][lev])
             i = f.names.index(n)
@@ -77,59 +96,7 @@ def robust_fisher(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any
     f.intervals = merged_iv
 
 
-def check_borderline(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
-                      progress: bool, skip: bool | Sequence[str]) -> None:
-    """Wald intervals are only as good as the quadratic approximation: every parameter with a finite
-    relative SE above PROFILE_CHECK_SE gets a short profile likelihood; its intervals
-    become the union of both, and an open profile side makes it non-identifiable."""
-    f = result.fisher
-    if f is None:
-        return
-    done = {p.name for p in result.profiles}
-    theta = fp.natural(z)
-    bounds = fp.bounds()
-    for i, name in enumerate(f.names):
-        if name.startswith("x0.") or name in done or name in f.at_bound:
-            continue
-        if not (PROFILE_CHECK_SE < f.rel_se[i] < np.inf):
-            continue
-        step = float(min(max(f.se_transformed[i], 1e-3), 1.0)) if np.isfinite(f.se_transformed[i]) else None
-        try:
-            prof = profile_likelihood(_profile_objective(fp, syms), theta, i, names=fp.names, scales=fp.scales,
-                                      bounds=bounds, loss_hat=loss, progress=progress, n_points=8, step=step,
-                                      max_evals=8)
-        except Exception:   # pragma: no cover - the check must not lose the fit
-            continue
-        result.profiles.append(prof)
-        if not prof.identifiable and f.identifiable[name]:
-            f.identifiable[name] = False
-            f.reasons[name] = "profile likelihood open at the 95% level (Wald SE " \
-                              f"{f.rel_se[i]:.0%} understates the uncertainty)"
-
-
-def profiles(fp: FitProblem, z: np.ndarray, loss: float, result: FitResult, which: bool | Sequence[str], *,
-             progress: bool) -> list[Profile]:
-    """Profile likelihoods of ``which`` (True: every estimated parameter), except those an exact symmetry
-    moves (exactly flat)."""
-    names = [n for n in fp.names if not n.startswith("x0.")] if which is True else list(which)  # type: ignore[arg-type]
-    unknown = [n for n in names if n not in fp.names]
-    if unknown:
-        raise SymodeError(f"cannot profile {', '.join(unknown)}: not estimated")
-    moved = {n for s in result.symmetries for n in fp.names if s.moves(n)}
-    theta = fp.natural(z)
-    bounds = fp.bounds()
-    out = []
-    for name in names:
-        if name in moved:
-            continue      # exactly flat: the profile adds nothing (reported as an exact symmetry)
-        idx = fp.names.index(name)
-        out.append(profile_likelihood(_profile_objective(fp, result.symmetries), theta, idx, names=fp.names,
-                                      scales=fp.scales, bounds=bounds, loss_hat=loss, progress=progress,
-                                      n_points=12))
-    return out
-
-
-def _profile_objective(fp: FitProblem, syms: Sequence[Any] = ()
+def profile_objective(fp: FitProblem, syms: Sequence[Any] = ()
                        ) -> Callable[[int, float, np.ndarray], tuple[float, np.ndarray]]:
     """Re-optimise all but one unknown. Symmetries moving the fixed one are broken by fixing it: the
     gauge keeps only the others (pinned at the start of each re-optimisation)."""
@@ -162,7 +129,11 @@ def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int]) -> tuple[f
         r, J = fp.jacobian(full(w))
         return r, J[:, keep]
 
-    res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
-                              stall_window=10, stall_tol=0.02)
+    # re-optimised at the rough tolerance of a local fit's first phase; the loss returned is at the problem's
+    with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
+        res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
+                                  stall_window=10, stall_tol=0.02, timings=fp.timings)
+    if res.message == "time limit":    # an unfinished re-optimisation overstates the profile: abandon it
+        raise TimeLimit("profile point abandoned at the time limit")
     zz = full(res.z)
-    return fp.loss(zz), zz
+    return fp.loss(zz, check=False), zz

@@ -2,7 +2,9 @@
 
 For the negative log-likelihood loss = 1/2 sum r^2, q(v) = 2 (min_{others} loss(v, .) - loss_hat) is
 asymptotically chi2(1): the 95% / 99% interval is where q stays below 3.84 / 6.63. A side that never
-crosses a level is open (None): a flat profile, the quantity is not identifiable there."""
+crosses a level is open (None): a flat profile, the quantity is not identifiable there. A side cut short by
+a time budget (:class:`symode.timing.TimeLimit` from the objective; stop reason "time limit") is
+*undecided*, not open: :attr:`Profile.decided` says whether the profile settles identifiability."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from symode.identifiability.fisher import CHI2_1, LEVELS, bounds_list
 from symode.optim.transform import to_natural, to_transformed
 from symode.progress import progress_bar
+from symode.timing import TimeLimit
 
 
 @dataclass
@@ -42,9 +45,21 @@ class Profile:
         lo, hi = self.intervals["0.95"]
         return lo is not None and hi is not None
 
+    @property
+    def cut_short(self) -> list[str]:
+        """The sides ("lower", "upper") a time budget stopped before they reached a decision."""
+        return [side for side in ("lower", "upper") if self.stop.get(side) == "time limit"]
+
+    @property
+    def decided(self) -> bool:
+        """Every side either crossed the 95% level or ended for a reason other than the time limit (so an
+        open side is really flat, not just unfinished)."""
+        ends = dict(zip(("lower", "upper"), self.intervals["0.95"], strict=True))
+        return all(ends[side] is not None for side in self.cut_short)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "values": [float(v) for v in self.values], "q": [float(v) for v in self.q],
-                "intervals": self.intervals, "flat": self.flat, "stop": self.stop,
+                "intervals": self.intervals, "flat": self.flat, "stop": self.stop, "decided": self.decided,
                 "better_loss": None if self.better is None else float(self.better[0])}
 
 
@@ -53,7 +68,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        bounds: Any = None, n_points: int = 15, threshold: float | None = None,
                        progress: bool = False, loss_hat: float | None = None, step: float | None = None,
                        max_span: float | None = None, max_evals: int | None = None,
-                       refine: int = 2) -> Profile:
+                       refine: int = 2, sides: Sequence[str] = ("lower", "upper")) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -68,7 +83,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times. The side's
     previous re-optimised vector is the start of each evaluation (warm start). Interval ends
     interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
-    that never crosses a level is None ("flat profile").
+    that never crosses a level is None ("flat profile"). ``sides``: walk only these (e.g. one side per
+    process; :func:`merge_sides` joins the halves).
     """
     names = list(names)
     scales = list(scales)
@@ -101,6 +117,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     bar = progress_bar(total=2 * n_side, desc=f"profile {names[index]}", enabled=progress)
     target = thr / (n_side - 1)
     for side, sign in (("lower", -1.0), ("upper", 1.0)):
+        if side not in sides:
+            continue
         h = step
         z = z0
         start = zhat.copy()
@@ -119,6 +137,9 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 break
             try:
                 L, th = objective(index, float(znew), start)
+            except TimeLimit:          # out of time: this side is unfinished (undecided)
+                why = "time limit"
+                break
             except Exception as exc:   # solver failure: stop this side, keep what we have
                 why = f"error: {exc}"
                 break
@@ -172,9 +193,30 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 else:
                     below = pts[-1]
         stop[side] = why
-        flat[side] = side_max_q < thr
+        flat[side] = side_max_q < thr and why != "time limit"
     bar.close()
-    pts.sort(key=lambda p: p[0])
+    return _assemble(pts, names[index], index, scale, float(theta_hat[index]), loss_hat, z0, stop, flat, better,
+                     evals)
+
+
+def merge_sides(a: Profile, b: Profile) -> Profile:
+    """One profile from two walks of the same parameter from the same optimum (e.g. its lower and upper
+    side computed in different processes)."""
+    pts = {float(z): (float(z), float(L), np.asarray(th)) for z, L, th in
+           zip(a.values_transformed, a.losses, a.thetas, strict=True)}
+    for z, L, th in zip(b.values_transformed, b.losses, b.thetas, strict=True):
+        pts.setdefault(float(z), (float(z), float(L), np.asarray(th)))
+    better = min((x for x in (a.better, b.better) if x is not None), key=lambda x: x[0], default=None)
+    z0 = to_transformed(a.theta_hat, a.scale)
+    return _assemble(list(pts.values()), a.name, a.index, a.scale, a.theta_hat, a.loss_hat, z0,
+                     {**a.stop, **b.stop}, {**a.flat, **b.flat}, better, a.evaluations + b.evaluations)
+
+
+def _assemble(pts: list[tuple[float, float, np.ndarray]], name: str, index: int, scale: str, theta_hat: float,
+              loss_hat: float, z0: float, stop: dict[str, str], flat: dict[str, bool],
+              better: tuple[float, np.ndarray] | None, evals: int) -> Profile:
+    """A Profile from its evaluated points (z, loss, re-optimised vector): sorted, q, interval ends."""
+    pts = sorted(pts, key=lambda p: p[0])
     zs = np.array([p[0] for p in pts])
     Ls = np.array([p[1] for p in pts])
     qs = 2.0 * (Ls - loss_hat)
@@ -186,7 +228,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
         hi = _crossing(zs, qs, i0, +1, c)
         intervals[lev] = [None if lo is None else to_natural(lo, scale),
                           None if hi is None else to_natural(hi, scale)]
-    return Profile(name=names[index], index=index, scale=scale, theta_hat=float(theta_hat[index]),
+    return Profile(name=name, index=index, scale=scale, theta_hat=theta_hat,
                    loss_hat=loss_hat, values=np.array([to_natural(z, scale) for z in zs]),
                    values_transformed=zs, losses=Ls, q=qs, thetas=[p[2] for p in pts], intervals=intervals,
                    flat=flat, stop=stop, better=better, evaluations=evals)

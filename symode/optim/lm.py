@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symode.errors import SolverError
+from symode.timing import TimeLimit, Timings
 
 
 @dataclass
@@ -27,7 +28,8 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
                         lb: np.ndarray, ub: np.ndarray, *, max_iter: int = 500, max_time: float = math.inf,
                         ftol: float = 1e-4, xtol: float = 1e-9, geodesic: bool = True,
                         stall_window: int = 30, stall_tol: float = 0.05,
-                        callback: Callable[[int, np.ndarray, float], None] | None = None) -> LMResult:
+                        callback: Callable[[int, np.ndarray, float], None] | None = None,
+                        timings: Timings | None = None) -> LMResult:
     """Bounded Levenberg-Marquardt with Marquardt scaling, delayed gratification and geodesic
     acceleration: the second directional derivative of the residuals along the step (one extra residual
     evaluation) bends the step along curved, sloppy valleys, which plain trust-region steps creep along.
@@ -36,28 +38,62 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
     met by the actual and predicted decrease three times in a row, when the objective fell by less than
     ``stall_tol`` over ``stall_window`` iterations (a creep far below the statistical resolution), or
     the step is below ``xtol``. Coordinates on a bound whose gradient points outwards are held there.
+
+    ``max_time`` is checked before every trial step; a :class:`~symode.timing.TimeLimit` raised by ``fun``
+    or ``jac`` (a budget checked per solve) also ends the run at the last accepted point ("time limit").
+    ``timings`` records the seconds of the linear algebra ("linear algebra").
     """
     t_start = time.perf_counter()
     z = np.clip(np.asarray(z0, float), lb, ub)
     r, J = jac(z)
+    if timings is None:
+        timings = Timings()
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
         raise SolverError("residuals or their Jacobian are not finite at the starting point")
     loss = 0.5 * float(r @ r)
+    state = _State(z, r, J, loss)
+    try:
+        _iterate(state, fun, jac, lb, ub, max_iter=max_iter, deadline=t_start + max_time, ftol=ftol, xtol=xtol,
+                 geodesic=geodesic, stall_window=stall_window, stall_tol=stall_tol, callback=callback,
+                 timings=timings)
+    except TimeLimit:
+        state.msg, state.converged = "time limit", False
+    return LMResult(state.z, state.loss, state.it, state.converged, state.msg, state.history)
+
+
+@dataclass
+class _State:
+    """The last accepted point of a Levenberg-Marquardt run (what a run cut short returns)."""
+
+    z: np.ndarray
+    r: np.ndarray
+    J: np.ndarray
+    loss: float
+    it: int = 0
+    converged: bool = False
+    msg: str = "maximum number of iterations"
+    history: list[float] = field(default_factory=list)
+
+
+def _iterate(st: _State, fun: Callable[[np.ndarray], np.ndarray],
+             jac: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], lb: np.ndarray, ub: np.ndarray, *,
+             max_iter: int, deadline: float, ftol: float, xtol: float, geodesic: bool, stall_window: int,
+             stall_tol: float, callback: Callable[[int, np.ndarray, float], None] | None, timings: Timings) -> None:
+    z, r, J, loss = st.z, st.r, st.J, st.loss
     lam = 1e-3
     dmax = np.zeros(len(z))
     small = 0
-    history = [loss]
-    it = 0
-    msg = "maximum number of iterations"
-    converged = False
+    st.history = [loss]
     h = 0.1
-    while it < max_iter:
-        it += 1
-        if time.perf_counter() - t_start > max_time:
-            msg = "time limit"
-            break
+    while st.it < max_iter:
+        st.it += 1
+        if time.perf_counter() > deadline:
+            st.msg = "time limit"
+            return
+        t_la = time.perf_counter()
         g = J.T @ r
         A = J.T @ J
+        timings.add("linear algebra", time.perf_counter() - t_la, 0)
         dmax = np.maximum(dmax, np.diag(A))
         D = np.maximum(dmax, 1e-12 * max(float(dmax.max()), 1e-300))
         accepted = False
@@ -67,6 +103,10 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
         active = ((z <= lb + span) & (g > 0)) | ((z >= ub - span) & (g < 0))
         free = ~active
         for _ in range(40):
+            if time.perf_counter() > deadline:
+                st.msg = "time limit"
+                return
+            t_la = time.perf_counter()
             M = A + lam * np.diag(D)
             Mf = M[np.ix_(free, free)]
             try:
@@ -74,6 +114,8 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
             except np.linalg.LinAlgError:
                 lam *= 4.0
                 continue
+            finally:
+                timings.add("linear algebra", time.perf_counter() - t_la, 0)
             if not np.all(np.isfinite(cf)):     # J^T J overflowed
                 raise SolverError("the normal matrix of the residual Jacobian is not finite")
             v = np.zeros_like(z)
@@ -110,29 +152,29 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray],
                 small = small + 1 if (actual < ftol and pred < 10 * ftol) else 0
                 r, J = rj, Jj
                 loss = 0.5 * float(r @ r)
-                history.append(loss)
+                st.z, st.r, st.J, st.loss = z, r, J, loss
+                st.history.append(loss)
                 if callback is not None:
-                    callback(it, z, loss)
+                    callback(st.it, z, loss)
                 if small >= 3:
-                    msg, converged = "converged (objective change below ftol)", True
-                elif len(history) > stall_window and history[-stall_window - 1] - loss < stall_tol:
-                    msg, converged = (f"converged (objective change below {stall_tol:g} over {stall_window} "
-                                      "iterations)"), True
+                    st.msg, st.converged = "converged (objective change below ftol)", True
+                elif len(st.history) > stall_window and st.history[-stall_window - 1] - loss < stall_tol:
+                    st.msg, st.converged = (f"converged (objective change below {stall_tol:g} over "
+                                            f"{stall_window} iterations)"), True
                 if step < xtol:
-                    msg, converged = "converged (step below xtol)", True
+                    st.msg, st.converged = "converged (step below xtol)", True
                 break
             lam *= 2.0
             if lam > 1e16:
                 break
-        if converged:
-            break
+        if st.converged:
+            return
         if not accepted:
             gf = np.where(free, g, 0.0)
             pred_full = float(gf @ _lstsq(A, gf)) if np.any(gf) else 0.0
-            converged = pred_full < 10 * ftol
-            msg = "converged (no decrease possible)" if converged else "stalled (no acceptable step)"
-            break
-    return LMResult(z, loss, it, converged, msg, history)
+            st.converged = pred_full < 10 * ftol
+            st.msg = "converged (no decrease possible)" if st.converged else "stalled (no acceptable step)"
+            return
 
 
 def _finite_jac(jac: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], z: np.ndarray

@@ -48,8 +48,9 @@ class DaskConnection:
     or to a ``LocalCluster`` of N single-threaded worker processes started here for ``local:N`` (closed
     with the connection)."""
 
-    def __init__(self, address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, *, timeout: float | None = None) -> None:
         distributed = import_distributed()
+        timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
         self.address = address
         self.cluster: Any = None
         self.client: Any = None

@@ -91,6 +91,7 @@ class StartResult:
     message: str
     time_s: float
     error: str | None = None
+    cpu_s: float = 0.0          # CPU time of the start's process (wall time on a loaded machine is larger)
 
 
 @dataclass
@@ -125,7 +126,7 @@ class PetabFitResult:
             "parameters": {k: {"value": v, "scale": s, "scaled": float(z)}
                            for (k, v), s, z in zip(self.parameters.items(), self.scales, self.z, strict=True)},
             "starts": [{"llh": num(s.llh), "converged": s.converged, "iterations": s.iterations,
-                        "message": s.message, "time_s": s.time_s, "start": s.start, "end": s.z,
+                        "message": s.message, "time_s": s.time_s, "cpu_s": s.cpu_s, "start": s.start, "end": s.z,
                         **({"error": s.error} if s.error else {})} for s in self.starts],
             "n_starts": len(self.starts),
             "n_within_0.1_of_best": self.n_reaching(self.llh, 0.1),
@@ -156,28 +157,80 @@ def _fit_start(job: dict[str, Any]) -> StartResult:
     pr = obj.problem
     lb, ub = pr.scaled_bounds()
     z0 = np.clip(np.asarray(job["z0"], dtype=float), lb, ub)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     method = job["method"]
-    try:
-        groups = analytic_noise(pr) if job.get("hierarchical") else None
+    groups = analytic_noise(pr) if job.get("hierarchical") else None
+
+    def local(z_start: np.ndarray) -> tuple[np.ndarray, bool, int, str, float]:
         if method == "scoring":
-            z, converged, iterations, message = _scoring(obj, z0, lb, ub, job["max_iter"], job["max_time"], groups)
+            z, converged, iterations, message = _scoring(obj, z_start, lb, ub, job["max_iter"], job["max_time"],
+                                                         groups)
         elif method == "lbfgs":
-            z, converged, iterations, message = _lbfgs(obj, z0, lb, ub, job["max_iter"], groups)
+            z, converged, iterations, message = _lbfgs(obj, z_start, lb, ub, job["max_iter"], groups)
         else:
-            ls = LeastSquares(obj, z0)
+            ls = LeastSquares(obj, z_start)
             if method == "lm":
-                res = levenberg_marquardt(ls.residuals, ls.jacobian, z0, lb, ub, max_iter=job["max_iter"],
+                res = levenberg_marquardt(ls.residuals, ls.jacobian, z_start, lb, ub, max_iter=job["max_iter"],
                                           max_time=job["max_time"], ftol=1e-6)
                 z, converged, iterations, message = res.z, res.converged, res.iterations, res.message
             else:
-                z, converged, iterations, message = _trf(ls, z0, lb, ub, job["max_iter"])
-        llh = obj.evaluate(pr.from_scaled(z)).llh
+                z, converged, iterations, message = _trf(ls, z_start, lb, ub, job["max_iter"])
+        return z, converged, iterations, message, obj.evaluate(pr.from_scaled(z)).llh
+
+    try:
+        z, converged, iterations, message, llh = local(z0)
     except SymodeError as exc:
         return StartResult(list(map(float, z0)), list(map(float, z0)), -math.inf, False, 0, "failed",
                            time.perf_counter() - t0, error=str(exc))
+    budget = int(job.get("escape_bounds", 0))
+    if budget > 0 and math.isfinite(llh):
+        est = np.nonzero(pr.estimated)[0]
+        fixed = {int(np.nonzero(est == g.theta_index)[0][0]) for g in groups or []}
+        z, llh, refits = _escape_bounds(local, np.asarray(z, dtype=float), float(llh), lb, ub, fixed, budget)
+        if refits:
+            message = f"{message}; {refits} bound-flip refits"
     return StartResult(list(map(float, z0)), list(map(float, z)), float(llh), bool(converged), int(iterations),
-                       message, time.perf_counter() - t0)
+                       message, time.perf_counter() - t0, cpu_s=time.process_time() - c0)
+
+
+def _escape_bounds(local: Any, z: np.ndarray, llh: float, lb: np.ndarray, ub: np.ndarray, fixed: set[int],
+                   budget: int) -> tuple[np.ndarray, float, int]:
+    """Leave local optima that sit on bounds: refit from the point with one parameter on a bound (within 1%
+    of the box width) moved to the opposite side of its box (10% of the width inside the other bound), best
+    first, at most ``budget`` refits; returns the best point, its llh and the number of refits.
+
+    A rate constant at a bound of a wide log-scale box is a regime (the reaction negligible, or
+    instantaneous) that a local method cannot leave when the llh is flat beyond the bound and worse in
+    between. Every new local optimum found (told apart by its llh) is explored the same way, also when it
+    is worse than the best so far, since the way to the best optimum may pass through it."""
+    best_z, best_llh = z, llh
+    seen = {round(llh, 4)}
+    queue = [(llh, z)]
+    refits = 0
+    while queue and refits < budget:
+        queue.sort(key=lambda item: item[0])
+        _, zc = queue.pop()
+        span = 1e-2 * (ub - lb)   # on a flat plateau a local method stops just short of the bound
+        on_bound = [i for i in range(len(zc)) if i not in fixed and np.isfinite(span[i])
+                    and (zc[i] <= lb[i] + span[i] or zc[i] >= ub[i] - span[i])]
+        for i in on_bound:
+            if refits >= budget:
+                break
+            trial = zc.copy()
+            trial[i] = lb[i] + 0.1 * (ub[i] - lb[i]) if zc[i] >= ub[i] - span[i] else ub[i] - 0.1 * (ub[i] - lb[i])
+            refits += 1
+            try:
+                zn, _, _, _, ln = local(trial)
+            except SymodeError:
+                continue
+            if not math.isfinite(ln) or round(ln, 4) in seen:
+                continue
+            seen.add(round(ln, 4))
+            zn = np.asarray(zn, dtype=float)
+            queue.append((ln, zn))
+            if ln > best_llh:
+                best_z, best_llh = zn, ln
+    return best_z, best_llh, refits
 
 
 def _trf(ls: LeastSquares, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_iter: int
@@ -360,12 +413,14 @@ def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray
 def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed: int = 0, method: str | None = None,
               workers: int | None = None, max_iter: int = 300, max_time: float = 600.0,
               starts: np.ndarray | None = None, options: SolverOptions | None = None,
-              hierarchical: bool = True, progress: bool = True) -> PetabFitResult:
+              hierarchical: bool = True, escape_bounds: int = 8, progress: bool = True) -> PetabFitResult:
     """Multistart fit of a PEtab problem (a YAML path or a built :class:`PetabObjective`).
 
     ``n_starts`` Latin-hypercube starts in the scaled box (or the rows of ``starts``), each a local fit
-    by ``method`` ("lm", "trf", "lbfgs"; default "lm", "lbfgs" with Laplace noise), on ``workers``
-    processes (default: all CPUs). The best optimum gets a Fisher-information analysis."""
+    by ``method`` ("scoring", "lm", "trf", "lbfgs"; default "scoring", "lbfgs" with Laplace noise), on
+    ``workers`` processes (default: all CPUs). A start whose local optimum has parameters on bounds gets up
+    to ``escape_bounds`` further local fits from those parameters flipped to the other side of their box
+    (:func:`_escape_bounds`; 0 turns this off). The best optimum gets a Fisher-information analysis."""
     t0 = time.perf_counter()
     options = options or SolverOptions()
     obj = problem if isinstance(problem, PetabObjective) else _objective(str(problem), options)
@@ -388,7 +443,7 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
         starts = latin_hypercube(lb, ub, n_starts, seed=seed)
     starts = np.atleast_2d(np.asarray(starts, dtype=float))
     jobs = [{"path": path, "options": options, "z0": z, "method": method, "max_iter": max_iter,
-             "max_time": max_time, "hierarchical": hierarchical} for z in starts]
+             "max_time": max_time, "hierarchical": hierarchical, "escape_bounds": escape_bounds} for z in starts]
     bar = progress_bar(total=len(jobs), desc="multistart", unit="start", enabled=progress)
     best = [-math.inf]
 

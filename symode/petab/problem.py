@@ -195,8 +195,9 @@ def scale_derivative(theta: np.ndarray, scales: list[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 
 def load_petab(path: str | Path, *, validate: bool = True) -> PetabProblem:
-    """Read a PEtab v1 problem (its YAML file): tables through the ``petab`` library, the SBML model
-    through libsbml (:func:`symode.petab.sbml.import_sbml`). ``validate`` also runs PEtab's linter."""
+    """Read a PEtab problem (its YAML file; v2 through its v1 form, :mod:`symode.petab.v2`): tables through
+    the ``petab`` library, the SBML model through libsbml (:func:`symode.petab.sbml.import_sbml`).
+    ``validate`` also runs PEtab's linter."""
     return _Loader(Path(path), validate).load()
 
 
@@ -223,9 +224,13 @@ class _Loader:
             config = yaml.safe_load(self.path.read_text())
         except Exception as exc:
             raise PetabError(f"not a readable YAML file ({exc})", file=str(self.path)) from None
+        version = str(config.get("format_version", "")) if isinstance(config, dict) else ""
+        if version.startswith("2"):
+            from symode.petab.v2 import load_v2
+
+            return load_v2(self.path, config, self.validate)
         if not isinstance(config, dict) or "problems" not in config:
             raise PetabError("not a PEtab problem file (no 'problems')", file=str(self.path))
-        version = str(config.get("format_version", ""))
         if not version.startswith("1"):
             raise PetabError(f"PEtab format_version {version!r} is not supported (symode reads v1)",
                              file=str(self.path), field="format_version")

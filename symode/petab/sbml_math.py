@@ -146,6 +146,10 @@ class MathConverter:
             else:
                 # no otherwise: SBML leaves the value undefined; symode takes 0 (documented)
                 pieces.append((sp.Integer(0), sp.true))
+            if len(pieces) == 2:
+                minmax = _min_max(pieces[0][0], pieces[0][1], pieces[1][0])
+                if minmax is not None:
+                    return minmax
             return sp.Piecewise(*pieces)
         if kind in RELATIONS:
             args = [num(i) for i in range(n)]
@@ -191,6 +195,27 @@ class MathConverter:
         body = lam.getChild(lam.getNumChildren() - 1)
         # the body sees only its bound variables and the model's global ids (not the caller's locals)
         return self._node(body, f"{where} (function {name})", bound, depth + 1)
+
+
+def _min_max(value: Any, cond: Any, other: Any) -> Any:
+    """``piecewise(value, cond, other)`` as ``min``/``max`` when it is one, else None.
+
+    ``piecewise(x, x <= y, y)`` (also with ``<``, or written ``y >= x``) is exactly min(x, y), and with the
+    relation reversed max(x, y); SBML L3V1 has no min/max, so exporters (symode's too) write them this way.
+    Keeping them as min/max matters beyond style: a Piecewise inside a condition is expanded by sympy into
+    every combination of its pieces, so a min/max whose arguments are piecewise (inputs given as
+    piecewise assignment rules) would grow combinatorially once the rules are substituted."""
+    if not isinstance(cond, (sp.StrictLessThan, sp.LessThan, sp.StrictGreaterThan, sp.GreaterThan)):
+        return None
+    lhs, rhs = cond.args
+    less = isinstance(cond, (sp.StrictLessThan, sp.LessThan))
+    if (lhs, rhs) == (value, other):
+        is_min = less
+    elif (lhs, rhs) == (other, value):
+        is_min = not less
+    else:
+        return None
+    return sp.Min(value, other) if is_min else sp.Max(value, other)
 
 
 def _num(x: Any) -> Any:

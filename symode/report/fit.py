@@ -128,6 +128,16 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
     for s in result.stages:
         L.append(f"- stage {s['stage']}: objective {s['objective']:.6g}, {s['iterations']} iterations, "
                  f"{s['time_s']} s — {s['message']}")
+    if getattr(result, "analysis", "full") != "full":
+        L.append(f"- analysis: {result.analysis} (no profile checks of borderline Wald intervals"
+                 f"{'; no Fisher analysis' if result.analysis == 'none' else ''})")
+    cut = getattr(result, "cut_short", [])
+    if cut:
+        L.append("- **cut short by the time limit** (--max-time):")
+        for c in cut:
+            what = f"{c['phase']}" + (f" of {c['name']}" if c.get("name") else "") + \
+                   (f" ({c['sides']} side)" if c.get("sides") else "")
+            L.append(f"  - {what}: {c['effect']}")
     L.append("")
     iv, ident, reasons = result.intervals, result.identifiable, result.reasons()
     L += ["## Parameters", "", "| parameter | estimate | 95% interval | 99% interval | identifiable | reason |",

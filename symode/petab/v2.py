@@ -1,0 +1,220 @@
+"""PEtab v2 problems as PEtab v1 problems, for the part of v2 that v1 can express.
+
+:func:`downgrade` reads a v2 problem's tables (pandas, as text: nothing is evaluated) and writes the
+equivalent v1 tables and problem file into a directory; :func:`symode.petab.problem.load_petab` reads
+v2 problems this way. What is translated:
+
+- **experiments** with one period starting at t = 0 (a simulation condition), optionally preceded by one
+  at t = -inf (pre-equilibration); several conditions of the same period are merged into one v1 condition;
+  an empty ``experimentId`` is a simulation without changes;
+- **conditions** (long format ``conditionId, targetId, targetValue``) -> the wide v1 table;
+- **observables**: ``observablePlaceholders`` / ``noisePlaceholders`` renamed to v1's
+  ``observableParameter<n>_<id>`` / ``noiseParameter<n>_<id>`` (whole identifiers only), and the noise
+  distributions ``normal``, ``laplace``, ``log-normal``, ``log-laplace`` as v1's transformation plus
+  distribution;
+- **parameters**: on the linear scale (v2 has no parameterScale), ``estimate`` true/false.
+
+- **mapping tables** that only name entities (``modelEntityId`` empty or the same id);
+- an observable's own id in its noise formula (its value).
+
+Refused with a message naming the file and the construct: periods starting at another time (a condition
+applied during the simulation, or a start time other than 0), prior distributions, mapping tables that
+map ids, several models, noise distributions other than the four above, and (by the v1 reader) condition
+values that are expressions rather than numbers or parameter ids.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from symode.petab.problem import PetabError, PetabProblem, load_petab
+
+DISTRIBUTIONS = {"normal": ("lin", "normal"), "laplace": ("lin", "laplace"), "log-normal": ("log", "normal"),
+                 "log-laplace": ("log", "laplace")}
+DEFAULT_CONDITION = "__symode_no_change"
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() in ("", "nan", "NaN")
+
+
+def _rename(formula: str, names: dict[str, str]) -> str:
+    if not names:
+        return formula
+    pattern = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_])")
+    return pattern.sub(lambda m: names[m.group(1)], formula)
+
+
+def _species_ids(sbml: Path) -> set[str]:
+    import libsbml
+
+    model = libsbml.readSBML(str(sbml)).getModel()
+    return {s.getId() for s in model.getListOfSpecies()} if model is not None else set()
+
+
+def _files(config: dict, key: str, base: Path, path: Path) -> list[Path]:
+    files = config.get(key) or []
+    if isinstance(files, str):
+        files = [files]
+    out = [base / f for f in files]
+    for f in out:
+        if not f.exists():
+            raise PetabError(f"the file {f.name!r} ({key}) does not exist", file=str(path))
+    return out
+
+
+def _table(files: list[Path]) -> pd.DataFrame | None:
+    return pd.concat([_read(f) for f in files], ignore_index=True) if files else None
+
+
+def downgrade(path: Path, out: Path, config: dict) -> Path:
+    """Write the v1 form of the v2 problem ``path`` (its parsed YAML ``config``) into ``out``; returns the
+    v1 problem file."""
+    base = path.parent
+    models = config.get("model_files") or {}
+    if len(models) != 1:
+        raise PetabError(f"PEtab v2: only problems with one model are supported (got {len(models)})", file=str(path))
+    model = next(iter(models.values()))
+    if str(model.get("language", "sbml")).lower() != "sbml":
+        raise PetabError(f"PEtab v2: model language {model.get('language')!r} is not supported (SBML only)",
+                         file=str(path))
+    mapping_table = _table(_files(config, "mapping_files", base, path))
+    for _, r in (mapping_table if mapping_table is not None else pd.DataFrame()).iterrows():
+        model_id = str(r.get("modelEntityId", "")).strip()
+        if model_id and model_id != str(r["petabEntityId"]).strip():   # names only are fine
+            raise PetabError(f"PEtab v2: the mapping of {r['petabEntityId']!r} to {model_id!r} is not supported "
+                             "(mapping tables may only name entities)", file=str(path))
+    sbml = base / model["location"]
+    if not sbml.exists():
+        raise PetabError(f"the model file {sbml.name!r} does not exist", file=str(path))
+    shutil.copyfile(sbml, out / "model.xml")
+
+    par = _table(_files(config, "parameter_files", base, path))
+    obs = _table(_files(config, "observable_files", base, path))
+    mes = _table(_files(config, "measurement_files", base, path))
+    if par is None or obs is None or mes is None:
+        raise PetabError("the problem needs parameter, measurement and observable tables", file=str(path))
+    cond = _table(_files(config, "condition_files", base, path))
+    exp = _table(_files(config, "experiment_files", base, path))
+
+    # parameters
+    if "priorDistribution" in par.columns and any(not _blank(v) for v in par["priorDistribution"]):
+        raise PetabError("PEtab v2: prior distributions are not supported", file=str(path), field="priorDistribution")
+    p1 = pd.DataFrame({"parameterId": par["parameterId"], "parameterScale": "lin",
+                       "lowerBound": par.get("lowerBound", ""), "upperBound": par.get("upperBound", ""),
+                       "nominalValue": par.get("nominalValue", ""),
+                       "estimate": [1 if str(v).strip().lower() in ("true", "1") else 0 for v in par["estimate"]]})
+
+    # observables
+    rows = []
+    for _, r in obs.iterrows():
+        oid = r["observableId"]
+        dist = str(r.get("noiseDistribution", "") or "normal").strip() or "normal"
+        if dist not in DISTRIBUTIONS:
+            raise PetabError(f"PEtab v2: noise distribution {dist!r} of observable {oid!r} is not supported "
+                             f"({', '.join(DISTRIBUTIONS)})", file=str(path), field="noiseDistribution")
+        names = {}
+        for col, prefix in (("observablePlaceholders", "observableParameter"), ("noisePlaceholders", "noiseParameter")):
+            ph = [s.strip() for s in str(r.get(col, "") or "").split(";") if s.strip()]
+            names.update({p: f"{prefix}{k + 1}_{oid}" for k, p in enumerate(ph)})
+        transformation, distribution = DISTRIBUTIONS[dist]
+        formula = _rename(str(r["observableFormula"]), names)
+        # the observable's own id in its noise formula is its value (v2)
+        noise = _rename(_rename(str(r["noiseFormula"]), {oid: f"({formula})"}), names)
+        rows.append({"observableId": oid, "observableFormula": formula, "noiseFormula": noise,
+                     "observableTransformation": transformation, "noiseDistribution": distribution})
+    o1 = pd.DataFrame(rows)
+
+    # conditions: the changes of each condition, by target
+    changes: dict[str, dict[str, str]] = {}
+    for _, r in (cond if cond is not None else pd.DataFrame(columns=["conditionId"])).iterrows():
+        changes.setdefault(r["conditionId"], {})[r["targetId"]] = r["targetValue"]
+
+    # experiments -> (preequilibration condition, simulation condition)
+    periods: dict[str, dict[float, list[str]]] = {}
+    for _, r in (exp if exp is not None else pd.DataFrame(columns=["experimentId"])).iterrows():
+        t = float(r["time"])
+        cids = [c for c in [str(r.get("conditionId", "")).strip()] if c and c != "nan"]
+        periods.setdefault(r["experimentId"], {}).setdefault(t, []).extend(cids)
+    merged: dict[str, dict[str, str]] = {DEFAULT_CONDITION: {}}
+
+    def merge(eid: str, t: float, cids: list[str]) -> str:
+        if not cids:
+            return DEFAULT_CONDITION
+        for c in cids:
+            if c not in changes:
+                raise PetabError(f"PEtab v2: experiment {eid!r} names unknown condition {c!r}", file=str(path))
+        if len(cids) == 1:
+            merged[cids[0]] = changes[cids[0]]
+            return cids[0]
+        name = f"{eid}__{'preeq' if t < 0 else 't0'}"
+        values: dict[str, str] = {}
+        for c in cids:
+            for target, v in changes[c].items():
+                if target in values and values[target] != v:
+                    raise PetabError(f"PEtab v2: experiment {eid!r} changes {target!r} twice at t = {t}",
+                                     file=str(path))
+                values[target] = v
+        merged[name] = values
+        return name
+
+    species = _species_ids(sbml)
+    mapping: dict[str, tuple[str, str]] = {"": ("", DEFAULT_CONDITION)}
+    for eid, by_time in periods.items():
+        bad = [t for t in by_time if t not in (0.0, -math.inf)]
+        if bad:
+            raise PetabError(f"PEtab v2: experiment {eid!r} has a period starting at t = {bad[0]:g}: only "
+                             "periods at -inf (pre-equilibration) and 0 are supported", file=str(path))
+        if 0.0 not in by_time:
+            raise PetabError(f"PEtab v2: experiment {eid!r} has no period starting at t = 0", file=str(path))
+        pre = merge(eid, -math.inf, by_time[-math.inf]) if -math.inf in by_time else ""
+        sim = merge(eid, 0.0, by_time[0.0])
+        carried = {t: v for t, v in merged[pre].items() if t not in species and t not in merged[sim]} if pre else {}
+        if carried:  # v2: a parameter changed for pre-equilibration keeps that value (v1: per condition)
+            name = f"{eid}__t0_after_preeq"
+            merged[name] = {**carried, **merged[sim]}
+            sim = name
+        mapping[eid] = (pre, sim)
+    targets = sorted({t for v in merged.values() for t in v})
+    c1 = pd.DataFrame([{"conditionId": cid, **{t: v.get(t, "") for t in targets}} for cid, v in merged.items()])
+
+    # measurements
+    m1 = mes.copy()
+    eids = [str(e).strip() if not _blank(e) else "" for e in m1.get("experimentId", [""] * len(m1))]
+    for e in eids:
+        if e not in mapping:
+            raise PetabError(f"PEtab v2: measurement of unknown experiment {e!r}", file=str(path))
+    m1.insert(1, "simulationConditionId", [mapping[e][1] for e in eids])
+    m1.insert(1, "preequilibrationConditionId", [mapping[e][0] for e in eids])
+    m1 = m1.drop(columns=[c for c in ("experimentId", "modelId") if c in m1.columns])
+
+    for name, df in (("parameters", p1), ("observables", o1), ("conditions", c1), ("measurements", m1)):
+        df.to_csv(out / f"{name}.tsv", sep="\t", index=False)
+    problem = out / "problem.yaml"
+    problem.write_text("format_version: 1\nparameter_file: parameters.tsv\nproblems:\n"
+                       "- condition_files: [conditions.tsv]\n  measurement_files: [measurements.tsv]\n"
+                       "  observable_files: [observables.tsv]\n  sbml_files: [model.xml]\n")
+    return problem
+
+
+def load_v2(path: Path, config: dict, validate: bool) -> PetabProblem:
+    """A PEtab v2 problem (its parsed YAML ``config``), read through its v1 form."""
+    with tempfile.TemporaryDirectory(prefix="symode-petab-v2-") as tmp:
+        v1 = downgrade(path, Path(tmp), config)
+        try:
+            problem = load_petab(v1, validate=validate)
+        except PetabError as exc:   # located in the converted tables: say so
+            raise PetabError(f"in its PEtab v1 form: {exc}", file=str(path)) from None
+    problem.path = path
+    return problem
