@@ -163,6 +163,22 @@ def test_cli_fit_writes_outputs(hplc_model, short_data, tmp_path, capsys):
     assert np.all(np.isfinite(traj.x))
 
 
+def test_cli_fit_t_end_fits_the_window_only(hplc_model, short_data, tmp_path, capsys):
+    data = _write(tmp_path / "data.csv", dataset_to_csv_text(short_data))
+    t_end = float(short_data.times[len(short_data.times) // 3])
+    out = tmp_path / "out"
+    code = main(["fit", str(SPECS / "chemostat-hplc.yaml"), "--data", data, "--t-end", str(t_end), "-o", str(out),
+                 "--quiet", "--no-report", "--max-time", "120"])
+    assert code == 0
+    window = FitProblem(hplc_model, [short_data.until(t_end)]).n_obs
+    assert json.loads((out / "fit.json").read_text())["n_observations"] == window
+    assert window < FitProblem(hplc_model, [short_data]).n_obs
+    capsys.readouterr()
+    code = main(["fit", str(SPECS / "chemostat-hplc.yaml"), "--data", data, "--t-end", "-1", "-o", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "up to time -1" in err[0], err
+
+
 @pytest.mark.slow
 def test_multistart_parallel(hplc_model, short_data):
     spec = _start(SPECS / "chemostat-hplc.yaml")
