@@ -237,9 +237,9 @@ def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
         # its share from when it starts, never past the batch's wall-clock deadline (time.time is shared by the
         # processes of a machine; a worker's start-up counts)
         with fp.bounded(Budget(max(min(job["share"], job["deadline"] - time.time()), 0.0))):
-            prof = profile_likelihood(profile_objective(fp, job["syms"]), fp.natural(z), job["index"], names=fp.names,
-                                      scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"], progress=False,
-                                      sides=(job["side"],), **job["kw"])
+            prof = profile_likelihood(profile_objective(fp, job["syms"], job["loss"]), fp.natural(z), job["index"],
+                                      names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"],
+                                      progress=False, sides=(job["side"],), **job["kw"])
     except TimeLimit:
         prof = None
     return prof, fp.timings.to_dict()
@@ -252,7 +252,7 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
     prof = None
     try:
         with fp.bounded(share):
-            prof = profile_likelihood(profile_objective(fp, syms), fp.natural(z), fp.names.index(c.name),
+            prof = profile_likelihood(profile_objective(fp, syms, loss), fp.natural(z), fp.names.index(c.name),
                                       names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=loss,
                                       progress=progress, **_settings(fp, result, c))
     except TimeLimit:

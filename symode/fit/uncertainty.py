@@ -96,10 +96,28 @@ def merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points:
     f.intervals = merged_iv
 
 
-def profile_objective(fp: FitProblem, syms: Sequence[Any] = ()
-                       ) -> Callable[[int, float, np.ndarray], tuple[float, np.ndarray]]:
+#: A profile point's re-optimisation that after GIVE_UP_ITER iterations is still GIVE_UP_Q (in q = 2 (loss -
+#: loss_hat)) above the optimum stops there: the point is far past every threshold (q 3.84 / 6.63) either way,
+#: and such runs (a start that has to leave a stiff region) otherwise take all 30 iterations.
+GIVE_UP_ITER = 15
+
+
+GIVE_UP_Q = 1000 * CHI2_1["0.99"]
+
+
+class _GiveUp(Exception):
+    def __init__(self, w: np.ndarray) -> None:
+        super().__init__("profile point far above the thresholds")
+        self.w = np.array(w, dtype=float)
+
+
+def profile_objective(fp: FitProblem, syms: Sequence[Any] = (), loss_hat: float | None = None
+                      ) -> Callable[[int, float, np.ndarray], tuple[float, np.ndarray]]:
     """Re-optimise all but one unknown. Symmetries moving the fixed one are broken by fixing it: the
-    gauge keeps only the others (pinned at the start of each re-optimisation)."""
+    gauge keeps only the others (pinned at the start of each re-optimisation). With ``loss_hat`` (the
+    optimum's loss) a re-optimisation far above the thresholds stops early (:data:`GIVE_UP_ITER`)."""
+    give_up = None if loss_hat is None else float(loss_hat) + 0.5 * GIVE_UP_Q
+
     def objective(index: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         keep = [k for k in range(len(fp.unknowns)) if k != index]
         base = np.asarray(start, dtype=float).copy()
@@ -108,14 +126,15 @@ def profile_objective(fp: FitProblem, syms: Sequence[Any] = ()
         if syms:
             fp.set_symmetry_gauge(syms, base, free=keep)
         try:
-            return _profile_solve(fp, base, keep)
+            return _profile_solve(fp, base, keep, give_up)
         finally:
             fp.gauge, fp.gauge_ref, fp.gauge_weight = saved
 
     return objective
 
 
-def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int]) -> tuple[float, np.ndarray]:
+def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int], give_up: float | None = None
+                   ) -> tuple[float, np.ndarray]:
     """Minimise over the unknowns ``keep`` with the others held at ``base``: (loss, full z)."""
     def full(w: np.ndarray) -> np.ndarray:
         zz = base.copy()
@@ -129,10 +148,18 @@ def _profile_solve(fp: FitProblem, base: np.ndarray, keep: list[int]) -> tuple[f
         r, J = fp.jacobian(full(w))
         return r, J[:, keep]
 
+    def watch(it: int, w: np.ndarray, loss: float) -> None:
+        if give_up is not None and it >= GIVE_UP_ITER and loss > give_up:
+            raise _GiveUp(w)
+
     # re-optimised at the rough tolerance of a local fit's first phase; the loss returned is at the problem's
-    with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
-        res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
-                                  stall_window=10, stall_tol=0.02, timings=fp.timings)
+    try:
+        with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
+            res = levenberg_marquardt(fun, jac, base[keep], fp.lb[keep], fp.ub[keep], max_iter=30, ftol=1e-2,
+                                      stall_window=10, stall_tol=0.02, timings=fp.timings, callback=watch)
+    except _GiveUp as stop:
+        zz = full(stop.w)
+        return fp.loss(zz, check=False), zz
     if res.message == "time limit":    # an unfinished re-optimisation overstates the profile: abandon it
         raise TimeLimit("profile point abandoned at the time limit")
     zz = full(res.z)
