@@ -135,7 +135,8 @@ def _iterate(st: _State, fun: Callable[[np.ndarray], np.ndarray],
                         continue
             znew = np.clip(z + v + 0.5 * a, lb, ub)
             rn = fun(znew)
-            ln = 0.5 * float(rn @ rn)
+            with np.errstate(over="ignore", invalid="ignore"):   # a blown-up trial point: inf, rejected below
+                ln = 0.5 * float(rn @ rn)
             pred = -(g @ v) - 0.5 * float(v @ A @ v)     # Gauss-Newton predicted decrease (>0)
             if np.isfinite(ln) and ln < loss:
                 rj, Jj = _finite_jac(jac, znew)
