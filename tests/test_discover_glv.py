@@ -32,9 +32,9 @@ def _dataset(model: Any, x0: dict[str, float]) -> Dataset:
 
 @pytest.fixture(scope="module")
 def glv2() -> tuple:
-    d = glv_template_dict(["A", "B"], ["u"], interaction_sd=0.5, sigma=0.2)
+    d = glv_template_dict(["A", "B"], ["u"], interaction_sd=0.5, sigma=0.05)
     truth = spec_from_dict({**d, "parameters": {**d["parameters"],
-                                                "a_A_B": {**d["parameters"]["a_A_B"], "value": -0.3}}})
+                                                "a_A_B": {**d["parameters"]["a_A_B"], "value": -1.0}}})
     model = build_model(truth)
     data = [_dataset(model, {"A": 0.05, "B": 0.2}), _dataset(model, {"A": 0.3, "B": 0.02})]
     return spec_from_dict(d), data
@@ -142,3 +142,28 @@ def test_cli_budget_and_bad_options(glv2: tuple, tmp_path: Path, capsys: pytest.
     doc = json.loads((out / "discovery.json").read_text())
     assert doc["budget_exhausted"] is True and doc["failed"] == [] and len(doc["x0_per_file"]) == 2
     assert "cut the search short" in capsys.readouterr().err
+
+
+def test_screen_sizes_and_effect_sizes(glv2: tuple) -> None:
+    from symode.discover import effect_sizes, screen_sizes
+
+    assert screen_sizes(182) == [91, 45, 22, 11, 5, 2, 1, 0]
+    assert screen_sizes(4, smallest=1) == [2, 1]
+    spec, data = glv2
+    eff = effect_sizes(spec, data, {"a_A_B": -0.3, "a_B_A": 0.0, "g_A_u": 0.1, "g_B_u": -2.0})
+    xbar_b = float(np.exp(np.mean(np.log(np.concatenate([d.columns["B"] for d in data])))))
+    assert eff["glv:B->A"] == pytest.approx(0.3 * xbar_b)
+    assert eff["glv:A->B"] == 0.0
+    assert eff["growth:u->B"] == pytest.approx(2.0)       # |gamma| x max |u| (= 1)
+
+
+def test_screen_strategy_keeps_the_strong_edges(glv2: tuple) -> None:
+    from symode.discover import ScreenRefit
+
+    spec, data = glv2
+    res = discover(spec, data, strategy=ScreenRefit(), progress=False, workers=1, max_iter=40,
+                   x0="first-sample", final_analysis=False, budget=300.0)
+    assert not res.failed
+    # nested sets of the strongest edges (2, 1, 0 of 4); BIC selects the true one
+    assert res.kept_edges == ["glv:B->A"]          # the only true interaction
+    assert res.selected.bic <= res.path[0].bic

@@ -11,14 +11,16 @@ from symode.cli.common import add_params_option, add_scheduler_option, load_spec
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    from symode.discover import BackwardElimination, ThresholdRefit, discover
+    from symode.discover import BackwardElimination, ScreenRefit, ThresholdRefit, discover
     from symode.errors import SymodeError
     from symode.report.discover import write_discovery
 
     spec = load_spec_with_params(args.spec, args.params)
     if args.strategy == "threshold":
-        strategy: BackwardElimination | ThresholdRefit = ThresholdRefit(threshold=args.threshold,
-                                                                         criterion=args.criterion)
+        strategy: BackwardElimination | ThresholdRefit | ScreenRefit = ThresholdRefit(threshold=args.threshold,
+                                                                                      criterion=args.criterion)
+    elif args.strategy == "screen":
+        strategy = ScreenRefit(criterion=args.criterion)
     else:
         strategy = BackwardElimination(criterion=args.criterion)
     data = read_data(args.data, spec)
@@ -62,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--t-end", type=float, metavar="T",
                    help="use only the samples up to time T of every data file (a shorter window)")
     p.add_argument("-o", "--output", default="discover-out", metavar="DIR", help="output directory")
-    p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",
-                   help="backward elimination (default) or sequential thresholding")
+    p.add_argument("--strategy", choices=("backward", "threshold", "screen"), default="backward",
+                   help="backward elimination (default), sequential thresholding, or screen (for large templates "
+                        "such as gLV: nested models of the edges with the largest effect sizes, n/2, n/4, ... kept)")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
     p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
     p.add_argument("--workers", type=int, default=None, metavar="N",

@@ -22,6 +22,8 @@ Strategies (pass one as ``strategy=``):
   parameters stay): hidden satellites can trade roles (one doing part of another's job, or two merged
   into one), a basin that traps every warm-started refit. The result is a model no single drop, add or
   swap (warm) and no refit, split or drop (cold) improves.
+- :class:`ScreenRefit`: sparse screening for large templates (gLV): nested models of the edges with the
+  largest effect sizes in the full fit, selected by the criterion (:mod:`symode.discover.screen`).
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
@@ -50,8 +52,9 @@ from symode.discover.candidates import candidate_spec, prunable_edges
 from symode.discover.labels import relabel_candidate, satellite_relabelling
 from symode.discover.moves import run_backward, run_moves, run_threshold
 from symode.discover.result import DiscoveryResult
+from symode.discover.screen import run_screen
 from symode.discover.search import Search
-from symode.discover.strategies import BackwardElimination, ThresholdRefit
+from symode.discover.strategies import BackwardElimination, ScreenRefit, ThresholdRefit
 from symode.errors import SymodeError
 from symode.fit import as_datasets, fit
 from symode.fit.experiments import experiment_x0
@@ -63,7 +66,8 @@ __all__ = ["discover"]
 
 
 def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[Any], *,
-             strategy: BackwardElimination | ThresholdRefit | None = None, outdir: str | Path | None = None,
+             strategy: BackwardElimination | ThresholdRefit | ScreenRefit | None = None,
+             outdir: str | Path | None = None,
              workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
              max_time: float = 600.0, final_analysis: bool = True, budget: float | None = None,
              x0: str = "spec") -> DiscoveryResult:
@@ -100,6 +104,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             search.accept(current)
         if isinstance(strategy, ThresholdRefit):
             current = run_threshold(search, strategy, current)
+        elif isinstance(strategy, ScreenRefit):
+            current = run_screen(search, strategy, current)
         elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
             current = run_moves(search, strategy, current, full_edges)
         else:
