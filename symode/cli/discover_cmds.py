@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -10,26 +11,40 @@ from symode.cli.common import add_params_option, add_scheduler_option, load_spec
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    from symode.discover import BackwardElimination, ThresholdRefit, discover
+    from symode.discover import BackwardElimination, ScreenRefit, ThresholdRefit, discover
+    from symode.errors import SymodeError
     from symode.report.discover import write_discovery
 
     spec = load_spec_with_params(args.spec, args.params)
     if args.strategy == "threshold":
-        strategy: BackwardElimination | ThresholdRefit = ThresholdRefit(threshold=args.threshold,
-                                                                         criterion=args.criterion)
+        strategy: BackwardElimination | ThresholdRefit | ScreenRefit = ThresholdRefit(threshold=args.threshold,
+                                                                                      criterion=args.criterion)
+    elif args.strategy == "screen":
+        strategy = ScreenRefit(criterion=args.criterion)
     else:
         strategy = BackwardElimination(criterion=args.criterion)
     data = read_data(args.data, spec)
     if args.t_end is not None:
         data = [d.until(args.t_end) for d in data]
+    if not args.max_time > 0:
+        raise SymodeError(f"--max-time must be positive (got {args.max_time})")
+    if args.max_iter is not None and args.max_iter < 1:
+        raise SymodeError(f"--max-iter must be at least 1 (got {args.max_iter})")
     t0 = time.perf_counter()
     res = discover(spec, data, strategy=strategy, outdir=args.output, workers=args.workers,
-                   progress=not args.quiet, resume=not args.restart)
+                   progress=not args.quiet, resume=not args.restart, budget=args.max_time, x0=args.x0,
+                   max_iter=args.max_iter or 300, final_analysis=not args.no_analysis)
     write_discovery(res, args.output)
     out = Path(args.output)
     print(f"discover: kept {len(res.kept_edges)} edge(s), pruned {len(res.pruned_edges)} "
           f"({len(res.evaluated)} candidate fits, {time.perf_counter() - t0:.0f} s)")
     print("  kept: " + ", ".join(res.kept_edges))
+    if res.budget_exhausted:
+        print(f"discover: the time budget ({args.max_time:.0f} s) cut the search short: this is the best model "
+              "so far", file=sys.stderr)
+    if res.failed:
+        print(f"discover: WARNING: {len(res.failed)} candidate fit(s) failed and were not kept (see "
+              f"{out / 'report.md'})", file=sys.stderr)
     print(f"  wrote {out / 'discovery.json'}, {out / 'pruned.yaml'}, {out / 'report.md'}")
     return 0
 
@@ -49,13 +64,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--t-end", type=float, metavar="T",
                    help="use only the samples up to time T of every data file (a shorter window)")
     p.add_argument("-o", "--output", default="discover-out", metavar="DIR", help="output directory")
-    p.add_argument("--strategy", choices=("backward", "threshold"), default="backward",
-                   help="backward elimination (default) or sequential thresholding")
+    p.add_argument("--strategy", choices=("backward", "threshold", "screen"), default="backward",
+                   help="backward elimination (default), sequential thresholding, or screen (for large templates "
+                        "such as gLV: nested models of the edges with the largest effect sizes, n/2, n/4, ... kept)")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
     p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="parallel candidate fits (default: all cores)")
     add_scheduler_option(p)
+    p.add_argument("--max-time", type=float, default=3600.0, metavar="S",
+                   help="time budget of the whole search in seconds (default 3600); when spent, the best model so "
+                        "far is reported and marked as cut short")
+    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+                   help="iterations per candidate fit (default 300)")
+    p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default="spec",
+                   help="initial states per data file: spec, first-sample (each observed state at its file's "
+                        "first sample, fixed) or estimate (from there); default spec")
+    p.add_argument("--no-analysis", action="store_true",
+                   help="skip the final fit with uncertainty analysis of the selected model")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_discover)

@@ -65,12 +65,14 @@ class Candidate:
     converged: bool = True
     time_s: float = 0.0
     knockout: dict[str, float] = field(default_factory=dict)  # edge -> objective increase at strength 0, no refit
+    x0s: list[dict[str, float]] = field(default_factory=list)  # initial states of every data file
+    failed: str = ""                  # why the fit failed (objective not finite), "" when it did not
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "parameters": self.parameters, "x0": self.x0,
                 "objective": self.objective, "k": self.k, "n_obs": self.n_obs, "aicc": self.aicc,
                 "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s,
-                "knockout": self.knockout}
+                "knockout": self.knockout, "x0s": self.x0s, "failed": self.failed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:

@@ -52,7 +52,7 @@ def run_backward(search: Search, strat: BackwardElimination, current: Candidate)
     crit = strat.criterion
     sizes = edge_sizes(search.spec)
     for _ in range(strat.max_rounds):
-        if not current.edges:
+        if not current.edges or search.out_of_time():
             break
         current = search.rescore(current)
         ranked = _ranked(current, sizes, crit)
@@ -74,6 +74,8 @@ def run_backward(search: Search, strat: BackwardElimination, current: Candidate)
         improved = False
         rest = ranked if n_groups else ranked[len(sets):]
         for i in range(0, len(rest), max(1, search.workers)):
+            if search.out_of_time():
+                break
             batch = rest[i:i + max(1, search.workers)]
             cands = search.evaluate([[x for x in current.edges if x != e] for e in batch], current)
             best = min(cands, key=lambda c: c.ic(crit))
@@ -107,6 +109,8 @@ def _best_of_batches(search: Search, sets: list[list[str]], current: Candidate, 
                      ) -> Candidate | None:
     """The first batch (of ``batch`` sets) containing a candidate better than ``current``: its best one."""
     for i in range(0, len(sets), max(1, batch)):
+        if search.out_of_time():
+            return None
         chunk = sets[i:i + batch]
         cands = evaluate(chunk) if evaluate is not None else search.evaluate(chunk, current)
         best = min(cands, key=lambda c: c.ic(crit), default=None)
@@ -123,6 +127,8 @@ def run_moves(search: Search, strat: BackwardElimination, current: Candidate,
     crit = strat.criterion
     for _ in range(strat.max_rounds):
         current = run_backward(search, strat, current)
+        if search.out_of_time():
+            break
         have = set(current.edges)
         adds = []
         for f in full_edges:
@@ -201,10 +207,29 @@ def _run_cold(search: Search, strat: BackwardElimination, current: Candidate) ->
 
 
 def run_threshold(search: Search, strat: ThresholdRefit, current: Candidate) -> Candidate:
+    """Drop every edge whose Wald statistic is below the threshold, refit, repeat. When the refit fails
+    (objective not finite even after the retry), drop only the weaker half of those edges, and so on down
+    to one edge; when even that fails, stop at the current model. Each fallback is noted."""
     for _ in range(strat.max_rounds):
-        weak = [e for e in current.edges if current.wald.get(e, math.inf) < strat.threshold]
+        if search.out_of_time():
+            break
+        weak = sorted((e for e in current.edges if current.wald.get(e, math.inf) < strat.threshold),
+                      key=lambda e: current.wald.get(e, math.inf))
         if not weak:
             break
-        (current,) = search.evaluate([[e for e in current.edges if e not in weak]], current)
+        step = weak
+        while True:
+            (cand,) = search.evaluate([[e for e in current.edges if e not in step]], current)
+            if not cand.failed and math.isfinite(cand.objective) and cand.objective < 1e300:
+                break
+            if len(step) == 1 or search.out_of_time():
+                search.note(f"threshold: the refit without {len(step)} weak edge(s) failed ({cand.failed}); "
+                            f"stopped at the model with {len(current.edges)} edges")
+                return current
+            half = max(1, len(step) // 2)
+            search.note(f"threshold: the refit without {len(step)} weak edges at once failed ({cand.failed}); "
+                        f"trying the {half} weakest")
+            step = step[:half]
+        current = cand
         search.accept(current)
     return current

@@ -27,6 +27,10 @@ class DiscoveryResult:
     criterion: str = "bic"
     wall_time_s: float = 0.0
     relabelling: dict[str, str] = field(default_factory=dict)   # search label -> reported label
+    failed: list[dict[str, Any]] = field(default_factory=list)  # candidate fits that failed twice
+    notes: list[str] = field(default_factory=list)              # fallbacks the search took
+    budget_exhausted: bool = False   # the time budget stopped the search: the best model so far
+    budget_s: float | None = None    # the time budget (s), None: none
 
     def to_json(self) -> dict[str, Any]:
         """The discovery.json document."""
@@ -39,9 +43,15 @@ class DiscoveryResult:
                      for c in self.path],
             "criterion": self.criterion,
             "x0": dict(self.final_fit.x0[0]) if self.final_fit is not None else dict(self.selected.x0),
+            "x0_per_file": ([dict(x) for x in self.final_fit.x0] if self.final_fit is not None
+                            else [dict(x) for x in self.selected.x0s]),
             "wall_time_s": self.wall_time_s,
             "n_candidates_evaluated": len(self.evaluated),
             "satellite_relabelling": dict(self.relabelling),
+            "failed": [dict(f) for f in self.failed],
+            "notes": list(self.notes),
+            "budget_s": self.budget_s,
+            "budget_exhausted": self.budget_exhausted,
         }
         if self.final_fit is not None:
             out["identifiable"] = {n: bool(v) for n, v in self.final_fit.identifiable.items()}

@@ -22,6 +22,8 @@ Strategies (pass one as ``strategy=``):
   parameters stay): hidden satellites can trade roles (one doing part of another's job, or two merged
   into one), a basin that traps every warm-started refit. The result is a model no single drop, add or
   swap (warm) and no refit, split or drop (cold) improves.
+- :class:`ScreenRefit`: sparse screening for large templates (gLV): nested models of the edges with the
+  largest effect sizes in the full fit, selected by the criterion (:mod:`symode.discover.screen`).
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
@@ -30,6 +32,13 @@ edges. Models that differ only by a permutation of exchangeable satellites share
 selected model's satellites are renamed to a canonical order (:func:`satellite_relabelling`). Every
 evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
 the same spec and data resumes from it.
+
+A time budget (``budget`` seconds of wall time) stops the search when spent: the best model so far is
+reported and the result says that the budget cut the search short (``budget_exhausted``). A candidate
+fit that fails (objective not finite) is retried once with multiple shooting; if it fails again it is
+listed in the result's ``failed`` (and warned about on stderr), never kept. Initial states are per data
+file (``x0``: "spec", "first-sample" or "estimate", as in :mod:`symode.fit.experiments`) and every file's
+initial states are carried from one candidate to the next.
 """
 
 from __future__ import annotations
@@ -43,10 +52,12 @@ from symode.discover.candidates import candidate_spec, prunable_edges
 from symode.discover.labels import relabel_candidate, satellite_relabelling
 from symode.discover.moves import run_backward, run_moves, run_threshold
 from symode.discover.result import DiscoveryResult
+from symode.discover.screen import run_screen
 from symode.discover.search import Search
-from symode.discover.strategies import BackwardElimination, ThresholdRefit
+from symode.discover.strategies import BackwardElimination, ScreenRefit, ThresholdRefit
 from symode.errors import SymodeError
 from symode.fit import as_datasets, fit
+from symode.fit.experiments import experiment_x0
 from symode.parallel import default_workers
 from symode.spec import Spec, load_spec
 from symode.spec.data import Dataset
@@ -55,19 +66,26 @@ __all__ = ["discover"]
 
 
 def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[Any], *,
-             strategy: BackwardElimination | ThresholdRefit | None = None, outdir: str | Path | None = None,
+             strategy: BackwardElimination | ThresholdRefit | ScreenRefit | None = None,
+             outdir: str | Path | None = None,
              workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
-             max_time: float = 600.0, final_analysis: bool = True) -> DiscoveryResult:
+             max_time: float = 600.0, final_analysis: bool = True, budget: float | None = None,
+             x0: str = "spec") -> DiscoveryResult:
     """Discover the edge set of a template (see the module docstring). ``outdir``: where the checkpoint
     ``discovery-checkpoint.json`` is kept (a rerun with the same spec and data resumes from it);
     :func:`symode.report.discover.write_discovery` writes discovery.json, pruned.yaml, report.md and
-    the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs)."""
+    the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs).
+    ``max_time``: wall-time cap of one candidate fit; ``budget``: of the whole search (None: none);
+    ``x0``: initial states per data file (spec, first-sample, estimate)."""
     t0 = time.perf_counter()
     strategy = strategy or BackwardElimination()
     if strategy.criterion not in ("bic", "aicc"):
         raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     data = as_datasets(datasets)
+    if budget is not None and not budget > 0:
+        raise SymodeError(f"the time budget must be positive (got {budget})", field="max_time")
+    spec, x0s = experiment_x0(spec, data, x0)
     if not prunable_edges(spec):
         raise SymodeError("the spec has no prunable edges (mark interactions with prunable: true)",
                           file=spec.source)
@@ -76,7 +94,7 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
         out.mkdir(parents=True, exist_ok=True)
     workers = workers or default_workers()
     with Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
-                 max_time=max_time, resume=resume) as search:
+                 max_time=max_time, resume=resume, x0s=x0s, budget=budget) as search:
         search.criterion = strategy.criterion
         full_edges = prunable_edges(spec)
         if search.path:
@@ -86,12 +104,18 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             search.accept(current)
         if isinstance(strategy, ThresholdRefit):
             current = run_threshold(search, strategy, current)
+        elif isinstance(strategy, ScreenRefit):
+            current = run_screen(search, strategy, current)
         elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
             current = run_moves(search, strategy, current, full_edges)
         else:
             current = run_backward(search, strategy, current)
-        best = min(search.path, key=lambda c: c.ic(strategy.criterion))
+        search.out_of_time()
+        ok = [c for c in search.path if not c.failed] or search.path
+        best = min(ok, key=lambda c: c.ic(strategy.criterion))
         path, evaluated = list(search.path), list(search.order)
+        failed, notes, cut = list(search.failed), list(search.notes), search.budget_spent
+        left = search.remaining()
     relabel = satellite_relabelling(spec, best.edges)
     if relabel and progress:
         print("discover: satellites renamed to the canonical order (by lowest-numbered substrate): "
@@ -105,10 +129,16 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     sub = sub.with_values({n: v for n, v in best.parameters.items() if n in sub.parameters},
                           {n: v for n, v in best.x0.items() if n in sub.states})
     final = None
-    if final_analysis:
-        final = fit(sub, data, progress=progress, shooting="single", max_iter=max_iter, max_time=max_time)
+    if best.failed:
+        notes.append("every fit of the full template failed: no model was selected")
+    if final_analysis and left > 0 and not best.failed:
+        final = fit(sub, data, progress=progress, shooting="single", max_iter=max_iter,
+                    max_time=min(max_time, max(1.0, left)), x0=best.x0s or x0s)
         sub = final.fitted_spec()
+    elif final_analysis and cut:
+        notes.append("the final fit with uncertainty analysis was skipped: the time budget is spent")
     res = DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
                           evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
-                          wall_time_s=time.perf_counter() - t0, relabelling=relabel)
+                          wall_time_s=time.perf_counter() - t0, relabelling=relabel, failed=failed,
+                          notes=notes, budget_exhausted=cut, budget_s=budget)
     return res

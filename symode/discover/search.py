@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -54,8 +57,14 @@ class Search:
     alive across batches; use as a context manager so that it is closed)."""
 
     def __init__(self, spec: Spec, datasets: list[Dataset], *, outdir: Path | None, workers: int,
-                 progress: bool, max_iter: int, max_time: float, resume: bool) -> None:
+                 progress: bool, max_iter: int, max_time: float, resume: bool,
+                 x0s: list[dict[str, float]] | None = None, budget: float | None = None) -> None:
         self.spec, self.datasets, self.outdir = spec, datasets, outdir
+        self.x0s = x0s              # initial states of every data file (None: the spec's)
+        self.deadline = time.monotonic() + budget if budget is not None else None
+        self.budget_spent = False   # set when a move was skipped because the time budget was spent
+        self.failed: list[dict[str, Any]] = []      # candidate fits that failed twice
+        self.notes: list[str] = []                  # what the search did differently (fallbacks)
         self.workers, self.progress = workers, progress
         self.max_iter, self.max_time = max_iter, max_time
         self.full_time = 240.0
@@ -66,7 +75,8 @@ class Search:
         self.warm_from: set[tuple[frozenset[str], frozenset[str]]] = set()   # (edge set, start) warm fits
         self.order: list[Candidate] = []
         self.path: list[Candidate] = []
-        self.fp = _fingerprint(spec, datasets)
+        self.fp = _fingerprint(spec, datasets) + hashlib.sha256(
+            json.dumps(x0s, sort_keys=True).encode()).hexdigest()[:16]
         self.satellites = [s.name for s in spec.states.values() if s.role == "satellite"]
         self.exchangeable = satellites_exchangeable(spec)
         self.executor: Executor | None = None
@@ -93,6 +103,8 @@ class Search:
             self.cold_done = {self._canon(e)[0] for e in ck.get("cold_done", [])}
             self.warm_from = {(self._canon(a)[0], self._canon(b)[0]) for a, b in ck.get("warm_from", [])}
             self.full_starts = [float(v) for v in ck.get("full_starts", [])]
+            self.failed = [dict(f) for f in ck.get("failed", [])]
+            self.notes = [str(n) for n in ck.get("notes", [])]
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             print(f"discover: ignoring the unreadable checkpoint {path} ({type(exc).__name__}: {exc})")
             self.cache, self.order, self.path = {}, [], []
@@ -139,7 +151,23 @@ class Search:
             "fingerprint": self.fp, "evaluated": [c.to_dict() for c in self.order],
             "path": [c.edges for c in self.path], "full_starts": self.full_starts,
             "cold_done": [sorted(k) for k in self.cold_done],
-            "warm_from": [[sorted(a), sorted(b)] for a, b in self.warm_from]})
+            "warm_from": [[sorted(a), sorted(b)] for a, b in self.warm_from],
+            "failed": self.failed, "notes": self.notes})
+
+    def remaining(self) -> float:
+        """Seconds left of the time budget (inf without one)."""
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+    def out_of_time(self) -> bool:
+        """Whether the time budget is spent (then remembered: the result says the budget cut it short)."""
+        if self.remaining() <= 0:
+            self.budget_spent = True
+        return self.budget_spent
+
+    def note(self, text: str) -> None:
+        """Record (and print) what the search did differently from its plan."""
+        self.notes.append(text)
+        print(f"discover: {text}", file=sys.stderr)
 
     def _job(self, edges: list[str], start: Candidate | None) -> dict[str, Any]:
         sub = candidate_spec(self.spec, edges)
@@ -148,9 +176,10 @@ class Search:
         # A warm refit of a sub-model needs far less than the cold multi-start fit of the full template: at
         # most REFIT_CPU_SHARE of that budget in CPU time (under load, a refit that neither converges nor
         # turns hopeless would otherwise run to ``max_time`` and hold up its whole batch).
-        job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0,
-               "datasets": self.datasets, "max_iter": self.max_iter, "max_time": self.max_time,
-               "max_cpu": self.refit_cpu}
+        x0s = start.x0s if start is not None and start.x0s else self.x0s
+        job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0, "x0s": x0s,
+               "datasets": self.datasets, "max_iter": self.max_iter,
+               "max_time": max(1.0, min(self.max_time, self.remaining())), "max_cpu": self.refit_cpu}
         if start is not None and self.criterion is not None:
             # The objective below which this candidate beats ``start`` under the criterion.
             aicc, bic = information_criteria(0.0, n_unknowns(sub, len(self.datasets)), start.n_obs)
@@ -179,12 +208,15 @@ class Search:
         # is CPU time (so a moderately busy machine does not stop the fit further from its optimum), with a
         # wall-clock cap of 1.25 times that (so a very busy one does not make discovery take forever).
         budget = self.full_budget(edges)
+        starts = full_starts(self.spec, n_starts=max(4, self.workers))
+        # Within a time budget: the screening batches get 30% of it, the continuation 40% of the rest.
+        rounds = math.ceil(len(starts) / max(1, self.workers))
         jobs = []
-        for params, x0 in full_starts(self.spec, n_starts=max(4, self.workers)):
+        for params, x0 in starts:
             job = self._job(edges, None)
             job["parameters"], job["x0"] = params, x0
             job["max_cpu"] = 0.25 * budget
-            job["max_time"] = 1.25 * 0.25 * budget
+            job["max_time"] = max(1.0, min(1.25 * 0.25 * budget, 0.3 * self.remaining() / rounds))
             jobs.append(job)
         screened = self.fit_jobs(jobs)
         self.full_starts = [float(r["objective"]) for r in screened]
@@ -194,9 +226,9 @@ class Search:
             job = self._job(edges, None)
             job["parameters"], job["x0"] = r["parameters"], r["x0"]
             job["max_cpu"] = 0.75 * budget
-            job["max_time"] = 1.25 * 0.75 * budget
+            job["max_time"] = max(1.0, min(1.25 * 0.75 * budget, 0.4 * self.remaining()))
             jobs.append(job)
-        results = self.fit_jobs(jobs)
+        results = self.fit_jobs(jobs) if not self.out_of_time() else []
         c = Candidate.from_dict(min(results + screened, key=lambda r: r["objective"]))
         self.full_starts += [float(r["objective"]) for r in results]
         self._store([c])
@@ -207,6 +239,24 @@ class Search:
         later batches), results in job order. A job that raised stops the search with its error."""
         if self.executor is None:
             self.executor = get_executor(self.workers)
+        results = self._run(jobs)
+        # A failed fit (objective not finite) is retried once with multiple shooting from the same start.
+        bad = [i for i, r in enumerate(results) if r.get("failed")]
+        if bad and not self.out_of_time():
+            retry = [{**jobs[i], "shooting": "multiple"} for i in bad]
+            for i, r in zip(bad, self._run(retry), strict=True):
+                if not r.get("failed") or r["objective"] < results[i]["objective"]:
+                    results[i] = r
+        for i in bad:
+            r = results[i]
+            if r.get("failed"):
+                self.failed.append({"edges": list(r["edges"]), "n_edges": len(r["edges"]), "reason": r["failed"]})
+                print(f"discover: WARNING: the fit of a candidate with {len(r['edges'])} edges failed twice "
+                      f"(single, then multiple shooting): {r['failed']}; it is not kept", file=sys.stderr)
+        return results
+
+    def _run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.executor is not None
         results = run_tasks(fit_candidate, jobs, executor=self.executor)
         for r in results:
             if isinstance(r, TaskFailure):

@@ -15,7 +15,7 @@ import numpy as np
 from symode.discover.candidates import Candidate
 from symode.spec import Spec
 
-__all__ = ["clip_param", "cold_starts", "full_starts", "satellite_params", "transplant_start"]
+__all__ = ["clip_param", "cold_starts", "full_starts", "satellite_params", "spread_starts", "transplant_start"]
 
 
 def full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple[dict[str, float], dict[str, float]]]:
@@ -24,10 +24,15 @@ def full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple[
     act as one. So every start breaks the symmetry: in start s, satellite j prefers metabolite
     (j + s) mod m (uptake affinity ``hi`` on it, ``lo`` on the others), and all satellite parameters and
     initial states get a small seeded random spread. The first start is mild (affinities 3 / 0.3), the
-    others strong (10 / 0.1) with shifts 0, 1, 2, ..."""
+    others strong (10 / 0.1) with shifts 0, 1, 2, ...
+
+    Without satellites (e.g. a gLV template) there is no symmetry to break and these starts would be
+    identical copies, so the starts are spread instead (:func:`spread_starts`)."""
     base = {n: p.value for n, p in spec.parameters.items()}
     est = {n for n, p in spec.parameters.items() if p.estimate}
     sats = [s.name for s in spec.states.values() if s.role == "satellite"]
+    if not sats:
+        return spread_starts(spec, n_starts, seed)
     mets = [s.name for s in spec.states.values() if s.role == "metabolite"]
     rng = np.random.default_rng(seed)
     ups = [e for e in spec.interactions if e.prunable and e.kind == "uptake" and isinstance(e.strength, str)]
@@ -50,6 +55,35 @@ def full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple[
             par[str(e.strength)] = clip_param(spec, str(e.strength), base[str(e.strength)] * pref)
         x0 = {y: spec.states[y].x0 * 10 ** rng.uniform(-0.15, 0.15) for y in sats}
         starts.append((par, x0))
+    return starts
+
+
+def spread_starts(spec: Spec, n_starts: int = 4, seed: int = 12345
+                  ) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Distinct starting points of a template without satellites: the first is the spec's values; in the
+    others every estimated parameter of a prunable edge is drawn around its value (a nonzero value times
+    10^U(-0.3, 0.3); a zero value: N(0, sd), its magnitude when the parameter cannot be negative, with sd a thousandth
+    of its smaller bound's magnitude, or 0.1 without bounds; kept within its bounds), and every other
+    estimated parameter is multiplied by 10^U(-0.15, 0.15) (growth rates, self-limitation)."""
+    base = {n: p.value for n, p in spec.parameters.items()}
+    est = [n for n, p in spec.parameters.items() if p.estimate]
+    edge_params = {str(v) for e in spec.interactions if e.prunable for v in e.params.values() if isinstance(v, str)}
+    rng = np.random.default_rng(seed)
+    starts: list[tuple[dict[str, float], dict[str, float]]] = [(dict(base), {})]
+    for _ in range(1, n_starts):
+        par = dict(base)
+        for n in est:
+            v, p = base[n], spec.parameters[n]
+            if n in edge_params and v == 0.0:
+                mags = [abs(b) for b in (p.lower, p.upper) if b is not None and b != 0]
+                if p.lower is not None and p.lower >= 0:
+                    par[n] = clip_param(spec, n, abs(rng.normal(0.0, 1e-3 * min(mags) if mags else 0.1)))
+                else:
+                    par[n] = clip_param(spec, n, rng.normal(0.0, 1e-3 * min(mags) if mags else 0.1))
+            elif v != 0.0:
+                spread = 0.3 if n in edge_params else 0.15
+                par[n] = clip_param(spec, n, v * 10 ** rng.uniform(-spread, spread))
+        starts.append((par, {}))
     return starts
 
 

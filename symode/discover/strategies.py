@@ -3,6 +3,8 @@
 - :class:`BackwardElimination` (default): rank edges by knockout cost, refit without the least needed
   ones, accept while the criterion improves; then add-back, swap and cold-start moves
   (:mod:`symode.discover.moves`).
+- :class:`ScreenRefit`: rank the edges of the full fit by effect size, refit the nested models keeping
+  the k strongest for k = n/2, n/4, ..., select by the criterion (:mod:`symode.discover.screen`).
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["BackwardElimination", "ThresholdRefit", "information_criteria"]
+__all__ = ["BackwardElimination", "ScreenRefit", "ThresholdRefit", "information_criteria"]
 
 
 @dataclass
@@ -38,6 +40,15 @@ class ThresholdRefit:
     threshold: float = 3.0
     criterion: str = "bic"
     max_rounds: int = 50
+
+
+@dataclass
+class ScreenRefit:
+    """Sparse screening: nested models of the strongest edges (by effect size), selected by a criterion."""
+
+    criterion: str = "bic"
+    smallest: int = 0           # the sparsest model tried keeps this many edges
+    rounds: int = 2             # screen again from the selected model this many times
 
 
 def information_criteria(objective: float, k: int, n: int) -> tuple[float, float]:

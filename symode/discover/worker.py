@@ -18,6 +18,7 @@ from symode.discover.candidates import Candidate
 from symode.discover.strategies import information_criteria
 from symode.errors import SolverError
 from symode.fit import FitProblem, Tracker, local_fit
+from symode.fit.problem import x0_dicts
 from symode.optim.lm import levenberg_marquardt
 from symode.solve.model import build_model
 from symode.spec import spec_from_dict
@@ -32,19 +33,27 @@ class _Hopeless(Exception):
 def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: fit one candidate model (LM from a warm start, no uncertainty analysis). ``job``: the
     candidate's spec (dict), its edges, the starting values, the data sets and the budgets (``max_iter``,
-    ``max_time``, ``max_cpu``, ``target``, ``patience``). Returns :meth:`Candidate.to_dict`."""
+    ``max_time``, ``max_cpu``, ``target``, ``patience``; ``x0s``: the initial states of every data file,
+    ``shooting``: "single" or "multiple"). Returns :meth:`Candidate.to_dict`; a fit whose objective is not
+    finite (the solver failed at every point tried) has ``failed`` set to the reason."""
     t0 = time.perf_counter()
     spec = spec_from_dict(job["spec"], file="<candidate>")
     start = {n: v for n, v in job["parameters"].items() if n in spec.parameters}
     spec = spec.with_values(start, {n: v for n, v in job["x0"].items() if n in spec.states})
     model = build_model(spec)
-    fp = FitProblem(model, job["datasets"])
+    x0s = job.get("x0s") or None
+    fp = FitProblem(model, job["datasets"], x0=[{n: v for n, v in x.items() if n in spec.states} for x in x0s]
+                    if x0s else None)
     z = fp.z_from_values()
+    failure = ""
     if job.get("shooting", "single") == "multiple":
         stages: list[dict[str, Any]] = []
-        z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
-                                   max_iter=job["max_iter"], max_time=job["max_time"],
-                                   tracker=Tracker(fp, None, None, t0), stages=stages)
+        try:
+            z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
+                                       max_iter=job["max_iter"], max_time=job["max_time"],
+                                       tracker=Tracker(fp, None, None, t0), stages=stages)
+        except (SolverError, ValueError, np.linalg.LinAlgError) as exc:
+            conv, failure = False, f"multiple shooting failed ({type(exc).__name__}: {exc})"
     else:
         # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
         # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
@@ -67,14 +76,21 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
             res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
                                       max_time=job["max_time"], callback=watch)
             z, conv = res.z, res.converged
-        except (_Hopeless, SolverError, ValueError, np.linalg.LinAlgError):
-            z, conv = last["z"], False          # abandoned, or the sensitivities failed: keep the best point
-    loss = fp.loss(z)
-    if not np.isfinite(loss):
+        except _Hopeless:
+            z, conv = last["z"], False          # abandoned: keep the best point
+        except (SolverError, ValueError, np.linalg.LinAlgError) as exc:
+            z, conv = last["z"], False          # the sensitivities failed: keep the best point
+            failure = f"solver failure ({type(exc).__name__}: {str(exc)[:120]})"
+    loss = fp.loss(z, check=False)
+    if not np.isfinite(loss) or loss >= 1e300:
         loss = 1e300
+        failure = failure or "the objective is not finite (the ODE solver failed)"
+    else:
+        failure = ""                            # a solver error along the way, but a usable point
     p, x0s = fp.vectors(z)
     params = {n: float(v) for n, v in zip(model.parameters, p, strict=True)}
-    x0 = {n: float(v) for n, v in zip(model.states, x0s[0], strict=True)}
+    x0_all = x0_dicts(fp, x0s)
+    x0 = x0_all[0]
     # Wald statistics of the edge strengths from the Gauss-Newton covariance at the optimum.
     wald: dict[str, float] = {}
     try:
@@ -88,7 +104,8 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                 i = fp.names.index(e.strength)
                 v = float(fp.natural(z)[i])
                 se = math.sqrt(max(cov[i, i], 0.0))
-                wald[e.id] = 0.0 if v <= 0 else (abs(v) / se if se > 0 else math.inf)
+                signed = (fp.lb[i] < 0) if fp.scales[i] != "log" else False   # e.g. gLV a_ij of either sign
+                wald[e.id] = 0.0 if (v <= 0 and not signed) or v == 0 else (abs(v) / se if se > 0 else math.inf)
     except Exception:   # ranking is a heuristic: fall back to raw strengths
         wald = {}
     # Knockouts: the objective increase when one edge's strength is set to 0 without refitting (an upper
@@ -109,4 +126,5 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     return Candidate(edges=list(job["edges"]), parameters=params, x0=x0, objective=float(loss), k=k,
                      n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
                                                                for k2, v in wald.items()},
-                     converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock).to_dict()
+                     converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock, x0s=x0_all,
+                     failed=failure).to_dict()

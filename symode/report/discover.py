@@ -50,6 +50,16 @@ def render_report(res: DiscoveryResult) -> str:
              f"{len(res.pruned_edges)}; {len(res.evaluated)} candidate fits, {res.wall_time_s:.0f} s.", "",
              "Kept: " + ", ".join(f"`{e}`" for e in res.kept_edges), "",
              "Pruned: " + ", ".join(f"`{e}`" for e in res.pruned_edges), ""]
+    if res.budget_exhausted:
+        lines += [f"**The time budget ({res.budget_s:.0f} s) cut the search short**: this is the best model found "
+                  "so far, not the end of the search.", ""]
+    if res.failed:
+        lines += [f"**{len(res.failed)} candidate fit(s) failed** (objective not finite after a retry with multiple "
+                  "shooting); none of them was kept:", "", "| edges | reason |", "|---:|---|"]
+        lines += [f"| {f['n_edges']} | {f['reason']} |" for f in res.failed]
+        lines.append("")
+    if res.notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in res.notes] + [""]
     if res.relabelling:
         lines += ["Satellites are exchangeable in the template (only X, S and metabolites are observed), so they were "
                   "renamed to the canonical order (numbered by the lowest-numbered metabolite they take up): "
