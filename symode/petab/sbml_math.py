@@ -14,6 +14,7 @@ import libsbml
 import sympy as sp
 
 from symode.errors import SpecError
+from symode.petab.math import _bool, _num  # booleans as numbers and back, as in PEtab formulas
 
 AVOGADRO = 6.02214179e23  # SBML Level 3 Version 1's value (libsbml uses the same)
 
@@ -216,21 +217,3 @@ def _min_max(value: Any, cond: Any, other: Any) -> Any:
     else:
         return None
     return sp.Min(value, other) if is_min else sp.Max(value, other)
-
-
-def _num(x: Any) -> Any:
-    """A boolean used as a number: 1 or 0."""
-    if x is sp.true:
-        return sp.Integer(1)
-    if x is sp.false:
-        return sp.Integer(0)
-    if isinstance(x, sp.logic.boolalg.Boolean) and not isinstance(x, sp.Expr):
-        return sp.Piecewise((1, x), (0, True))
-    return x
-
-
-def _bool(x: Any) -> Any:
-    """A number used as a condition: x != 0."""
-    if isinstance(x, sp.logic.boolalg.Boolean) and not isinstance(x, sp.Expr):
-        return x
-    return sp.Ne(x, 0)
