@@ -342,7 +342,7 @@ def test_refuses_foreign_directory(tmp_path: Path) -> None:
     target = tmp_path / "mine"
     target.mkdir()
     (target / "precious.txt").write_text("keep me")
-    with pytest.raises(SymodeError, match="not written by 'symode codegen'"):
+    with pytest.raises(SymodeError, match="does not hold a previous 'symode codegen'"):
         generate_standalone(SPECS / "chemostat.yaml", target)
     assert (target / "precious.txt").read_text() == "keep me"
     with pytest.raises(SymodeError, match="invalid prefix"):

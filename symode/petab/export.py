@@ -40,10 +40,7 @@ symbolic model by whitelist printers, never from spec text.
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +51,7 @@ import sympy as sp
 import yaml
 
 from symode.errors import DataError, SpecError, SymodeError
+from symode.io import atomic_directory
 from symode.petab.export_math import (
     SbmlMath,
     and_node,
@@ -408,32 +406,13 @@ def export_petab(spec: Spec, datasets: Sequence[Dataset], out_dir: str | Path, *
     ``out_dir`` is replaced only when it is empty or holds a previous export (its problem.yaml)."""
     result = petab_files(spec, datasets, noise=noise, finite_bounds=finite_bounds)
     out = Path(out_dir).absolute()
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out, is_previous=_is_export,
+                          previous="'symode petab export' (problem.yaml)") as tmp:
         for name, text in result.files.items():
             (tmp / name).write_text(text, encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     result.directory = out
     result.problem = out / FILES["problem"]
     return result
-
-
-def _check_target(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise SymodeError("output exists and is not a directory", file=str(out))
-    if any(out.iterdir()) and not _is_export(out):
-        raise SymodeError("output directory exists and does not hold a previous 'symode petab export' "
-                          "(problem.yaml); choose a new or empty directory", file=str(out))
 
 
 def _is_export(directory: Path) -> bool:
@@ -442,19 +421,3 @@ def _is_export(directory: Path) -> bool:
             return fh.readline().rstrip("\n") == MARKER
     except OSError:
         return False
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``, replacing a previous export in (nearly) one step."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    old.rmdir()
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

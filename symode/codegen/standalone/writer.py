@@ -9,10 +9,8 @@ then renamed into place. An existing target directory is only replaced when it h
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from symode.codegen.standalone.facts import (
 )
 from symode.codegen.wrapper import C_SOURCES, CSRC, generate_casadi
 from symode.errors import SymodeError
+from symode.io import atomic_directory
 from symode.spec import Spec, load_spec
 
 #: The static Python loader (copied as it is; it reads the model's facts from manifest.json).
@@ -54,17 +53,14 @@ def generate_standalone(spec: Spec | str | Path, out_dir: str | Path, *,
     spec = _apply_params(spec, params)
     if find_compiler() is None and build:
         raise SymodeError("no C compiler found (set $CC)")
-    out = Path(out_dir).absolute()
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
     from symode.symbolic.rhs import build_symbolic
 
-    layout = layout_of(spec)
-    facts = model_facts(spec, layout, prefix)
-    sym = build_symbolic(spec)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    out = Path(out_dir).absolute()
+    with atomic_directory(out, is_previous=_is_ours, previous="'symode codegen' output (manifest.json)",
+                          mode=0o755) as tmp:
+        layout = layout_of(spec)
+        facts = model_facts(spec, layout, prefix)
+        sym = build_symbolic(spec)
         generate_casadi(sym, layout, tmp)
         for n in C_SOURCES:
             shutil.copy(CSRC / n, tmp / n)
@@ -84,13 +80,8 @@ def generate_standalone(spec: Spec | str | Path, out_dir: str | Path, *,
         with open(tmp / MANIFEST, "w") as fh:
             json.dump(manifest(facts, written), fh, indent=1)
             fh.write("\n")
-        os.chmod(tmp, 0o755)
         if build:
             run_make(tmp)
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -131,34 +122,8 @@ def _apply_params(spec: Spec, params: str | Path | Mapping[str, Any] | None) -> 
                             {k: float(v) for k, v in (params.get("x0") or {}).items()})
 
 
-def _check_target(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise SymodeError("output exists and is not a directory", file=str(out))
-    if any(out.iterdir()) and not _is_ours(out):
-        raise SymodeError("output directory exists and was not written by 'symode codegen' (no manifest.json); "
-                          "choose a new or empty directory", file=str(out))
-
-
 def _is_ours(directory: Path) -> bool:
     try:
         return json.loads((directory / MANIFEST).read_text()).get("generator") == "symode codegen"
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``, replacing a previous codegen output in (nearly) one step."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            os.rename(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
