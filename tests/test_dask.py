@@ -35,6 +35,7 @@ from symode.solve.simulation import simulate
 from symode.solve.synth import make_dataset, noisy_observations, smooth_dilution
 
 from .conftest import SPECS, require
+from .parallel_jobs import signalled_first, slow_square, staggered_jobs
 
 try:
     import distributed
@@ -73,25 +74,6 @@ def address(cluster, client):
 # ----------------------------------------------------------------------------------------------------
 # Job functions (module level: pickled by reference, imported by the workers)
 # ----------------------------------------------------------------------------------------------------
-
-
-def slow_square(job: dict) -> dict:
-    time.sleep(job["sleep"])
-    if job["x"] == job.get("fail"):
-        raise ValueError(f"job {job['x']} fails")
-    return {"x": job["x"], "y": job["x"] ** 2, "pid": os.getpid()}
-
-
-def second_first(job: dict) -> int:
-    """Job 0 waits (up to a minute) until job 1 has finished (on the other worker)."""
-    flag = Path(job["flag"])
-    if job["k"] == 0:
-        deadline = time.monotonic() + 60
-        while not flag.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-    elif job["k"] == 1:
-        flag.write_text("done")
-    return job["k"]
 
 
 def die_once(job: dict) -> dict:
@@ -138,7 +120,7 @@ def fitlike_start(job: dict) -> dict:
 
 
 def _jobs(n: int, **extra: object) -> list[dict]:
-    return [dict(x=k, sleep=0.1 * (n - k), **extra) for k in range(n)]
+    return staggered_jobs(n, 0.1, **extra)
 
 
 def symode_tasks(stream: list[dict]) -> list[str]:
@@ -209,10 +191,10 @@ def test_results_in_job_order_on_the_cluster(address, client):
 
 
 def test_results_in_job_order_whatever_the_completion_order(address, tmp_path):
-    jobs = [dict(k=k, flag=str(tmp_path / "flag")) for k in range(4)]
+    jobs = [dict(k=k, signal=1, flag=str(tmp_path / "flag")) for k in range(4)]
     seen: list[int] = []
     with DaskExecutor(address) as ex:
-        out = run_tasks(second_first, jobs, executor=ex, on_result=lambda k, _r: seen.append(k))
+        out = run_tasks(signalled_first, jobs, executor=ex, on_result=lambda k, _r: seen.append(k))
     assert out == [0, 1, 2, 3]
     assert seen.index(1) < seen.index(0) and sorted(seen) == [0, 1, 2, 3]   # on_result as each arrived
 

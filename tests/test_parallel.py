@@ -28,30 +28,11 @@ from symode.parallel import (
 )
 
 from .conftest import SPECS
+from .parallel_jobs import signalled_first, slow_square, staggered_jobs
 
 # ----------------------------------------------------------------------------------------------------
 # Job functions (module level: the process pool pickles them by reference)
 # ----------------------------------------------------------------------------------------------------
-
-
-def slow_square(job: dict) -> dict:
-    """Later jobs finish first, so completion order differs from job order."""
-    time.sleep(job["sleep"])
-    if job["x"] == job.get("fail"):
-        raise ValueError(f"job {job['x']} fails")
-    return {"x": job["x"], "y": job["x"] ** 2, "pid": os.getpid()}
-
-
-def last_first(job: dict) -> int:
-    """Job 0 waits (up to a minute) until the last job has finished: completion order != job order."""
-    flag = Path(job["flag"])
-    if job["k"] == 0:
-        deadline = time.monotonic() + 60
-        while not flag.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-    elif job["k"] == job["n"] - 1:
-        flag.write_text("done")
-    return job["k"]
 
 
 def pid_or_wait(job: dict) -> int:
@@ -70,7 +51,7 @@ def nested_choice(_job: object) -> dict:
 
 
 def _jobs(n: int, **extra: object) -> list[dict]:
-    return [dict(x=k, sleep=0.05 * (n - k), **extra) for k in range(n)]
+    return staggered_jobs(n, 0.05, **extra)
 
 
 def _gone(pid: int) -> bool:
@@ -105,10 +86,10 @@ def test_results_in_job_order_with_failures_in_their_slot(executor):
 
 
 def test_results_in_job_order_whatever_the_completion_order(tmp_path):
-    jobs = [dict(k=k, n=4, flag=str(tmp_path / "flag")) for k in range(4)]
+    jobs = [dict(k=k, signal=3, flag=str(tmp_path / "flag")) for k in range(4)]
     seen: list[int] = []
     with ProcessExecutor(2) as ex:
-        out = run_tasks(last_first, jobs, executor=ex, on_result=lambda k, _r: seen.append(k))
+        out = run_tasks(signalled_first, jobs, executor=ex, on_result=lambda k, _r: seen.append(k))
     assert out == [0, 1, 2, 3]
     assert seen[-1] == 0 and sorted(seen) == [0, 1, 2, 3]
 
