@@ -103,3 +103,47 @@ def parse_c_driver(stdout: str) -> dict[str, tuple[str, str]]:
         if len(head) == 2 and head[0] in ("OK", "FAIL"):
             results[head[1]] = (head[0], parts[1] if len(parts) > 1 else "")
     return results
+
+
+def assert_driver_all_ok(res, results: dict[str, tuple[str, str]], expected: list[str]) -> None:
+    """Every check a C driver reported passed, each ``expected`` check was reported, and it exited 0."""
+    fails = {k: v for k, v in results.items() if v[0] != "OK"}
+    assert not fails, "\n".join(f"{k}: {v[1]}" for k, v in fails.items())
+    assert res.returncode == 0, res.stdout + res.stderr
+    missing = [name for name in expected if name not in results]
+    assert not missing, f"checks not reported: {missing}"
+    assert f"SUMMARY {len(results)} 0" in res.stdout
+
+
+def assert_check_ok(results: dict[str, tuple[str, str]], name: str) -> None:
+    assert name in results, f"check {name} not reported"
+    status, info = results[name]
+    assert status == "OK", f"{name}: {info}"
+
+
+def assert_valgrind_clean(valgrind: str, driver: Path) -> None:
+    """The driver's quick run under valgrind has no memory errors and no definite or indirect leaks."""
+    import subprocess
+
+    res = subprocess.run(
+        [valgrind, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+         str(driver), "--quick"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "FAIL " not in res.stdout
+
+
+def assert_sanitizers_clean(exe: Path, driver: Path, sources: list[Path]) -> None:
+    """The driver built with AddressSanitizer and UBSan passes its quick run (skips where the compiler or
+    its runtime cannot do it)."""
+    import subprocess
+
+    res = compile_c_driver(exe, driver, sources, ["-O1", "-g", "-fsanitize=address,undefined",
+                                                  "-fno-sanitize-recover=all"], check=False)
+    if res.returncode != 0:
+        pytest.skip("compiler does not support -fsanitize=address,undefined")
+    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=600)
+    if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
+        pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]

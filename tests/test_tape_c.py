@@ -9,7 +9,18 @@ import subprocess
 
 import pytest
 
-from .conftest import C_DRIVER_CFLAGS, CSRC, REPO, c_compiler, compile_c_driver, parse_c_driver
+from .conftest import (
+    C_DRIVER_CFLAGS,
+    CSRC,
+    REPO,
+    assert_check_ok,
+    assert_driver_all_ok,
+    assert_sanitizers_clean,
+    assert_valgrind_clean,
+    c_compiler,
+    compile_c_driver,
+    parse_c_driver,
+)
 
 SOURCES = [CSRC / "symode_tape.c", CSRC / "symode_integrator.c"]
 DRIVER = REPO / "tests" / "csrc" / "test_tape_main.c"
@@ -36,14 +47,10 @@ EXPECTED = [
 ]
 
 
-def _compile(out, extra_flags=(), check=True):
-    return compile_c_driver(out, DRIVER, SOURCES, extra_flags, check=check)
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     exe = tmp_path_factory.mktemp("tape") / "test_tape_main"
-    _compile(exe)
+    compile_c_driver(exe, DRIVER, SOURCES)
     return exe
 
 
@@ -62,21 +69,12 @@ def test_compiles_warning_free(tmp_path, src):
 
 
 def test_driver_all_ok(driver_run):
-    res, results = driver_run
-    fails = {k: v for k, v in results.items() if v[0] != "OK"}
-    assert not fails, "\n".join(f"{k}: {v[1]}" for k, v in fails.items())
-    assert res.returncode == 0, res.stdout + res.stderr
-    missing = [name for name in EXPECTED if name not in results]
-    assert not missing, f"checks not reported: {missing}"
-    assert f"SUMMARY {len(results)} 0" in res.stdout
+    assert_driver_all_ok(*driver_run, EXPECTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_check(driver_run, name):
-    _, results = driver_run
-    assert name in results, f"check {name} not reported"
-    status, info = results[name]
-    assert status == "OK", f"{name}: {info}"
+    assert_check_ok(driver_run[1], name)
 
 
 def test_perf_info(driver_run):
@@ -89,23 +87,9 @@ def test_perf_info(driver_run):
 @pytest.mark.slow
 @pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
 def test_valgrind_clean(driver):
-    res = subprocess.run(
-        [VALGRIND, "-q", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
-         str(driver), "--quick"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert res.returncode == 0, res.stderr[-4000:]
-    assert "FAIL " not in res.stdout
+    assert_valgrind_clean(VALGRIND, driver)
 
 
 @pytest.mark.slow
 def test_sanitizers(tmp_path):
-    exe = tmp_path / "test_tape_asan"
-    res = _compile(exe, ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
-                   check=False)
-    if res.returncode != 0:
-        pytest.skip("compiler does not support -fsanitize=address,undefined")
-    run = subprocess.run([str(exe), "--quick"], capture_output=True, text=True, timeout=600)
-    if run.returncode != 0 and "FAIL " not in run.stdout and "Sanitizer" not in run.stderr:
-        pytest.skip(f"sanitizer runtime unusable here: {run.stderr[-500:]}")
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert_sanitizers_clean(tmp_path / "test_tape_asan", DRIVER, SOURCES)
