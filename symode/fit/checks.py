@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import SymodeError
-from symode.fit.local import FitInterrupted
+from symode.fit.local import ROUGH_RTOL, FitInterrupted
 from symode.fit.problem import FitProblem, spec_fixed, x0_dicts
 from symode.fit.result import FitResult
 from symode.fit.uncertainty import (
@@ -164,15 +164,49 @@ def run_checks(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], 
 def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
     """profile_likelihood keywords of a check."""
     i = fp.names.index(c.name)
+    trace = profile_trace(fp, result, c)
     if c.kind in ("at bound", "flat"):
-        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8)
+        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8, trace=trace)
     if c.kind == "borderline":
         # first step just past the Wald 99% end: where the quadratic approximation holds, one point per side
         # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there
         se = result.fisher.se_transformed[i]
-        return dict(n_points=8, max_evals=8,
+        return dict(n_points=8, max_evals=8, trace=trace,
                     step=float(min(max(BORDERLINE_STEP * se, 1e-3), 2.0)) if np.isfinite(se) else None)
-    return dict(n_points=12)
+    return dict(n_points=12, trace=trace)
+
+
+def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | None:
+    """Where the other unknowns go as the checked one moves, by the quadratic approximation at the optimum
+    (the profile's warm start, transformed space, 1 at the checked one): along the flat direction it
+    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance (the minimiser of
+    the quadratic model with z_i fixed); None where neither is defined."""
+    f = result.fisher
+    i = fp.names.index(c.name)
+    if c.kind == "flat" or not np.isfinite(f.se_transformed[i]):
+        W = symmetry_directions(result.symmetries, fp.names) if result.symmetries else np.zeros((len(fp.names), 0))
+        Q = np.linalg.qr(W)[0] if W.shape[1] else W
+        best = None
+        for nd in f.null_directions:
+            v = np.array([nd.get(n, 0.0) for n in fp.names])
+            v = v - Q @ (Q.T @ v)
+            if abs(v[i]) > 1e-3 and (best is None or abs(v[i]) > abs(best[i])):
+                best = v
+        return None if best is None else best / best[i]
+    cov = f.covariance
+    if cov is None or not cov[i, i] > 0:
+        return None
+    trace = cov[:, i] / cov[i, i]
+    return trace if np.all(np.isfinite(trace)) else None
+
+
+def start_loss(fp: FitProblem) -> Any:
+    """The loss at a profile point's start, at the re-optimisations' tolerance (one forward solve): the
+    profiles choose between a predicted start and the previous point with it."""
+    def loss(z: np.ndarray) -> float:
+        with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
+            return fp.loss(z, check=False)
+    return loss
 
 
 def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult,
@@ -239,7 +273,8 @@ def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
         with fp.bounded(Budget(max(min(job["share"], job["deadline"] - time.time()), 0.0))):
             prof = profile_likelihood(profile_objective(fp, job["syms"], job["loss"]), fp.natural(z), job["index"],
                                       names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"],
-                                      progress=False, sides=(job["side"],), **job["kw"])
+                                      progress=False, sides=(job["side"],), start_loss=start_loss(fp),
+                                      **job["kw"])
     except TimeLimit:
         prof = None
     return prof, fp.timings.to_dict()
@@ -254,7 +289,7 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
         with fp.bounded(share):
             prof = profile_likelihood(profile_objective(fp, syms, loss), fp.natural(z), fp.names.index(c.name),
                                       names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=loss,
-                                      progress=progress, **_settings(fp, result, c))
+                                      progress=progress, start_loss=start_loss(fp), **_settings(fp, result, c))
     except TimeLimit:
         pass
     except (KeyboardInterrupt, FitInterrupted):

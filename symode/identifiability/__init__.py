@@ -5,6 +5,7 @@ profile likelihoods, and their markdown rendering. Exact scaling symmetries come
 from symode.identifiability.fisher import (
     CHI2_1,
     LEVELS,
+    RCOND,
     FisherResult,
     Z,
     bounds_list,
@@ -21,6 +22,7 @@ from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling
 __all__ = [
     "CHI2_1",
     "LEVELS",
+    "RCOND",
     "FisherResult",
     "Profile",
     "Symmetry",
