@@ -97,13 +97,11 @@ def quality(spec_file: Path, data_file: Path, truth: dict, fit_json: Path) -> di
     _, J = fp.jacobian(z, gauge=False, rtol=fp.rtol)
     rel = cramer_rao(J, fp.names, fp.scales, fp.natural(z), symmetries=find_symmetries(model))
     cr = {n for n, r in zip(fp.names, rel, strict=True) if not n.startswith("x0.") and r <= REL_SE_MAX}
-    pars = res["parameters"] if isinstance(res.get("parameters"), dict) else {}
     flags, cover = set(), []
     for n, t in truth["parameters"].items():
-        info = pars.get(n) or {}
-        if info.get("identifiable"):
+        if res["identifiable"].get(n):
             flags.add(n)
-        iv = (info.get("intervals") or {}).get("0.95")
+        iv = res["confidence_intervals"].get(n, {}).get("0.95")
         if iv is not None:
             lo, hi = iv
             cover.append((lo is None or lo <= t) and (hi is None or t <= hi))
