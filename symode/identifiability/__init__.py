@@ -15,7 +15,7 @@ from symode.identifiability.fisher import (
     relative_factors,
     relative_generators,
 )
-from symode.identifiability.profiles import Profile, profile_likelihood
+from symode.identifiability.profiles import Profile, predicted_start, profile_likelihood
 from symode.identifiability.render import render_markdown
 from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling_symmetries, symmetry_directions
 
@@ -32,6 +32,7 @@ __all__ = [
     "fisher_analysis",
     "invariant_combinations",
     "log_jacobian",
+    "predicted_start",
     "profile_likelihood",
     "relative_factors",
     "relative_generators",
