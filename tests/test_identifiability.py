@@ -15,6 +15,7 @@ from symode.identifiability import (
     fisher_analysis,
     invariant_combinations,
     log_jacobian,
+    predicted_start,
     profile_likelihood,
     render_markdown,
     scaling_symmetries,
@@ -403,3 +404,54 @@ def test_chemostat_dev_symmetry_parameters_not_identifiable(shared_data, chemost
     for st in ("Y", "A", "B"):
         assert f"Measure {st} (at least once" in md
     assert "IA = 50 is far above" in md
+
+
+def test_predicted_start_extrapolates_the_walk_and_stays_in_the_box():
+    z0, z1 = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5, 1.0])
+    # the secant through the last two points, the profiled component set to the new value
+    np.testing.assert_allclose(predicted_start(1.0, [(0.0, z0), (0.5, z1)], 0), [1.0, 2.0, 0.0])
+    # from the optimum alone: along the trace (or nowhere without one)
+    np.testing.assert_allclose(predicted_start(0.5, [(0.0, z0)], 0, np.array([1.0, -2.0, 4.0])), [0.5, 0.0, 4.0])
+    np.testing.assert_allclose(predicted_start(0.5, [(0.0, z0)], 0), [0.5, 1.0, 2.0])
+    box = np.array([[-np.inf, np.inf], [1.2, np.inf], [-np.inf, 3.0]])
+    np.testing.assert_allclose(predicted_start(0.5, [(0.0, z0)], 0, np.array([1.0, -2.0, 4.0]), box),
+                               [0.5, 1.2, 3.0])
+
+
+def test_profile_starts_on_the_quadratic_profile_path_with_the_fisher_trace():
+    """With the trace Sigma[:, i] / Sigma[i, i] every re-optimisation of a quadratic loss starts at its
+    solution (the first point of each side from the optimum, the later ones by the secant), and the
+    profile is the same as from the previous points."""
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+    starts = []
+
+    def recording(i, v, start):
+        starts.append(np.array(start))
+        return obj(i, v, start)
+
+    cov = np.linalg.inv(H)
+    i = 1
+    prof = profile_likelihood(recording, np.exp(m), i, names=names, scales=scales, trace=cov[:, i] / cov[i, i])
+    for z, th in zip(prof.values_transformed, prof.thetas, strict=True):
+        if z != m[i]:
+            start = next(s for s in starts if s[i] == z)
+            np.testing.assert_allclose(start, th, atol=1e-9)
+    plain = profile_likelihood(obj, np.exp(m), i, names=names, scales=scales)
+    np.testing.assert_allclose(prof.intervals["0.95"], plain.intervals["0.95"], rtol=1e-9)
+
+
+def test_profile_start_loss_falls_back_to_the_previous_point():
+    """A predicted start worse than the previous point (by ``start_loss``) is not used."""
+    H, m, names, scales = _quadratic_case()
+    obj, _ = _quadratic(H, m)
+    starts = []
+
+    def recording(i, v, start):
+        starts.append(np.array(start))
+        return obj(i, v, start)
+
+    bad = np.array([50.0, 1.0, -50.0])      # a trace far off the profile path
+    profile_likelihood(recording, np.exp(m), 1, names=names, scales=scales, trace=bad, sides=("upper",),
+                       start_loss=lambda z: 0.5 * (z - m) @ H @ (z - m))
+    np.testing.assert_allclose(starts[0][[0, 2]], m[[0, 2]])

@@ -43,6 +43,7 @@ EXPECTED = [
     "lin2_explicit_vs_exact", "lin2_stiff_vs_exact", "lin2_auto_vs_exact",
     "chem_gradient_vs_continuous",
     "obs_at_t0", "single_time_point", "record_bit_identical", "errors_args", "explicit_vjp_only",
+    "stiff_forward_vjp2_vs_jvp2",
     "perf_chemostat_runs",
 ]
 

@@ -19,9 +19,10 @@ what that means for the flags (:data:`CUT_EFFECT`).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from symode.errors import SymodeError
-from symode.fit.local import FitInterrupted
+from symode.fit.local import ROUGH_RTOL, FitInterrupted
 from symode.fit.problem import FitProblem, spec_fixed, x0_dicts
 from symode.fit.result import FitResult
 from symode.fit.uncertainty import (
@@ -132,16 +133,17 @@ def requested(fp: FitProblem, result: FitResult, which: bool | Sequence[str]) ->
 
 def run_checks(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult, *,
                which: bool | Sequence[str], budget: Budget, progress: bool, only_requested: bool = False,
-               workers: int | None = 1) -> None:
-    """Every planned check within ``budget`` (``workers`` processes; None: all cores). ``only_requested``:
-    the requested profiles only."""
+               workers: int | None = 1, executor: Executor | None = None) -> None:
+    """Every planned check within ``budget`` (``workers`` processes; None: all cores; or ``executor``, e.g.
+    from :func:`start_check_workers`, left open). ``only_requested``: the requested profiles only."""
     f = result.fisher
     if f is None:
         return
     plan = [Check("profile", n) for n in requested(fp, result, which)] if only_requested \
         else plan_checks(fp, result, which)
     first = [c for c in plan if c.kind in ("at bound", "flat")]
-    with get_executor(workers) as ex:
+    with contextlib.ExitStack() as stack:
+        ex = executor if executor is not None else stack.enter_context(get_executor(workers))
         profs = _batch(fp, z, loss, syms, result, first, budget.share(len(first) / max(len(plan), 1)), progress,
                        ex, "at-bound and flat profiles")
         points = [pt for c, prof in zip(first, profs, strict=True) if prof is not None for pt in far_points(prof)]
@@ -164,15 +166,49 @@ def run_checks(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], 
 def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
     """profile_likelihood keywords of a check."""
     i = fp.names.index(c.name)
+    trace = profile_trace(fp, result, c)
     if c.kind in ("at bound", "flat"):
-        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8)
+        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8, trace=trace)
     if c.kind == "borderline":
         # first step just past the Wald 99% end: where the quadratic approximation holds, one point per side
         # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there
         se = result.fisher.se_transformed[i]
-        return dict(n_points=8, max_evals=8,
+        return dict(n_points=8, max_evals=8, trace=trace,
                     step=float(min(max(BORDERLINE_STEP * se, 1e-3), 2.0)) if np.isfinite(se) else None)
-    return dict(n_points=12)
+    return dict(n_points=12, trace=trace)
+
+
+def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | None:
+    """Where the other unknowns go as the checked one moves, by the quadratic approximation at the optimum
+    (the profile's warm start, transformed space, 1 at the checked one): along the flat direction it
+    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance (the minimiser of
+    the quadratic model with z_i fixed); None where neither is defined."""
+    f = result.fisher
+    i = fp.names.index(c.name)
+    if c.kind == "flat" or not np.isfinite(f.se_transformed[i]):
+        W = symmetry_directions(result.symmetries, fp.names) if result.symmetries else np.zeros((len(fp.names), 0))
+        Q = np.linalg.qr(W)[0] if W.shape[1] else W
+        best = None
+        for nd in f.null_directions:
+            v = np.array([nd.get(n, 0.0) for n in fp.names])
+            v = v - Q @ (Q.T @ v)
+            if abs(v[i]) > 1e-3 and (best is None or abs(v[i]) > abs(best[i])):
+                best = v
+        return None if best is None else best / best[i]
+    cov = f.covariance
+    if cov is None or not cov[i, i] > 0:
+        return None
+    trace = cov[:, i] / cov[i, i]
+    return trace if np.all(np.isfinite(trace)) else None
+
+
+def start_loss(fp: FitProblem) -> Any:
+    """The loss at a profile point's start, at the re-optimisations' tolerance (one forward solve): the
+    profiles choose between a predicted start and the previous point with it."""
+    def loss(z: np.ndarray) -> float:
+        with fp.tolerance(max(fp.rtol, ROUGH_RTOL)):
+            return fp.loss(z, check=False)
+    return loss
 
 
 def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], result: FitResult,
@@ -190,9 +226,8 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
         jobs = []
         waves = math.ceil(2 * len(checks) / ex.workers)
         seconds = budget.left / waves      # a task's fair share; all end by the batch's deadline
-        base = dict(spec=fp.model.spec, datasets=fp.datasets, fixed=spec_fixed(fp), x0=x0_dicts(fp), rtol=fp.rtol,
-                    atol=fp.atol, syms=list(syms), z=np.asarray(z, dtype=float), loss=float(loss),
-                    key=uuid.uuid4().hex, share=seconds, deadline=time.time() + budget.left)
+        base = dict(worker_job(fp), syms=list(syms), z=np.asarray(z, dtype=float), loss=float(loss),
+                    share=seconds, deadline=time.time() + budget.left)
         for c in checks:
             kw = _settings(fp, result, c)
             for side in ("lower", "upper"):
@@ -223,14 +258,46 @@ def _batch(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
     return out
 
 
-def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
-    """One side of one profile check (in a worker process: the problem is rebuilt once per process)."""
+def worker_job(fp: FitProblem) -> dict[str, Any]:
+    """What a worker process needs to rebuild ``fp`` (once per process and problem: :func:`worker_problem`)."""
+    return dict(spec=fp.model.spec, datasets=fp.datasets, fixed=spec_fixed(fp), x0=x0_dicts(fp), rtol=fp.rtol,
+                atol=fp.atol, key=fp.key)
+
+
+def worker_problem(job: dict[str, Any]) -> FitProblem:
+    """The problem of :func:`worker_job` in this process (built on first use, then remembered)."""
     def build() -> FitProblem:
         model = build_model(job["spec"])
         return FitProblem(model, job["datasets"], fixed=job["fixed"], x0=job["x0"], rtol=job["rtol"],
                           atol=job["atol"])
 
-    fp = process_memo(("fit-checks", job["key"]), build)
+    return process_memo(("fit-checks", job["key"]), build)
+
+
+def warm_worker(job: dict[str, Any]) -> None:
+    """A worker's start-up before its first check: imports, the model's library and the problem."""
+    worker_problem(job)
+
+
+def start_check_workers(fp: FitProblem, workers: int | None, budget: Budget) -> Executor | None:
+    """The executor for the profile checks, its worker processes started now, in the background (a thread
+    waits for them): their start-up (imports, loading the model, ~1-2 s each) overlaps the local fit, which
+    keeps one core busy, instead of delaying the first check. None (the checks make their own) when they
+    would run in this process or with too little time to go parallel."""
+    if budget.left < 2 * MIN_PARALLEL_S:
+        return None
+    ex = get_executor(workers)
+    if ex.workers <= 1:
+        ex.close()
+        return None
+    threading.Thread(target=run_tasks, args=(warm_worker, [worker_job(fp)] * ex.workers),
+                     kwargs=dict(executor=ex), daemon=True, name="start check workers").start()
+    return ex
+
+
+def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
+    """One side of one profile check (in a worker process: the problem is rebuilt once per process)."""
+    fp = worker_problem(job)
     fp.timings = type(fp.timings)()
     z = job["z"]
     try:
@@ -239,7 +306,8 @@ def side_worker(job: dict[str, Any]) -> tuple[Profile | None, dict[str, Any]]:
         with fp.bounded(Budget(max(min(job["share"], job["deadline"] - time.time()), 0.0))):
             prof = profile_likelihood(profile_objective(fp, job["syms"], job["loss"]), fp.natural(z), job["index"],
                                       names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=job["loss"],
-                                      progress=False, sides=(job["side"],), **job["kw"])
+                                      progress=False, sides=(job["side"],), start_loss=start_loss(fp),
+                                      **job["kw"])
     except TimeLimit:
         prof = None
     return prof, fp.timings.to_dict()
@@ -254,7 +322,7 @@ def _check(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], resu
         with fp.bounded(share):
             prof = profile_likelihood(profile_objective(fp, syms, loss), fp.natural(z), fp.names.index(c.name),
                                       names=fp.names, scales=fp.scales, bounds=fp.bounds(), loss_hat=loss,
-                                      progress=progress, **_settings(fp, result, c))
+                                      progress=progress, start_loss=start_loss(fp), **_settings(fp, result, c))
     except TimeLimit:
         pass
     except (KeyboardInterrupt, FitInterrupted):

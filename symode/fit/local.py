@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
 
 from symode.errors import SolverError
 from symode.fit.problem import FitProblem
@@ -200,6 +199,8 @@ def _trf(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tupl
         tracker(count[0], zz, 0.5 * float(r @ r))
         return J
 
+    from scipy.optimize import least_squares  # here: scipy.optimize takes ~0.5 s to import
+
     res = least_squares(fp.residuals, z, jac=jac, bounds=(fp.lb, fp.ub), method="trf", x_scale="jac",
                         max_nfev=max_iter * 2, ftol=1e-10, xtol=1e-10, gtol=1e-8)
     return res.x, bool(res.status > 0), str(res.message), count[0]
@@ -230,6 +231,8 @@ def _lbfgs(fp: FitProblem, z: np.ndarray, max_iter: int, tracker: Tracker) -> tu
     def cb(zz: np.ndarray) -> None:
         count[0] += 1
         tracker(count[0], zz, fp.loss(zz))
+
+    from scipy.optimize import minimize
 
     res = minimize(fg, z, jac=True, method="L-BFGS-B", bounds=fp.transform.scipy_bounds(), callback=cb,
                    options={"maxiter": max_iter * 10, "ftol": 1e-14, "gtol": 1e-8})

@@ -14,7 +14,6 @@ import numpy as np
 from symode.errors import SymodeError
 from symode.fit.problem import FitProblem, check_data
 from symode.fit.result import FitResult
-from symode.hybrid import HYBRID_TIME_LIMIT, fit_hybrid
 from symode.solve.model import Model, build_model
 from symode.spec.data import Dataset
 
@@ -24,6 +23,9 @@ def fit_neural(model: Model, data: list[Dataset], *, fixed: Sequence[str], x0: S
                atol: float, t0: float) -> FitResult:
     """:func:`symode.fit.fit` for a spec with neural terms: :func:`symode.hybrid.fit_hybrid`, wrapped as a
     FitResult (no Fisher analysis; every start in ``multistart``, the best of each phase in ``stages``)."""
+    # here, not at the top: the hybrid fit pulls in scipy.optimize (~0.5 s), which other fits do not need
+    from symode.hybrid import HYBRID_TIME_LIMIT, fit_hybrid
+
     if len(data) != 1:
         raise SymodeError(f"a model with neural terms is fitted to one data set at a time (got {len(data)})")
     check_data(model.spec, data[0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ class FitProblem:
             check_data(spec, d)
         self.problems = [Problem(model, d) for d in self.datasets]
         self.rtol, self.atol = rtol, atol
+        #: names this problem to worker processes, which rebuild it once each (``symode.parallel.process_memo``)
+        self.key = uuid.uuid4().hex
         #: tolerance of the sensitivities in :meth:`jacobian` by default (the Fisher analysis asks for rtol)
         self.jac_rtol = max(rtol, JAC_RTOL)
         self._last: tuple[np.ndarray, float, np.ndarray] | None = None    # (z, rtol, data residuals)

@@ -18,6 +18,7 @@ from symode.fit.problem import FitProblem
 from symode.fit.result import REL_SE_MAX, FitResult, union_interval
 from symode.identifiability import (
     CHI2_1,
+    RCOND,
     FisherResult,
     Profile,
     fisher_analysis,
@@ -41,12 +42,14 @@ MERGE_POINTS = 4
 BORDERLINE_STEP = 2.7
 
 
-def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any]) -> FisherResult:
+def fisher_at(fp: FitProblem, z: np.ndarray, loss: float, syms: Sequence[Any], *, rcond: float = RCOND
+              ) -> FisherResult:
     """The Fisher analysis at ``z`` (exact Jacobian without the gauge rows, the symmetries as exact null
-    directions, the fit's identifiability limit :data:`~symode.fit.result.REL_SE_MAX`)."""
+    directions, the fit's identifiability limit :data:`~symode.fit.result.REL_SE_MAX`; ``rcond`` as in
+    :func:`~symode.identifiability.fisher_analysis`)."""
     _, J = fp.jacobian(z, gauge=False, rtol=fp.rtol)
     return fisher_analysis(J, fp.names, fp.natural(z), scales=fp.scales, n_obs=fp.n_obs, loss=loss,
-                           symmetries=syms, bounds=fp.bounds(), rel_se_max=REL_SE_MAX)
+                           symmetries=syms, bounds=fp.bounds(), rel_se_max=REL_SE_MAX, rcond=rcond)
 
 
 def far_points(prof: Profile) -> list[np.ndarray]:
@@ -68,13 +71,19 @@ def merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points:
     """Parameters at a bound freeze their direction: the Fisher matrix there is conditional on them and
     understates the others' uncertainty; along a flat direction the optimum is one of many equally good
     points. Merge the Fisher analyses at the profile points of ``profiled`` (likelihood within the 99%
-    threshold): a parameter is identifiable only if it is at every point, and its intervals are the union."""
+    threshold): a parameter is identifiable only if it is at every point, and its intervals are the union.
+
+    At those points the null space is only what carries no information at all (relative eigenvalue below
+    the absolute floor, ``rcond=0``), not the numerical-rank cut of the analysis at the optimum: the profile
+    walks the flat direction explicitly, so its weak eigenvalue adds its share c^2/lambda to the variance of
+    a parameter with a small component c in it instead of making that parameter's SE infinite (a component
+    of 0.003 did that to muB, whose value stays put along the profile)."""
     f = result.fisher
     merged_iv = {n: {lev: list(v) for lev, v in f.intervals[n].items()} for n in f.names}
     for zz in points:
         try:
             with fp.bounded(budget):
-                g = fisher_at(fp, zz, fp.loss(zz), syms)
+                g = fisher_at(fp, zz, fp.loss(zz), syms, rcond=0.0)
         except TimeLimit:
             result.cut_short.append({"phase": "Fisher analysis at equally good points", "name": "", "sides": "",
                                      "effect": f"only part of the points along the profiles of {', '.join(profiled)} "

@@ -5,6 +5,7 @@ profile likelihoods, and their markdown rendering. Exact scaling symmetries come
 from symode.identifiability.fisher import (
     CHI2_1,
     LEVELS,
+    RCOND,
     FisherResult,
     Z,
     bounds_list,
@@ -14,13 +15,14 @@ from symode.identifiability.fisher import (
     relative_factors,
     relative_generators,
 )
-from symode.identifiability.profiles import Profile, profile_likelihood
+from symode.identifiability.profiles import Profile, predicted_start, profile_likelihood
 from symode.identifiability.render import render_markdown
 from symode.symbolic.symmetries import Symmetry, invariant_combinations, scaling_symmetries, symmetry_directions
 
 __all__ = [
     "CHI2_1",
     "LEVELS",
+    "RCOND",
     "FisherResult",
     "Profile",
     "Symmetry",
@@ -30,6 +32,7 @@ __all__ = [
     "fisher_analysis",
     "invariant_combinations",
     "log_jacobian",
+    "predicted_start",
     "profile_likelihood",
     "relative_factors",
     "relative_generators",

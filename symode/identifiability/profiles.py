@@ -68,7 +68,9 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        bounds: Any = None, n_points: int = 15, threshold: float | None = None,
                        progress: bool = False, loss_hat: float | None = None, step: float | None = None,
                        max_span: float | None = None, max_evals: int | None = None,
-                       refine: int = 2, sides: Sequence[str] = ("lower", "upper")) -> Profile:
+                       refine: int = 2, sides: Sequence[str] = ("lower", "upper"),
+                       trace: np.ndarray | None = None,
+                       start_loss: Callable[[np.ndarray], float] | None = None) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -80,8 +82,13 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     Walks both ways from the optimum with adaptive steps (about n_points/2 per side) until
     2*(loss - loss_hat) exceeds ``threshold`` (default chi2(1, 0.99) = 6.63), a bound is hit, the walk
     exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side;
-    a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times. The side's
-    previous re-optimised vector is the start of each evaluation (warm start). Interval ends
+    a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times.
+
+    Warm starts (:func:`predicted_start`): each evaluation starts from the side's re-optimised vectors
+    extrapolated to the new value (the secant through the last two; from the optimum, along ``trace``,
+    the profile path dz/dz_index of the quadratic approximation, e.g. Sigma[:, index] / Sigma[index, index]
+    of the Fisher covariance, if given), clipped to the bounds. With ``start_loss`` (the loss at a start,
+    cheaper than a re-optimisation) the better of that start and the previous vector is used. Interval ends
     interpolate sqrt(2*(loss - loss_hat)) linearly (exact for a quadratic profile); a side
     that never crosses a level is None ("flat profile"). ``sides``: walk only these (e.g. one side per
     process; :func:`merge_sides` joins the halves).
@@ -96,6 +103,24 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     zhi = to_transformed(bl[1], scale) if bl[1] is not None else math.inf
     thr = CHI2_1["0.99"] if threshold is None else float(threshold)
     z0 = float(zhat[index])
+    zbox = np.array([[to_transformed(lo, sc) if lo is not None and (sc != "log" or lo > 0) else -math.inf,
+                      to_transformed(hi, sc) if hi is not None else math.inf]
+                     for (lo, hi), sc in zip(bounds_list(bounds, names), scales, strict=True)])
+    path = None if trace is None else np.asarray(trace, dtype=float)
+
+    def start_at(znew: float, walk: list[tuple[float, np.ndarray]]) -> np.ndarray:
+        guess = predicted_start(znew, walk, index, path, zbox)
+        if start_loss is None or np.array_equal(guess, walk[-1][1]):
+            return guess
+        prev = walk[-1][1].copy()
+        prev[index] = znew
+        try:
+            return guess if start_loss(guess) <= start_loss(prev) else walk[-1][1]
+        except TimeLimit:
+            raise
+        except Exception:
+            return walk[-1][1]
+
     if max_span is None:
         max_span = 25.0 if scale == "log" else 1e3 * max(abs(z0), 1.0)
     n_side = max(3, n_points // 2)
@@ -121,7 +146,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
             continue
         h = step
         z = z0
-        start = zhat.copy()
+        walk: list[tuple[float, np.ndarray]] = [(z0, zhat.copy())]    # this side's points, in walking order
         q_prev = 0.0
         side_max_q = 0.0
         why = "max steps"
@@ -136,7 +161,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 why = "max span"
                 break
             try:
-                L, th = objective(index, float(znew), start)
+                L, th = objective(index, float(znew), start_at(float(znew), walk))
             except TimeLimit:          # out of time: this side is unfinished (undecided)
                 why = "time limit"
                 break
@@ -155,7 +180,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                 better = (float(L), th.copy())
             q = 2.0 * (L - loss_hat)
             side_max_q = max(side_max_q, q)
-            z, start = znew, th
+            z = znew
+            walk.append((float(znew), th.copy()))
             if q >= thr:
                 why = "threshold"
                 break
@@ -178,7 +204,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                     break
                 zm = 0.5 * (below[0] + above[0])
                 try:
-                    L, th = objective(index, float(zm), below[2])
+                    L, th = objective(index, float(zm), start_at(float(zm), [(below[0], below[2]),
+                                                                              (above[0], above[2])][::-1]))
                 except Exception:
                     break
                 evals += 1
@@ -197,6 +224,25 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     bar.close()
     return _assemble(pts, names[index], index, scale, float(theta_hat[index]), loss_hat, z0, stop, flat, better,
                      evals)
+
+
+def predicted_start(znew: float, walk: Sequence[tuple[float, np.ndarray]], index: int,
+                    trace: np.ndarray | None = None, box: np.ndarray | None = None) -> np.ndarray:
+    """Start of the re-optimisation at ``znew`` from the re-optimised points ``walk`` [(z_index, z), ...]
+    (in walking order, the last one nearest): the secant through the last two extrapolated (or, with one
+    point, its move along ``trace``; else the point itself), component ``index`` set to ``znew``, clipped
+    to ``box`` (n x 2 transformed bounds)."""
+    zl, thl = walk[-1]
+    start = np.array(thl, dtype=float)
+    if len(walk) >= 2 and walk[-2][0] != zl:
+        zp, thp = walk[-2]
+        start = start + (start - np.asarray(thp, dtype=float)) * ((znew - zl) / (zl - zp))
+    elif trace is not None and np.all(np.isfinite(trace)):
+        start = start + trace * (znew - zl)
+    start[index] = znew
+    if box is not None:
+        start = np.clip(start, box[:, 0], box[:, 1])
+    return start if np.all(np.isfinite(start)) else np.array(thl, dtype=float)
 
 
 def merge_sides(a: Profile, b: Profile) -> Profile:

@@ -757,6 +757,27 @@ static void test_errors(void)
               "rc %d %d %d %d, |S(vjp-built J) - S(jac, jac_p)| = %.1e", a1, a2, a3, a4, e);
         symode_tape_free(tape);
     }
+    /* stiff forward sensitivities: the second-order terms by rows (vjp2, the default when present) and
+       by columns (jvp2 only) are the same derivative */
+    {
+        symode_derivs dfw = {g_jacp, g_vjp, NULL, g_jvp2};
+        double S1[NT * 5 * 12], S2[NT * 5 * 12], e = 0.0, smax = 0.0;
+        int b1, b2, b3;
+        o.method = SYMODE_STIFF;
+        o.max_steps = 0;
+        tape = symode_tape_new();
+        b1 = symode_integrate_record(&m, &o, NT, times, x0, p, u, xout, NULL, tape);
+        b2 = symode_tape_forward(tape, &m, &DERIVS, p, u, S1);
+        b3 = symode_tape_forward(tape, &m, &dfw, p, u, S2);
+        for (i = 0; i < NT * 5 * 12; i++) {
+            e = fmax(e, fabs(S1[i] - S2[i]));
+            smax = fmax(smax, fabs(S2[i]));
+        }
+        check(b1 == 0 && b2 == 0 && b3 == 0 && symode_tape_nstiff(tape) > 0 && e <= 1e-12 * smax,
+              "stiff_forward_vjp2_vs_jvp2", "rc %d %d %d, stiff steps %ld, max |dS| = %.1e of %.1e",
+              b1, b2, b3, symode_tape_nstiff(tape), e, smax);
+        symode_tape_free(tape);
+    }
 }
 
 static double now(void) { return (double)clock() / CLOCKS_PER_SEC; }

@@ -150,6 +150,8 @@ typedef struct {
     double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar;
     /* forward (n x P matrices) */
     double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
+    double *dinv;    /* RODAS4 forward: reciprocal pivots of the LU of E */
+    double *Mx, *Mp; /* RODAS4 forward: d(J k)/dx (n x n), d(J k)/dp (n x np), column-major */
 } wspace;
 
 /* allocate everything in one block; returns the block or NULL */
@@ -161,7 +163,7 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     void *block;
     nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
     nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
-    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn;
+    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp + nn;
     block = malloc(nd * sizeof(double) + nn * sizeof(int) + sizeof(double));
     if (!block) return NULL;
     b = (double *)block;
@@ -194,6 +196,9 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
         w->Jx2 = q; q += nn * nn;
         w->ep = q; q += npp;
         w->colv = q; q += nn;
+        w->Mx = q; q += nn * nn;
+        w->Mp = q; q += nn * npp;
+        w->dinv = q; q += nn;
     }
     w->piv = (int *)(void *)q;
     return block;
@@ -417,6 +422,38 @@ static int ros_adjoint(wspace *w, const tape_step *s)
 /* ------------------------------------------------------------------------------------------ */
 /* forward sensitivities of one step: S (n x P) -> w->dY holds the new S on exit              */
 /* ------------------------------------------------------------------------------------------ */
+/* Solve E X = B for the ncol columns of B (column-major, n x ncol) with the factors of lu_factor:
+   the forward sensitivities' solves. Row by row over all columns at once (independent columns: no
+   serial division chain per column, no data-dependent branches) and with the reciprocal pivots dinv.
+   The same solution as lu_solve column by column up to round-off. */
+static void lu_solve_cols(int n, const double *A, const int *piv, const double *dinv, double *B,
+                          int ncol)
+{
+    int i, k, c;
+    for (k = 0; k < n; k++)
+        if (piv[k] != k)
+            for (c = 0; c < ncol; c++) {
+                double *b = B + (size_t)c * n, tmp = b[k];
+                b[k] = b[piv[k]];
+                b[piv[k]] = tmp;
+            }
+    for (k = 0; k < n; k++) /* forward: L y = P b */
+        for (i = k + 1; i < n; i++) {
+            double l = A[i + (size_t)k * n];
+            if (l != 0.0)
+                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
+        }
+    for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
+        double d = dinv[k];
+        for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
+        for (i = 0; i < k; i++) {
+            double u = A[i + (size_t)k * n];
+            if (u != 0.0)
+                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= u * B[k + (size_t)c * n];
+        }
+    }
+}
+
 static int full_jac(wspace *w, double t, const double *x, double *Jx, double *Jp)
 {
     const symode_model *m = w->m;
@@ -450,8 +487,7 @@ static void jac_apply(int n, int np, const double *Jx, const double *Jp, const d
         for (k = 0; k < n; k++) {
             double xk = xc[k];
             const double *jk = Jx + (size_t)k * n;
-            if (xk != 0.0)
-                for (i = 0; i < n; i++) oc[i] += jk[i] * xk;
+            for (i = 0; i < n; i++) oc[i] += jk[i] * xk;
         }
         if (c >= n)
             for (i = 0; i < n; i++) oc[i] += Jp[i + (size_t)(c - n) * n];
@@ -494,6 +530,7 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
     int j, l, c, i;
     size_t q;
     double *G = w->G, *dfx = w->dfx;
+    for (i = 0; i < n; i++) w->dinv[i] = 1.0 / w->E[i + (size_t)i * n];
     /* G = d f(t, y) */
     if (full_jac(w, s->t, w->Y[0], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
     jac_apply(n, np, w->Jx2, w->Jp2, S, G);
@@ -525,21 +562,46 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
             double cc = h * RS_DV[j];
             for (q = 0; q < NP; q++) dr[q] += cc * dfx[q];
         }
-        /* + dJ k_j, then solve */
+        /* + dJ k_j, then solve. With vjp2: the n x P matrix M = [d(J k_j)/dx | d(J k_j)/dp] by rows
+           (n reverse products e_i^T d(J k_j)), then dJ k_j for column c = Mx S_c (+ Mp e_{c-n});
+           n calls instead of P forward products (jvp2), the same derivative. */
+        if (d->vjp2) {
+            for (i = 0; i < n; i++) {
+                int a;
+                memset(w->w, 0, (size_t)n * sizeof(double));
+                w->w[i] = 1.0;
+                if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], w->w, w->ox, w->op) != 0)
+                    return SYMODE_ERR_RHS;
+                for (a = 0; a < n; a++) w->Mx[i + (size_t)a * n] = w->ox[a];
+                for (a = 0; a < np; a++) w->Mp[i + (size_t)a * n] = w->op[a];
+            }
+        }
         for (c = 0; c < P; c++) {
             double *col = dr + (size_t)c * n;
-            const double *dpp = NULL;
-            if (c >= n) {
-                memset(w->ep, 0, (size_t)np * sizeof(double));
-                w->ep[c - n] = 1.0;
-                dpp = w->ep;
+            if (d->vjp2) {
+                const double *sc = S + (size_t)c * n;
+                int a;
+                for (a = 0; a < n; a++) {
+                    const double *ma = w->Mx + (size_t)a * n;
+                    double sa = sc[a];
+                    for (i = 0; i < n; i++) col[i] += ma[i] * sa;
+                }
+                if (c >= n)
+                    for (i = 0; i < n; i++) col[i] += w->Mp[i + (size_t)(c - n) * n];
+            } else {
+                const double *dpp = NULL;
+                if (c >= n) {
+                    memset(w->ep, 0, (size_t)np * sizeof(double));
+                    w->ep[c - n] = 1.0;
+                    dpp = w->ep;
+                }
+                if (d->jvp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], S + (size_t)c * n, dpp,
+                            w->colv) != 0)
+                    return SYMODE_ERR_RHS;
+                for (i = 0; i < n; i++) col[i] += w->colv[i];
             }
-            if (d->jvp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], S + (size_t)c * n, dpp,
-                        w->colv) != 0)
-                return SYMODE_ERR_RHS;
-            for (i = 0; i < n; i++) col[i] += w->colv[i];
-            lu_solve(n, w->E, w->piv, col);
         }
+        lu_solve_cols(n, w->E, w->piv, w->dinv, dr, P);
     }
     /* S_new = S + sum_j a_6j dk_j + dk_6 */
     for (j = 0; j < 5; j++) {
@@ -645,7 +707,7 @@ int symode_tape_forward(const symode_tape *tape, const symode_model *m, const sy
     long k = 0;
     size_t NP;
     double *S;
-    if (check_common(tape, m, p, u) || !d || !S_out || (tape->nstiff > 0 && !d->jvp2) ||
+    if (check_common(tape, m, p, u) || !d || !S_out || (tape->nstiff > 0 && !d->jvp2 && !d->vjp2) ||
         ((!m->jac || (m->np > 0 && !d->jac_p)) && !d->vjp))
         return SYMODE_ERR_ARGS;
     n = m->nx;

@@ -18,7 +18,8 @@
  * Requirements on the model / derivative callbacks:
  *  - adjoint: d->vjp always; d->vjp2 if the tape contains RODAS4 steps.
  *  - forward: Jx = m->jac if set, and Jp = d->jac_p if set; if either is missing, both are built
- *    row by row from d->vjp (exact, nx vjp calls). d->jvp2 if the tape contains RODAS4 steps.
+ *    row by row from d->vjp (exact, nx vjp calls). d->vjp2 (used when present: nx calls per stage)
+ *    or d->jvp2 (nx+np calls per stage) if the tape contains RODAS4 steps.
  *  - RODAS4 steps require m->jac != NULL at recording time and at differentiation time: the
  *    integrator's finite-difference Jacobian is not differentiated (SYMODE_ERR_ARGS otherwise).
  *  The callbacks must be consistent with m->rhs / m->jac (same ctx, same u convention).
