@@ -23,7 +23,7 @@ import casadi as ca
 import numpy as np
 
 from symode.codegen.translate import to_casadi
-from symode.petab.functions import model_symbols
+from symode.petab.functions import BufferedFunction, model_symbols
 from symode.petab.problem import Mapping, PetabProblem
 
 
@@ -60,14 +60,15 @@ class ObservationModel:
                 y[r], s[r] = fn(float(t_row[r]), self.X[:, int(r)], p_cond[row_condition[r]],
                                 mapping_sx(problem.row_phi[r], self.theta))
         self.y, self.sigma = ca.vertcat(*y) if n_rows else ca.SX(0, 1), ca.vertcat(*s) if n_rows else ca.SX(0, 1)
-        self._values = ca.Function("petab_y", [self.X, self.theta], [self.y, self.sigma])
+        self._values = BufferedFunction(ca.Function("petab_y", [self.X, self.theta],
+                                                    [ca.densify(self.y), ca.densify(self.sigma)]))
         self._vjp: Any = None
         self._jacobian: Any = None
 
     def values(self, X: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(y, sigma) per row; ``X`` (rows, nx)."""
-        yv, sv = self._values(X.T, theta)
-        return yv.full().reshape(-1), sv.full().reshape(-1)
+        yv, sv = self._values(X, theta)
+        return yv[:, 0].copy(), sv[:, 0].copy()
 
     def vjp(self, X: np.ndarray, theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(W (rows, nx), g (n_theta)): the derivatives of sum_i a_i y_i + b_i sigma_i with respect to each
@@ -75,11 +76,12 @@ class ObservationModel:
         if self._vjp is None:
             a_s, b_s = ca.SX.sym("a", self.n_rows), ca.SX.sym("b", self.n_rows)
             e = ca.dot(a_s, self.y) + ca.dot(b_s, self.sigma)
-            self._vjp = ca.Function("petab_y_vjp", [self.X, self.theta, a_s, b_s],
-                                    [ca.densify(ca.reshape(ca.jacobian(e, ca.vec(self.X)), self.nx, self.n_rows)),
-                                     ca.densify(ca.jacobian(e, self.theta))])
-        W, g = self._vjp(X.T, theta, a, b)
-        return W.full().T, g.full().reshape(-1)
+            self._vjp = BufferedFunction(ca.Function(
+                "petab_y_vjp", [self.X, self.theta, a_s, b_s],
+                [ca.densify(ca.reshape(ca.jacobian(e, ca.vec(self.X)), self.nx, self.n_rows)),
+                 ca.densify(ca.jacobian(e, self.theta))]))
+        W, g = self._vjp(X, theta, a, b)
+        return W.T.copy(), g[0].copy()
 
     def jacobian(self, X: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(dy/dx, dsigma/dx) per row (rows, nx) and (dy/dtheta, dsigma/dtheta) (rows, n_theta)."""
@@ -90,5 +92,5 @@ class ObservationModel:
                 out.append(ca.densify(ca.mtimes(ca.jacobian(v, ca.vec(self.X)), blocks)))
             for v in (self.y, self.sigma):
                 out.append(ca.densify(ca.jacobian(v, self.theta)))
-            self._jacobian = ca.Function("petab_y_jac", [self.X, self.theta], out)
-        return tuple(v.full() for v in self._jacobian(X.T, theta))  # type: ignore[return-value]
+            self._jacobian = BufferedFunction(ca.Function("petab_y_jac", [self.X, self.theta], out))
+        return tuple(v.copy() for v in self._jacobian(X, theta))  # type: ignore[return-value]
