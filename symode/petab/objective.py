@@ -213,8 +213,9 @@ class PetabObjective:
 
 
 def adjoint_spec(spec: Any) -> Any:
-    """The spec with every state as an observable (h = x), which the compiled adjoint needs
-    (see :meth:`symode.petab.simulate.Simulator.adjoint`)."""
+    """The spec with every state as an observable (h = x): the compiled model's own loss and gradients
+    (:mod:`symode.solve.sensitivity`) then work on the states (the PEtab observables are evaluated by
+    :mod:`symode.petab.observation`)."""
     from symode.spec import spec_from_dict
 
     d = spec.to_dict()
