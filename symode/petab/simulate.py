@@ -84,6 +84,7 @@ class Simulator:
         self.n_theta = problem.n_theta
         self._P: dict[str, np.ndarray] = {}
         self._U = np.zeros(0)
+        self._grids: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def P(self, cond: Condition) -> np.ndarray:
         if cond.id not in self._P:
@@ -145,6 +146,12 @@ class Simulator:
         position of each measurement time in it."""
         if len(times) == 0:
             return np.zeros(1), np.zeros(0, dtype=int)
+        if self.breakpoints.n == 0:  # the grid depends on the times only: computed once
+            key = times.tobytes()
+            if key not in self._grids:
+                grid = np.unique(np.concatenate([[0.0], times]))
+                self._grids[key] = (grid, np.searchsorted(grid, times))
+            return self._grids[key]
         bp = self.breakpoints(p)
         grid = np.unique(np.concatenate([[0.0], times, bp[(bp > 0) & (bp < times[-1])]]))
         return grid, np.searchsorted(grid, times)
