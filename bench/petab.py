@@ -318,6 +318,12 @@ def _llh_cells(row: dict, ref: float) -> tuple[str, str]:
     return f"{row['llh']:.6f}", f"{d:+.1e} {'ok' if ok else 'MISMATCH'}"
 
 
+def _fastest_gradient(row: dict) -> tuple[float, str] | None:
+    """(seconds, method) of a tool's faster gradient method, or None."""
+    times = [(row[f"gradient_{m}_s"], m) for m in ("forward", "adjoint") if f"gradient_{m}_s" in row]
+    return min(times) if times else None
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -405,6 +411,19 @@ def main() -> int:
             print(f"| {name}{flat} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | "
                   f"{_fmt_s(row, 'gradient_forward_s')} | {_fmt_s(row, 'gradient_adjoint_s')} | {cpu} | {llh} | {dllh} "
                   f"| {tight} | {fa} | {vfd} | {va} |")
+    print("\nGradient speed, each tool's fastest method (wall clock per gradient; AMICI also by its solver CPU "
+          "time alone):\n")
+    print("| problem | symode | AMICI | AMICI / symode | AMICI solver CPU | AMICI solver CPU / symode |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        best = {tool: _fastest_gradient(row) for tool, row in results[name].items()}
+        if best.get("symode") is None or best.get("amici") is None:
+            continue
+        (ts, ms), (ta, ma) = best["symode"], best["amici"]
+        cpu = results[name]["amici"].get(f"gradient_{ma}_cpu_ms")
+        cpu_cells = f"{cpu:.1f} ms | {cpu * 1e-3 / ts:.1f}x" if cpu is not None else "— | —"
+        print(f"| {name} | {_fmt_s({'t': ts}, 't')} ({ms}) | {_fmt_s({'t': ta}, 't')} ({ma}) | {ta / ts:.1f}x | "
+              f"{cpu_cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
                                               load_end], "results": results}, indent=1))

@@ -383,6 +383,9 @@ class VMBackend:
 
         raise SymodeError("gradients need the compiled backend: install a C compiler (cc/gcc) and rebuild")
 
+    def record(self, *args: Any, **kwargs: Any) -> Any:
+        return self.workspace()
+
     def integrate(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
                   atol: float, method: str, max_steps: int = 0, hmax: float = 0.0) -> IntegrationResult:
         from scipy.integrate import solve_ivp
