@@ -18,6 +18,10 @@ For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/bench
   the llh is also computed at rtol 1e-12, atol 1e-14
   (``llh tight``) to show how much of a difference from the reference is the solver tolerance.
 
+A second table compares each tool's faster gradient method: symode's against AMICI's wall clock (the ratio
+that counts for a user of either tool) and against AMICI's solver CPU time alone (what AMICI's C++ core
+costs without its Python layer).
+
 AMICI is timed as pyPESTO evaluates it: the parameter mapping and ExpData objects are created once and
 reused, ``simulate_petab`` is timed (wall clock: solver + mapping fill-in + llh aggregation); its solver
 CPU time alone (``rdata.cpu_time + cpu_time_b``) is printed too. Solver settings as in AMICI's benchmark
