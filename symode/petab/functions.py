@@ -23,7 +23,7 @@ class BufferedFunction:
 
     Every input and output must be dense. Arguments are given flattened column-major (an (m, n) input is
     the C-order ravel of its (n, m) transpose); results are views (size1, size2) of buffers that the next
-    call overwrites."""
+    call overwrites. Not re-entrant: one call at a time (symode's parallel runs use processes)."""
 
     def __init__(self, fn: Any) -> None:
         for i in range(fn.n_in()):
