@@ -2,7 +2,9 @@
 
 Both backends expose the same small interface used by :mod:`symode.solve`:
 ``rhs``, ``jac_x``, ``jac_p``, ``obs``, ``obs_jac_x``, ``obs_jac_p`` at one point (t, x, p, U), and
-``integrate`` over a grid of sample intervals.
+``integrate`` over a grid of sample intervals. The compiled backend also has the gradients
+(``workspace``, ``sensitivities``) and ``record``: a forward solve kept step by step, differentiated
+afterwards as often as wanted (:class:`Recording`); the virtual machine refuses those.
 """
 
 from __future__ import annotations
