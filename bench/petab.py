@@ -18,6 +18,10 @@ For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/bench
   the llh is also computed at rtol 1e-12, atol 1e-14
   (``llh tight``) to show how much of a difference from the reference is the solver tolerance.
 
+A second table compares each tool's faster gradient method: symode's against AMICI's wall clock (the ratio
+that counts for a user of either tool) and against AMICI's solver CPU time alone (what AMICI's C++ core
+costs without its Python layer).
+
 AMICI is timed as pyPESTO evaluates it: the parameter mapping and ExpData objects are created once and
 reused, ``simulate_petab`` is timed (wall clock: solver + mapping fill-in + llh aggregation); its solver
 CPU time alone (``rdata.cpu_time + cpu_time_b``) is printed too. Solver settings as in AMICI's benchmark
@@ -318,6 +322,12 @@ def _llh_cells(row: dict, ref: float) -> tuple[str, str]:
     return f"{row['llh']:.6f}", f"{d:+.1e} {'ok' if ok else 'MISMATCH'}"
 
 
+def _fastest_gradient(row: dict) -> tuple[float, str] | None:
+    """(seconds, method) of a tool's faster gradient method, or None."""
+    times = [(row[f"gradient_{m}_s"], m) for m in ("forward", "adjoint") if f"gradient_{m}_s" in row]
+    return min(times) if times else None
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -405,6 +415,19 @@ def main() -> int:
             print(f"| {name}{flat} | {tool} | {build} | {_fmt_s(row, 'simulate_s')} | "
                   f"{_fmt_s(row, 'gradient_forward_s')} | {_fmt_s(row, 'gradient_adjoint_s')} | {cpu} | {llh} | {dllh} "
                   f"| {tight} | {fa} | {vfd} | {va} |")
+    print("\nGradient speed, each tool's fastest method (wall clock per gradient; AMICI also by its solver CPU "
+          "time alone):\n")
+    print("| problem | symode | AMICI | AMICI / symode | AMICI solver CPU | AMICI solver CPU / symode |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        best = {tool: _fastest_gradient(row) for tool, row in results[name].items()}
+        if best.get("symode") is None or best.get("amici") is None:
+            continue
+        (ts, ms), (ta, ma) = best["symode"], best["amici"]
+        cpu = results[name]["amici"].get(f"gradient_{ma}_cpu_ms")
+        cpu_cells = f"{cpu:.1f} ms | {cpu * 1e-3 / ts:.1f}x" if cpu is not None else "— | —"
+        print(f"| {name} | {_fmt_s({'t': ts}, 't')} ({ms}) | {_fmt_s({'t': ta}, 't')} ({ma}) | {ta / ts:.1f}x | "
+              f"{cpu_cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
                                               load_end], "results": results}, indent=1))

@@ -133,3 +133,74 @@ def test_parameter_overrides_change_only_what_they_name(tmp_path) -> None:
     assert list(table.columns) == ["observableId", "simulationConditionId", "time", "simulation",
                                    "observableParameters", "noiseParameters"]
     assert isinstance(table, pd.DataFrame) and len(table) == len(pr.measurements)
+
+
+SHARED_PREEQ_CONDITIONS = """conditionId\tk1\tB\tA
+preeq_c0\tkpre\t2.0\t0
+c0\t0.8\tNaN\ta_init
+c1\tk1b\tNaN\tNaN
+"""
+SHARED_PREEQ_MEASUREMENTS = """observableId\tpreequilibrationConditionId\tsimulationConditionId\ttime\tmeasurement
+obs_a\tpreeq_c0\tc0\t0\t0.1
+obs_a\tpreeq_c0\tc0\t1\t0.7
+obs_a\tpreeq_c0\tc0\t10\t0.1
+obs_b\tpreeq_c0\tc0\t5\t0.4
+obs_a\tpreeq_c0\tc1\t2\t0.3
+obs_a\tpreeq_c0\tc1\t8\t0.35
+obs_b\tpreeq_c0\tc1\tinf\t1.2
+obs_a\t\tc1\t3\t0.5
+"""
+SHARED_PREEQ_PARAMETERS = """parameterId\tparameterScale\tlowerBound\tupperBound\tnominalValue\testimate
+k2\tlin\t0\t10\t0.6\t1
+kpre\tlog10\t0.01\t10\t0.3\t1
+a_init\tlin\t0\t10\t1.0\t1
+k1b\tlog\t0.01\t10\t0.5\t1
+"""
+
+
+def test_gradient_with_a_shared_preequilibration(tmp_path) -> None:
+    """Two experiments after the same pre-equilibration (estimated rate there, a state override and an
+    estimated initial value after it, a steady-state row) and one without: the adjoint takes the
+    pre-equilibration back once with the sum of the experiments' weights."""
+    case = tmp_path / "shared"
+    shutil.copytree(VENDORED / "0018", case)
+    (case / "_conditions.tsv").write_text(SHARED_PREEQ_CONDITIONS)
+    (case / "_measurements.tsv").write_text(SHARED_PREEQ_MEASUREMENTS)
+    (case / "_parameters.tsv").write_text(SHARED_PREEQ_PARAMETERS)
+    obj = PetabObjective.from_yaml(case / "_0018.yaml", options=SolverOptions(rtol=1e-11, atol=1e-13))
+    assert sum(exp.preeq is not None for exp in obj.problem.experiments) == 2
+    z = obj.problem.to_scaled(obj.problem.nominal)
+    adjoint = obj.evaluate(gradient=True).gradient
+    forward = obj.evaluate(gradient=True, method="forward").gradient
+    fd = _fd(obj, z)
+    assert np.all(np.abs(fd) > 1e-3)   # every parameter matters
+    assert np.allclose(adjoint, fd, rtol=1e-5, atol=1e-7)
+    assert np.allclose(forward, adjoint, rtol=1e-7, atol=1e-9)
+
+
+def test_observation_model_derivatives(tmp_path) -> None:
+    """The observation model's reverse product and Jacobians agree with each other and with finite
+    differences of its values (estimated scaling, offset and noise parameters, a log10 transformation)."""
+    obj = PetabObjective.from_yaml(make_problem(tmp_path, "log10"))
+    om, pr = obj.observation, obj.problem
+    theta = pr.nominal
+    _, X, _ = obj.simulate(theta, "none")
+    dydx, dsdx, dydth, dsdth = om.jacobian(X, theta)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=len(X)), rng.normal(size=len(X))
+    W, g = om.vjp(X, theta, a, b)
+    assert np.allclose(W, a[:, None] * dydx + b[:, None] * dsdx, rtol=1e-13, atol=1e-14)
+    assert np.allclose(g, a @ dydth + b @ dsdth, rtol=1e-13, atol=1e-14)
+    h = 1e-6
+    for j in range(X.shape[1]):
+        E = np.zeros_like(X)
+        E[:, j] = h
+        (yp, sp_), (ym, sm) = om.values(X + E, theta), om.values(X - E, theta)
+        assert np.allclose((yp - ym) / (2 * h), dydx[:, j], rtol=1e-6, atol=1e-8)
+        assert np.allclose((sp_ - sm) / (2 * h), dsdx[:, j], rtol=1e-6, atol=1e-8)
+    for k in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[k] = h * max(1.0, abs(theta[k]))
+        (yp, sp_), (ym, sm) = om.values(X, theta + e), om.values(X, theta - e)
+        assert np.allclose((yp - ym) / (2 * e[k]), dydth[:, k], rtol=1e-6, atol=1e-8)
+        assert np.allclose((sp_ - sm) / (2 * e[k]), dsdth[:, k], rtol=1e-6, atol=1e-8)

@@ -47,7 +47,8 @@ OBJ_FLAGS = [f for f in CFLAGS if f != "-shared"]
 LIBRARY_SYMBOLS = frozenset({
     "symode_model_dims", "symode_rhs", "symode_jac_x", "symode_jac_p", "symode_obs", "symode_obs_jac_x",
     "symode_obs_jac_p", "symode_simulate", "symode_observe", "symode_sens", "symode_sens_discrete",
-    "symode_residual_loss", "symode_grad_forward", "symode_grad_adjoint", "symode_grad_discrete"})
+    "symode_residual_loss", "symode_grad_forward", "symode_grad_adjoint", "symode_grad_discrete", "symode_record",
+    "symode_record_adjoint", "symode_record_sens", "symode_record_free"})
 LIBRARY = "libmodel.so"
 #: Files of a model entry checked against its manifest before the library is loaded.
 VERIFIED = (LIBRARY, "layout.json")

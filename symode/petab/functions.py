@@ -1,15 +1,12 @@
-"""CasADi functions of a PEtab problem beyond the compiled model: x0(p), the breakpoints of time-dependent
-piecewise terms, and each observable's y, sigma with their derivatives.
+"""CasADi functions of a PEtab problem beyond the compiled model: x0(p) and the breakpoints of
+time-dependent piecewise terms (the observables are in :mod:`symode.petab.observation`).
 
-The sympy expressions come from the SBML import and the PEtab formulas (both parsed by whitelists), are
-translated to CasADi SX by :func:`symode.codegen.casadi.to_casadi`, and differentiated there by CasADi's
-symbolic AD (dy/dx, dy/dp, dy/dphi, dsigma/dx, dsigma/dp, dsigma/dphi). Observables are evaluated for all
-measurement rows of an observable in one call (``Function.map``).
+The sympy expressions come from the SBML import (parsed by a whitelist) and are translated to CasADi SX by
+:func:`symode.codegen.translate.to_casadi`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import casadi as ca
@@ -17,10 +14,54 @@ import numpy as np
 import sympy as sp
 
 from symode.codegen.translate import to_casadi
-from symode.petab.problem import Observable, PetabProblem
+from symode.petab.problem import PetabProblem
 
 
-def _symbols(problem: PetabProblem) -> tuple[Any, Any, Any, dict[sp.Symbol, Any]]:
+class BufferedFunction:
+    """A CasADi Function called through fixed numpy buffers (``Function.buffer``): no per-call conversion of
+    arguments and results (about 1 us per call instead of 50-100 us through ``Function.__call__``).
+
+    Every input and output must be dense. Arguments are given flattened column-major (an (m, n) input is
+    the C-order ravel of its (n, m) transpose); results are views (size1, size2) of buffers that the next
+    call overwrites. Not re-entrant: one call at a time (symode's parallel runs use processes)."""
+
+    def __init__(self, fn: Any) -> None:
+        for i in range(fn.n_in()):
+            if not fn.sparsity_in(i).is_dense():
+                raise ValueError(f"{fn.name()}: input {i} is not dense")
+        for i in range(fn.n_out()):
+            if not fn.sparsity_out(i).is_dense():
+                raise ValueError(f"{fn.name()}: output {i} is not dense")
+        self.fn = fn
+        self._setup()
+
+    def _setup(self) -> None:
+        fn = self.fn
+        self.args = [np.zeros(fn.nnz_in(i)) for i in range(fn.n_in())]
+        self._res = [np.zeros((fn.size2_out(i), fn.size1_out(i))) for i in range(fn.n_out())]
+        self.results = [r.T for r in self._res]
+        self._buf, self._eval = fn.buffer()
+        for i, a in enumerate(self.args):
+            self._buf.set_arg(i, memoryview(a))
+        for i, r in enumerate(self._res):
+            self._buf.set_res(i, memoryview(r))
+
+    def __call__(self, *args: Any) -> list[np.ndarray]:
+        for buf, a in zip(self.args, args, strict=True):
+            buf[:] = np.ravel(a)
+        self._eval()
+        return self.results
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"fn": self.fn}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.fn = state["fn"]
+        self._setup()
+
+
+def model_symbols(problem: PetabProblem) -> tuple[Any, Any, Any, dict[sp.Symbol, Any]]:
+    """SX symbols t, x (states), p (model parameters) and the map from the SBML's sympy symbols to them."""
     sbml = problem.sbml
     t = ca.SX.sym("t")
     x = ca.SX.sym("x", len(sbml.states))
@@ -39,13 +80,13 @@ class InitialStates:
     """x0(p) and dx0/dp of the model's states."""
 
     def __init__(self, problem: PetabProblem) -> None:
-        _, _, p, mapping = _symbols(problem)
+        _, _, p, mapping = model_symbols(problem)
         x0 = _dense(to_casadi([problem.sbml.initial[s] for s in problem.sbml.states], mapping))
-        self.fn = ca.Function("x0", [p], [x0, ca.densify(ca.jacobian(x0, p))])
+        self.fn = BufferedFunction(ca.Function("x0", [p], [ca.densify(x0), ca.densify(ca.jacobian(x0, p))]))
 
     def __call__(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x0, J = self.fn(p)
-        return np.array(x0, dtype=float).reshape(-1), np.array(J, dtype=float)
+        return x0[:, 0].copy(), J.copy()
 
 
 class Breakpoints:
@@ -71,44 +112,11 @@ class Breakpoints:
                 if root not in found:
                     found.append(root)
         self.n = len(found)
-        _, _, p, mapping = _symbols(problem)
-        self.fn = ca.Function("breakpoints", [p], [_dense(to_casadi(found, mapping))]) if found else None
+        _, _, p, mapping = model_symbols(problem)
+        self.fn = (BufferedFunction(ca.Function("breakpoints", [p], [ca.densify(_dense(to_casadi(found, mapping)))]))
+                   if found else None)
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         if self.fn is None:
             return np.zeros(0)
-        return np.array(self.fn(p), dtype=float).reshape(-1)
-
-
-@dataclass
-class ObservableFunction:
-    """One observable's functions, mapped over its measurement rows."""
-
-    observable: Observable
-    rows: np.ndarray              # measurement rows of this observable
-    values: Any                   # (t, x, p, phi) -> (y, sigma), mapped
-    derivatives: Any              # (t, x, p, phi) -> (y, sigma, dy/dx, dy/dp, dy/dphi, ds/dx, ds/dp, ds/dphi), mapped
-
-    @property
-    def n_phi(self) -> int:
-        return len(self.observable.phi)
-
-
-def observable_functions(problem: PetabProblem) -> list[ObservableFunction]:
-    out = []
-    for k, obs in enumerate(problem.observables.values()):
-        rows = np.nonzero(problem.row_observable == k)[0]
-        if len(rows) == 0:
-            continue
-        t, x, p, mapping = _symbols(problem)
-        phi = ca.SX.sym("phi", len(obs.phi))
-        mapping.update({s: phi[i] for i, s in enumerate(obs.phi)})
-        y, sigma = to_casadi([obs.y, obs.sigma], mapping)
-        y, sigma = ca.SX(y), ca.SX(sigma)
-        args = [t, x, p, phi]
-        values = ca.Function(f"obs_{k}", args, [y, sigma])
-        jac = [ca.densify(ca.jacobian(v, a)) for v in (y, sigma) for a in (x, p, phi)]
-        derivs = ca.Function(f"dobs_{k}", args, [y, sigma, *jac])
-        n = len(rows)
-        out.append(ObservableFunction(obs, rows, values.map(n), derivs.map(n)))
-    return out
+        return self.fn(p)[0][:, 0].copy()

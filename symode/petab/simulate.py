@@ -11,13 +11,18 @@ For an experiment with simulation condition c and parameters p = P_c theta + con
   wrms(f(x)) = sqrt(mean((f_i / (ss_atol + ss_rtol |x_i|))^2)) < 1, chaining G over the chunks
   (valid with conservation laws, where df/dx is singular).
 
+For a gradient by the adjoint (:meth:`Simulator.gradient`), every solve (trajectory, steady-state chunk)
+is recorded (:meth:`symode.solve.backend.CompiledBackend.record`) and differentiated afterwards in reverse
+mode through its own steps with the weights w_i = d nllh/dx(t_i): no sensitivity matrix is formed, and a
+pre-equilibration shared by several experiments is differentiated once, with the sum of their weights.
+
 The integration grid holds the breakpoints of time-dependent piecewise terms, so the integrator restarts
 at each discontinuity.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,16 +46,27 @@ class SolverOptions:
 
 
 @dataclass
+class SteadyState:
+    """A steady state reached from some start: x, G = dx/dtheta (forward mode) or the recorded chunks
+    (adjoint mode)."""
+
+    x: np.ndarray
+    G: np.ndarray | None = None
+    chunks: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class ExperimentResult:
     x: np.ndarray                  # (nt, nx) at the experiment's times
     G: np.ndarray | None           # (nt, nx, n_theta) (mode "forward")
     x_inf: np.ndarray | None       # steady state (rows with t = inf)
     G_inf: np.ndarray | None
-    x0: np.ndarray | None = None   # the simulation's start and dx0/dtheta, parameters and grid (for the adjoint)
-    G0: np.ndarray | None = None
     p: np.ndarray | None = None
     grid: np.ndarray | None = None
     pos: np.ndarray | None = None  # index of each measurement time in the grid
+    record: Any = None             # mode "adjoint": the recorded trajectory, steady state and pre-equilibration
+    inf: SteadyState | None = None
+    preeq: SteadyState | None = None
 
 
 class Simulator:
@@ -68,6 +84,7 @@ class Simulator:
         self.n_theta = problem.n_theta
         self._P: dict[str, np.ndarray] = {}
         self._U = np.zeros(0)
+        self._grids: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def P(self, cond: Condition) -> np.ndarray:
         if cond.id not in self._P:
@@ -93,127 +110,171 @@ class Simulator:
 
     # -- experiments -----------------------------------------------------------------------------------
     def run(self, exp: Experiment, theta: np.ndarray, mode: str = "none",
-            cache: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None) -> ExperimentResult:
+            cache: dict[str, SteadyState] | None = None) -> ExperimentResult:
         """States at the experiment's measurement times and, if needed, at steady state. ``mode``: "none"
-        (states only), "forward" (also G = dx/dtheta there) or "adjoint" (also dx0/dtheta and the steady
-        state's G, for :meth:`adjoint`)."""
-        sens = mode != "none"
+        (states only), "forward" (also G = dx/dtheta there) or "adjoint" (every solve recorded, for
+        :meth:`gradient`). ``cache`` holds the pre-equilibrations of one parameter point."""
+        forward = mode == "forward"
+        record = mode == "adjoint"
         cond = exp.sim
         p = cond.p(theta)
+        pre = None
         if exp.preeq is not None:
             key = exp.preeq.id
-            if cache is not None and key in cache and (cache[key][1] is not None or not sens):
-                x_pre, G_pre = cache[key]
-            else:
-                xe, Ge = self.initial(exp.preeq, theta, sens)
-                x_pre, G_pre = self.steady_state(xe, Ge, exp.preeq.p(theta), self.P(exp.preeq) if sens else None,
-                                                 f"pre-equilibration condition {exp.preeq.id!r}")
+            pre = cache.get(key) if cache is not None else None
+            if pre is None:
+                xe, Ge = self.initial(exp.preeq, theta, forward)
+                pre = self.steady_state(xe, Ge, exp.preeq.p(theta), self.P(exp.preeq) if forward else None,
+                                        f"pre-equilibration condition {exp.preeq.id!r}", record=record)
                 if cache is not None:
-                    cache[key] = (x_pre, G_pre)
-            x0, G0 = self.override(cond, theta, x_pre, G_pre)
+                    cache[key] = pre
+            x0, G0 = self.override(cond, theta, pre.x, pre.G)
         else:
-            x0, G0 = self.initial(cond, theta, sens)
+            x0, G0 = self.initial(cond, theta, forward)
         grid, pos = self.grid(exp.times, p)
-        x_out, G_out = self.trajectory(grid, pos, x0, G0 if mode == "forward" else None, p,
-                                       self.P(cond) if sens else None, exp.label)
-        x_inf = G_inf = None
+        x_out, G_out, rec = self.trajectory(grid, pos, x0, G0, p, self.P(cond) if forward else None, exp.label,
+                                            record=record)
+        inf = None
         if np.any(exp.time_index < 0):
-            x_inf, G_inf = self.steady_state(x0, G0, p, self.P(cond) if sens else None,
-                                             f"condition {exp.label!r} (time inf)")
-        return ExperimentResult(x_out, G_out, x_inf, G_inf, x0, G0, p, grid, pos)
+            inf = self.steady_state(x0, G0, p, self.P(cond) if forward else None,
+                                    f"condition {exp.label!r} (time inf)", record=record)
+        return ExperimentResult(x_out, G_out, None if inf is None else inf.x, None if inf is None else inf.G, p,
+                                grid, pos, rec, inf, pre)
 
     def grid(self, times: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The integration grid (0, the measurement times and the breakpoints in between) and the
         position of each measurement time in it."""
         if len(times) == 0:
             return np.zeros(1), np.zeros(0, dtype=int)
+        if self.breakpoints.n == 0:  # the grid depends on the times only: computed once
+            key = times.tobytes()
+            if key not in self._grids:
+                grid = np.unique(np.concatenate([[0.0], times]))
+                self._grids[key] = (grid, np.searchsorted(grid, times))
+            return self._grids[key]
         bp = self.breakpoints(p)
         grid = np.unique(np.concatenate([[0.0], times, bp[(bp > 0) & (bp < times[-1])]]))
         return grid, np.searchsorted(grid, times)
 
     def trajectory(self, grid: np.ndarray, pos: np.ndarray, x0: np.ndarray, G0: np.ndarray | None,
-                   p: np.ndarray, P: np.ndarray | None, label: str) -> tuple[np.ndarray, np.ndarray | None]:
+                   p: np.ndarray, P: np.ndarray | None, label: str, record: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray | None, Any]:
+        """x at the grid positions ``pos``, with G0: G there; ``record``: the recorded solve too."""
         nt = len(pos)
         x_out = np.empty((nt, self.nx))
         G_out = np.empty((nt, self.nx, self.n_theta)) if G0 is not None else None
         if nt == 0:
-            return x_out, G_out
+            return x_out, G_out, None
         if len(grid) == 1:  # every measurement at t = 0
             x_out[:] = x0
             if G_out is not None:
                 G_out[:] = G0
-            return x_out, G_out
+            return x_out, G_out, None
         o = self.options
+        if record:
+            rec = self.backend.record(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
+            self._check(rec, grid, label)
+            return rec.x[pos], None, rec
         if G0 is None:
             res = self.backend.integrate(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
             self._check(res, grid, label)
-            return res.x[pos], None
+            return res.x[pos], None, None
         res, S = self.backend.sensitivities(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
         self._check(res, grid, label)
         S = S[pos]
         x_out[:] = res.x[pos]
         G_out[:] = np.einsum("tij,jk->tik", S[:, :, : self.nx], G0) + np.einsum("tij,jk->tik", S[:, :, self.nx:], P)
-        return x_out, G_out
+        return x_out, G_out, None
 
-    def adjoint(self, res: ExperimentResult, W: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
-        """sum_i W_i . dx(t_i)/d[x0, p] over the measurement times, by the compiled discrete adjoint.
+    # -- the adjoint -----------------------------------------------------------------------------------
+    def gradient(self, experiments: list[Experiment], results: list[ExperimentResult], theta: np.ndarray,
+                 W: list[np.ndarray], W_inf: list[np.ndarray]) -> np.ndarray:
+        """sum over experiments of sum_i W_i . dx(t_i)/dtheta + W_inf . dx_inf/dtheta (W: one row per
+        measurement time of the experiment; W_inf: the weight of its steady state), by reverse mode through
+        the recorded solves of mode "adjoint" (trajectory, steady-state chunks, pre-equilibration)."""
+        grad = np.zeros(self.n_theta)
+        pre_w: dict[str, np.ndarray] = {}
+        pre_state: dict[str, tuple[Condition, SteadyState]] = {}
+        for exp, res, w, w_inf in zip(experiments, results, W, W_inf, strict=True):
+            cond = exp.sim
+            gx0, gp = np.zeros(self.nx), np.zeros(self.np)
+            if res.record is not None:
+                lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
+                np.add.at(lam, res.pos, w)
+                gx0, gp = res.record.adjoint(lam)
+            elif len(w):  # measurements at t = 0 only
+                gx0 = w.sum(axis=0)
+            if res.inf is not None and np.any(w_inf):
+                gx, gq = self.steady_state_adjoint(res.inf, w_inf)
+                gx0, gp = gx0 + gx, gp + gq
+            grad += gp @ self.P(cond)
+            gx0 = self._override_adjoint(cond, gx0, grad)
+            if exp.preeq is not None:
+                assert res.preeq is not None
+                pre_w[exp.preeq.id] = pre_w.get(exp.preeq.id, 0.0) + gx0
+                pre_state[exp.preeq.id] = (exp.preeq, res.preeq)
+            else:
+                self._initial_adjoint(cond, theta, gx0, grad)
+        for key, v in pre_w.items():
+            cond, ss = pre_state[key]
+            gx, gq = self.steady_state_adjoint(ss, v)
+            grad += gq @ self.P(cond)
+            self._initial_adjoint(cond, theta, self._override_adjoint(cond, gx, grad), grad)
+        return grad
 
-        The model's observables are its states (h = x), so the library's loss 1/2 sum ((x_i - d_i)/s_i)^2
-        has dL/dx_i = (x_i - d_i)/s_i^2; with d_i = x_i - sign(W_i)(|x_i| + atol) and
-        s_i^2 = (|x_i| + atol)/|W_i| that is W_i, without cancellation in x_i - d_i."""
-        assert res.grid is not None and res.pos is not None and res.x0 is not None and res.p is not None
-        nx = self.nx
-        if len(res.grid) == 1 or not np.any(W):
-            g = W.sum(axis=0) if len(res.grid) == 1 else np.zeros(nx)
-            return g, np.zeros(self.np)
-        data = np.full((len(res.grid), nx), np.nan)
-        sigma = np.ones((len(res.grid), nx))
-        Wg = np.zeros((len(res.grid), nx))
-        np.add.at(Wg, res.pos, W)
-        X = np.full((len(res.grid), nx), np.nan)
-        X[res.pos] = res.x
-        used = np.any(Wg != 0, axis=1)
-        o = self.options
-        mag = np.abs(X[used]) + o.atol
-        w = Wg[used]
-        nz = w != 0
-        d = X[used].copy()
-        d[nz] = X[used][nz] - np.sign(w[nz]) * mag[nz]
-        s = np.ones_like(w)
-        s[nz] = np.sqrt(mag[nz] / np.abs(w[nz]))
-        data[used], sigma[used] = d, s
-        ws = self.backend.workspace(res.grid, self._U, data, sigma)
-        status, _, grad, _, _, stats = ws.gradient("discrete", res.x0, res.p, rtol=o.rtol, atol=o.atol,
-                                                   method=o.method)
-        if status != 0:
-            i = stats.get("fail_interval", -1)
-            where = f" in [{res.grid[i]:g}, {res.grid[i + 1]:g}]" if 0 <= i < len(res.grid) - 1 else ""
-            raise SolverError(f"{label}: adjoint failed{where}: {ERRORS.get(status, status)}")
-        return grad[:nx], grad[nx:]
+    def steady_state_adjoint(self, ss: SteadyState, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(v . dx_ss/dx_start, v . dx_ss/dp) back through the recorded chunks."""
+        gp = np.zeros(self.np)
+        lam = np.zeros((2, self.nx))
+        for rec in reversed(ss.chunks):
+            lam[1] = v
+            v, gq = rec.adjoint(lam)
+            gp += gq
+        return v, gp
+
+    def _override_adjoint(self, cond: Condition, gx: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """Adds the overridden states' part of gx . dx/dtheta to grad; returns gx without it."""
+        if len(cond.x_states):
+            grad += gx[cond.x_states] @ cond.x.jacobian(self.n_theta)
+            gx = gx.copy()
+            gx[cond.x_states] = 0.0
+        return gx
+
+    def _initial_adjoint(self, cond: Condition, theta: np.ndarray, gx: np.ndarray, grad: np.ndarray) -> None:
+        """Adds gx . dx0(p)/dtheta (the model's initial values) to grad."""
+        if np.any(gx):
+            _, J = self.x0(cond.p(theta))
+            grad += (gx @ J) @ self.P(cond)
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,
-                     label: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Integrate until wrms(f) < 1 (see the module docstring), carrying G = dx/dtheta."""
+                     label: str, record: bool = False) -> SteadyState:
+        """Integrate until wrms(f) < 1 (see the module docstring), carrying G = dx/dtheta (with G0) or
+        recording every chunk (``record``)."""
         o = self.options
-        x, G = x0.copy(), None if G0 is None else G0.copy()
+        ss = SteadyState(x0.copy(), None if G0 is None else G0.copy())
         t, length = 0.0, 1.0
         while True:
+            x = ss.x
             f = self.backend.rhs(t, x, p, self._U)
             wrms = float(np.sqrt(np.mean((f / (o.ss_atol + o.ss_rtol * np.abs(x))) ** 2))) if len(x) else 0.0
             if wrms < 1.0:
-                return x, G
+                return ss
             if t >= o.ss_max_time:
                 raise SolverError(f"{label}: no steady state reached by t = {t:g} (weighted norm of dx/dt = "
                                   f"{wrms:.3g}; needs < 1)")
             grid = np.array([t, t + length])
-            if G is None:
+            if record:
+                res = self.backend.record(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
+                self._check(res, grid, label)
+                ss.chunks.append(res)
+            elif ss.G is None:
                 res = self.backend.integrate(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
                 self._check(res, grid, label)
             else:
                 res, S = self.backend.sensitivities(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
                 self._check(res, grid, label)
-                G = S[-1, :, : self.nx] @ G + S[-1, :, self.nx:] @ P
-            x = res.x[-1].copy()
+                ss.G = S[-1, :, : self.nx] @ ss.G + S[-1, :, self.nx:] @ P
+            ss.x = res.x[-1].copy()
             t += length
             length *= 4.0
 

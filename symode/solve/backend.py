@@ -2,12 +2,15 @@
 
 Both backends expose the same small interface used by :mod:`symode.solve`:
 ``rhs``, ``jac_x``, ``jac_p``, ``obs``, ``obs_jac_x``, ``obs_jac_p`` at one point (t, x, p, U), and
-``integrate`` over a grid of sample intervals.
+``integrate`` over a grid of sample intervals. The compiled backend also has the gradients
+(``workspace``, ``sensitivities``) and ``record``: a forward solve kept step by step, differentiated
+afterwards as often as wanted (:class:`Recording`); the virtual machine refuses those.
 """
 
 from __future__ import annotations
 
 import ctypes
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,12 @@ class CompiledBackend:
         self.lib.symode_grad_forward.argtypes = [v, i, v, v, v, v, v, v, v, v, v, v, v]
         self.lib.symode_grad_discrete.argtypes = [v, i, v, v, v, v, v, v, v, v, v, v, v]
         self.lib.symode_grad_adjoint.argtypes = [v, i, i, v, v, v, v, v, v, v, v, v]
+        self.lib.symode_record.argtypes = [v, i, v, v, v, v, v, v, v]
+        self.lib.symode_record.restype = v
+        self.lib.symode_record_adjoint.argtypes = [v, v, v, v, v, v]
+        self.lib.symode_record_sens.argtypes = [v, v, v, v]
+        self.lib.symode_record_free.argtypes = [v]
+        self.lib.symode_record_free.restype = None
 
     def _point(self, name: str, shape: tuple[int, ...], t: float, x: np.ndarray, p: np.ndarray,
                U: np.ndarray) -> np.ndarray:
@@ -186,6 +195,22 @@ class CompiledBackend:
                     ctypes.byref(stats))
         return IntegrationResult(X, status, _stats(stats)), np.transpose(S, (0, 2, 1))
 
+    def record(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float, atol: float,
+               method: str) -> Recording:
+        """Integrate over ``times`` like :meth:`integrate`, recording every accepted step: the
+        :class:`Recording` gives the states and the exact derivatives of this discrete solution, in reverse
+        mode for any weights (:meth:`Recording.adjoint`) and in forward mode (:meth:`Recording.sensitivities`),
+        without solving again."""
+        times, x0, p, U = self._prep(times, x0, p, U)
+        X = np.empty((len(times), self.nx))
+        opts, stats, status = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats(), ctypes.c_int(0)
+        handle = self.lib.symode_record(ctypes.addressof(opts), len(times), times.ctypes.data, x0.ctypes.data,
+                                        p.ctypes.data, U.ctypes.data, X.ctypes.data, ctypes.addressof(stats),
+                                        ctypes.addressof(status))
+        if not handle:
+            raise MemoryError("could not allocate the tape of a forward solve")
+        return Recording(self, handle, times, p, U, X, status.value, _stats(stats))
+
     def workspace(self, times: np.ndarray, U: np.ndarray, data: np.ndarray, sigma: np.ndarray) -> Workspace:
         """Buffers and raw addresses for repeated gradient calls on one data set (the hot path of fitting
         and benchmarks: no per-call array conversions)."""
@@ -265,6 +290,43 @@ class Workspace:
                 self.r.copy() if jacobian else None, _stats(self.stats))
 
 
+class Recording(IntegrationResult):
+    """A recorded forward solve (:meth:`CompiledBackend.record`): ``x`` (nt, nx) on the grid, ``status``
+    and ``stats`` as :class:`IntegrationResult`; the tape is released with the object."""
+
+    def __init__(self, backend: CompiledBackend, handle: int, times: np.ndarray, p: np.ndarray, U: np.ndarray,
+                 x: np.ndarray, status: int, stats: dict[str, Any]) -> None:
+        super().__init__(x, status, stats)
+        self.lib, self.handle, self.times, self.p, self.U = backend.lib, handle, times, p, U
+        self.nx, self.np = backend.nx, backend.np
+        self._free = weakref.finalize(self, backend.lib.symode_record_free, handle)
+
+    def adjoint(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sum_i lam_i . dx(t_i)/dx0, sum_i lam_i . dx(t_i)/dp) through the recorded steps (discrete
+        adjoint); ``lam`` (nt, nx)."""
+        if self.status != 0:
+            raise ValueError("the recorded solve failed: no derivatives")
+        lam = np.ascontiguousarray(lam, dtype=np.float64)
+        if lam.shape != self.x.shape:
+            raise ValueError(f"expected weights of shape {self.x.shape}, got {lam.shape}")
+        gx0, gp = np.empty(max(self.nx, 1)), np.empty(max(self.np, 1))
+        rc = self.lib.symode_record_adjoint(self.handle, self.p.ctypes.data, self.U.ctypes.data, lam.ctypes.data,
+                                            gx0.ctypes.data, gp.ctypes.data)
+        if rc:
+            raise RuntimeError(f"discrete adjoint failed ({ERRORS.get(rc, rc)})")
+        return gx0[: self.nx], gp[: self.np]
+
+    def sensitivities(self) -> np.ndarray:
+        """S = dx(t_i)/d[x0, p] (nt, nx, nx+np) through the recorded steps (discrete forward mode)."""
+        if self.status != 0:
+            raise ValueError("the recorded solve failed: no derivatives")
+        S = np.empty((len(self.times), self.nx + self.np, self.nx))  # column-major blocks
+        rc = self.lib.symode_record_sens(self.handle, self.p.ctypes.data, self.U.ctypes.data, S.ctypes.data)
+        if rc:
+            raise RuntimeError(f"discrete sensitivities failed ({ERRORS.get(rc, rc)})")
+        return np.transpose(S, (0, 2, 1))
+
+
 def _addr(a: np.ndarray) -> int:
     return a.ctypes.data
 
@@ -322,6 +384,9 @@ class VMBackend:
         from symode.errors import SymodeError
 
         raise SymodeError("gradients need the compiled backend: install a C compiler (cc/gcc) and rebuild")
+
+    def record(self, *args: Any, **kwargs: Any) -> Any:
+        return self.workspace()
 
     def integrate(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
                   atol: float, method: str, max_steps: int = 0, hmax: float = 0.0) -> IntegrationResult:

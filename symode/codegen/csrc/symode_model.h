@@ -51,6 +51,18 @@ SYMODE_API int symode_sens_discrete(const symode_options *opt, int nt, const dou
                                     const double *p, const double *u, double *X, double *S,
                                     symode_stats *stats);
 
+/* a recorded forward solve (symode_tape.h), differentiated as often as wanted: symode_record integrates
+   like symode_simulate and returns the tape (NULL if out of memory; *status = the integrator's code);
+   symode_record_adjoint: gx0 = sum_i lam_i . dx(t_i)/dx0, gp = sum_i lam_i . dx(t_i)/dp (lam nt*nx
+   row-major, p and u those of the recording); symode_record_sens: S as symode_sens_discrete;
+   symode_record_free releases the tape. */
+SYMODE_API void *symode_record(const symode_options *opt, int nt, const double *times, const double *x0,
+                               const double *p, const double *u, double *X, symode_stats *stats, int *status);
+SYMODE_API int symode_record_adjoint(const void *tape, const double *p, const double *u, const double *lam,
+                                     double *gx0, double *gp);
+SYMODE_API int symode_record_sens(const void *tape, const double *p, const double *u, double *S);
+SYMODE_API void symode_record_free(void *tape);
+
 /* loss, residuals and gradients (symode_gradient.h) */
 SYMODE_API int symode_residual_loss(int nt, const double *times, const double *X, const double *p,
                                     const double *u, const double *data, const double *sigma, double *r,

@@ -207,3 +207,35 @@ int symode_grad_discrete(const symode_options *opt, int nt, const double *times,
     init_gmodel(&g);
     return symode_loss_discrete(&g, opt, nt, times, x0, p, u, data, sigma, loss, grad, rjac, r, stats);
 }
+
+/* The recorded forward solve as an object (symode_tape.h): record once, then differentiate the same
+   steps in reverse mode with any dL/dx at the sample times, or in forward mode. */
+void *symode_record(const symode_options *opt, int nt, const double *times, const double *x0, const double *p,
+                    const double *u, double *X, symode_stats *stats, int *status) {
+    symode_model m;
+    symode_tape *tape = symode_tape_new();
+    if (!tape) {
+        *status = SYMODE_ERR_NOMEM;
+        return NULL;
+    }
+    init_model(&m);
+    *status = symode_integrate_record(&m, opt, nt, times, x0, p, u, X, stats, tape);
+    return tape;
+}
+
+int symode_record_adjoint(const void *tape, const double *p, const double *u, const double *lam, double *gx0,
+                          double *gp) {
+    symode_gmodel g;
+    init_gmodel(&g);
+    return symode_tape_adjoint((const symode_tape *)tape, &g.m, &g.d, p, u, lam, gx0, gp);
+}
+
+int symode_record_sens(const void *tape, const double *p, const double *u, double *S) {
+    symode_gmodel g;
+    init_gmodel(&g);
+    return symode_tape_forward((const symode_tape *)tape, &g.m, &g.d, p, u, S);
+}
+
+void symode_record_free(void *tape) {
+    symode_tape_free((symode_tape *)tape);
+}
