@@ -8,8 +8,10 @@ For an experiment with simulation condition c and parameters p = P_c theta + con
 - x(t_i) and G(t_i) = dx(t_i)/dtheta = S_x0(t_i) G(0) + S_p(t_i) P_c from the compiled integrator's
   sensitivities S = dx/d[x0, p] (exact derivatives of the discretised solution);
 - t = inf: the steady state, reached by integrating in chunks of growing length until
-  wrms(f(x)) = sqrt(mean((f_i / (ss_atol + ss_rtol |x_i|))^2)) < 1, chaining G over the chunks
-  (valid with conservation laws, where df/dx is singular).
+  wrms(f(x)) = sqrt(mean((f_i / (ss_atol + ss_rtol |x_i|))^2)) < 1 and, with sensitivities, the same
+  norm of dG/dt = (df/dx) G + (df/dp) P (weights ss_atol + ss_rtol |G_ij|) is < 1, chaining G over the
+  chunks (valid with conservation laws, where df/dx is singular). The second test matters when x(0) is
+  already (nearly) the steady state but dx/dtheta is not, as with slow modes.
 
 For a gradient by the adjoint (:meth:`Simulator.gradient`), every solve (trajectory, steady-state chunk)
 is recorded (:meth:`symode.solve.backend.CompiledBackend.record`) and differentiated afterwards in reverse
@@ -53,6 +55,10 @@ class SteadyState:
     x: np.ndarray
     G: np.ndarray | None = None
     chunks: list[Any] = field(default_factory=list)
+    start: np.ndarray | None = None     # where the integration started (adjoint mode)
+    p: np.ndarray | None = None
+    t: float = 0.0                      # the integration time it took
+    label: str = ""
 
 
 @dataclass
@@ -223,13 +229,44 @@ class Simulator:
         return grad
 
     def steady_state_adjoint(self, ss: SteadyState, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(v . dx_ss/dx_start, v . dx_ss/dp) back through the recorded chunks."""
-        gp = np.zeros(self.np)
-        lam = np.zeros((2, self.nx))
+        """(v . dx_ss/dx_start, v . dx_ss/dp) back through the recorded chunks.
+
+        The integration stopped when wrms(f) < 1, which says nothing about dx_ss/dtheta: x can start at
+        (nearly) its steady state while dx/dtheta does not (slow modes). The adjoint's own test is the
+        rate of the gradient g(T) = v . dx(T)/d[x_start, p] in the integration time T,
+        dg/dT = (f_x^T v) . dx(T)/d[x_start, p] + [0, f_p^T v] (v . dG/dt of the forward test, by a second
+        reverse pass with the weight f_x^T v). When its weighted norm (weights ss_atol max|v| +
+        ss_rtol |g|) is not < 1, the gradient comes from forward sensitivities carried until dG/dt
+        vanishes (:meth:`steady_state` with G)."""
+        gx, gp = self._reverse(ss, v)
+        if not np.any(v):
+            return gx, gp
+        assert ss.start is not None and ss.p is not None
+        w = self.backend.jac_x(ss.t, ss.x, ss.p, self._U).T @ v
+        rx, rp = self._reverse(ss, w)
+        rate = np.concatenate([rx, rp + self.backend.jac_p(ss.t, ss.x, ss.p, self._U).T @ v])
+        g = np.concatenate([gx, gp])
+        o = self.options
+        weights = o.ss_atol * float(np.max(np.abs(v))) + o.ss_rtol * np.abs(g)
+        if float(np.sqrt(np.mean((rate / weights) ** 2))) < 1.0:
+            return gx, gp
+        n = self.nx + self.np
+        G0 = np.eye(self.nx, n)
+        P = np.zeros((self.np, n))
+        P[:, self.nx:] = np.eye(self.np)
+        G = self.steady_state(ss.start, G0, ss.p, P, ss.label).G
+        assert G is not None
+        g = v @ G
+        return g[: self.nx], g[self.nx:]
+
+    @staticmethod
+    def _reverse(ss: SteadyState, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gp = np.zeros(len(ss.p) if ss.p is not None else 0)
+        lam = np.zeros((2, len(v)))
         for rec in reversed(ss.chunks):
             lam[1] = v
             v, gq = rec.adjoint(lam)
-            gp += gq
+            gp = gp + gq
         return v, gp
 
     def _override_adjoint(self, cond: Condition, gx: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -248,19 +285,27 @@ class Simulator:
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,
                      label: str, record: bool = False) -> SteadyState:
-        """Integrate until wrms(f) < 1 (see the module docstring), carrying G = dx/dtheta (with G0) or
-        recording every chunk (``record``)."""
+        """Integrate until wrms(f) < 1 and, when G = dx/dtheta is carried (with G0), wrms(dG/dt) < 1 (see the
+        module docstring); or record every chunk (``record``)."""
         o = self.options
-        ss = SteadyState(x0.copy(), None if G0 is None else G0.copy())
+        ss = SteadyState(x0.copy(), None if G0 is None else G0.copy(), start=x0.copy(), p=p, label=label)
         t, length = 0.0, 1.0
         while True:
+            ss.t = t
             x = ss.x
             f = self.backend.rhs(t, x, p, self._U)
             wrms = float(np.sqrt(np.mean((f / (o.ss_atol + o.ss_rtol * np.abs(x))) ** 2))) if len(x) else 0.0
+            what = "dx/dt"
+            G = ss.G
+            if wrms < 1.0 and G is not None and P is not None and G.size:
+                # x may start at its steady state while G does not (slow modes), so G's rate is checked too
+                dG = self.backend.jac_x(t, x, p, self._U) @ G + self.backend.jac_p(t, x, p, self._U) @ P
+                wrms = float(np.sqrt(np.mean((dG / (o.ss_atol + o.ss_rtol * np.abs(G))) ** 2)))
+                what = "dx/dt's sensitivities"
             if wrms < 1.0:
                 return ss
             if t >= o.ss_max_time:
-                raise SolverError(f"{label}: no steady state reached by t = {t:g} (weighted norm of dx/dt = "
+                raise SolverError(f"{label}: no steady state reached by t = {t:g} (weighted norm of {what} = "
                                   f"{wrms:.3g}; needs < 1)")
             grid = np.array([t, t + length])
             if record:
