@@ -98,6 +98,25 @@ def test_resume_from_checkpoint(run, case, tmp_path):
     assert sorted(res3.kept_edges) == sorted(res.kept_edges)
 
 
+@pytest.mark.slow
+def test_outcome_does_not_depend_on_the_clock(run, case, tmp_path, monkeypatch):
+    """Every budget a decision rests on is an iteration count: on a clock where each CPU second lasts 1000
+    and wall time runs 5x faster (a much slower or busier machine), the search takes the same path to the
+    same model, and no fit reaches the wall-clock safety cap."""
+    res, _out, _t = run
+    spec, data, _ = case
+    cpu, wall, mono = time.process_time, time.perf_counter, time.monotonic
+    monkeypatch.setattr(time, "process_time", lambda: 1000.0 * cpu())
+    monkeypatch.setattr(time, "perf_counter", lambda: 5.0 * wall())
+    monkeypatch.setattr(time, "monotonic", lambda: 5.0 * mono())
+    slow = discover(spec, data, outdir=tmp_path, progress=False, workers=1, final_analysis=False)
+    assert [sorted(c.edges) for c in slow.path] == [sorted(c.edges) for c in res.path]
+    assert slow.selected.objective == pytest.approx(res.selected.objective, rel=1e-9)
+    assert [c.objective for c in slow.evaluated] == pytest.approx([c.objective for c in res.evaluated], rel=1e-9)
+    assert not any("safety cap" in n for n in slow.notes) and not any(c.stop == "time limit" for c in slow.evaluated)
+    assert [c.iterations for c in slow.evaluated] == [c.iterations for c in res.evaluated]
+
+
 def test_absent_satellite_drops_its_edges():
     spec = template_spec(2, 1)
     edges = ["prod:X->M1", "uptake:M1->Y1", "prod:Y2->M1", "inhib:M1-|Y2"]

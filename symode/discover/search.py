@@ -46,7 +46,7 @@ CHECKPOINT = "discovery-checkpoint.json"
 COLD_PATIENCE = 3.0         # cold refits are abandoned as hopeless only after 3x the iterations of warm ones
 FULL_STARTS = 4             # symmetry-breaking starts of the full-template fit (not tied to the workers)
 FULL_KEEP = 2               # of which the best continue
-FULL_ITER = (300, 300)      # iterations of each start, then of each continued one
+FULL_ITER = (100, 300)      # iterations of each start, then of each continued one
 
 
 def _fingerprint(spec: Spec, datasets: Sequence[Dataset]) -> str:
