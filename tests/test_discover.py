@@ -10,6 +10,9 @@ import pytest
 
 from symode.discover import (
     CHECKPOINT,
+    FULL_ITER,
+    FULL_KEEP,
+    FULL_STARTS,
     Candidate,
     Search,
     candidate_spec,
@@ -286,3 +289,35 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
     search.evaluate([drop, good], cur)
     assert len(jobs) == 1                                                  # once per (set, start)
     assert not search.improvable(drop, cur)
+
+
+def test_full_fit_budgets_are_iteration_counts(case):
+    """The full-template fit screens FULL_STARTS starts for FULL_ITER[0] iterations and continues the
+    FULL_KEEP lowest for FULL_ITER[1]; no job carries a time budget other than the wall-clock safety cap,
+    and a fit stopped by that cap is counted (the result then reports it)."""
+    spec = template_spec(1, 2)
+    search = Search(spec, [case[1]], outdir=None, workers=3, progress=False, max_iter=50, max_time=30.0,
+                    resume=False)
+    batches = []
+
+    def fake_fit_jobs(jobs):
+        batches.append(jobs)
+        out = []
+        for i, j in enumerate(jobs):
+            obj = 100.0 + 10 * ((i * 7) % len(jobs)) if len(batches) == 1 else 50.0 + i
+            out.append(Candidate(edges=j["edges"], parameters=dict(j["parameters"]), x0=dict(j["x0"]),
+                                 objective=obj, k=1, n_obs=10, aicc=1.0, bic=obj, iterations=j["max_iter"],
+                                 stop="time limit" if len(batches) == 2 and i == 1 else "iterations").to_dict())
+        return out
+
+    search._run = fake_fit_jobs          # the executor's part: fit_jobs around it counts the capped fits
+    best = search.evaluate_full(prunable_edges(spec))
+    screen, cont = batches
+    assert len(screen) == FULL_STARTS and len(cont) == FULL_KEEP       # not tied to the 3 workers
+    assert {j["max_iter"] for j in screen} == {FULL_ITER[0]} and {j["max_iter"] for j in cont} == {FULL_ITER[1]}
+    objs = [100.0 + 10 * ((i * 7) % FULL_STARTS) for i in range(FULL_STARTS)]
+    kept = sorted(range(FULL_STARTS), key=lambda i: objs[i])[:FULL_KEEP]
+    assert [j["parameters"] for j in cont] == [screen[i]["parameters"] for i in kept]
+    assert best.objective == 50.0 and search.time_capped == 1
+    for j in screen + cont:
+        assert not {"max_cpu", "cpu"} & set(j) and j["max_time"] <= 30.0

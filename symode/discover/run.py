@@ -43,6 +43,7 @@ initial states are carried from one candidate to the next.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +146,7 @@ def _select(search: Search, strategy: BackwardElimination | ThresholdRefit | Scr
         notes.append(f"{search.time_capped} candidate fit(s) were stopped by the wall-clock safety cap "
                      f"({search.max_time:g} s per fit, or the time budget): their results, and the decisions "
                      "taken on them, depend on the machine's speed and load")
+        print(f"discover: WARNING: {notes[-1]}", file=sys.stderr)
     relabel = satellite_relabelling(spec, best.edges)
     if relabel and progress:
         print("discover: satellites renamed to the canonical order (by lowest-numbered substrate): "
