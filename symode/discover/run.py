@@ -43,6 +43,7 @@ initial states are carried from one candidate to the next.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -71,14 +72,15 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
              strategy: BackwardElimination | ThresholdRefit | ScreenRefit | None = None,
              outdir: str | Path | None = None,
              workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
-             max_time: float = 600.0, final_analysis: bool = True, budget: float | None = None,
+             max_time: float | None = None, final_analysis: bool = True, budget: float | None = None,
              x0: str = "spec") -> DiscoveryResult:
     """Discover the edge set of a template (see the module docstring). ``outdir``: where the checkpoint
     ``discovery-checkpoint.json`` is kept (a rerun with the same spec and data resumes from it);
     :func:`symode.report.discover.write_discovery` writes discovery.json, pruned.yaml, report.md and
     the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs), also the
     batch size of the search. ``max_iter``: Levenberg-Marquardt iterations of a candidate refit;
-    ``max_time``: wall-time safety cap of one candidate fit; ``budget``: of the whole search (None: none);
+    ``max_time``: wall-time safety cap of one candidate fit (None: only the search's); ``budget``: of the
+    whole search (None: none);
     ``x0``: initial states per data file (spec, first-sample, estimate).
 
     The outcome depends on the data, the strategy, ``max_iter`` and ``workers`` only: every budget a
@@ -144,7 +146,8 @@ def _select(search: Search, strategy: BackwardElimination | ThresholdRefit | Scr
     failed, notes, cut = list(search.failed), list(search.notes), search.budget_spent
     if search.time_capped:
         notes.append(f"{search.time_capped} candidate fit(s) were stopped by the wall-clock safety cap "
-                     f"({search.max_time:g} s per fit, or the time budget): their results, and the decisions "
+                     f"({'the time budget' if search.max_time is None else f'{search.max_time:g} s per fit'}): "
+                     "their results, and the decisions "
                      "taken on them, depend on the machine's speed and load")
         print(f"discover: WARNING: {notes[-1]}", file=sys.stderr)
     relabel = satellite_relabelling(spec, best.edges)
@@ -164,9 +167,10 @@ def _select(search: Search, strategy: BackwardElimination | ThresholdRefit | Scr
     if best.failed:
         notes.append("every fit of the full template failed: no model was selected")
     if final_analysis and left > 0 and not best.failed:
+        cap = min(search.max_time or math.inf, left)      # inf: the fit's own default time limit
         with search.phase("final analysis"):
             final = fit(sub, data, progress=progress, shooting="single", max_iter=search.max_iter,
-                        max_time=min(search.max_time, max(1.0, left)), x0=best.x0s or search.x0s)
+                        max_time=None if math.isinf(cap) else max(1.0, cap), x0=best.x0s or search.x0s)
         if final.timings:
             search.timings.merge(final.timings, prefix="final analysis")
         sub = final.fitted_spec()

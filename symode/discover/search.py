@@ -65,7 +65,7 @@ class Search:
     alive across batches; use as a context manager so that it is closed)."""
 
     def __init__(self, spec: Spec, datasets: list[Dataset], *, outdir: Path | None, workers: int,
-                 progress: bool, max_iter: int, max_time: float, resume: bool,
+                 progress: bool, max_iter: int, max_time: float | None, resume: bool,
                  x0s: list[dict[str, float]] | None = None, budget: float | None = None) -> None:
         self.spec, self.datasets, self.outdir = spec, datasets, outdir
         self.x0s = x0s              # initial states of every data file (None: the spec's)
@@ -187,7 +187,7 @@ class Search:
         x0s = start.x0s if start is not None and start.x0s else self.x0s
         job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0, "x0s": x0s,
                "datasets": self.datasets, "max_iter": self.max_iter,
-               "max_time": max(1.0, min(self.max_time, self.remaining()))}
+               "max_time": max(1.0, min(self.max_time or math.inf, self.remaining()))}
         if start is not None and self.criterion is not None:
             # The objective below which this candidate beats ``start`` under the criterion.
             aicc, bic = information_criteria(0.0, n_unknowns(sub, len(self.datasets)), start.n_obs)
