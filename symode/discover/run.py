@@ -33,8 +33,10 @@ selected model's satellites are renamed to a canonical order (:func:`satellite_r
 evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
 the same spec and data resumes from it.
 
-A time budget (``budget`` seconds of wall time) stops the search when spent: the best model so far is
-reported and the result says that the budget cut the search short (``budget_exhausted``). A candidate
+Every budget a decision rests on is an iteration count (:mod:`symode.discover.search`), so the outcome
+does not depend on the machine's speed or load, nor on the backend. A time budget (``budget`` seconds of
+wall time, a safety cap) stops the search when spent: the best model so far is reported and the result says
+that the budget cut the search short (``budget_exhausted``). A candidate
 fit that fails (objective not finite) is retried once with multiple shooting; if it fails again it is
 listed in the result's ``failed`` (and warned about on stderr), never kept. Initial states are per data
 file (``x0``: "spec", "first-sample" or "estimate", as in :mod:`symode.fit.experiments`) and every file's
