@@ -321,3 +321,17 @@ def test_full_fit_budgets_are_iteration_counts(case):
     assert best.objective == 50.0 and search.time_capped == 1
     for j in screen + cont:
         assert not {"max_cpu", "cpu"} & set(j) and j["max_time"] <= 30.0
+
+
+def test_full_starts_do_not_depend_on_the_process(tmp_path):
+    """The same seeds give the same starts in every process (string hashing, hence a set's iteration
+    order, differs between processes: two runs of the same command once started from different points)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from symode.graph.template import template_spec; from symode.discover import full_starts;"
+            "print(json.dumps(full_starts(template_spec(2, 3), n_starts=4), sort_keys=True))")
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
+    assert outs[0] and outs[0] == outs[1] == outs[2]
