@@ -14,6 +14,8 @@ model, so a missed edge is a data limit; selected > truth: a search failure). Wi
 checkpoint there, and a rerun resumes an interrupted case.
 
     python bench/discover.py [--sizes 2x2,3x2,3x2b,2x3,3x3,4x4] [--days 30] [--workers 2] [--seed 1] [--out DIR]
+                             [--phases]
+    python bench/discover.py --timings OUT/discovery.json     # where a `symode discover` run's time went
 """
 
 from __future__ import annotations
@@ -77,7 +79,18 @@ def run_case(name: str, days: float, workers: int, seed: int = 1, out: str | Non
             "kept": len(kept), "precision": tp / len(kept) if kept else 1.0, "recall": tp / len(true),
             "fits": len(res.evaluated), "time_s": t, "cpu_s": cpu, "load": (l0 + os.getloadavg()[0]) / 2,
             "missed": sorted(true - kept), "extra": sorted(kept - true), "bic": res.selected.bic,
-            "bic_truth": truth_bic(spec, data, sorted(CASES[name]), truth)}
+            "bic_truth": truth_bic(spec, data, sorted(CASES[name]), truth), "timings": res.timings}
+
+
+def phase_table(timings: dict[str, object]) -> list[str]:
+    """Markdown rows (phase, wall s, CPU s, fits) of a discovery's ``result.timings``: the CPU of a
+    "candidate fits" row is the workers' CPU, of a phase row the main process's."""
+    from symode.timing import Timings
+
+    t = Timings()
+    t.merge(timings)  # type: ignore[arg-type]
+    return [f"| {k} | {w:.1f} | {'-' if c is None else f'{c:.1f}'} | {n} |" for k, w, c, n in t.table()
+            if not k.startswith("final analysis/")]
 
 
 def truth_bic(spec: object, data: object, edges: list[str], truth: dict[str, dict[str, float]]) -> float:
@@ -105,7 +118,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="also append one JSON line per case to this file")
     ap.add_argument("--out", help="write each case's discovery outputs and checkpoint under this directory")
+    ap.add_argument("--phases", action="store_true", help="also print where each case's time went")
+    ap.add_argument("--timings", metavar="JSON", help="only print where the time of a finished run went (its "
+                    "discovery.json, e.g. from `symode discover ... -o OUT`) and exit")
     args = ap.parse_args()
+    if args.timings:
+        with open(args.timings) as fh:
+            doc = json.load(fh)
+        print(f"{len(doc['kept_edges'])} edges kept, {doc['n_candidates_evaluated']} candidate fits, "
+              f"{doc['wall_time_s']:.1f} s in discover\n\n| phase | wall s | CPU s | fits |\n|---|---:|---:|---:|")
+        print("\n".join(phase_table(doc.get("timings", {}))))
+        return
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); {args.days:g} days of data; "
           f"{args.workers} workers")
     print("| template | edges | true | kept | precision | recall | candidate fits | wall time | CPU time | load | "
@@ -118,6 +141,9 @@ def main() -> None:
               f"{r['fits']} | {r['time_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | {r['load']:.1f} | "
               f"{r['bic']:.1f} / {r['bic_truth']:.1f} | {diff} |",
               flush=True)
+        if args.phases:
+            print(f"\n{name}: phase | wall s | CPU s | fits\n|---|---:|---:|---:|")
+            print("\n".join(phase_table(r["timings"])) + "\n", flush=True)  # type: ignore[arg-type]
         if args.json:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps(r) + "\n")

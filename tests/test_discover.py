@@ -10,6 +10,9 @@ import pytest
 
 from symode.discover import (
     CHECKPOINT,
+    FULL_ITER,
+    FULL_KEEP,
+    FULL_STARTS,
     Candidate,
     Search,
     candidate_spec,
@@ -96,6 +99,25 @@ def test_resume_from_checkpoint(run, case, tmp_path):
     res3 = discover(spec, data, outdir=out, progress=False, workers=1, final_analysis=False)
     assert len(res3.evaluated) == len(res.evaluated)
     assert sorted(res3.kept_edges) == sorted(res.kept_edges)
+
+
+@pytest.mark.slow
+def test_outcome_does_not_depend_on_the_clock(run, case, tmp_path, monkeypatch):
+    """Every budget a decision rests on is an iteration count: on a clock where each CPU second lasts 1000
+    and wall time runs 5x faster (a much slower or busier machine), the search takes the same path to the
+    same model, and no fit reaches the wall-clock safety cap."""
+    res, _out, _t = run
+    spec, data, _ = case
+    cpu, wall, mono = time.process_time, time.perf_counter, time.monotonic
+    monkeypatch.setattr(time, "process_time", lambda: 1000.0 * cpu())
+    monkeypatch.setattr(time, "perf_counter", lambda: 5.0 * wall())
+    monkeypatch.setattr(time, "monotonic", lambda: 5.0 * mono())
+    slow = discover(spec, data, outdir=tmp_path, progress=False, workers=1, final_analysis=False)
+    assert [sorted(c.edges) for c in slow.path] == [sorted(c.edges) for c in res.path]
+    assert slow.selected.objective == pytest.approx(res.selected.objective, rel=1e-9)
+    assert [c.objective for c in slow.evaluated] == pytest.approx([c.objective for c in res.evaluated], rel=1e-9)
+    assert not any("safety cap" in n for n in slow.notes) and not any(c.stop == "time limit" for c in slow.evaluated)
+    assert [c.iterations for c in slow.evaluated] == [c.iterations for c in res.evaluated]
 
 
 def test_absent_satellite_drops_its_edges():
@@ -267,3 +289,49 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
     search.evaluate([drop, good], cur)
     assert len(jobs) == 1                                                  # once per (set, start)
     assert not search.improvable(drop, cur)
+
+
+def test_full_fit_budgets_are_iteration_counts(case):
+    """The full-template fit screens FULL_STARTS starts for FULL_ITER[0] iterations and continues the
+    FULL_KEEP lowest for FULL_ITER[1]; no job carries a time budget other than the wall-clock safety cap,
+    and a fit stopped by that cap is counted (the result then reports it)."""
+    spec = template_spec(1, 2)
+    search = Search(spec, [case[1]], outdir=None, workers=3, progress=False, max_iter=50, max_time=30.0,
+                    resume=False)
+    batches = []
+
+    def fake_fit_jobs(jobs):
+        batches.append(jobs)
+        out = []
+        for i, j in enumerate(jobs):
+            obj = 100.0 + 10 * ((i * 7) % len(jobs)) if len(batches) == 1 else 50.0 + i
+            out.append(Candidate(edges=j["edges"], parameters=dict(j["parameters"]), x0=dict(j["x0"]),
+                                 objective=obj, k=1, n_obs=10, aicc=1.0, bic=obj, iterations=j["max_iter"],
+                                 stop="time limit" if len(batches) == 2 and i == 1 else "iterations").to_dict())
+        return out
+
+    search._run = fake_fit_jobs          # the executor's part: fit_jobs around it counts the capped fits
+    best = search.evaluate_full(prunable_edges(spec))
+    screen, cont = batches
+    assert len(screen) == FULL_STARTS and len(cont) == FULL_KEEP       # not tied to the 3 workers
+    assert {j["max_iter"] for j in screen} == {FULL_ITER[0]} and {j["max_iter"] for j in cont} == {FULL_ITER[1]}
+    objs = [100.0 + 10 * ((i * 7) % FULL_STARTS) for i in range(FULL_STARTS)]
+    kept = sorted(range(FULL_STARTS), key=lambda i: objs[i])[:FULL_KEEP]
+    assert [j["parameters"] for j in cont] == [screen[i]["parameters"] for i in kept]
+    assert best.objective == 50.0 and search.time_capped == 1
+    for j in screen + cont:
+        assert not {"max_cpu", "cpu"} & set(j) and j["max_time"] <= 30.0
+
+
+def test_full_starts_do_not_depend_on_the_process(tmp_path):
+    """The same seeds give the same starts in every process (string hashing, hence a set's iteration
+    order, differs between processes: two runs of the same command once started from different points)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from symode.graph.template import template_spec; from symode.discover import full_starts;"
+            "print(json.dumps(full_starts(template_spec(2, 3), n_starts=4), sort_keys=True))")
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
+    assert outs[0] and outs[0] == outs[1] == outs[2]

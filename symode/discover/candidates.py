@@ -67,12 +67,17 @@ class Candidate:
     knockout: dict[str, float] = field(default_factory=dict)  # edge -> objective increase at strength 0, no refit
     x0s: list[dict[str, float]] = field(default_factory=list)  # initial states of every data file
     failed: str = ""                  # why the fit failed (objective not finite), "" when it did not
+    iterations: int = 0               # Levenberg-Marquardt iterations of the fit that produced it
+    stop: str = ""                    # why that fit stopped: converged, iterations (its budget), hopeless
+                                      # (early abandon), stalled, failed, or "time limit" (the safety cap)
+    cpu_s: float = 0.0                # CPU seconds of that fit (where it ran)
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "parameters": self.parameters, "x0": self.x0,
                 "objective": self.objective, "k": self.k, "n_obs": self.n_obs, "aicc": self.aicc,
                 "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s,
-                "knockout": self.knockout, "x0s": self.x0s, "failed": self.failed}
+                "knockout": self.knockout, "x0s": self.x0s, "failed": self.failed,
+                "iterations": self.iterations, "stop": self.stop, "cpu_s": self.cpu_s}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:

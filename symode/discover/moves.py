@@ -126,7 +126,8 @@ def run_moves(search: Search, strat: BackwardElimination, current: Candidate,
     improves (the backward path alone can lose a true edge after a local minimum of the full fit)."""
     crit = strat.criterion
     for _ in range(strat.max_rounds):
-        current = run_backward(search, strat, current)
+        with search.phase("elimination"):
+            current = run_backward(search, strat, current)
         if search.out_of_time():
             break
         have = set(current.edges)
@@ -137,12 +138,17 @@ def run_moves(search: Search, strat: BackwardElimination, current: Candidate,
                 if set(s) != have:
                     adds.append(s)
         # All additions at once (cheap warm-started refits): the best one, if it improves.
-        best = _best_of_batches(search, adds, current, crit, len(adds)) if strat.add_back else None
+        best = None
+        if strat.add_back:
+            with search.phase("add-back"):
+                best = _best_of_batches(search, adds, current, crit, len(adds))
         if best is None and strat.swaps:
-            best = _best_of_batches(search, swap_sets(search.spec, current, full_edges), current, crit,
-                                    max(2, 2 * search.workers))
+            with search.phase("swaps"):
+                best = _best_of_batches(search, swap_sets(search.spec, current, full_edges), current, crit,
+                                        max(2, 2 * search.workers))
         if best is None and strat.cold_starts > 0:
-            best = _run_cold(search, strat, current)
+            with search.phase("cold refits"):
+                best = _run_cold(search, strat, current)
         if best is None:
             break
         current = best

@@ -31,6 +31,7 @@ class DiscoveryResult:
     notes: list[str] = field(default_factory=list)              # fallbacks the search took
     budget_exhausted: bool = False   # the time budget stopped the search: the best model so far
     budget_s: float | None = None    # the time budget (s), None: none
+    timings: dict[str, Any] = field(default_factory=dict)   # seconds per phase (:meth:`Timings.to_dict`)
 
     def to_json(self) -> dict[str, Any]:
         """The discovery.json document."""
@@ -52,6 +53,7 @@ class DiscoveryResult:
             "notes": list(self.notes),
             "budget_s": self.budget_s,
             "budget_exhausted": self.budget_exhausted,
+            "timings": self.timings,
         }
         if self.final_fit is not None:
             out["identifiable"] = {n: bool(v) for n, v in self.final_fit.identifiable.items()}

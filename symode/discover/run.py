@@ -33,8 +33,10 @@ selected model's satellites are renamed to a canonical order (:func:`satellite_r
 evaluated candidate is checkpointed in ``OUTDIR/discovery-checkpoint.json``; a rerun with
 the same spec and data resumes from it.
 
-A time budget (``budget`` seconds of wall time) stops the search when spent: the best model so far is
-reported and the result says that the budget cut the search short (``budget_exhausted``). A candidate
+Every budget a decision rests on is an iteration count (:mod:`symode.discover.search`), so the outcome
+does not depend on the machine's speed or load, nor on the backend. A time budget (``budget`` seconds of
+wall time, a safety cap) stops the search when spent: the best model so far is reported and the result says
+that the budget cut the search short (``budget_exhausted``). A candidate
 fit that fails (objective not finite) is retried once with multiple shooting; if it fails again it is
 listed in the result's ``failed`` (and warned about on stderr), never kept. Initial states are per data
 file (``x0``: "spec", "first-sample" or "estimate", as in :mod:`symode.fit.experiments`) and every file's
@@ -43,12 +45,14 @@ initial states are carried from one candidate to the next.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from symode.discover.candidates import candidate_spec, prunable_edges
+from symode.discover.candidates import Candidate, candidate_spec, prunable_edges
 from symode.discover.labels import relabel_candidate, satellite_relabelling
 from symode.discover.moves import run_backward, run_moves, run_threshold
 from symode.discover.result import DiscoveryResult
@@ -58,6 +62,7 @@ from symode.discover.strategies import BackwardElimination, ScreenRefit, Thresho
 from symode.errors import SymodeError
 from symode.fit import as_datasets, fit
 from symode.fit.experiments import experiment_x0
+from symode.hybrid import blas_threads
 from symode.parallel import default_workers
 from symode.spec import Spec, load_spec
 from symode.spec.data import Dataset
@@ -69,14 +74,21 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
              strategy: BackwardElimination | ThresholdRefit | ScreenRefit | None = None,
              outdir: str | Path | None = None,
              workers: int | None = None, progress: bool = True, resume: bool = True, max_iter: int = 300,
-             max_time: float = 600.0, final_analysis: bool = True, budget: float | None = None,
+             max_time: float | None = None, final_analysis: bool = True, budget: float | None = None,
              x0: str = "spec") -> DiscoveryResult:
     """Discover the edge set of a template (see the module docstring). ``outdir``: where the checkpoint
     ``discovery-checkpoint.json`` is kept (a rerun with the same spec and data resumes from it);
     :func:`symode.report.discover.write_discovery` writes discovery.json, pruned.yaml, report.md and
-    the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs).
-    ``max_time``: wall-time cap of one candidate fit; ``budget``: of the whole search (None: none);
-    ``x0``: initial states per data file (spec, first-sample, estimate)."""
+    the plots of the result. ``workers``: processes of the candidate pool (default: all CPUs), also the
+    batch size of the search. ``max_iter``: Levenberg-Marquardt iterations of a candidate refit;
+    ``max_time``: wall-time safety cap of one candidate fit (None: only the search's); ``budget``: of the
+    whole search (None: none);
+    ``x0``: initial states per data file (spec, first-sample, estimate).
+
+    The outcome depends on the data, the strategy, ``max_iter`` and ``workers`` only: every budget a
+    decision rests on is an iteration count, and BLAS runs single-threaded (same rounding in this process,
+    the local pool and on a cluster). Wall-clock caps are a safety net; the result's notes say when one
+    was hit. ``result.timings``: wall and CPU seconds per phase (:class:`symode.timing.Timings`)."""
     t0 = time.perf_counter()
     strategy = strategy or BackwardElimination()
     if strategy.criterion not in ("bic", "aicc"):
@@ -93,29 +105,53 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     workers = workers or default_workers()
-    with Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
-                 max_time=max_time, resume=resume, x0s=x0s, budget=budget) as search:
+    with blas_threads(1), Search(spec, data, outdir=out, workers=workers, progress=progress, max_iter=max_iter,
+                                 max_time=max_time, resume=resume, x0s=x0s, budget=budget) as search:
         search.criterion = strategy.criterion
-        full_edges = prunable_edges(spec)
-        if search.path:
-            current = search.path[-1]
-        else:
+        best = _search(search, strategy, prunable_edges(spec))
+        res = _select(search, strategy, best, final_analysis=final_analysis, progress=progress)
+    res.wall_time_s = time.perf_counter() - t0
+    res.timings["total_s"] = round(res.wall_time_s, 4)
+    return res
+
+
+def _search(search: Search, strategy: BackwardElimination | ThresholdRefit | ScreenRefit,
+            full_edges: list[str]) -> Candidate:
+    """Run the strategy from the full template (or the checkpoint's last model); the best model of the path."""
+    if search.path:
+        current = search.path[-1]
+    else:
+        with search.phase("full fit"):
             current = search.evaluate_full(full_edges)
-            search.accept(current)
-        if isinstance(strategy, ThresholdRefit):
-            current = run_threshold(search, strategy, current)
-        elif isinstance(strategy, ScreenRefit):
-            current = run_screen(search, strategy, current)
-        elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
-            current = run_moves(search, strategy, current, full_edges)
-        else:
+        search.accept(current)
+    if isinstance(strategy, ThresholdRefit):
+        current = run_threshold(search, strategy, current)
+    elif isinstance(strategy, ScreenRefit):
+        current = run_screen(search, strategy, current)
+    elif strategy.add_back or strategy.swaps or strategy.cold_starts > 0:
+        current = run_moves(search, strategy, current, full_edges)
+    else:
+        with search.phase("elimination"):
             current = run_backward(search, strategy, current)
-        search.out_of_time()
-        ok = [c for c in search.path if not c.failed] or search.path
-        best = min(ok, key=lambda c: c.ic(strategy.criterion))
-        path, evaluated = list(search.path), list(search.order)
-        failed, notes, cut = list(search.failed), list(search.notes), search.budget_spent
-        left = search.remaining()
+    search.out_of_time()
+    ok = [c for c in search.path if not c.failed] or search.path
+    return min(ok, key=lambda c: c.ic(strategy.criterion))
+
+
+def _select(search: Search, strategy: BackwardElimination | ThresholdRefit | ScreenRefit, best: Candidate, *,
+            final_analysis: bool, progress: bool) -> DiscoveryResult:
+    """The result: satellites renamed to the canonical order, and the selected model's final fit with its
+    uncertainty analysis (within what is left of the time budget)."""
+    spec, data = search.spec, search.datasets
+    full_edges = prunable_edges(spec)
+    path, evaluated = list(search.path), list(search.order)
+    failed, notes, cut = list(search.failed), list(search.notes), search.budget_spent
+    if search.time_capped:
+        notes.append(f"{search.time_capped} candidate fit(s) were stopped by the wall-clock safety cap "
+                     f"({'the time budget' if search.max_time is None else f'{search.max_time:g} s per fit'}): "
+                     "their results, and the decisions "
+                     "taken on them, depend on the machine's speed and load")
+        print(f"discover: WARNING: {notes[-1]}", file=sys.stderr)
     relabel = satellite_relabelling(spec, best.edges)
     if relabel and progress:
         print("discover: satellites renamed to the canonical order (by lowest-numbered substrate): "
@@ -129,16 +165,21 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     sub = sub.with_values({n: v for n, v in best.parameters.items() if n in sub.parameters},
                           {n: v for n, v in best.x0.items() if n in sub.states})
     final = None
+    left = search.remaining()
     if best.failed:
         notes.append("every fit of the full template failed: no model was selected")
     if final_analysis and left > 0 and not best.failed:
-        final = fit(sub, data, progress=progress, shooting="single", max_iter=max_iter,
-                    max_time=min(max_time, max(1.0, left)), x0=best.x0s or x0s)
+        cap = min(search.max_time or math.inf, left)      # inf: the fit's own default time limit
+        with search.phase("final analysis"):
+            final = fit(sub, data, progress=progress, shooting="single", max_iter=search.max_iter,
+                        max_time=None if math.isinf(cap) else max(1.0, cap), x0=best.x0s or search.x0s)
+        if final.timings:
+            search.timings.merge(final.timings, prefix="final analysis")
         sub = final.fitted_spec()
     elif final_analysis and cut:
         notes.append("the final fit with uncertainty analysis was skipped: the time budget is spent")
-    res = DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
-                          evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
-                          wall_time_s=time.perf_counter() - t0, relabelling=relabel, failed=failed,
-                          notes=notes, budget_exhausted=cut, budget_s=budget)
-    return res
+    return DiscoveryResult(spec=spec, kept_edges=kept, pruned_edges=pruned, selected=best, path=path,
+                           evaluated=evaluated, pruned_spec=sub, final_fit=final, criterion=strategy.criterion,
+                           relabelling=relabel, failed=failed, notes=notes, budget_exhausted=cut,
+                           budget_s=None if search.deadline is None else search.budget,
+                           timings=search.timings.to_dict())

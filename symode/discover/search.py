@@ -2,9 +2,15 @@
 candidate sets on one executor (:mod:`symode.parallel`), and the checkpoint
 ``OUTDIR/discovery-checkpoint.json`` from which a rerun with the same spec and data resumes.
 
-Budgets: the full template's multi-start fit gets ``full_time`` CPU seconds per
-:data:`FULL_TIME_UNKNOWNS` unknowns; a warm refit at most :data:`REFIT_CPU_SHARE` of that; cold refits
-are abandoned as hopeless only after :data:`COLD_PATIENCE` times the iterations of warm ones.
+Budgets are iteration counts, so that every decision (which start wins, which candidate is accepted)
+depends on the data, the seeds and ``workers`` only, never on the machine's speed, its load or the
+backend: the full template's multi-start fit runs :data:`FULL_STARTS` starts for ``full_iter[0]``
+Levenberg-Marquardt iterations each and continues the :data:`FULL_KEEP` best for ``full_iter[1]`` more;
+a candidate refit gets ``max_iter`` iterations and is abandoned as hopeless by iteration-counted rules
+(cold refits only after :data:`COLD_PATIENCE` times the iterations of warm ones). Wall-clock limits
+(``max_time`` per fit, the search's ``budget``) are safety caps only: a fit they stop is counted
+(``time_capped``) and reported, since its result then depends on the machine. ``timings`` records the
+wall and worker CPU seconds of every phase of the search.
 """
 
 from __future__ import annotations
@@ -14,14 +20,14 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
-from functools import cached_property
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from symode.discover.candidates import Candidate, candidate_spec, effective_edges, n_unknowns, prunable_edges
+from symode.discover.candidates import Candidate, candidate_spec, effective_edges, n_unknowns
 from symode.discover.labels import order_mapping, relabel_candidate, rename_labels, satellites_exchangeable
 from symode.discover.starts import cold_starts, full_starts
 from symode.discover.strategies import information_criteria
@@ -32,13 +38,15 @@ from symode.parallel import Executor, TaskFailure, get_executor, run_tasks
 from symode.progress import Bar, progress_bar
 from symode.spec import Spec
 from symode.spec.data import Dataset
+from symode.timing import Timings
 
-__all__ = ["CHECKPOINT", "COLD_PATIENCE", "FULL_TIME_UNKNOWNS", "REFIT_CPU_SHARE", "Search"]
+__all__ = ["CHECKPOINT", "COLD_PATIENCE", "FULL_ITER", "FULL_KEEP", "FULL_STARTS", "Search"]
 
 CHECKPOINT = "discovery-checkpoint.json"
-FULL_TIME_UNKNOWNS = 45     # the full-template fit budget (``Search.full_time``) is per this many unknowns
 COLD_PATIENCE = 3.0         # cold refits are abandoned as hopeless only after 3x the iterations of warm ones
-REFIT_CPU_SHARE = 0.5       # CPU limit of one warm candidate refit, as a share of the full-template budget
+FULL_STARTS = 4             # symmetry-breaking starts of the full-template fit (not tied to the workers)
+FULL_KEEP = 2               # of which the best continue
+FULL_ITER = (100, 300)      # iterations of each start, then of each continued one
 
 
 def _fingerprint(spec: Spec, datasets: Sequence[Dataset]) -> str:
@@ -57,17 +65,20 @@ class Search:
     alive across batches; use as a context manager so that it is closed)."""
 
     def __init__(self, spec: Spec, datasets: list[Dataset], *, outdir: Path | None, workers: int,
-                 progress: bool, max_iter: int, max_time: float, resume: bool,
+                 progress: bool, max_iter: int, max_time: float | None, resume: bool,
                  x0s: list[dict[str, float]] | None = None, budget: float | None = None) -> None:
         self.spec, self.datasets, self.outdir = spec, datasets, outdir
         self.x0s = x0s              # initial states of every data file (None: the spec's)
+        self.budget = budget        # seconds of the whole search (None: none), a safety cap
         self.deadline = time.monotonic() + budget if budget is not None else None
         self.budget_spent = False   # set when a move was skipped because the time budget was spent
         self.failed: list[dict[str, Any]] = []      # candidate fits that failed twice
         self.notes: list[str] = []                  # what the search did differently (fallbacks)
         self.workers, self.progress = workers, progress
         self.max_iter, self.max_time = max_iter, max_time
-        self.full_time = 240.0
+        self.full_iter: tuple[int, int] = FULL_ITER
+        self.time_capped = 0        # candidate fits stopped by the wall-clock safety cap ``max_time``
+        self.timings = Timings()    # wall and worker CPU seconds per phase of the search
         self.criterion: str | None = None     # set by discover(): early abandon of hopeless candidates
         self.full_starts: list[float] = []
         self.cache: dict[frozenset[str], Candidate] = {}
@@ -173,62 +184,49 @@ class Search:
         sub = candidate_spec(self.spec, edges)
         params = dict(start.parameters) if start is not None else {}
         x0 = dict(start.x0) if start is not None else {}
-        # A warm refit of a sub-model needs far less than the cold multi-start fit of the full template: at
-        # most REFIT_CPU_SHARE of that budget in CPU time (under load, a refit that neither converges nor
-        # turns hopeless would otherwise run to ``max_time`` and hold up its whole batch).
         x0s = start.x0s if start is not None and start.x0s else self.x0s
         job = {"spec": sub.to_dict(), "edges": edges, "parameters": params, "x0": x0, "x0s": x0s,
                "datasets": self.datasets, "max_iter": self.max_iter,
-               "max_time": max(1.0, min(self.max_time, self.remaining())), "max_cpu": self.refit_cpu}
+               "max_time": max(1.0, min(self.max_time or math.inf, self.remaining()))}
         if start is not None and self.criterion is not None:
             # The objective below which this candidate beats ``start`` under the criterion.
             aicc, bic = information_criteria(0.0, n_unknowns(sub, len(self.datasets)), start.n_obs)
             job["target"] = 0.5 * (start.ic(self.criterion) - (bic if self.criterion == "bic" else aicc))
         return job
 
-    @cached_property
-    def refit_cpu(self) -> float:
-        """CPU limit of one warm candidate refit: :data:`REFIT_CPU_SHARE` of the full template's budget."""
-        return REFIT_CPU_SHARE * self.full_budget(prunable_edges(self.spec))
-
-    def full_budget(self, edges: Sequence[str]) -> float:
-        """CPU seconds of the multi-start fit of the model with ``edges``: ``full_time`` per
-        :data:`FULL_TIME_UNKNOWNS` unknowns (at least ``full_time``)."""
-        k = n_unknowns(candidate_spec(self.spec, list(edges)), len(self.datasets))
-        return self.full_time * max(1.0, k / FULL_TIME_UNKNOWNS)
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Candidate fits run inside the block are timed under ``name`` in :attr:`timings`."""
+        with self.timings.phase(name):
+            yield
 
     def evaluate_full(self, edges: list[str]) -> Candidate:
-        """The full model from several symmetry-breaking starting points (:func:`full_starts`): all of
-        them are fitted in parallel for a quarter of ``full_time``, then the ``workers`` best continue for
-        the rest (the full template has many local minima and its fits are slow); the best one wins."""
+        """The full model from :data:`FULL_STARTS` symmetry-breaking starting points (:func:`full_starts`):
+        all of them are fitted in parallel for ``full_iter[0]`` iterations, then the :data:`FULL_KEEP`
+        best continue for ``full_iter[1]`` more (the full template has many local minima and its fits are
+        slow); the best one wins."""
         cached = self.lookup(effective_edges(self.spec, edges))
         if cached is not None:
             return cached
-        # The budget scales with the number of unknowns (per-iteration cost and iterations both grow) and
-        # is CPU time (so a moderately busy machine does not stop the fit further from its optimum), with a
-        # wall-clock cap of 1.25 times that (so a very busy one does not make discovery take forever).
-        budget = self.full_budget(edges)
-        starts = full_starts(self.spec, n_starts=max(4, self.workers))
-        # Within a time budget: the screening batches get 30% of it, the continuation 40% of the rest.
-        rounds = math.ceil(len(starts) / max(1, self.workers))
+        starts = full_starts(self.spec, n_starts=FULL_STARTS)
         jobs = []
         for params, x0 in starts:
             job = self._job(edges, None)
-            job["parameters"], job["x0"] = params, x0
-            job["max_cpu"] = 0.25 * budget
-            job["max_time"] = max(1.0, min(1.25 * 0.25 * budget, 0.3 * self.remaining() / rounds))
+            job["parameters"], job["x0"], job["max_iter"] = params, x0, self.full_iter[0]
             jobs.append(job)
-        screened = self.fit_jobs(jobs)
+        with self.phase("screen"):
+            screened = self.fit_jobs(jobs)
         self.full_starts = [float(r["objective"]) for r in screened]
-        best = sorted(screened, key=lambda r: r["objective"])[: max(1, self.workers)]
+        best = sorted(screened, key=lambda r: r["objective"])[:FULL_KEEP]
         jobs = []
         for r in best:
+            if r.get("stop") == "converged" or self.full_iter[1] <= 0:
+                continue
             job = self._job(edges, None)
-            job["parameters"], job["x0"] = r["parameters"], r["x0"]
-            job["max_cpu"] = 0.75 * budget
-            job["max_time"] = max(1.0, min(1.25 * 0.75 * budget, 0.4 * self.remaining()))
+            job["parameters"], job["x0"], job["max_iter"] = r["parameters"], r["x0"], self.full_iter[1]
             jobs.append(job)
-        results = self.fit_jobs(jobs) if not self.out_of_time() else []
+        with self.phase("continue"):
+            results = self.fit_jobs(jobs) if jobs and not self.out_of_time() else []
         c = Candidate.from_dict(min(results + screened, key=lambda r: r["objective"]))
         self.full_starts += [float(r["objective"]) for r in results]
         self._store([c])
@@ -239,6 +237,7 @@ class Search:
         later batches), results in job order. A job that raised stops the search with its error."""
         if self.executor is None:
             self.executor = get_executor(self.workers)
+        t0 = time.perf_counter()
         results = self._run(jobs)
         # A failed fit (objective not finite) is retried once with multiple shooting from the same start.
         bad = [i for i, r in enumerate(results) if r.get("failed")]
@@ -253,6 +252,9 @@ class Search:
                 self.failed.append({"edges": list(r["edges"]), "n_edges": len(r["edges"]), "reason": r["failed"]})
                 print(f"discover: WARNING: the fit of a candidate with {len(r['edges'])} edges failed twice "
                       f"(single, then multiple shooting): {r['failed']}; it is not kept", file=sys.stderr)
+        self.time_capped += sum(r.get("stop") == "time limit" for r in results)
+        self.timings.add("candidate fits", time.perf_counter() - t0, count=len(jobs),
+                         cpu=sum(float(r.get("cpu_s", 0.0)) for r in results))
         return results
 
     def _run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

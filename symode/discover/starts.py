@@ -47,7 +47,7 @@ def full_starts(spec: Spec, n_starts: int = 4, seed: int = 12345) -> list[tuple[
         shift = max(0, i - 1)
         par = dict(base)
         for names in own.values():
-            for n in set(names):
+            for n in dict.fromkeys(names):     # first-occurrence order (a set's order changes per process)
                 par[n] = clip_param(spec, n, base[n] * 10 ** rng.uniform(-0.15, 0.15))
         for e in ups:
             j, k = sats.index(str(e.target)), mets.index(str(e.source))

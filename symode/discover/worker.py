@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from symode.discover.candidates import Candidate
 from symode.discover.strategies import information_criteria
@@ -32,11 +33,22 @@ class _Hopeless(Exception):
 
 def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: fit one candidate model (LM from a warm start, no uncertainty analysis). ``job``: the
-    candidate's spec (dict), its edges, the starting values, the data sets and the budgets (``max_iter``,
-    ``max_time``, ``max_cpu``, ``target``, ``patience``; ``x0s``: the initial states of every data file,
-    ``shooting``: "single" or "multiple"). Returns :meth:`Candidate.to_dict`; a fit whose objective is not
-    finite (the solver failed at every point tried) has ``failed`` set to the reason."""
-    t0 = time.perf_counter()
+    candidate's spec (dict), its edges, the starting values, the data sets and the budgets (``max_iter``:
+    Levenberg-Marquardt iterations, the budget every decision rests on; ``target`` and ``patience``: the
+    iteration-counted early abandon; ``max_time``: a wall-clock safety cap only, reported as ``stop`` =
+    "time limit" when hit; ``x0s``: the initial states of every data file, ``shooting``: "single" or
+    "multiple"). Returns :meth:`Candidate.to_dict`; a fit whose objective is not finite (the solver failed
+    at every point tried) has ``failed`` set to the reason.
+
+    BLAS runs on one thread here wherever the job runs (a pool or cluster worker, or this process): the
+    result then has the same rounding, hence the same iterates, on every backend (and multi-threaded
+    BLAS on these small matrices is slower anyway, by orders of magnitude on a busy machine)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_candidate(job)
+
+
+def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
+    t0, cpu0 = time.perf_counter(), time.process_time()
     spec = spec_from_dict(job["spec"], file="<candidate>")
     start = {n: v for n, v in job["parameters"].items() if n in spec.parameters}
     spec = spec.with_values(start, {n: v for n, v in job["x0"].items() if n in spec.states})
@@ -46,41 +58,42 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                     if x0s else None)
     z = fp.z_from_values()
     failure = ""
+    max_iter = int(job["max_iter"])
     if job.get("shooting", "single") == "multiple":
         stages: list[dict[str, Any]] = []
+        tracker = Tracker(fp, None, None, t0)
         try:
-            z, conv, _msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
-                                       max_iter=job["max_iter"], max_time=job["max_time"],
-                                       tracker=Tracker(fp, None, None, t0), stages=stages)
+            z, conv, msg = local_fit(fp, z, method="lm", shooting="multiple", segments=12,
+                                     max_iter=max_iter, max_time=job["max_time"], tracker=tracker, stages=stages)
+            stop = "converged" if conv else ("time limit" if "time limit" in msg else "iterations")
         except (SolverError, ValueError, np.linalg.LinAlgError) as exc:
-            conv, failure = False, f"multiple shooting failed ({type(exc).__name__}: {exc})"
+            conv, failure, stop = False, f"multiple shooting failed ({type(exc).__name__}: {exc})", "failed"
+        iterations = tracker.iterations
     else:
         # A candidate can only be accepted if its objective ends below ``target``; a fit still far above it
         # after many iterations is abandoned (bad candidates otherwise crawl to the iteration limit).
-        # ``max_cpu`` bounds the fit's CPU time (load-independent, unlike ``max_time``).
         # ``patience`` stretches those iteration counts (cold starts begin far from their optimum).
         target = job.get("target")
-        last = {"z": z}
-        cpu0, max_cpu = time.process_time(), job.get("max_cpu")
+        last: dict[str, Any] = {"z": z, "it": 0}
         n1, n2 = (round(n * job.get("patience", 1.0)) for n in (30, 80))
 
         def watch(it: int, zz: np.ndarray, loss: float) -> None:
-            last["z"] = zz
+            last["z"], last["it"] = zz, it
             if target is not None and ((it >= n1 and loss > 1.25 * target + 50) or
                                        (it >= n2 and loss > 1.05 * target + 10)):
                 raise _Hopeless
-            if max_cpu is not None and time.process_time() - cpu0 > max_cpu:
-                raise _Hopeless
 
         try:
-            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=job["max_iter"],
+            res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
                                       max_time=job["max_time"], callback=watch)
-            z, conv = res.z, res.converged
+            z, conv, iterations = res.z, res.converged, res.iterations
+            stop = ("converged" if conv else "time limit" if res.message == "time limit"
+                    else "iterations" if iterations >= max_iter else "stalled")
         except _Hopeless:
-            z, conv = last["z"], False          # abandoned: keep the best point
+            z, conv, iterations, stop = last["z"], False, last["it"], "hopeless"   # abandoned: the last point
         except (SolverError, ValueError, np.linalg.LinAlgError) as exc:
-            z, conv = last["z"], False          # the sensitivities failed: keep the best point
-            failure = f"solver failure ({type(exc).__name__}: {str(exc)[:120]})"
+            z, conv, iterations = last["z"], False, last["it"]   # the sensitivities failed: the last point
+            failure, stop = f"solver failure ({type(exc).__name__}: {str(exc)[:120]})", "failed"
     loss = fp.loss(z, check=False)
     if not np.isfinite(loss) or loss >= 1e300:
         loss = 1e300
@@ -127,4 +140,5 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
                      n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
                                                                for k2, v in wald.items()},
                      converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock, x0s=x0_all,
-                     failed=failure).to_dict()
+                     failed=failure, iterations=int(iterations), stop=stop,
+                     cpu_s=time.process_time() - cpu0).to_dict()
