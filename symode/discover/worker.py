@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from symode.discover.candidates import Candidate
 from symode.discover.strategies import information_criteria
@@ -21,6 +20,7 @@ from symode.errors import SolverError
 from symode.fit import FitProblem, Tracker, local_fit
 from symode.fit.problem import x0_dicts
 from symode.optim.lm import levenberg_marquardt
+from symode.parallel.threads import blas_threads
 from symode.solve.model import build_model
 from symode.spec import spec_from_dict
 
@@ -43,7 +43,7 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     BLAS runs on one thread here wherever the job runs (a pool or cluster worker, or this process): the
     result then has the same rounding, hence the same iterates, on every backend (and multi-threaded
     BLAS on these small matrices is slower anyway, by orders of magnitude on a busy machine)."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return _fit_candidate(job)
 
 

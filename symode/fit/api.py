@@ -39,6 +39,7 @@ from symode.fit.problem import FitProblem, find_symmetries
 from symode.fit.result import FitResult, make_result
 from symode.fit.uncertainty import fisher_at
 from symode.parallel import Executor
+from symode.parallel.threads import blas_threads
 from symode.progress import progress_bar
 from symode.solve.model import Model, build_model
 from symode.spec import Spec, load_spec
@@ -73,7 +74,8 @@ LOCAL_SHARE = 0.75
 ANALYSES = ("none", "fisher", "full")
 
 
-#: Fits of at most this many unknowns run with one BLAS thread (:func:`one_blas_thread`).
+#: Fits of at most this many unknowns run with one BLAS thread (:func:`symode.parallel.threads.blas_threads`;
+#: idle OpenBLAS threads spin on the cores the checks' workers need: 30% more CPU for a chemostat fit).
 ONE_BLAS_THREAD_MAX = 200
 
 
@@ -142,7 +144,7 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     # the checks' worker processes start now, their start-up overlapping the local fit
     pool = start_check_workers(fp, workers, budget) if analysis == "full" else None
     try:
-        with one_blas_thread() if len(fp.unknowns) <= ONE_BLAS_THREAD_MAX else contextlib.nullcontext():
+        with blas_threads(1) if len(fp.unknowns) <= ONE_BLAS_THREAD_MAX else contextlib.nullcontext():
             with timings.phase("symmetries"):
                 syms = find_symmetries(model) if symmetries else []
             z_start = fp.z_from_values()
@@ -158,18 +160,6 @@ def fit(spec_or_model: Spec | Model | str | Path, datasets: Dataset | str | Path
     finally:
         if pool is not None:
             pool.close()
-
-
-def one_blas_thread() -> Any:
-    """A context with one BLAS thread in this process (``threadpoolctl``): a fit's matrices (observations x
-    unknowns) are too thin for threads to pay, and idle OpenBLAS threads spin on the cores the checks'
-    workers need (a 30% higher CPU time for chemostat-dev's local fit with two threads)."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(1)
-    except Exception:  # pragma: no cover - an optional speed-up
-        return contextlib.nullcontext()
 
 
 def _fit_and_analyse(fp: FitProblem, z_start: np.ndarray, syms: Sequence[Any], t0: float, budget: Budget,

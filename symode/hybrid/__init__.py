@@ -9,10 +9,10 @@ weights are ordinary (linear-scale) spec parameters ``<id>__W<l>_<i>_<j>`` and `
 from symode.hybrid.fit import HYBRID_HORIZONS, HYBRID_TIME_LIMIT, MECH_SHARE, default_starts, fit_hybrid
 from symode.hybrid.lsq import SOLVER, STIFF_SOLVER, stiff_here
 from symode.hybrid.replacement import propose_replacement
-from symode.hybrid.threads import blas_threads
 from symode.hybrid.training import TrainResult, l2_penalty, train, write_training
 from symode.hybrid.unknowns import Unknowns
 from symode.hybrid.warmstart import balanced_rates, warm_start
+from symode.parallel.threads import blas_threads
 
 __all__ = [
     "HYBRID_HORIZONS", "HYBRID_TIME_LIMIT", "MECH_SHARE", "SOLVER", "STIFF_SOLVER", "TrainResult", "Unknowns",

@@ -14,12 +14,12 @@ import numpy as np
 
 from symode.errors import SolverError
 from symode.hybrid.lsq import SOLVER, STIFF_SOLVER, WindowLSQ, ZeroUptake, step_cap, stiff_here, zero_uptake_rows
-from symode.hybrid.threads import blas_threads
 from symode.hybrid.training import TrainResult, l2_penalty
 from symode.hybrid.unknowns import Unknowns
 from symode.hybrid.warmstart import balanced_rates, spec_weights, warm_start
 from symode.optim.lm import levenberg_marquardt
 from symode.parallel import TaskFailure, default_workers, get_executor, run_tasks
+from symode.parallel.threads import blas_threads
 from symode.solve.model import build_model
 from symode.solve.sensitivity import Problem
 from symode.spec import Spec

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from symode.hybrid.threads import blas_threads
+from symode.parallel.threads import blas_threads
 from symode.spec.data import Dataset
 from symode.spec.schema import NeuralTerm, Spec
 from symode.symbolic.mlp import mlp_numpy, mlp_numpy_jacobian

@@ -1,4 +1,4 @@
-"""Single-threaded BLAS for the small dense problems of hybrid training."""
+"""BLAS thread limits for a block of code (fits, candidate refits, hybrid training)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ def blas_threads(n: int = 1) -> Iterator[None]:
     block (``threadpoolctl``), and set ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS``
     for processes started inside it.
 
-    Multi-threaded BLAS on the small dense problems of training (a few hundred columns) is slower than
-    one thread, and catastrophically so on a machine shared with other jobs (threads spin waiting for
-    each other: a 1200 x 114 SVD took 0.2 s instead of 0.01 s)."""
+    Multi-threaded BLAS on the thin dense problems of fits and training (observations x a few hundred
+    unknowns) is slower than one thread, and catastrophically so on a machine shared with other jobs
+    (threads spin waiting for each other: a 1200 x 114 SVD took 0.2 s instead of 0.01 s). One thread
+    also rounds the same way wherever a job runs (this process, a pool or a cluster worker), so a
+    fit's iterates do not depend on the backend."""
     env = {k: os.environ.get(k) for k in _THREAD_ENV}
     os.environ.update({k: str(n) for k in env})
     try:
