@@ -20,7 +20,7 @@ def run_crossval(args: argparse.Namespace) -> int:
     if args.max_time is not None and args.max_time <= 0:
         raise SymodeError("--max-time must be positive")
     data = [read_csv(p) for p in args.data]
-    res = crossval(spec, data, args.output, x0=args.x0, max_iter=args.max_iter or 400,
+    res = crossval(spec, data, args.output, x0=args.x0, init=args.init, max_iter=args.max_iter or 400,
                    max_time=args.max_time or 1800.0, shooting=args.shooting, offset=args.offset,
                    workers=args.workers, progress=not args.quiet)
     width = max(len(f["stem"]) for f in res["folds"])
