@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in res["folds"]:
             if f.get("penalty_choice"):
                 print(f"    {f['stem']}: penalty multiplier {f['penalty_choice']} (inner {f.get('inner_scores')})")
-    print(f"training-mean trajectory | " + " | ".join(f"{f['training_mean_rmse']:.3f}" for f in first["folds"])
+    print("training-mean trajectory | " + " | ".join(f"{f['training_mean_rmse']:.3f}" for f in first["folds"])
           + f" | {first['mean_training_mean_rmse']:.3f}")
     return 0
 

@@ -220,8 +220,8 @@ def crossval(spec: Spec | str | Path, datasets: Sequence[Dataset | str | Path], 
         "mean_training_mean_rmse": float(np.mean([f["training_mean_rmse"] for f in means])) if means else None,
         "failures": [{"held_out": f["held_out"], "status": f["status"], "message": f["message"]}
                      for f in folds if f["status"] != "ok"],
-        "settings": {"x0": x0, "init": init, "max_iter": max_iter, "max_time": max_time, "shooting": shooting, "method": method,
-                     "offset": offset, "blowup_factor": BLOWUP_FACTOR,
+        "settings": {"x0": x0, "init": init, "max_iter": max_iter, "max_time": max_time, "shooting": shooting,
+                     "method": method, "offset": offset, "blowup_factor": BLOWUP_FACTOR,
                      "penalties": [p.to_dict() | {"parameters": len(p.scales)} for p in spec.penalties]},
         "wall_time_s": round(time.perf_counter() - t0, 2),
     }

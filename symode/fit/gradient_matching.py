@@ -29,6 +29,7 @@ known terms of the matched rows). Samples at or below zero (below detection) are
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatchi
             vals = fn(t[:-1], *[X[:-1, j] for j in range(X.shape[1])], *[u[:-1] for u in Ucols])
             V = np.column_stack([np.broadcast_to(np.asarray(v, dtype=float), (len(t) - 1,)) for v in vals])
             s = _state_noise(spec, name)
-            for k, n in zip(good[:-1], good[1:], strict=True):
+            for k, n in itertools.pairwise(good):
                 span = t[n] - t[k]
                 mean = (dt[k:n, None] * V[k:n]).sum(axis=0) / span
                 w = span / (math.sqrt(2.0) * s)
