@@ -81,6 +81,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     strategy = strategy or BackwardElimination()
     if strategy.criterion not in ("bic", "aicc"):
         raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
+    if isinstance(strategy, ScreenRefit) and strategy.select not in ("criterion", "prediction"):
+        raise SymodeError(f"unknown selection {strategy.select!r} (criterion, prediction)", field="select")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     data = as_datasets(datasets)
     if budget is not None and not budget > 0:
@@ -112,7 +114,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
             current = run_backward(search, strategy, current)
         search.out_of_time()
         ok = [c for c in search.path if not c.failed] or search.path
-        best = min(ok, key=lambda c: c.ic(strategy.criterion))
+        by_prediction = isinstance(strategy, ScreenRefit) and strategy.select == "prediction"
+        best = ok[-1] if by_prediction else min(ok, key=lambda c: c.ic(strategy.criterion))
         path, evaluated = list(search.path), list(search.order)
         failed, notes, cut = list(search.failed), list(search.notes), search.budget_spent
         left = search.remaining()

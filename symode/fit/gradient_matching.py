@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,11 +108,23 @@ def _linear_parts(rate: sp.Expr, free: list[sp.Symbol]) -> tuple[sp.Expr, dict[s
     return c, coef
 
 
-def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatching:
-    """Estimated parameters of ``spec`` from ``datasets`` by penalised gradient matching (see the module
-    docstring); SymodeError when no state can be matched."""
-    from scipy.optimize import lsq_linear
+@dataclass
+class MatchingDesign:
+    """The regression of :func:`gradient_matching`: weighted data rows per data file, the penalty and
+    anchor rows, the bounds, over the parameters ``names``."""
 
+    names: list[str]
+    blocks: list[tuple[np.ndarray, np.ndarray]]     # (A, b) of every data file
+    prior: tuple[np.ndarray, np.ndarray]            # penalty and anchor rows (A, b)
+    lower: np.ndarray
+    upper: np.ndarray
+    matched: list[str]
+    unmatched: dict[str, str]
+
+
+def matching_design(spec: Spec, datasets: Sequence[Dataset]) -> MatchingDesign:
+    """The rows of the gradient-matching regression (see the module docstring); SymodeError when no state
+    can be matched."""
     from symode.symbolic.rhs import build_symbolic
 
     if spec.neural_weights:
@@ -153,14 +165,17 @@ def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatchi
         raise SymodeError(f"gradient matching needs states observed directly whose per-capita rates are linear in "
                           f"the parameters ({why})")
     cols = [p for p in free if p not in held and any(p in coef for _, coef in parts.values())]
+    if not cols:
+        raise SymodeError("gradient matching: no estimated parameter in the rates of the matched states")
     col_of = {p: k for k, p in enumerate(cols)}
     args = [sym.t, *sym.x, *sym.u]
     funcs = {}
     for name, (c, coef) in parts.items():
         exprs = [sp.sympify(c).subs(fixed_vals)] + [coef[p].subs(fixed_vals) for p in cols if p in coef]
         funcs[name] = (sp.lambdify(args, exprs, modules="numpy"), [col_of[p] for p in cols if p in coef])
-    A_rows, b_rows = [], []
+    blocks = []
     for d in datasets:
+        A_rows, b_rows = [], []
         t = np.asarray(d.times, dtype=float)
         X = np.column_stack([_interpolated(t, d.columns[s]) if s in d.columns else np.zeros(len(t))
                              for s in sym.state_names])
@@ -183,12 +198,11 @@ def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatchi
                 row[where] = mean[1:]
                 A_rows.append(w * row)
                 b_rows.append(w * (math.log(col[n] / col[k]) / span - mean[0]))
-    if not A_rows:
-        raise SymodeError("gradient matching found no pair of consecutive positive samples of a matched state")
-    A, b = np.array(A_rows), np.array(b_rows)
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
-        raise SymodeError("gradient matching: a rate term is not finite at the data (check the data's values)")
-    n_data = len(b)
+        A, b = np.array(A_rows).reshape(len(A_rows), len(cols)), np.array(b_rows)
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+            raise SymodeError(f"gradient matching: a rate term is not finite at the data of {d.file} (check its "
+                              f"values)")
+        blocks.append((A, b))
     names = [p.name for p in cols]
     pen_A, pen_b = [], []
     for pen in spec.penalties:
@@ -204,14 +218,39 @@ def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatchi
         row[k] = ANCHOR_WEIGHT / (abs(v) + 1.0)
         pen_A.append(row)
         pen_b.append(ANCHOR_WEIGHT * v / (abs(v) + 1.0))
-    A, b = np.vstack([A, np.array(pen_A)]), np.concatenate([b, np.array(pen_b)])
     lo = np.array([-np.inf if spec.parameters[n].lower is None else spec.parameters[n].lower for n in names])
     hi = np.array([np.inf if spec.parameters[n].upper is None else spec.parameters[n].upper for n in names])
-    sol = lsq_linear(A, b, bounds=(lo, hi), method="bvls" if len(names) <= 400 else "trf", lsmr_tol="auto")
-    theta = np.clip(sol.x, lo, hi)
+    return MatchingDesign(names, blocks, (np.array(pen_A), np.array(pen_b)), lo, hi, sorted(parts), unmatched)
+
+
+def solve_design(design: MatchingDesign, files: Sequence[int] | None = None,
+                 zero: Collection[str] = ()) -> GradientMatching:
+    """Solve the regression on the rows of the data files ``files`` (indices; default all), the
+    parameters ``zero`` held at 0 (e.g. pruned edges; they are in the result's values as 0)."""
+    from scipy.optimize import lsq_linear
+
+    files = range(len(design.blocks)) if files is None else files
+    keep = np.array([n not in zero for n in design.names])
+    A = np.vstack([design.blocks[e][0] for e in files] + [design.prior[0]])[:, keep]
+    b = np.concatenate([design.blocks[e][1] for e in files] + [design.prior[1]])
+    n_data = len(b) - len(design.prior[1])
+    if n_data == 0:
+        raise SymodeError("gradient matching found no pair of consecutive positive samples of a matched state")
+    # the penalty and anchor rows of parameters held at 0 are all zero now: constants, harmless
+    lo, hi = design.lower[keep], design.upper[keep]
+    method = "bvls" if keep.sum() <= 400 else "trf"
+    theta = np.clip(lsq_linear(A, b, bounds=(lo, hi), method=method, lsmr_tol="auto").x, lo, hi)
     r = A[:n_data] @ theta - b[:n_data]
-    return GradientMatching(values={n: float(v) for n, v in zip(names, theta, strict=True)}, matched=sorted(parts),
-                            unmatched=unmatched, rows=n_data, rms=float(np.sqrt(np.mean(r * r))))
+    values = dict.fromkeys(design.names, 0.0)
+    values.update({n: float(v) for n, v in zip(np.array(design.names)[keep], theta, strict=True)})
+    return GradientMatching(values=values, matched=design.matched, unmatched=design.unmatched, rows=n_data,
+                            rms=float(np.sqrt(np.mean(r * r))))
+
+
+def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatching:
+    """Estimated parameters of ``spec`` from ``datasets`` by penalised gradient matching (see the module
+    docstring); SymodeError when no state can be matched."""
+    return solve_design(matching_design(spec, datasets))
 
 
 def with_values(spec: Spec, values: dict[str, float]) -> Spec:
