@@ -26,10 +26,7 @@ import numpy as np
 from symode.discover.candidates import Candidate
 from symode.discover.search import Search
 from symode.discover.strategies import ScreenRefit
-from symode.fit.crossval import SCORE_OFFSET, held_out_score
-from symode.fit.experiments import first_sample_x0
-from symode.fit.gradient_matching import matching_design, solve_design
-from symode.solve.model import build_model
+from symode.fit.crossval import SCORE_OFFSET, holdout_errors
 from symode.spec import Spec
 from symode.spec.data import Dataset
 
@@ -82,22 +79,9 @@ def prediction_errors(spec: Spec, datasets: Sequence[Dataset], edge_sets: Sequen
     """For every edge set (prunable edges kept; the others' strengths held at 0), the mean over the data
     files of the error of predicting that file from its first sample with gradient matching on the other
     files (see the module docstring); inf where a file cannot be scored."""
-    design = matching_design(spec, datasets)
-    model = build_model(spec)
     strength = {e.id: str(e.strength) for e in spec.interactions if e.prunable and isinstance(e.strength, str)}
-    base = {n: p.value for n, p in spec.parameters.items()}
-    out = []
-    for edges in edge_sets:
-        zero = {strength[e] for e in strength if e not in set(edges)}
-        errs = []
-        for j, test in enumerate(datasets):
-            others = [i for i in range(len(datasets)) if i != j]
-            train = [datasets[i] for i in others]
-            values = solve_design(design, others, zero).values
-            score = held_out_score(model, spec, train, test, base | values, first_sample_x0(spec, test), offset)
-            errs.append(math.inf if score["rmse"] is None else score["rmse"])
-        out.append(float(np.mean(errs)))
-    return out
+    variants = [({strength[e] for e in strength if e not in set(edges)}, 1.0) for edges in edge_sets]
+    return [float(np.mean(errs)) for errs in holdout_errors(spec, datasets, variants, offset)]
 
 
 def select_by_prediction(search: Search, strat: ScreenRefit, current: Candidate) -> Candidate:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from symode.errors import SymodeError
 from symode.fit.experiments import X0_MODES, experiment_x0, first_sample_x0, observed_states
-from symode.fit.gradient_matching import INITS, initial_spec
+from symode.fit.gradient_matching import INITS, initial_spec, matching_design, solve_design
 from symode.fit.penalty import scaled_penalties
 from symode.io import atomic_write_json, atomic_write_text
 from symode.spec import Spec, load_spec, read_csv, spec_from_dict
@@ -156,16 +156,34 @@ def fold_task(job: dict[str, Any]) -> dict[str, Any]:
             "time_s": round(time.perf_counter() - t0, 2), "parameters": res.parameters, "x0": start}
 
 
-def gm_fold_task(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker: gradient matching on the training files (no ODE fit), predict the held-out one."""
-    from symode.fit.gradient_matching import gradient_matching
+def holdout_errors(spec: Spec, datasets: Sequence[Dataset], variants: Sequence[tuple[Collection[str], float]],
+                   offset: float = SCORE_OFFSET) -> list[list[float]]:
+    """Leave-one-file-out errors of gradient matching (:mod:`symode.fit.gradient_matching`, no ODE fit):
+    for every variant (parameters held at 0, penalty scale factor), the error of predicting each file from
+    its first sample with the estimate from the other files (inf where a file cannot be scored)."""
     from symode.solve.model import build_model
 
+    design = matching_design(spec, datasets)
+    model = build_model(spec)
+    base = {n: p.value for n, p in spec.parameters.items()}
+    out = []
+    for zero, factor in variants:
+        errs = []
+        for j, test in enumerate(datasets):
+            others = [i for i in range(len(datasets)) if i != j]
+            values = solve_design(design, others, zero, factor).values
+            score = held_out_score(model, spec, [datasets[i] for i in others], test, base | values,
+                                   first_sample_x0(spec, test), offset)
+            errs.append(math.inf if score["rmse"] is None else float(score["rmse"]))
+        out.append(errs)
+    return out
+
+
+def gm_grid_task(job: dict[str, Any]) -> list[float]:
+    """Worker: mean gradient-matching leave-one-out error on a fold's training files for every multiplier."""
     spec = spec_from_dict(job["spec"], file="<crossval>")
-    train, test = job["train"], job["test"]
-    params = {n: p.value for n, p in spec.parameters.items()} | gradient_matching(spec, train).values
-    start = first_sample_x0(spec, test)
-    return held_out_score(build_model(spec), spec, train, test, params, start, job["offset"])
+    errs = holdout_errors(spec, job["train"], [((), m) for m in job["grid"]], job["offset"])
+    return [float(np.mean(e)) for e in errs]
 
 
 INNER = ("fit", "gradient-matching")
@@ -179,31 +197,45 @@ def choose_penalties(jobs: Sequence[dict[str, Any]], grid: Sequence[float], inne
     from symode.parallel import TaskFailure, run_tasks
     from symode.progress import progress_bar
 
-    inner_jobs, keys = [], []
-    for k, job in enumerate(jobs):
-        spec = spec_from_dict(job["spec"], file="<crossval>")
-        train = job["train"]
-        for m in grid:
-            scaled = scaled_penalties(spec, m).to_dict()
-            for j in range(len(train)):
-                inner_jobs.append({**job, "spec": scaled, "train": train[:j] + train[j + 1:], "test": train[j],
-                                   "max_iter": inner_max_iter})
-                keys.append((k, m))
-    bar = progress_bar(total=len(inner_jobs), desc="inner crossval", unit="fit", enabled=progress)
+    bar = progress_bar(total=len(jobs), desc="inner crossval", unit="fold", enabled=progress)
+    means: list[dict[float, float]] = []
     try:
-        task = fold_task if inner == "fit" else gm_fold_task
-        results = run_tasks(task, inner_jobs, workers=workers, on_result=lambda k, r: bar.update(1))
+        if inner == "gradient-matching":
+            results = run_tasks(gm_grid_task, [{**job, "grid": list(grid)} for job in jobs], workers=workers,
+                                on_result=lambda k, r: bar.update(1))
+            for r in results:
+                ok = isinstance(r, list) and not isinstance(r, TaskFailure)
+                means.append({m: (r[i] if ok else math.inf) for i, m in enumerate(grid)})
+        else:
+            inner_jobs, keys = [], []
+            for k, job in enumerate(jobs):
+                spec = spec_from_dict(job["spec"], file="<crossval>")
+                train = job["train"]
+                for m in grid:
+                    scaled = scaled_penalties(spec, m).to_dict()
+                    for j in range(len(train)):
+                        inner_jobs.append({**job, "spec": scaled, "train": train[:j] + train[j + 1:],
+                                           "test": train[j], "max_iter": inner_max_iter})
+                        keys.append((k, m))
+            done: dict[int, int] = {}
+
+            def tick(i: int, r: Any) -> None:
+                done[keys[i][0]] = done.get(keys[i][0], 0) + 1
+                if done[keys[i][0]] == len(grid) * len(jobs[keys[i][0]]["train"]):
+                    bar.update(1)
+
+            results = run_tasks(fold_task, inner_jobs, workers=workers, on_result=tick)
+            scores: dict[tuple[int, float], list[float]] = {}
+            for key, r in zip(keys, results, strict=True):
+                ok = isinstance(r, dict) and not isinstance(r, TaskFailure) and r.get("rmse") is not None
+                scores.setdefault(key, []).append(float(r["rmse"]) if ok else math.inf)
+            means = [{m: float(np.mean(scores[(k, m)])) for m in grid} for k in range(len(jobs))]
     finally:
         bar.close()
-    scores: dict[tuple[int, float], list[float]] = {}
-    for key, r in zip(keys, results, strict=True):
-        ok = isinstance(r, dict) and not isinstance(r, TaskFailure) and r.get("rmse") is not None
-        scores.setdefault(key, []).append(float(r["rmse"]) if ok else math.inf)
     out = []
-    for k in range(len(jobs)):
-        means = {m: float(np.mean(scores[(k, m)])) for m in grid}
-        best = min(grid, key=lambda m: means[m])
-        out.append((best, {m: (v if math.isfinite(v) else None) for m, v in means.items()}))
+    for mean in means:
+        best = min(grid, key=lambda m: mean[m])
+        out.append((best, {m: (v if math.isfinite(v) else None) for m, v in mean.items()}))
     return out
 
 

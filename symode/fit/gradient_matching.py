@@ -115,7 +115,8 @@ class MatchingDesign:
 
     names: list[str]
     blocks: list[tuple[np.ndarray, np.ndarray]]     # (A, b) of every data file
-    prior: tuple[np.ndarray, np.ndarray]            # penalty and anchor rows (A, b)
+    penalty: tuple[np.ndarray, np.ndarray]          # the spec's penalty rows (A, b)
+    anchor: tuple[np.ndarray, np.ndarray]           # the anchor rows (A, b)
     lower: np.ndarray
     upper: np.ndarray
     matched: list[str]
@@ -204,36 +205,35 @@ def matching_design(spec: Spec, datasets: Sequence[Dataset]) -> MatchingDesign:
                               f"values)")
         blocks.append((A, b))
     names = [p.name for p in cols]
-    pen_A, pen_b = [], []
+    pen_A, pen_b = [np.zeros((0, len(cols)))], [np.zeros(0)]
     for pen in spec.penalties:
         for n, scale in pen.scales.items():
             if n in names:
-                row = np.zeros(len(cols))
-                row[names.index(n)] = 1.0 / scale
+                row = np.zeros((1, len(cols)))
+                row[0, names.index(n)] = 1.0 / scale
                 pen_A.append(row)
-                pen_b.append(pen.center / scale)
-    for k, n in enumerate(names):
-        v = float(spec.parameters[n].value)
-        row = np.zeros(len(cols))
-        row[k] = ANCHOR_WEIGHT / (abs(v) + 1.0)
-        pen_A.append(row)
-        pen_b.append(ANCHOR_WEIGHT * v / (abs(v) + 1.0))
+                pen_b.append(np.array([pen.center / scale]))
+    values = np.array([float(spec.parameters[n].value) for n in names])
+    w = ANCHOR_WEIGHT / (np.abs(values) + 1.0)
     lo = np.array([-np.inf if spec.parameters[n].lower is None else spec.parameters[n].lower for n in names])
     hi = np.array([np.inf if spec.parameters[n].upper is None else spec.parameters[n].upper for n in names])
-    return MatchingDesign(names, blocks, (np.array(pen_A), np.array(pen_b)), lo, hi, sorted(parts), unmatched)
+    return MatchingDesign(names, blocks, (np.vstack(pen_A), np.concatenate(pen_b)), (np.diag(w), w * values), lo,
+                          hi, sorted(parts), unmatched)
 
 
-def solve_design(design: MatchingDesign, files: Sequence[int] | None = None,
-                 zero: Collection[str] = ()) -> GradientMatching:
+def solve_design(design: MatchingDesign, files: Sequence[int] | None = None, zero: Collection[str] = (),
+                 penalty_factor: float = 1.0) -> GradientMatching:
     """Solve the regression on the rows of the data files ``files`` (indices; default all), the
-    parameters ``zero`` held at 0 (e.g. pruned edges; they are in the result's values as 0)."""
+    parameters ``zero`` held at 0 (e.g. pruned edges; they are in the result's values as 0), every penalty
+    scale multiplied by ``penalty_factor``."""
     from scipy.optimize import lsq_linear
 
     files = range(len(design.blocks)) if files is None else files
     keep = np.array([n not in zero for n in design.names])
-    A = np.vstack([design.blocks[e][0] for e in files] + [design.prior[0]])[:, keep]
-    b = np.concatenate([design.blocks[e][1] for e in files] + [design.prior[1]])
-    n_data = len(b) - len(design.prior[1])
+    pen_A, pen_b = design.penalty
+    A = np.vstack([design.blocks[e][0] for e in files] + [pen_A / penalty_factor, design.anchor[0]])[:, keep]
+    b = np.concatenate([design.blocks[e][1] for e in files] + [pen_b / penalty_factor, design.anchor[1]])
+    n_data = len(b) - len(pen_b) - len(design.anchor[1])
     if n_data == 0:
         raise SymodeError("gradient matching found no pair of consecutive positive samples of a matched state")
     # the penalty and anchor rows of parameters held at 0 are all zero now: constants, harmless
