@@ -10,9 +10,9 @@ are printed at the end.
 DIR holds the wide table ``diet.csv`` and ``diet-events.csv`` (default: the MDSINE diet experiment in
 ../shared/realdata/bucci2016-diet). ``--files`` keeps those subjects (template and folds from them only).
 
-Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid`` (penalty scale
+Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
-``gm-grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
+``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
 ``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values).
 """
 
@@ -52,9 +52,9 @@ def arm_kwargs(arm: str) -> dict:
         return {}
     if arm == "gm":
         return {"init": "gradient-matching"}
-    if arm == "grid":
+    if arm == "grid-fit":
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0]}
-    if arm == "gm-grid-gm":
+    if arm == "grid-gm":
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0], "inner": "gradient-matching"}
     raise SystemExit(f"unknown arm {arm!r}")
 

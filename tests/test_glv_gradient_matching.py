@@ -11,7 +11,7 @@ import pytest
 from symode.cli.main import main
 from symode.errors import SymodeError
 from symode.fit.crossval import crossval
-from symode.fit.gradient_matching import gradient_matching, initial_spec, with_values
+from symode.fit.gradient_matching import gradient_matching, initial_spec, matching_design, solve_design, with_values
 from symode.graph.glv import glv_template_dict
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
@@ -69,6 +69,31 @@ def test_penalty_and_bounds_are_respected() -> None:
     assert "r_B" not in gradient_matching(spec_from_dict(d), data).values
     start = with_values(spec_from_dict(d), {"a_A_A": -50.0})
     assert start.parameters["a_A_A"].value == -10.0              # clipped into the bounds
+
+
+def test_subsets_zeroed_parameters_and_penalty_factors_of_one_design() -> None:
+    d = glv_template_dict(["A", "B"], ["u"], interaction_sd=0.3)
+    data = _data(d, 0.25)
+    spec = spec_from_dict(d)
+    design = matching_design(spec, data)
+    sub = solve_design(design, [0, 2])
+    direct = gradient_matching(spec, [data[0], data[2]])
+    assert sub.rows == direct.rows and sub.rms == pytest.approx(direct.rms, rel=1e-6)
+    for n, v in direct.values.items():
+        assert sub.values[n] == pytest.approx(v, rel=1e-6, abs=1e-9)
+    zeroed = solve_design(design, zero={"a_A_B", "g_B_u"})
+    d2 = json.loads(json.dumps(d))
+    d2["parameters"]["a_A_B"] = {"value": 0.0, "estimate": False}
+    d2["parameters"]["g_B_u"] = {"value": 0.0, "estimate": False}
+    held = gradient_matching(spec_from_dict(d2), data)
+    assert zeroed.values["a_A_B"] == 0.0 and zeroed.values["g_B_u"] == 0.0
+    for n, v in held.values.items():
+        assert zeroed.values[n] == pytest.approx(v, rel=1e-6, abs=1e-9)
+    d2 = json.loads(json.dumps(d))
+    d2["penalties"][0]["parameters"] = {k: 10 * v for k, v in d2["penalties"][0]["parameters"].items()}
+    weaker = gradient_matching(spec_from_dict(d2), data)
+    for n, v in solve_design(design, penalty_factor=10.0).values.items():
+        assert weaker.values[n] == pytest.approx(v, rel=1e-6, abs=1e-9)
 
 
 def test_not_glv_type_is_a_clear_error() -> None:

@@ -70,7 +70,7 @@ def test_screen_selects_by_prediction(glv3: tuple) -> None:
 
 
 def test_select_prediction_needs_the_screen(glv3: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec, data = glv3
+    spec, _data = glv3
     f = tmp_path / "glv.yaml"
     f.write_text(spec.to_yaml())
     csv = tmp_path / "m.csv"

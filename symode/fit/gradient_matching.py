@@ -114,13 +114,27 @@ class MatchingDesign:
     anchor rows, the bounds, over the parameters ``names``."""
 
     names: list[str]
-    blocks: list[tuple[np.ndarray, np.ndarray]]     # (A, b) of every data file
+    blocks: list[tuple[np.ndarray, np.ndarray, int, float]]   # (R, c, rows, rest) of every data file
     penalty: tuple[np.ndarray, np.ndarray]          # the spec's penalty rows (A, b)
     anchor: tuple[np.ndarray, np.ndarray]           # the anchor rows (A, b)
     lower: np.ndarray
     upper: np.ndarray
     matched: list[str]
     unmatched: dict[str, str]
+
+
+def _compressed(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(R, c, rows, rest) with ||A theta - b||^2 = ||R theta - c||^2 + rest for every theta, also after
+    dropping the same columns of A and R (A = Q R, c = Q^T b, rest = |b|^2 - |c|^2): a few hundred rows
+    of R instead of thousands of A in every solve."""
+    if len(b) <= A.shape[1]:
+        return A, b, len(b), 0.0
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        Q, R = np.linalg.qr(A)
+        c = Q.T @ b
+    return R, c, len(b), max(float(b @ b - c @ c), 0.0)
 
 
 def matching_design(spec: Spec, datasets: Sequence[Dataset]) -> MatchingDesign:
@@ -203,7 +217,7 @@ def matching_design(spec: Spec, datasets: Sequence[Dataset]) -> MatchingDesign:
         if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
             raise SymodeError(f"gradient matching: a rate term is not finite at the data of {d.file} (check its "
                               f"values)")
-        blocks.append((A, b))
+        blocks.append(_compressed(A, b))
     names = [p.name for p in cols]
     pen_A, pen_b = [np.zeros((0, len(cols)))], [np.zeros(0)]
     for pen in spec.penalties:
@@ -227,24 +241,29 @@ def solve_design(design: MatchingDesign, files: Sequence[int] | None = None, zer
     parameters ``zero`` held at 0 (e.g. pruned edges; they are in the result's values as 0), every penalty
     scale multiplied by ``penalty_factor``."""
     from scipy.optimize import lsq_linear
+    from threadpoolctl import threadpool_limits
 
     files = range(len(design.blocks)) if files is None else files
     keep = np.array([n not in zero for n in design.names])
     pen_A, pen_b = design.penalty
-    A = np.vstack([design.blocks[e][0] for e in files] + [pen_A / penalty_factor, design.anchor[0]])[:, keep]
-    b = np.concatenate([design.blocks[e][1] for e in files] + [pen_b / penalty_factor, design.anchor[1]])
-    n_data = len(b) - len(pen_b) - len(design.anchor[1])
+    n_data = sum(design.blocks[e][2] for e in files)
     if n_data == 0:
         raise SymodeError("gradient matching found no pair of consecutive positive samples of a matched state")
+    A_data = np.vstack([design.blocks[e][0] for e in files])[:, keep]
+    b_data = np.concatenate([design.blocks[e][1] for e in files])
+    rest = sum(design.blocks[e][3] for e in files)
     # the penalty and anchor rows of parameters held at 0 are all zero now: constants, harmless
+    A = np.vstack([A_data, pen_A[:, keep] / penalty_factor, design.anchor[0][:, keep]])
+    b = np.concatenate([b_data, pen_b / penalty_factor, design.anchor[1]])
     lo, hi = design.lower[keep], design.upper[keep]
     method = "bvls" if keep.sum() <= 400 else "trf"
-    theta = np.clip(lsq_linear(A, b, bounds=(lo, hi), method=method, lsmr_tol="auto").x, lo, hi)
-    r = A[:n_data] @ theta - b[:n_data]
+    with threadpool_limits(1):      # a few hundred columns: threads only cost, badly so on a busy machine
+        theta = np.clip(lsq_linear(A, b, bounds=(lo, hi), method=method, lsmr_tol="auto").x, lo, hi)
+    r = A_data @ theta - b_data
     values = dict.fromkeys(design.names, 0.0)
     values.update({n: float(v) for n, v in zip(np.array(design.names)[keep], theta, strict=True)})
     return GradientMatching(values=values, matched=design.matched, unmatched=design.unmatched, rows=n_data,
-                            rms=float(np.sqrt(np.mean(r * r))))
+                            rms=float(np.sqrt((r @ r + rest) / n_data)))
 
 
 def gradient_matching(spec: Spec, datasets: Sequence[Dataset]) -> GradientMatching:
