@@ -132,7 +132,16 @@ def held_out_score(model: Any, spec: Spec, train: Sequence[Dataset], test: Datas
 
 
 def fold_task(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker: fit the training files, predict the held-out one (see the module docstring)."""
+    """Worker: fit the training files, predict the held-out one (see the module docstring). One BLAS
+    thread, as in the worker processes, also when the folds run in this process (``workers=1``):
+    threads contending for busy cores made the fits' linear algebra many times slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _fold(job)
+
+
+def _fold(job: dict[str, Any]) -> dict[str, Any]:
     from symode.fit.api import fit
     from symode.solve.model import build_model
 
