@@ -12,6 +12,11 @@ bad fold.
 The training-mean trajectory (the mean of log10(x + offset) over the training files at each time,
 interpolated to the held-out times) is scored on the same samples as a reference a model should beat.
 
+Options: the fits' start (``init``: the spec's values or gradient matching), and the penalty strength
+chosen per fold (``penalty_grid``: multipliers of the spec's penalty scales, each scored by an inner
+leave-one-file-out loop on the fold's training files, with ODE fits or with gradient matching,
+:func:`holdout_errors`).
+
 >>> res = crossval("glv.yaml", ["m1.csv", "m2.csv", "m3.csv"], "out")      # doctest: +SKIP
 >>> res["mean_rmse"], [f["status"] for f in res["folds"]]                 # doctest: +SKIP
 """
