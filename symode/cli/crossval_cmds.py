@@ -19,16 +19,28 @@ def run_crossval(args: argparse.Namespace) -> int:
         raise SymodeError("--max-iter must be >= 1")
     if args.max_time is not None and args.max_time <= 0:
         raise SymodeError("--max-time must be positive")
+    grid = None
+    if args.penalty_grid:
+        try:
+            grid = [float(v) for v in args.penalty_grid.split(",") if v.strip()]
+        except ValueError:
+            raise SymodeError(f"--penalty-grid {args.penalty_grid!r}: expected numbers M1,M2,...") from None
+    if args.inner_max_iter is not None and args.inner_max_iter < 1:
+        raise SymodeError("--inner-max-iter must be >= 1")
     data = [read_csv(p) for p in args.data]
-    res = crossval(spec, data, args.output, x0=args.x0, max_iter=args.max_iter or 400,
+    res = crossval(spec, data, args.output, x0=args.x0, init=args.init, max_iter=args.max_iter or 400,
                    max_time=args.max_time or 1800.0, shooting=args.shooting, offset=args.offset,
-                   workers=args.workers, progress=not args.quiet)
+                   workers=args.workers, penalty_grid=grid, inner=args.inner, inner_max_iter=args.inner_max_iter,
+                   progress=not args.quiet)
     width = max(len(f["stem"]) for f in res["folds"])
     echo(f"held-out {'':<{max(width - 8, 0)}} RMSE    training mean   status")
     for f in res["folds"]:
         rmse = "-" if f.get("rmse") is None else f"{f['rmse']:.3f}"
         mean = "-" if f.get("training_mean_rmse") is None else f"{f['training_mean_rmse']:.3f}"
         extra = "" if f["status"] == "ok" else f" ({f['message']})"
+        if "penalty_multiplier" in f:
+            inner = ", ".join(f"{m}: {'-' if v is None else f'{v:.3f}'}" for m, v in f["inner_scores"].items())
+            extra += f"  penalty x{f['penalty_multiplier']:g} (inner {inner})"
         echo(f"{f['stem']:<{max(width, 8)}} {rmse:>6}  {mean:>13}   {f['status']}{extra}")
     mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
     ref = "-" if res["mean_training_mean_rmse"] is None else f"{res['mean_training_mean_rmse']:.3f}"
@@ -62,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shooting", choices=("auto", "single", "multiple"), default="single",
                    help="as in fit (default single)")
     p.add_argument("--offset", type=float, default=1e-5, help="score offset: log10(x + OFFSET) (default 1e-5)")
+    p.add_argument("--penalty-grid", metavar="M1,M2,...",
+                   help="choose the penalty strength per fold: multipliers of every penalty scale (larger = weaker), "
+                        "the one with the lowest mean error of an inner leave-one-file-out loop on the fold's "
+                        "training files (e.g. 0.3,1,3; reported per fold)")
+    p.add_argument("--inner", choices=("fit", "gradient-matching"), default="fit",
+                   help="the inner loop's estimator: fit (ODE fits, as the outer folds; default) or gradient-matching "
+                        "(gLV-type specs: a regression per inner fold, seconds instead of minutes)")
+    p.add_argument("--inner-max-iter", type=int, metavar="N", help="iterations of an inner fit (default --max-iter)")
     p.add_argument("--workers", type=int, metavar="N", help="processes for the folds (default: all cores)")
     add_scheduler_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -20,7 +20,9 @@ def run_discover(args: argparse.Namespace) -> int:
         strategy: BackwardElimination | ThresholdRefit | ScreenRefit = ThresholdRefit(threshold=args.threshold,
                                                                                       criterion=args.criterion)
     elif args.strategy == "screen":
-        strategy = ScreenRefit(criterion=args.criterion)
+        strategy = ScreenRefit(criterion=args.criterion, select=args.select)
+    elif args.select != "criterion":
+        raise SymodeError("--select prediction needs --strategy screen")
     else:
         strategy = BackwardElimination(criterion=args.criterion)
     data = read_data(args.data, spec)
@@ -68,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="backward elimination (default), sequential thresholding, or screen (for large templates "
                         "such as gLV: nested models of the edges with the largest effect sizes, n/2, n/4, ... kept)")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
+    p.add_argument("--select", choices=("criterion", "prediction"), default="criterion",
+                   help="how --strategy screen picks the number of kept edges: criterion (BIC/AICc of a refit per "
+                        "size; default) or prediction (gLV-type templates: the sparsest set whose leave-one-file-out "
+                        "prediction error by gradient matching is no worse than the full set's; one refit)")
     p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="parallel candidate fits (default: all cores)")

@@ -52,6 +52,10 @@ def _fit(args: argparse.Namespace, *, profile: bool) -> int:
         raise SymodeError("--multistart must be >= 0")
     if args.max_iter is not None and args.max_iter < 1:
         raise SymodeError("--max-iter must be >= 1")
+    if args.init != "spec":
+        from symode.fit.gradient_matching import initial_spec
+
+        spec = initial_spec(spec, datasets, args.init)
     spec, x0 = experiment_x0(spec, datasets, args.x0)
     out = Path(args.output)
     model = build(spec)
@@ -182,11 +186,15 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_experiment_options(p: argparse.ArgumentParser, *, x0: str = "spec") -> None:
-    """--x0, --max-iter, --penalty and --no-penalties of fit-like commands."""
+    """--x0, --init, --max-iter, --penalty and --no-penalties of fit-like commands."""
     p.add_argument("--x0", choices=("spec", "first-sample", "estimate"), default=x0,
                    help=f"initial states per data file: spec (the spec's x0), first-sample (each observed state at "
                         f"its file's first sample, fixed) or estimate (from the first sample, estimated); default "
                         f"{x0}")
+    p.add_argument("--init", choices=("spec", "gradient-matching"), default="spec",
+                   help="starting values: spec (the spec's values, default) or gradient-matching (a penalised "
+                        "regression of the data's log-differences on the per-capita rate terms, for gLV-type "
+                        "models: docs/communities.md)")
     p.add_argument("--max-iter", type=int, default=None, metavar="N",
                    help="iterations per local fit (default 400)")
     p.add_argument("--penalty", action="append", metavar="TYPE:PATTERN=SCALE",

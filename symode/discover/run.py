@@ -93,6 +93,8 @@ def discover(spec: Spec | str | Path, datasets: Dataset | str | Path | Sequence[
     strategy = strategy or BackwardElimination()
     if strategy.criterion not in ("bic", "aicc"):
         raise SymodeError(f"unknown criterion {strategy.criterion!r} (bic, aicc)", field="criterion")
+    if isinstance(strategy, ScreenRefit) and strategy.select not in ("criterion", "prediction"):
+        raise SymodeError(f"unknown selection {strategy.select!r} (criterion, prediction)", field="select")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     data = as_datasets(datasets)
     if budget is not None and not budget > 0:
@@ -135,6 +137,8 @@ def _search(search: Search, strategy: BackwardElimination | ThresholdRefit | Scr
             current = run_backward(search, strategy, current)
     search.out_of_time()
     ok = [c for c in search.path if not c.failed] or search.path
+    if isinstance(strategy, ScreenRefit) and strategy.select == "prediction":
+        return ok[-1]   # the sparsest set that predicts no worse than the full one (run_screen's pick)
     return min(ok, key=lambda c: c.ic(strategy.criterion))
 
 

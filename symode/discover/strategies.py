@@ -49,6 +49,8 @@ class ScreenRefit:
     criterion: str = "bic"
     smallest: int = 0           # the sparsest model tried keeps this many edges
     rounds: int = 2             # screen again from the selected model this many times
+    select: str = "criterion"   # or "prediction": the sparsest set predicting held-out files no worse than
+                                # the full set (gradient matching, leave one file out; one refit)
 
 
 def information_criteria(objective: float, k: int, n: int) -> tuple[float, float]:

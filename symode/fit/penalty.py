@@ -91,3 +91,11 @@ def parse_penalty_option(text: str, spec: Spec) -> Penalty:
                             spec.interactions)
     except ValueError as exc:
         raise SymodeError(f"--penalty {text!r}: {exc}") from None
+
+
+def scaled_penalties(spec: Spec, factor: float) -> Spec:
+    """A copy of ``spec`` with every penalty scale multiplied by ``factor`` (> 1: a weaker penalty)."""
+    new = spec.copy()
+    for pen in new.penalties:
+        pen.scales = {n: s * factor for n, s in pen.scales.items()}
+    return new

@@ -1,0 +1,126 @@
+"""gLV leave-one-subject-out prediction with `symode crossval` (the product's API), several arms in one
+process: the starting point (``--init``), the interaction penalty's strength chosen by inner
+cross-validation, sparse edge sets. Every arm's result is cached in OUT/<arm>/crossval.json (re-runs skip
+arms already there; ``--fresh`` redoes them); the table and the fit-time ratios against the first arm
+are printed at the end.
+
+    python3 bench/glv_crossval.py [--data DIR] [--arms spec,gm] [--files 1,2,3,4] [--max-iter 60]
+        [--max-time 300] [--workers 1] [--out DIR]
+
+DIR holds the wide table ``diet.csv`` and ``diet-events.csv`` (default: the MDSINE diet experiment in
+../shared/realdata/bucci2016-diet). ``--files`` keeps those subjects (template and folds from them only).
+
+Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
+multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
+``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
+``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from symode.fit.crossval import crossval
+from symode.graph.glv import glv_template_dict, typical_abundances
+from symode.spec import read_csv, spec_from_dict
+from symode.spec.wide import wide_to_long, write_long
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = next((d / "shared" / "realdata" / "bucci2016-diet" for d in (ROOT.parent, ROOT.parent.parent)
+                     if (d / "shared" / "realdata").is_dir()), ROOT.parent / "shared" / "realdata" / "bucci2016-diet")
+
+
+def load(data_dir: Path, out: Path, keep: list[int] | None) -> tuple[list, list[str]]:
+    tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv", inputs={"Low fiber diet": "diet"})
+    paths = write_long(tables, out / "data")
+    if keep:
+        paths = [p for p in paths if int(p.stem.removeprefix("subject")) in keep]
+    data = [read_csv(p) for p in paths]
+    species = [c for c in data[0].columns if c != "diet"]
+    return data, species
+
+
+def arm_kwargs(arm: str) -> dict:
+    if arm == "spec":
+        return {}
+    if arm == "gm":
+        return {"init": "gradient-matching"}
+    if arm == "grid-fit":
+        return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0]}
+    if arm == "grid-gm":
+        return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0], "inner": "gradient-matching"}
+    raise SystemExit(f"unknown arm {arm!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--arms", default="spec,gm")
+    ap.add_argument("--files", default="")
+    ap.add_argument("--max-iter", type=int, default=60)
+    ap.add_argument("--max-time", type=float, default=300.0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("bench-glv-crossval"))
+    ap.add_argument("--fresh", action="store_true")
+    a = ap.parse_args(argv)
+    keep = [int(k) for k in a.files.split(",") if k] or None
+    data, species = load(a.data, a.out, keep)
+    base = glv_template_dict(species, ["diet"], scales=typical_abundances(species, data))
+    results = {}
+    for arm in a.arms.split(","):
+        path = a.out / arm.replace("=", "-").replace("/", "_") / "crossval.json"
+        if path.exists() and not a.fresh:
+            results[arm] = json.loads(path.read_text())
+            continue
+        d = json.loads(json.dumps(base))
+        kw = {}
+        if arm.startswith("edges="):
+            kept = set(json.loads(Path(arm[6:]).read_text())["kept_edges"])
+            d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or
+                                 _edge_id(e) in kept]
+        else:
+            kw = arm_kwargs(arm)
+        t0 = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        res = crossval(spec_from_dict(d), data, path.parent, max_iter=a.max_iter, max_time=a.max_time,
+                       workers=a.workers, progress=False, **kw)
+        res["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "load_before": load_before,
+                        "load_after": os.getloadavg()[0]}
+        path.write_text(json.dumps(res, indent=1))
+        results[arm] = res
+    first = next(iter(results.values()))
+    stems = [f["stem"] for f in first["folds"]]
+    print("arm | " + " | ".join(stems) + " | mean | blow-ups | mean fit s | fit-time ratio | iterations | load")
+    t_ref = np.mean([f.get("fit_time_s", np.nan) for f in first["folds"]])
+    for arm, res in results.items():
+        fold = {f["stem"]: f for f in res["folds"]}
+        cells = [f"{fold[s]['rmse']:.3f}" if fold.get(s, {}).get("rmse") is not None else "-" for s in stems]
+        t_fit = np.mean([f.get("fit_time_s", np.nan) for f in res["folds"]])
+        its = "/".join(str(f.get("iterations", "-")) for f in res["folds"])
+        b = res.get("bench", {})
+        mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
+        print(f"{arm} | " + " | ".join(cells) + f" | {mean} | {len(res['failures'])} | {t_fit:.0f} | "
+              f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f}")
+        for f in res["folds"]:
+            if f.get("penalty_choice"):
+                print(f"    {f['stem']}: penalty multiplier {f['penalty_choice']} (inner {f.get('inner_scores')})")
+    print("training-mean trajectory | " + " | ".join(f"{f['training_mean_rmse']:.3f}" for f in first["folds"])
+          + f" | {first['mean_training_mean_rmse']:.3f}")
+    return 0
+
+
+def _edge_id(e: dict) -> str:
+    if e["type"] == "glv":
+        return f"glv:{e['from']}->{e['to']}"
+    return f"growth:{e['input']}->{e['to']}" if e.get("input") else f"growth:{e['to']}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
