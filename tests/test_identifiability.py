@@ -418,17 +418,24 @@ def test_predicted_start_extrapolates_the_walk_and_stays_in_the_box():
                                [0.5, 1.2, 3.0])
 
 
+def _recording(obj):
+    """(the list of start points, ``obj`` wrapped to append every start it is given to that list)."""
+    starts: list[np.ndarray] = []
+
+    def recording(i, v, start):
+        starts.append(np.array(start))
+        return obj(i, v, start)
+
+    return starts, recording
+
+
 def test_profile_starts_on_the_quadratic_profile_path_with_the_fisher_trace():
     """With the trace Sigma[:, i] / Sigma[i, i] every re-optimisation of a quadratic loss starts at its
     solution (the first point of each side from the optimum, the later ones by the secant), and the
     profile is the same as from the previous points."""
     H, m, names, scales = _quadratic_case()
     obj, _ = _quadratic(H, m)
-    starts = []
-
-    def recording(i, v, start):
-        starts.append(np.array(start))
-        return obj(i, v, start)
+    starts, recording = _recording(obj)
 
     cov = np.linalg.inv(H)
     i = 1
@@ -445,11 +452,7 @@ def test_profile_start_loss_falls_back_to_the_previous_point():
     """A predicted start worse than the previous point (by ``start_loss``) is not used."""
     H, m, names, scales = _quadratic_case()
     obj, _ = _quadratic(H, m)
-    starts = []
-
-    def recording(i, v, start):
-        starts.append(np.array(start))
-        return obj(i, v, start)
+    starts, recording = _recording(obj)
 
     bad = np.array([50.0, 1.0, -50.0])      # a trace far off the profile path
     profile_likelihood(recording, np.exp(m), 1, names=names, scales=scales, trace=bad, sides=("upper",),
