@@ -45,7 +45,7 @@ class Subject:
 def load_subjects(wide: str, events: str | None, inputs: dict[str, str] | None = None) -> tuple[list[Subject],
                                                                                                 list[str]]:
     """Subjects (sorted by name, numerically when possible) and taxon names from a wide lab table."""
-    from glv_data import wide_to_long
+    from symode.spec.wide import wide_to_long
 
     tabs = wide_to_long(wide, events, inputs=inputs)
     keys = sorted(tabs, key=lambda s: (0, int(s)) if s.isdigit() else (1, s))
