@@ -32,6 +32,7 @@ import numpy as np
 from symode.errors import SolverError
 from symode.petab.functions import Breakpoints, InitialStates
 from symode.petab.problem import Condition, Experiment, PetabProblem
+from symode.petab.steadystate import NewtonSteadyState, newton_polish
 from symode.solve.backend import ERRORS
 
 
@@ -45,6 +46,8 @@ class SolverOptions:
     ss_rtol: float = 1e-6
     ss_atol: float = 1e-8
     ss_max_time: float = 1e10
+    newton: bool = True           # polish steady states by Newton's method (symode.petab.steadystate)
+    newton_max_steps: int = 10
 
 
 @dataclass
@@ -59,6 +62,7 @@ class SteadyState:
     p: np.ndarray | None = None
     t: float = 0.0                      # the integration time it took
     label: str = ""
+    newton: NewtonSteadyState | None = None   # the Newton polish of the integrated state, if it succeeded
 
 
 @dataclass
@@ -238,6 +242,10 @@ class Simulator:
         reverse pass with the weight f_x^T v). When its weighted norm (weights ss_atol max|v| +
         ss_rtol |g|) is not < 1, the gradient comes from forward sensitivities carried until dG/dt
         vanishes (:meth:`steady_state` with G)."""
+        if ss.newton is not None:  # exact at the polished steady state: no rate test needed
+            v, gq = ss.newton.adjoint(v)
+            gx, gp = self._reverse(ss, v)
+            return gx, gp + gq
         gx, gp = self._reverse(ss, v)
         if not np.any(v):
             return gx, gp
@@ -296,6 +304,8 @@ class Simulator:
             f = self.backend.rhs(t, x, p, self._U)
             wrms = float(np.sqrt(np.mean((f / (o.ss_atol + o.ss_rtol * np.abs(x))) ** 2))) if len(x) else 0.0
             what = "dx/dt"
+            if wrms < 1.0 and o.newton and self.polish(ss, p, P):
+                return ss
             G = ss.G
             if wrms < 1.0 and G is not None and P is not None and G.size:
                 # x may start at its steady state while G does not (slow modes), so G's rate is checked too
@@ -322,6 +332,20 @@ class Simulator:
             ss.x = res.x[-1].copy()
             t += length
             length *= 4.0
+
+    def polish(self, ss: SteadyState, p: np.ndarray, P: np.ndarray | None) -> bool:
+        """Newton polish of the integrated state ss.x (:func:`symode.petab.steadystate.newton_polish`), with
+        G = dx/dtheta mapped to the polished state; False (ss unchanged) when it fails."""
+        o = self.options
+        nw = newton_polish(self.backend, ss.t, ss.x, p, self._U, lambda x: o.ss_atol + o.ss_rtol * np.abs(x),
+                           lambda x: o.atol + o.rtol * np.abs(x), o.newton_max_steps)
+        if nw is None:
+            return False
+        if ss.G is not None:
+            assert P is not None
+            ss.G = nw.sensitivities(ss.G, P)
+        ss.x, ss.newton = nw.x, nw
+        return True
 
     @staticmethod
     def _check(res: Any, grid: np.ndarray, label: str) -> None:
