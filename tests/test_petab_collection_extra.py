@@ -1,14 +1,17 @@
 """Benchmark-collection problems beyond the nine of ``tests/test_petab_benchmark.py``, vendored in
 ``tests/data/petab-benchmark-extra`` (see its README for sources and references): the llh at the nominal
-parameters against AMICI's recorded reference, the llh against the ``petab`` library's own formula on
+parameters against a recorded reference, the llh against the ``petab`` library's own formula on
 symode's simulations, and the llh gradient against central finite differences.
 
-``reference-llh.tsv`` holds AMICI's recorded values (``amici_reference``), each in the convention it was
-recorded in (the README says why): ``llh``; ``minus_2_llh`` (-2 llh, the collection's own convention,
-recorded unchecked by AMICI); ``llh_log10_without_ln10`` (recorded before AMICI 0.10.20 fixed its
-log10-normal density, which lacked the ln 10 of the Jacobian: reference = llh + n_log10 ln(ln 10) over
-the n_log10 log10 measurements). ``llh_at_nominal`` is the PEtab llh they imply (the column
-``bench/petab.py --root`` reads); the test compares symode with ``amici_reference`` itself."""
+``reference-llh.tsv`` holds the references (``reference``), each in the convention it was recorded in
+(the README says why): AMICI's recorded values as ``llh``; ``minus_2_llh`` (-2 llh, the collection's own
+convention, recorded unchecked by AMICI); ``llh_log10_without_ln10`` (recorded before AMICI 0.10.20 fixed
+its log10-normal density, which lacked the ln 10 of the Jacobian: reference = llh + n_log10 ln(ln 10) over
+the n_log10 log10 measurements); and, for problems AMICI records no value for,
+``llh_of_collection_simulations``: the PEtab llh of the simulation table the collection ships with the
+problem (``simulatedData_<problem>.tsv``, simulated at the nominal parameters by another tool), which the
+test recomputes with the ``petab`` library. ``llh_at_nominal`` is the PEtab llh they imply (the column
+``bench/petab.py --root`` reads); the test compares symode with ``reference`` itself."""
 
 from __future__ import annotations
 
@@ -51,8 +54,14 @@ def _n_log10(problem) -> int:
     return int(problem.petab.measurement_df["observableId"].map(tr).eq("log10").sum())
 
 
+def _collection_simulations(name: str):
+    """The collection's simulation table of a problem (its ``measurement`` column holds the simulations)."""
+    table = pd.read_csv(ROOT / name / f"simulatedData_{name}.tsv", sep="\t", index_col=0)
+    return table.rename(columns={"measurement": "simulation"})
+
+
 def _in_reference_convention(llh: float, convention: str, problem) -> float:
-    if convention == "llh":
+    if convention in ("llh", "llh_of_collection_simulations"):
         return llh
     if convention == "minus_2_llh":
         return -2.0 * llh
@@ -68,13 +77,21 @@ def test_every_problem_is_vendored() -> None:
 
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_reference_table_is_consistent(name: str) -> None:
-    """llh_at_nominal is amici_reference translated from its convention."""
+    """llh_at_nominal is the reference translated from its convention; a reference computed from the
+    collection's simulation table is that table's PEtab llh."""
+    import petab.v1 as petab
+
     from symode.petab import load_petab
 
     row = REFERENCE.loc[name]
     problem = load_petab(ROOT / name / f"{name}.yaml", validate=False)
     assert _in_reference_convention(float(row["llh_at_nominal"]), row["convention"], problem) == \
-        pytest.approx(float(row["amici_reference"]), rel=1e-14)
+        pytest.approx(float(row["reference"]), rel=1e-14)
+    if row["convention"] == "llh_of_collection_simulations":
+        pr = problem.petab
+        llh = petab.calculate_llh(pr.measurement_df, _collection_simulations(name), pr.observable_df,
+                                  pr.parameter_df)
+        assert llh == pytest.approx(float(row["reference"]), rel=1e-14)
 
 
 @pytest.mark.parametrize("name", PROBLEMS)
@@ -83,13 +100,16 @@ def test_llh_at_nominal_matches_reference(name: str) -> None:
 
     obj = _objective(name)
     ev = obj.evaluate()
-    ref, convention = float(REFERENCE.loc[name, "amici_reference"]), REFERENCE.loc[name, "convention"]
+    ref, convention = float(REFERENCE.loc[name, "reference"]), REFERENCE.loc[name, "convention"]
     value = _in_reference_convention(ev.llh, convention, obj.problem)
     assert abs(value - ref) <= 1e-3 or abs(value - ref) <= 1e-5 * abs(ref), (ev.llh, value, ref)
     # the llh formula itself against the petab library's, on symode's simulations
     pr = obj.problem.petab
     want = petab.calculate_llh(pr.measurement_df, obj.simulation_table(ev), pr.observable_df, pr.parameter_df)
     assert ev.llh == pytest.approx(want, rel=1e-10, abs=1e-10)
+    if convention == "llh_of_collection_simulations":  # and the simulations themselves
+        theirs = _collection_simulations(name)["simulation"].to_numpy(dtype=float)
+        assert np.allclose(ev.simulation, theirs, rtol=1e-5, atol=1e-8 * np.max(np.abs(theirs)))
 
 
 @pytest.mark.slow
