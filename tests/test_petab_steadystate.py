@@ -95,6 +95,23 @@ def test_singular_jacobian_that_is_no_conservation_law_is_refused() -> None:
                          _step_weights) is None
 
 
+def test_states_that_nothing_changes_stay_where_they_are() -> None:
+    """J = 0 and f = 0 (every state constant): the polish accepts the state and passes derivatives
+    through unchanged; J = 0 with f != 0 (constant production) is no steady state and is refused."""
+    still = Linear(lambda p: np.zeros((2, 2)), lambda p: [np.zeros((2, 2))])
+    nw = newton_polish(still, 0.0, np.array([1.0, 2.0]), np.zeros(1), np.zeros(0), _weights, _step_weights)
+    assert nw is not None and nw.n_conserved == 2 and np.array_equal(nw.x, [1.0, 2.0])
+    G = np.arange(6.0).reshape(2, 3)
+    assert np.array_equal(nw.sensitivities(G, np.zeros((1, 3))), G)
+
+    class Production(Linear):
+        def rhs(self, t, x, p, U):
+            return np.full(2, 1e-7)   # small enough for the integration's test, not for the polish
+
+    assert newton_polish(Production(lambda p: np.zeros((2, 2)), lambda p: []), 0.0, np.array([1.0, 2.0]),
+                         np.zeros(0), np.zeros(0), _weights, _step_weights) is None
+
+
 def test_slow_mode_taken_for_a_conservation_law_is_refused() -> None:
     """A decay 1e-13 times slower than the other looks singular; Newton cannot remove its residual, so
     the polish is refused rather than accepting a state that is not a steady state."""

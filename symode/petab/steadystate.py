@@ -72,8 +72,8 @@ def restricted_inverse(J: np.ndarray) -> tuple[np.ndarray, int] | None:
     if not np.all(np.isfinite(J)):
         return None
     U, s, _ = np.linalg.svd(J)
-    if s[0] == 0.0:
-        return None
+    if s[0] == 0.0:  # f does not depend on x: every direction is conserved
+        return np.zeros((n, n)), n
     r = int(np.sum(s > NULL_TOLERANCE * s[0]))
     Ur = U[:, :r]
     M = Ur.T @ J @ Ur
