@@ -11,7 +11,10 @@ For an experiment with simulation condition c and parameters p = P_c theta + con
   wrms(f(x)) = sqrt(mean((f_i / (ss_atol + ss_rtol |x_i|))^2)) < 1 and, with sensitivities, the same
   norm of dG/dt = (df/dx) G + (df/dp) P (weights ss_atol + ss_rtol |G_ij|) is < 1, chaining G over the
   chunks (valid with conservation laws, where df/dx is singular). The second test matters when x(0) is
-  already (nearly) the steady state but dx/dtheta is not, as with slow modes.
+  already (nearly) the steady state but dx/dtheta is not, as with slow modes. Once wrms(f) < 1 the state
+  is polished by Newton's method (:mod:`symode.petab.steadystate`, conserved totals kept), with the exact
+  derivative map of the polished state; only when the polish fails does the integration go on and the
+  second test apply.
 
 For a gradient by the adjoint (:meth:`Simulator.gradient`), every solve (trajectory, steady-state chunk)
 is recorded (:meth:`symode.solve.backend.CompiledBackend.record`) and differentiated afterwards in reverse
@@ -293,8 +296,9 @@ class Simulator:
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,
                      label: str, record: bool = False) -> SteadyState:
-        """Integrate until wrms(f) < 1 and, when G = dx/dtheta is carried (with G0), wrms(dG/dt) < 1 (see the
-        module docstring); or record every chunk (``record``)."""
+        """Integrate until wrms(f) < 1, then polish by Newton's method (:meth:`polish`); when the polish
+        fails, go on until also, when G = dx/dtheta is carried (with G0), wrms(dG/dt) < 1 (see the module
+        docstring). ``record``: record every chunk."""
         o = self.options
         ss = SteadyState(x0.copy(), None if G0 is None else G0.copy(), start=x0.copy(), p=p, label=label)
         t, length = 0.0, 1.0
