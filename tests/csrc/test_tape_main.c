@@ -381,6 +381,8 @@ typedef struct {
     double fd_adj;        /* |grad_adj_j - FD(L)_j| / sum_i,k |c_ik S_ik,j| */
     double adj_vs_fwd;    /* max |grad_adj - S^T c| / max|grad| */
     double *S;            /* forward sensitivities (caller frees) */
+    double stored_diff;   /* max |difference| of adjoint / forward between stored and replayed steps */
+    long nstored;         /* steps with stored stage values (default limit) */
     int ok_rc;
 } dres;
 
@@ -446,6 +448,33 @@ static dres run_checks(tmodel *tm, int nonaut, int method, double rtol, double a
         r.adj_vs_fwd = fmax(r.adj_vs_fwd, fabs(ga - gf[j]) / scale);
     }
 
+    /* the same derivatives, bit for bit, with every step replayed (stage limit 0) and with only the
+       first steps stored (a limit of 4 KiB) */
+    r.nstored = symode_tape_nstored(tape);
+    {
+        static const size_t limits[2] = {0, 4096};
+        int il;
+        double *S2 = malloc((size_t)nt * NP * sizeof(double));
+        for (il = 0; il < 2; il++) {
+            symode_tape *t2 = symode_tape_new();
+            double gx2[8], gp2[8];
+            symode_tape_set_stage_limit(t2, limits[il]);
+            rc = symode_integrate_record(&m, &o, nt, times, x0, p, u, xr, NULL, t2);
+            if (!rc) rc = symode_tape_adjoint(t2, &m, &DERIVS, p, u, lam, gx2, gp2);
+            if (!rc) rc = symode_tape_forward(t2, &m, &DERIVS, p, u, S2);
+            if (rc || (il == 0 && symode_tape_nstored(t2) != 0) ||
+                (il == 1 && symode_tape_nstored(t2) >= r.nsteps)) {
+                r.ok_rc = 0;
+                printf("  stage limit %zu: rc=%d stored %ld\n", limits[il], rc, symode_tape_nstored(t2));
+            }
+            for (j = 0; j < n; j++) r.stored_diff = fmax(r.stored_diff, fabs(gx2[j] - gx[j]));
+            for (j = 0; j < np; j++) r.stored_diff = fmax(r.stored_diff, fabs(gp2[j] - gp[j]));
+            for (i = 0; i < nt * (int)NP; i++) r.stored_diff = fmax(r.stored_diff, fabs(S2[i] - S[i]));
+            symode_tape_free(t2);
+        }
+        free(S2);
+    }
+
     if (do_fd) {
         /* 4th-order central differences of the replayed discrete map,
            (8 (x(+h) - x(-h)) - (x(+2h) - x(-2h))) / (12 h), relative steps 1e-2, 1e-3, 1e-4
@@ -502,14 +531,15 @@ static void report(const char *name, dres r, double fd_tol, double avf_tol, int 
                    int want_stiff, int want_expl)
 {
     int ok = r.ok_rc && r.replay_diff <= 1e-13 && r.adj_vs_fwd < avf_tol && r.fd_fwd < fd_tol &&
-             r.fd_adj < fd_tol;
+             r.fd_adj < fd_tol && r.stored_diff == 0.0 && r.nstored == r.nsteps;
     if (want_mixed) ok = ok && r.nstiff > 0 && r.nstiff < r.nsteps && r.switches >= 1;
     if (want_stiff) ok = ok && r.nstiff == r.nsteps;
     if (want_expl) ok = ok && r.nstiff == 0;
     check(ok, name,
           "steps=%ld rej=%ld rodas4=%ld switches=%d replay=%.1e adj_vs_fwd=%.1e fd_fwd=%.1e "
-          "fd_adj=%.1e",
-          r.nsteps, r.rejected, r.nstiff, r.switches, r.replay_diff, r.adj_vs_fwd, r.fd_fwd, r.fd_adj);
+          "fd_adj=%.1e stored=%ld stored_vs_replayed=%.1e",
+          r.nsteps, r.rejected, r.nstiff, r.switches, r.replay_diff, r.adj_vs_fwd, r.fd_fwd, r.fd_adj,
+          r.nstored, r.stored_diff);
 }
 
 /* ---------------- test groups ---------------- */

@@ -508,6 +508,17 @@ static int run_interval(solver *s, double t0, double t1, double *tfail)
                 info.h = hstep;
                 info.tend = tend;
                 info.t1 = t1;
+                if (s->method == SYMODE_EXPLICIT) { /* FSAL swap: this step's K_1 is now in k7 */
+                    info.k[0] = s->k7; info.k[1] = s->k2; info.k[2] = s->k3;
+                    info.k[3] = s->k4; info.k[4] = s->k5; info.k[5] = s->k6;
+                    info.lu = NULL;
+                    info.piv = NULL;
+                } else {
+                    info.k[0] = s->ak1; info.k[1] = s->ak2; info.k[2] = s->ak3;
+                    info.k[3] = s->ak4; info.k[4] = s->ak5; info.k[5] = s->ak6;
+                    info.lu = s->E;
+                    info.piv = s->ipiv;
+                }
                 if (s->hook(s->hook_ctx, &info, s->ynew) != 0) return SYMODE_ERR_NOMEM;
             }
             s->st->n_accepted++;

@@ -106,11 +106,18 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
      x: state at the step start (n values, valid only during the call).
    For SYMODE_STIFF steps the Jacobian and f(t, x) used are always those at (t, x): the integrator
    only reuses a Jacobian after rejections, where the step start does not change.
+   The step's stage values (n values each, valid only during the call): SYMODE_EXPLICIT: k[j] =
+   f(T_j, Y_j), j = 0..5 (DOPRI5's K_1..K_6; lu = piv = NULL); SYMODE_STIFF: k[j] = the Rosenbrock
+   increments u_1..u_6, lu (n*n) and piv (n) the factors of E = I/(h gamma) - J as left by lu_factor
+   (symode_methods.h: reciprocal pivots on the diagonal).
    A nonzero return aborts the integration with SYMODE_ERR_NOMEM. */
 typedef struct {
     int interval;
     int method;
     double t, h, tend, t1;
+    const double *k[6];
+    const double *lu;
+    const int *piv;
 } symode_step_info;
 typedef int (*symode_step_hook_fn)(void *hctx, const symode_step_info *info, const double *x);
 

@@ -96,6 +96,10 @@ static const double RS_CM[6][5] = {
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
 
 /* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular).
+ * On exit the strict lower triangle holds L (unit diagonal implied), the strict upper triangle U and
+ * the diagonal the RECIPROCAL pivots 1/U_kk: the solves multiply by them (a multiplication instead of a
+ * division on the serial dependency chain of every substitution; the solves of the small systems of a
+ * Rosenbrock step are latency-bound).
  *
  * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
  * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
@@ -127,6 +131,7 @@ static inline int lu_factor(int n, double *A, int *piv)
             }
         }
         inv = 1.0 / colk[k];
+        colk[k] = inv;
         for (i = k + 1; i < n; i++) colk[i] *= inv;
         for (j = k + 1; j < n; j++) {
             double *colj = A + (size_t)j * n;
@@ -157,27 +162,29 @@ static inline void lu_solve(int n, const double *A, const int *piv, double *b)
     }
     for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
         const double *colk = A + (size_t)k * n;
-        double bk = (b[k] /= colk[k]);
+        double bk = (b[k] *= colk[k]);
         if (bk != 0.0)
             for (i = 0; i < k; i++) b[i] -= colk[i] * bk;
     }
 }
 
-/* Solve A^T x = b with the factors of lu_factor (P A = L U  ->  A^T = U^T L^T P). */
+/* Solve A^T x = b with the factors of lu_factor (P A = L U  ->  A^T = U^T L^T P); b is overwritten by x.
+   Column-oriented substitutions (each solved component is subtracted from the remaining ones at once):
+   independent updates instead of one serial dot product per row. */
 static inline void lu_solve_t(int n, const double *A, const int *piv, double *b)
 {
     int i, k;
-    for (k = 0; k < n; k++) { /* U^T z = b (U^T lower triangular) */
-        const double *colk = A + (size_t)k * n;
-        double s = b[k];
-        for (i = 0; i < k; i++) s -= colk[i] * b[i];
-        b[k] = s / colk[k];
+    for (k = 0; k < n; k++) { /* U^T z = b (U^T lower triangular; its column k is row k of U) */
+        const double *rowk = A + k;
+        double zk = (b[k] *= rowk[(size_t)k * n]);
+        if (zk != 0.0)
+            for (i = k + 1; i < n; i++) b[i] -= rowk[(size_t)i * n] * zk;
     }
-    for (k = n - 1; k >= 0; k--) { /* L^T w = z (unit upper triangular) */
-        const double *colk = A + (size_t)k * n;
-        double s = b[k];
-        for (i = k + 1; i < n; i++) s -= colk[i] * b[i];
-        b[k] = s;
+    for (k = n - 1; k > 0; k--) { /* L^T w = z (unit upper triangular; its column k is row k of L) */
+        const double *rowk = A + k;
+        double wk = b[k];
+        if (wk != 0.0)
+            for (i = 0; i < k; i++) b[i] -= rowk[(size_t)i * n] * wk;
     }
     for (k = n - 1; k >= 0; k--) /* x = P^T w */
         if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }

@@ -2,10 +2,14 @@
  * symode_tape.c -- discrete adjoint / discrete forward sensitivities of symode_integrator.c.
  *
  * The integrator reports every accepted step through symode_integrate_ws_hook(); the tape keeps
- * (interval, method, t, h, tend, t1, x_start). Each step is a smooth map x_start -> x_end (for
- * fixed p, u, t, h) given by the DOPRI5 or RODAS4 stage formulas; they are re-evaluated here with
- * the integrator's exact expressions and coefficients (shared through symode_methods.h;
- * the replay test checks bit-for-bit agreement with the integrator output).
+ * (interval, method, t, h, tend, t1, x_start) and, within a memory limit (symode_tape_set_stage_limit),
+ * the step's stage values as the integrator computed them: DOPRI5's K_1..K_6, or RODAS4's k_1..k_6
+ * with the LU factors of E. Each step is a smooth map x_start -> x_end (for fixed p, u, t, h) given by
+ * the DOPRI5 or RODAS4 stage formulas. The derivative code needs the stage states Y_j, stage values and
+ * factors: from a stored step they are taken from the tape (the Y_j recomputed from y and the K's with
+ * the integrator's own expressions), otherwise the step is re-evaluated ("replayed") with the
+ * integrator's exact expressions and coefficients (shared through symode_methods.h; the replay test
+ * checks bit-for-bit agreement with the integrator output). Either way the same numbers.
  *
  * DOPRI5 step (K_1 = f(t, y), Y_1 = y, T_j = min(t + c_j h, tend), T_6 = tend):
  *   Y_j = y + h sum_{l<j} a_jl K_l,  K_j = f(T_j, Y_j),  y_new = y + h sum_l b_l K_l.
@@ -32,6 +36,7 @@
 typedef struct {
     int interval, method;
     double t, h, tend, t1;
+    long sd, sp;      /* offsets of the stored stage values in sd / pivots in sp; -1: not stored */
 } tape_step;
 
 struct symode_tape {
@@ -42,12 +47,20 @@ struct symode_tape {
     long n, cap, nstiff;
     tape_step *steps;
     double *x;        /* n * nx step-start states */
+    /* stored stage values: DOPRI5 6 nx (K_1..K_6); RODAS4 6 nx + nx^2 (k_1..k_6, LU of E) + nx pivots */
+    double *sd;
+    int *sp;
+    size_t sd_n, sd_cap, sp_n, sp_cap; /* used / allocated elements */
+    size_t stage_limit;                /* bytes of sd + sp at most */
 };
 
+/* Default limit of the stored stage values per tape (steps beyond it are replayed). */
+#define TAPE_STAGE_LIMIT_DEFAULT ((size_t)256 << 20)
 
 symode_tape *symode_tape_new(void)
 {
     symode_tape *t = (symode_tape *)calloc(1, sizeof(symode_tape));
+    if (t) t->stage_limit = TAPE_STAGE_LIMIT_DEFAULT;
     return t;
 }
 
@@ -56,7 +69,68 @@ void symode_tape_free(symode_tape *tape)
     if (!tape) return;
     free(tape->steps);
     free(tape->x);
+    free(tape->sd);
+    free(tape->sp);
     free(tape);
+}
+
+void symode_tape_set_stage_limit(symode_tape *tape, size_t bytes)
+{
+    if (tape) tape->stage_limit = bytes;
+}
+
+long symode_tape_nstored(const symode_tape *tape)
+{
+    long k, c = 0;
+    if (!tape) return -1;
+    for (k = 0; k < tape->n; k++) c += tape->steps[k].sd >= 0;
+    return c;
+}
+
+/* Grow *buf (elements of size esz, *cap allocated) to hold need elements, doubling; 0 or 1 (failed). */
+static int grow(void **buf, size_t *cap, size_t need, size_t esz)
+{
+    size_t nc = *cap > 0 ? *cap : 1024;
+    void *nb;
+    if (need <= *cap) return 0;
+    while (nc < need) {
+        if (nc > ((size_t)-1) / (2 * esz)) return 1;
+        nc *= 2;
+    }
+    nb = realloc(*buf, nc * esz);
+    if (!nb) return 1;
+    *buf = nb;
+    *cap = nc;
+    return 0;
+}
+
+/* Store the step's stage values (and factors) on the tape if the limit allows; st->sd/sp = offsets or -1.
+   Failing to store is not an error: the step is then replayed. */
+static void store_stages(symode_tape *tp, tape_step *st, const symode_step_info *info)
+{
+    const size_t n = (size_t)tp->nx;
+    size_t nd = 6 * n, npv = 0, j;
+    double *q;
+    st->sd = st->sp = -1;
+    if (!info->k[0]) return;
+    if (info->method == SYMODE_STIFF) {
+        if (!info->lu || !info->piv) return;
+        nd += n * n;
+        npv = n;
+    }
+    if ((tp->sd_n + nd) * sizeof(double) + (tp->sp_n + npv) * sizeof(int) > tp->stage_limit) return;
+    if (grow((void **)&tp->sd, &tp->sd_cap, tp->sd_n + nd, sizeof(double))) return;
+    if (npv && grow((void **)&tp->sp, &tp->sp_cap, tp->sp_n + npv, sizeof(int))) return;
+    q = tp->sd + tp->sd_n;
+    for (j = 0; j < 6; j++) memcpy(q + j * n, info->k[j], n * sizeof(double));
+    if (npv) {
+        memcpy(q + 6 * n, info->lu, n * n * sizeof(double));
+        memcpy(tp->sp + tp->sp_n, info->piv, n * sizeof(int));
+        st->sp = (long)tp->sp_n;
+        tp->sp_n += npv;
+    }
+    st->sd = (long)tp->sd_n;
+    tp->sd_n += nd;
 }
 
 long symode_tape_nsteps(const symode_tape *tape) { return tape ? tape->n : -1; }
@@ -90,6 +164,7 @@ static int tape_hook(void *hctx, const symode_step_info *info, const double *x)
     st->tend = info->tend;
     st->t1 = info->t1;
     memcpy(tp->x + (size_t)tp->n * tp->nx, x, (size_t)tp->nx * sizeof(double));
+    store_stages(tp, st, info);
     if (info->method == SYMODE_STIFF) tp->nstiff++;
     tp->n++;
     return 0;
@@ -106,6 +181,7 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
     tape->valid = 0;
     tape->n = 0;
     tape->nstiff = 0;
+    tape->sd_n = tape->sp_n = 0;
     if (!m || m->nx <= 0) return symode_integrate(m, opt, nt, times, x0, p, u, xout, stats);
     tape->nx = m->nx;
     tape->np = m->np;
@@ -138,19 +214,22 @@ typedef struct {
     const double *p;
     const double *u; /* current interval */
     int n, np, P;    /* P = n + np (forward) */
-    /* step replay data */
-    double *Y[6], *K[6]; /* stage states / stage values (DP5: K = f; RODAS4: K = k_i) */
-    double *F[6];        /* RODAS4: f(T_i, Y_i) (F[0] = f(t, y)) */
+    /* the current step: stage states, stage values (DP5: K = f; RODAS4: K = k_i) and the factors of E,
+       from the tape (stored step) or from the replay into Kbuf / Ebuf / pivbuf */
+    double *Y[6];
+    const double *K[6], *E;
+    const int *piv;
+    double *Kbuf[6], *Ebuf;
+    int *pivbuf;
+    double *F[6];        /* RODAS4 replay: f(T_i, Y_i) (F[0] = f(t, y)) */
     double *ynew, *fx, *ftmp;
-    double *J, *E;
-    int *piv;
+    double *J;
     double T[6];         /* stage times */
     double delt;         /* RODAS4 non-autonomous df/dt increment (0: autonomous) */
     /* adjoint */
     double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar;
     /* forward (n x P matrices) */
     double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
-    double *dinv;    /* RODAS4 forward: reciprocal pivots of the LU of E */
     double *Mx, *Mp; /* RODAS4 forward: d(J k)/dx (n x n), d(J k)/dp (n x np), column-major */
 } wspace;
 
@@ -163,20 +242,20 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     void *block;
     nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
     nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
-    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp + nn;
+    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp;
     block = malloc(nd * sizeof(double) + nn * sizeof(int) + sizeof(double));
     if (!block) return NULL;
     b = (double *)block;
     memset(b, 0, nd * sizeof(double));
     q = b;
     for (i = 0; i < 6; i++) { w->Y[i] = q; q += nn; }
-    for (i = 0; i < 6; i++) { w->K[i] = q; q += nn; }
+    for (i = 0; i < 6; i++) { w->Kbuf[i] = q; q += nn; }
     for (i = 0; i < 6; i++) { w->F[i] = q; q += nn; }
     w->ynew = q; q += nn;
     w->fx = q; q += nn;
     w->ftmp = q; q += nn;
     w->J = q; q += nn * nn;
-    w->E = q; q += nn * nn;
+    w->Ebuf = q; q += nn * nn;
     for (i = 0; i < 6; i++) { w->kbar[i] = q; q += nn; }
     for (i = 0; i < 6; i++) { w->rbar[i] = q; q += nn; }
     w->ybar = q; q += nn;
@@ -198,9 +277,8 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
         w->colv = q; q += nn;
         w->Mx = q; q += nn * nn;
         w->Mp = q; q += nn * npp;
-        w->dinv = q; q += nn;
     }
-    w->piv = (int *)(void *)q;
+    w->pivbuf = (int *)(void *)q;
     return block;
 }
 
@@ -217,8 +295,8 @@ static int dp5_replay(wspace *w, const tape_step *s, const double *y)
     const int n = w->n;
     int i;
     const double t = s->t, h = s->h, tend = s->tend;
-    double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4],
-           *k6 = w->K[5];
+    double *k1 = w->Kbuf[0], *k2 = w->Kbuf[1], *k3 = w->Kbuf[2], *k4 = w->Kbuf[3],
+           *k5 = w->Kbuf[4], *k6 = w->Kbuf[5];
     double *y1 = w->ynew;
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
     w->T[0] = t;
@@ -255,8 +333,10 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     const symode_model *m = w->m;
     int i;
     const double t = s->t, h = s->h, tend = s->tend;
-    double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4],
-           *ak6 = w->K[5], *fx = w->fx, *E = w->E, *dy1 = w->F[0], *ynew = w->ynew;
+    double *ak1 = w->Kbuf[0], *ak2 = w->Kbuf[1], *ak3 = w->Kbuf[2], *ak4 = w->Kbuf[3],
+           *ak5 = w->Kbuf[4], *ak6 = w->Kbuf[5], *fx = w->fx, *E = w->Ebuf, *dy1 = w->F[0],
+           *ynew = w->ynew;
+    int *piv = w->pivbuf;
     double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
         hc64, hc65, hd1, hd2, hd3, hd4;
 
@@ -282,7 +362,7 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     fac = 1.0 / (h * RS_GAMMA);
     for (i = 0; i < n * n; i++) E[i] = -w->J[i];
     for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
-    if (lu_factor(n, E, w->piv)) return SYMODE_ERR_SINGULAR;
+    if (lu_factor(n, E, piv)) return SYMODE_ERR_SINGULAR;
 
     hc21 = RS_C21 / h;
     hc31 = RS_C31 / h; hc32 = RS_C32 / h;
@@ -292,40 +372,117 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
 
     for (i = 0; i < n; i++) ak1[i] = dy1[i] + hd1 * fx[i];
-    lu_solve(n, E, w->piv, ak1);
+    lu_solve(n, E, piv, ak1);
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
     if (rhs(w, w->T[1], w->Y[1], w->F[1])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc21 * ak1[i] + hd2 * fx[i];
-    lu_solve(n, E, w->piv, ak2);
+    lu_solve(n, E, piv, ak2);
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (rhs(w, w->T[2], w->Y[2], w->F[2])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
-    lu_solve(n, E, w->piv, ak3);
+    lu_solve(n, E, piv, ak3);
     for (i = 0; i < n; i++)
         w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (rhs(w, w->T[3], w->Y[3], w->F[3])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak4[i] = w->F[3][i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
-    lu_solve(n, E, w->piv, ak4);
+    lu_solve(n, E, piv, ak4);
     for (i = 0; i < n; i++)
         w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (rhs(w, tend, w->Y[4], w->F[4])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak5[i] = w->F[4][i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
-    lu_solve(n, E, w->piv, ak5);
+    lu_solve(n, E, piv, ak5);
     for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
     if (rhs(w, tend, w->Y[5], w->F[5])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak6[i] = w->F[5][i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
                  hc65 * ak5[i];
-    lu_solve(n, E, w->piv, ak6);
+    lu_solve(n, E, piv, ak6);
     for (i = 0; i < n; i++) ynew[i] = w->Y[5][i] + ak6[i];
     return 0;
 }
 
 static int step_replay(wspace *w, const tape_step *s, const double *y)
 {
+    int j;
+    for (j = 0; j < 6; j++) w->K[j] = w->Kbuf[j];
+    w->E = w->Ebuf;
+    w->piv = w->pivbuf;
     return s->method == SYMODE_STIFF ? ros_replay(w, s, y) : dp5_replay(w, s, y);
+}
+
+/* A stored step: stage values (and factors) from the tape, stage times and states recomputed with the
+   replay's (= the integrator's) expressions. Does not set w->ynew. */
+static void dp5_stored(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    const double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4];
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + DP_C2 * h, tend);
+    w->T[2] = dmin(t + DP_C3 * h, tend);
+    w->T[3] = dmin(t + DP_C4 * h, tend);
+    w->T[4] = dmin(t + DP_C5 * h, tend);
+    w->T[5] = tend;
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + h * DP_A21 * k1[i];
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + h * (DP_A31 * k1[i] + DP_A32 * k2[i]);
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + h * (DP_A41 * k1[i] + DP_A42 * k2[i] + DP_A43 * k3[i]);
+    for (i = 0; i < n; i++)
+        w->Y[4][i] =
+            y[i] + h * (DP_A51 * k1[i] + DP_A52 * k2[i] + DP_A53 * k3[i] + DP_A54 * k4[i]);
+    for (i = 0; i < n; i++)
+        w->Y[5][i] = y[i] + h * (DP_A61 * k1[i] + DP_A62 * k2[i] + DP_A63 * k3[i] +
+                                 DP_A64 * k4[i] + DP_A65 * k5[i]);
+}
+
+static void ros_stored(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    const double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4];
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + RS_C2 * h, tend);
+    w->T[2] = dmin(t + RS_C3 * h, tend);
+    w->T[3] = dmin(t + RS_C4 * h, tend);
+    w->T[4] = tend;
+    w->T[5] = tend;
+    w->delt = 0.0;
+    if (w->tp->nonaut) {
+        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
+        if (t + delt > s->t1) delt = -delt;
+        w->delt = delt;
+    }
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
+    for (i = 0; i < n; i++)
+        w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
+    for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
+}
+
+/* Stage data of step s (from y = its start) for the derivative code: from the tape or by a replay. */
+static int step_prepare(wspace *w, const tape_step *s, const double *y)
+{
+    const symode_tape *tp = w->tp;
+    const size_t n = (size_t)w->n;
+    int j;
+    if (s->sd < 0) return step_replay(w, s, y);
+    for (j = 0; j < 6; j++) w->K[j] = tp->sd + (size_t)s->sd + (size_t)j * n;
+    if (s->method == SYMODE_STIFF) {
+        w->E = tp->sd + (size_t)s->sd + 6 * n;
+        w->piv = tp->sp + (size_t)s->sp;
+        ros_stored(w, s, y);
+    } else {
+        dp5_stored(w, s, y);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -424,10 +581,9 @@ static int ros_adjoint(wspace *w, const tape_step *s)
 /* ------------------------------------------------------------------------------------------ */
 /* Solve E X = B for the ncol columns of B (column-major, n x ncol) with the factors of lu_factor:
    the forward sensitivities' solves. Row by row over all columns at once (independent columns: no
-   serial division chain per column, no data-dependent branches) and with the reciprocal pivots dinv.
+   serial division chain per column, no data-dependent branches) with the reciprocal pivots.
    The same solution as lu_solve column by column up to round-off. */
-static void lu_solve_cols(int n, const double *A, const int *piv, const double *dinv, double *B,
-                          int ncol)
+static void lu_solve_cols(int n, const double *A, const int *piv, double *B, int ncol)
 {
     int i, k, c;
     for (k = 0; k < n; k++)
@@ -444,7 +600,7 @@ static void lu_solve_cols(int n, const double *A, const int *piv, const double *
                 for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
         }
     for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        double d = dinv[k];
+        double d = A[k + (size_t)k * n]; /* reciprocal pivot */
         for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
         for (i = 0; i < k; i++) {
             double u = A[i + (size_t)k * n];
@@ -530,7 +686,6 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
     int j, l, c, i;
     size_t q;
     double *G = w->G, *dfx = w->dfx;
-    for (i = 0; i < n; i++) w->dinv[i] = 1.0 / w->E[i + (size_t)i * n];
     /* G = d f(t, y) */
     if (full_jac(w, s->t, w->Y[0], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
     jac_apply(n, np, w->Jx2, w->Jp2, S, G);
@@ -601,7 +756,7 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
                 for (i = 0; i < n; i++) col[i] += w->colv[i];
             }
         }
-        lu_solve_cols(n, w->E, w->piv, w->dinv, dr, P);
+        lu_solve_cols(n, w->E, w->piv, dr, P);
     }
     /* S_new = S + sum_j a_6j dk_j + dk_6 */
     for (j = 0; j < 5; j++) {
@@ -683,7 +838,7 @@ int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const sy
         w.u = interval_u(m, u, i);
         for (; k >= 0 && tape->steps[k].interval == i; k--) {
             const tape_step *s = tape->steps + k;
-            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            rc = step_prepare(&w, s, tape->x + (size_t)k * n);
             if (rc) break;
             rc = s->method == SYMODE_STIFF ? ros_adjoint(&w, s) : dp5_adjoint(&w, s);
             if (rc) break;
@@ -727,7 +882,7 @@ int symode_tape_forward(const symode_tape *tape, const symode_model *m, const sy
         w.u = interval_u(m, u, i);
         for (; k < tape->n && tape->steps[k].interval == i; k++) {
             const tape_step *s = tape->steps + k;
-            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            rc = step_prepare(&w, s, tape->x + (size_t)k * n);
             if (rc) break;
             rc = s->method == SYMODE_STIFF ? ros_forward(&w, s, Snext) : dp5_forward(&w, s, Snext);
             if (rc) break;

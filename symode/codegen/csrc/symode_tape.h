@@ -70,9 +70,17 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
                             const double *u, double *xout, symode_stats *stats,
                             symode_tape *tape);
 
-/* Number of recorded accepted steps, and how many of them are RODAS4 steps. (-1 if tape NULL) */
+/* Memory for the steps' stage values (bytes, default 256 MiB), set before recording. The tape keeps
+   each step's stage values as the integrator computed them (DOPRI5: 6 nx; RODAS4: 6 nx + nx^2 with the
+   LU factors of E) while they fit in this limit, so that the derivatives need not evaluate the step
+   again; steps beyond it (or all with 0) are replayed (the same numbers, recomputed). */
+void symode_tape_set_stage_limit(symode_tape *tape, size_t bytes);
+
+/* Number of recorded accepted steps, how many of them are RODAS4 steps, and how many have their stage
+   values stored. (-1 if tape NULL) */
 long symode_tape_nsteps(const symode_tape *tape);
 long symode_tape_nstiff(const symode_tape *tape);
+long symode_tape_nstored(const symode_tape *tape);
 /* nx and nt of the recording (0 for an empty/invalid tape). */
 int symode_tape_nx(const symode_tape *tape);
 int symode_tape_nt(const symode_tape *tape);
