@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "symode_integrator.h"
+
 static inline double dmin(double a, double b) { return a < b ? a : b; }
 static inline double dmax(double a, double b) { return a > b ? a : b; }
 
@@ -97,9 +99,13 @@ static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 
 
 /* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular).
  * On exit the strict lower triangle holds L (unit diagonal implied), the strict upper triangle U and
- * the diagonal the RECIPROCAL pivots 1/U_kk: the solves multiply by them (a multiplication instead of a
- * division on the serial dependency chain of every substitution; the solves of the small systems of a
- * Rosenbrock step are latency-bound).
+ * the diagonal the RECIPROCAL pivots 1/U_kk (the solves multiply by them: a multiplication instead of a
+ * division on the serial dependency chain of every substitution). nz: n ints of scratch.
+ *
+ * Sparsity: the update of column j by column k of L is skipped where the multiplier U_kj is 0 and runs
+ * over the nonzero rows of L's column k only. The skipped operations are exact no-ops (x - 0 * y == x),
+ * so the factors are those of the dense elimination; the Jacobians of reaction networks have a few
+ * nonzeros per row, and so do these factors.
  *
  * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
  * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
@@ -107,9 +113,9 @@ static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 
  * an exact 0 stage increment, where swapping it with a metabolite row that depends on Y would fill it
  * in and leave a roundoff-size Y that later grows into an invasion the model does not contain. Taking a
  * smaller pivot here is stable: the row has nothing to the right to amplify. */
-static inline int lu_factor(int n, double *A, int *piv)
+static inline int lu_factor(int n, double *A, int *piv, int *nz)
 {
-    int i, j, k, pk;
+    int i, j, k, pk, q, nnz;
     for (k = 0; k < n; k++) {
         double amax = fabs(A[k + (size_t)k * n]), inv;
         double *colk = A + (size_t)k * n;
@@ -132,21 +138,61 @@ static inline int lu_factor(int n, double *A, int *piv)
         }
         inv = 1.0 / colk[k];
         colk[k] = inv;
-        for (i = k + 1; i < n; i++) colk[i] *= inv;
+        nnz = 0;
+        for (i = k + 1; i < n; i++) {
+            colk[i] *= inv;
+            nz[nnz] = i;
+            nnz += colk[i] != 0.0;
+        }
+        if (nnz == 0) continue;
         for (j = k + 1; j < n; j++) {
             double *colj = A + (size_t)j * n;
             double a = colj[k];
             if (a != 0.0)
-                for (i = k + 1; i < n; i++) colj[i] -= colk[i] * a;
+                for (q = 0; q < nnz; q++) colj[nz[q]] -= colk[nz[q]] * a;
         }
     }
     return 0;
 }
 
-/* Solve A x = b with the factors of lu_factor; b is overwritten by x. */
-static inline void lu_solve(int n, const double *A, const int *piv, double *b)
+/* The nonzeros of the factors of lu_factor by columns (the layout of symode_lu): L's column k (rows
+   below the diagonal) in li/lv[lp[k] .. lp[k+1]-1], U's column k (rows above the diagonal) in
+   ui/uv[up[k] .. up[k+1]-1], rows ascending; dinv = the diagonal (reciprocal pivots). The arrays hold
+   up to n(n-1)/2 entries each; the counts are lp[n] and up[n]. */
+static inline void lu_compress(int n, const double *A, int *lp, int *li, double *lv, int *up, int *ui,
+                               double *uv, double *dinv)
 {
-    int i, k;
+    int i, k, nl = 0, nu = 0;
+    for (k = 0; k < n; k++) {
+        const double *colk = A + (size_t)k * n;
+        lp[k] = nl;
+        up[k] = nu;
+        for (i = 0; i < k; i++) {
+            double v = colk[i];
+            ui[nu] = i;
+            uv[nu] = v;
+            nu += v != 0.0;
+        }
+        dinv[k] = colk[k];
+        for (i = k + 1; i < n; i++) {
+            double v = colk[i];
+            li[nl] = i;
+            lv[nl] = v;
+            nl += v != 0.0;
+        }
+    }
+    lp[n] = nl;
+    up[n] = nu;
+}
+
+/* Solve E x = b with compressed factors; b is overwritten by x. The operations of the dense substitutions
+   minus exact no-ops: the same numbers. */
+static inline void lu_solve(const symode_lu *f, double *b)
+{
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q;
     /* lu_factor swaps whole rows (its L columns too, as LAPACK's getrf): apply every interchange to b
        first, then L y = P b. (Interleaving the swaps with the elimination, as LINPACK's gesl does for
        factors that swap only the trailing columns, solves a wrong system once a row with multipliers
@@ -154,40 +200,69 @@ static inline void lu_solve(int n, const double *A, const int *piv, double *b)
     for (k = 0; k < n; k++)
         if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
     for (k = 0; k < n; k++) { /* forward: L y = P b */
-        const double *colk = A + (size_t)k * n;
-        double bk;
-        bk = b[k];
+        double bk = b[k];
         if (bk != 0.0)
-            for (i = k + 1; i < n; i++) b[i] -= colk[i] * bk;
+            for (q = lp[k]; q < lp[k + 1]; q++) b[li[q]] -= lv[q] * bk;
     }
     for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        const double *colk = A + (size_t)k * n;
-        double bk = (b[k] *= colk[k]);
+        double bk = (b[k] *= dinv[k]);
         if (bk != 0.0)
-            for (i = 0; i < k; i++) b[i] -= colk[i] * bk;
+            for (q = up[k]; q < up[k + 1]; q++) b[ui[q]] -= uv[q] * bk;
     }
 }
 
-/* Solve A^T x = b with the factors of lu_factor (P A = L U  ->  A^T = U^T L^T P); b is overwritten by x.
-   Column-oriented substitutions (each solved component is subtracted from the remaining ones at once):
-   independent updates instead of one serial dot product per row. */
-static inline void lu_solve_t(int n, const double *A, const int *piv, double *b)
+/* Solve E^T x = b with compressed factors (P E = L U  ->  E^T = U^T L^T P); b is overwritten by x.
+   Row k of U^T is column k of U (and of L^T column k of L): one short dot product per row. */
+static inline void lu_solve_t(const symode_lu *f, double *b)
 {
-    int i, k;
-    for (k = 0; k < n; k++) { /* U^T z = b (U^T lower triangular; its column k is row k of U) */
-        const double *rowk = A + k;
-        double zk = (b[k] *= rowk[(size_t)k * n]);
-        if (zk != 0.0)
-            for (i = k + 1; i < n; i++) b[i] -= rowk[(size_t)i * n] * zk;
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q;
+    for (k = 0; k < n; k++) { /* U^T z = b */
+        double s = b[k];
+        for (q = up[k]; q < up[k + 1]; q++) s -= uv[q] * b[ui[q]];
+        b[k] = s * dinv[k];
     }
-    for (k = n - 1; k > 0; k--) { /* L^T w = z (unit upper triangular; its column k is row k of L) */
-        const double *rowk = A + k;
-        double wk = b[k];
-        if (wk != 0.0)
-            for (i = 0; i < k; i++) b[i] -= rowk[(size_t)i * n] * wk;
+    for (k = n - 1; k >= 0; k--) { /* L^T w = z */
+        double s = b[k];
+        for (q = lp[k]; q < lp[k + 1]; q++) s -= lv[q] * b[li[q]];
+        b[k] = s;
     }
     for (k = n - 1; k >= 0; k--) /* x = P^T w */
         if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
+}
+
+/* Solve E X = B for the ncol columns of B (column-major, n x ncol) with compressed factors: the forward
+   sensitivities' solves, row by row over all columns at once. The same numbers as lu_solve per column. */
+static inline void lu_solve_cols(const symode_lu *f, double *B, int ncol)
+{
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q, c;
+    for (k = 0; k < n; k++)
+        if (piv[k] != k)
+            for (c = 0; c < ncol; c++) {
+                double *b = B + (size_t)c * n, tmp = b[k];
+                b[k] = b[piv[k]];
+                b[piv[k]] = tmp;
+            }
+    for (k = 0; k < n; k++) /* forward: L Y = P B */
+        for (q = lp[k]; q < lp[k + 1]; q++) {
+            int i = li[q];
+            double l = lv[q];
+            for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
+        }
+    for (k = n - 1; k >= 0; k--) { /* backward: U X = Y */
+        double d = dinv[k];
+        for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
+        for (q = up[k]; q < up[k + 1]; q++) {
+            int i = ui[q];
+            double u = uv[q];
+            for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= u * B[k + (size_t)c * n];
+        }
+    }
 }
 
 #endif /* SYMODE_METHODS_H */

@@ -47,7 +47,8 @@ struct symode_tape {
     long n, cap, nstiff;
     tape_step *steps;
     double *x;        /* n * nx step-start states */
-    /* stored stage values: DOPRI5 6 nx (K_1..K_6); RODAS4 6 nx + nx^2 (k_1..k_6, LU of E) + nx pivots */
+    /* stored stage values: DOPRI5 6 nx doubles (K_1..K_6); RODAS4 k_1..k_6 and the compressed LU
+       factors of E: 7 nx + nl + nu doubles (k, dinv, lv, uv), 3 nx + 2 + nl + nu ints (piv, lp, up, li, ui) */
     double *sd;
     int *sp;
     size_t sd_n, sd_cap, sp_n, sp_cap; /* used / allocated elements */
@@ -109,25 +110,37 @@ static int grow(void **buf, size_t *cap, size_t need, size_t esz)
 static void store_stages(symode_tape *tp, tape_step *st, const symode_step_info *info)
 {
     const size_t n = (size_t)tp->nx;
-    size_t nd = 6 * n, npv = 0, j;
+    size_t nd = 6 * n, ni = 0, nl = 0, nu = 0, j;
+    const symode_lu *f = info->lu;
     double *q;
+    int *qi;
     st->sd = st->sp = -1;
     if (!info->k[0]) return;
     if (info->method == SYMODE_STIFF) {
-        if (!info->lu || !info->piv) return;
-        nd += n * n;
-        npv = n;
+        if (!f) return;
+        nl = (size_t)f->lp[n];
+        nu = (size_t)f->up[n];
+        nd += n + nl + nu;
+        ni = 3 * n + 2 + nl + nu;
     }
-    if ((tp->sd_n + nd) * sizeof(double) + (tp->sp_n + npv) * sizeof(int) > tp->stage_limit) return;
+    if ((tp->sd_n + nd) * sizeof(double) + (tp->sp_n + ni) * sizeof(int) > tp->stage_limit) return;
     if (grow((void **)&tp->sd, &tp->sd_cap, tp->sd_n + nd, sizeof(double))) return;
-    if (npv && grow((void **)&tp->sp, &tp->sp_cap, tp->sp_n + npv, sizeof(int))) return;
+    if (ni && grow((void **)&tp->sp, &tp->sp_cap, tp->sp_n + ni, sizeof(int))) return;
     q = tp->sd + tp->sd_n;
     for (j = 0; j < 6; j++) memcpy(q + j * n, info->k[j], n * sizeof(double));
-    if (npv) {
-        memcpy(q + 6 * n, info->lu, n * n * sizeof(double));
-        memcpy(tp->sp + tp->sp_n, info->piv, n * sizeof(int));
+    if (ni) {
+        q += 6 * n;
+        memcpy(q, f->dinv, n * sizeof(double));
+        memcpy(q + n, f->lv, nl * sizeof(double));
+        memcpy(q + n + nl, f->uv, nu * sizeof(double));
+        qi = tp->sp + tp->sp_n;
+        memcpy(qi, f->piv, n * sizeof(int));
+        memcpy(qi + n, f->lp, (n + 1) * sizeof(int));
+        memcpy(qi + 2 * n + 1, f->up, (n + 1) * sizeof(int));
+        memcpy(qi + 3 * n + 2, f->li, nl * sizeof(int));
+        memcpy(qi + 3 * n + 2 + nl, f->ui, nu * sizeof(int));
         st->sp = (long)tp->sp_n;
-        tp->sp_n += npv;
+        tp->sp_n += ni;
     }
     st->sd = (long)tp->sd_n;
     tp->sd_n += nd;
@@ -217,10 +230,11 @@ typedef struct {
     /* the current step: stage states, stage values (DP5: K = f; RODAS4: K = k_i) and the factors of E,
        from the tape (stored step) or from the replay into Kbuf / Ebuf / pivbuf */
     double *Y[6];
-    const double *K[6], *E;
-    const int *piv;
-    double *Kbuf[6], *Ebuf;
-    int *pivbuf;
+    const double *K[6];
+    const symode_lu *lu;   /* RODAS4: the factors of E (&lu_tape or &lu_buf) */
+    double *Kbuf[6], *Ebuf, *lbuf_d;
+    int *lbuf_i;
+    symode_lu lu_buf, lu_tape;
     double *F[6];        /* RODAS4 replay: f(T_i, Y_i) (F[0] = f(t, y)) */
     double *ynew, *fx, *ftmp;
     double *J;
@@ -237,13 +251,16 @@ typedef struct {
 static void *ws_alloc(wspace *w, int n, int np, int forward)
 {
     size_t nn = (size_t)n, P = (size_t)n + (size_t)np, npp = np > 0 ? (size_t)np : 1;
+    size_t nv = nn * (nn - 1) / 2 + 1; /* capacity of L's / U's compressed nonzeros */
     size_t nd = 0, i;
     double *b, *q;
+    int *qi;
     void *block;
     nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
+    nd += nn + 2 * nv;       /* replay's compressed factors: dinv, lv, uv */
     nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
     if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp;
-    block = malloc(nd * sizeof(double) + nn * sizeof(int) + sizeof(double));
+    block = malloc(nd * sizeof(double) + (4 * nn + 2 + 2 * nv) * sizeof(int) + sizeof(double));
     if (!block) return NULL;
     b = (double *)block;
     memset(b, 0, nd * sizeof(double));
@@ -256,6 +273,7 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     w->ftmp = q; q += nn;
     w->J = q; q += nn * nn;
     w->Ebuf = q; q += nn * nn;
+    w->lbuf_d = q; q += nn + 2 * nv;
     for (i = 0; i < 6; i++) { w->kbar[i] = q; q += nn; }
     for (i = 0; i < 6; i++) { w->rbar[i] = q; q += nn; }
     w->ybar = q; q += nn;
@@ -278,7 +296,18 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
         w->Mx = q; q += nn * nn;
         w->Mp = q; q += nn * npp;
     }
-    w->pivbuf = (int *)(void *)q;
+    /* the replay's factors: piv, nz (lu_factor's scratch), lp, up, li, ui */
+    w->lbuf_i = qi = (int *)(void *)q;
+    w->lu_buf.n = n;
+    w->lu_buf.piv = qi;
+    w->lu_buf.lp = qi + 2 * nn;
+    w->lu_buf.up = qi + 3 * nn + 1;
+    w->lu_buf.li = qi + 4 * nn + 2;
+    w->lu_buf.ui = qi + 4 * nn + 2 + nv;
+    w->lu_buf.dinv = w->lbuf_d;
+    w->lu_buf.lv = w->lbuf_d + nn;
+    w->lu_buf.uv = w->lbuf_d + nn + nv;
+    w->lu_tape.n = n;
     return block;
 }
 
@@ -336,7 +365,9 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     double *ak1 = w->Kbuf[0], *ak2 = w->Kbuf[1], *ak3 = w->Kbuf[2], *ak4 = w->Kbuf[3],
            *ak5 = w->Kbuf[4], *ak6 = w->Kbuf[5], *fx = w->fx, *E = w->Ebuf, *dy1 = w->F[0],
            *ynew = w->ynew;
-    int *piv = w->pivbuf;
+    int *qi = w->lbuf_i;
+    const size_t nn = (size_t)n, nv = nn * (nn - 1) / 2 + 1;
+    const symode_lu *f = &w->lu_buf;
     double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
         hc64, hc65, hd1, hd2, hd3, hd4;
 
@@ -362,7 +393,9 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     fac = 1.0 / (h * RS_GAMMA);
     for (i = 0; i < n * n; i++) E[i] = -w->J[i];
     for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
-    if (lu_factor(n, E, piv)) return SYMODE_ERR_SINGULAR;
+    if (lu_factor(n, E, qi, qi + nn)) return SYMODE_ERR_SINGULAR;
+    lu_compress(n, E, qi + 2 * nn, qi + 4 * nn + 2, w->lbuf_d + nn, qi + 3 * nn + 1,
+                qi + 4 * nn + 2 + nv, w->lbuf_d + nn + nv, w->lbuf_d);
 
     hc21 = RS_C21 / h;
     hc31 = RS_C31 / h; hc32 = RS_C32 / h;
@@ -372,33 +405,33 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
 
     for (i = 0; i < n; i++) ak1[i] = dy1[i] + hd1 * fx[i];
-    lu_solve(n, E, piv, ak1);
+    lu_solve(f, ak1);
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
     if (rhs(w, w->T[1], w->Y[1], w->F[1])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc21 * ak1[i] + hd2 * fx[i];
-    lu_solve(n, E, piv, ak2);
+    lu_solve(f, ak2);
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (rhs(w, w->T[2], w->Y[2], w->F[2])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
-    lu_solve(n, E, piv, ak3);
+    lu_solve(f, ak3);
     for (i = 0; i < n; i++)
         w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (rhs(w, w->T[3], w->Y[3], w->F[3])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak4[i] = w->F[3][i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
-    lu_solve(n, E, piv, ak4);
+    lu_solve(f, ak4);
     for (i = 0; i < n; i++)
         w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (rhs(w, tend, w->Y[4], w->F[4])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak5[i] = w->F[4][i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
-    lu_solve(n, E, piv, ak5);
+    lu_solve(f, ak5);
     for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
     if (rhs(w, tend, w->Y[5], w->F[5])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak6[i] = w->F[5][i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
                  hc65 * ak5[i];
-    lu_solve(n, E, piv, ak6);
+    lu_solve(f, ak6);
     for (i = 0; i < n; i++) ynew[i] = w->Y[5][i] + ak6[i];
     return 0;
 }
@@ -407,8 +440,7 @@ static int step_replay(wspace *w, const tape_step *s, const double *y)
 {
     int j;
     for (j = 0; j < 6; j++) w->K[j] = w->Kbuf[j];
-    w->E = w->Ebuf;
-    w->piv = w->pivbuf;
+    w->lu = &w->lu_buf;
     return s->method == SYMODE_STIFF ? ros_replay(w, s, y) : dp5_replay(w, s, y);
 }
 
@@ -476,8 +508,19 @@ static int step_prepare(wspace *w, const tape_step *s, const double *y)
     if (s->sd < 0) return step_replay(w, s, y);
     for (j = 0; j < 6; j++) w->K[j] = tp->sd + (size_t)s->sd + (size_t)j * n;
     if (s->method == SYMODE_STIFF) {
-        w->E = tp->sd + (size_t)s->sd + 6 * n;
-        w->piv = tp->sp + (size_t)s->sp;
+        const double *qd = tp->sd + (size_t)s->sd + 6 * n;
+        const int *qi = tp->sp + (size_t)s->sp;
+        symode_lu *f = &w->lu_tape;
+        size_t nl = (size_t)qi[n + n]; /* lp[n] */
+        f->piv = qi;
+        f->lp = qi + n;
+        f->up = qi + 2 * n + 1;
+        f->li = qi + 3 * n + 2;
+        f->ui = qi + 3 * n + 2 + nl;
+        f->dinv = qd;
+        f->lv = qd + n;
+        f->uv = qd + n + nl;
+        w->lu = f;
         ros_stored(w, s, y);
     } else {
         dp5_stored(w, s, y);
@@ -539,7 +582,7 @@ static int ros_adjoint(wspace *w, const tape_step *s)
     for (j = 5; j >= 0; j--) {
         double *rb = w->rbar[j];
         memcpy(rb, w->kbar[j], (size_t)n * sizeof(double));
-        lu_solve_t(n, w->E, w->piv, rb);
+        lu_solve_t(w->lu, rb);
         for (l = 0; l < j; l++) {
             double c = RS_CM[j][l] / h;
             for (i = 0; i < n; i++) w->kbar[l][i] += c * rb[i];
@@ -579,37 +622,6 @@ static int ros_adjoint(wspace *w, const tape_step *s)
 /* ------------------------------------------------------------------------------------------ */
 /* forward sensitivities of one step: S (n x P) -> w->dY holds the new S on exit              */
 /* ------------------------------------------------------------------------------------------ */
-/* Solve E X = B for the ncol columns of B (column-major, n x ncol) with the factors of lu_factor:
-   the forward sensitivities' solves. Row by row over all columns at once (independent columns: no
-   serial division chain per column, no data-dependent branches) with the reciprocal pivots.
-   The same solution as lu_solve column by column up to round-off. */
-static void lu_solve_cols(int n, const double *A, const int *piv, double *B, int ncol)
-{
-    int i, k, c;
-    for (k = 0; k < n; k++)
-        if (piv[k] != k)
-            for (c = 0; c < ncol; c++) {
-                double *b = B + (size_t)c * n, tmp = b[k];
-                b[k] = b[piv[k]];
-                b[piv[k]] = tmp;
-            }
-    for (k = 0; k < n; k++) /* forward: L y = P b */
-        for (i = k + 1; i < n; i++) {
-            double l = A[i + (size_t)k * n];
-            if (l != 0.0)
-                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
-        }
-    for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        double d = A[k + (size_t)k * n]; /* reciprocal pivot */
-        for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
-        for (i = 0; i < k; i++) {
-            double u = A[i + (size_t)k * n];
-            if (u != 0.0)
-                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= u * B[k + (size_t)c * n];
-        }
-    }
-}
-
 static int full_jac(wspace *w, double t, const double *x, double *Jx, double *Jp)
 {
     const symode_model *m = w->m;
@@ -756,7 +768,7 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
                 for (i = 0; i < n; i++) col[i] += w->colv[i];
             }
         }
-        lu_solve_cols(n, w->E, w->piv, dr, P);
+        lu_solve_cols(w->lu, dr, P);
     }
     /* S_new = S + sum_j a_6j dk_j + dk_6 */
     for (j = 0; j < 5; j++) {
