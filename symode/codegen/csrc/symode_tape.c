@@ -241,7 +241,7 @@ typedef struct {
     double T[6];         /* stage times */
     double delt;         /* RODAS4 non-autonomous df/dt increment (0: autonomous) */
     /* adjoint */
-    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar;
+    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar, *Kcat;
     /* forward (n x P matrices) */
     double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
     double *Mx, *Mp; /* RODAS4 forward: d(J k)/dx (n x n), d(J k)/dp (n x np), column-major */
@@ -258,7 +258,7 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     void *block;
     nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
     nd += nn + 2 * nv;       /* replay's compressed factors: dinv, lv, uv */
-    nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
+    nd += 22 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp), Kcat (6) */
     if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp;
     block = malloc(nd * sizeof(double) + (4 * nn + 2 + 2 * nv) * sizeof(int) + sizeof(double));
     if (!block) return NULL;
@@ -282,6 +282,7 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     w->op = q; q += npp;
     w->gp = q; q += npp;
     w->fxbar = q; q += nn + npp;
+    w->Kcat = q; q += 6 * nn;
     if (forward) {
         for (i = 0; i < 6; i++) { w->dK[i] = q; q += nn * P; }
         w->dY = q; q += nn * P;
@@ -602,8 +603,25 @@ static int ros_adjoint(wspace *w, const tape_step *s)
                     for (i = 0; i < n; i++) w->kbar[l][i] += c * Yb[i];
             }
         }
-        /* J-dependence of the solve: rbar^T dJ k_j */
-        if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
+        /* J-dependence of the solve: rbar^T dJ k_j (all six at once below with vjp2s) */
+        if (!d->vjp2s) {
+            if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
+                return SYMODE_ERR_RHS;
+            for (i = 0; i < n; i++) a[i] += w->ox[i];
+            for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
+        }
+    }
+    if (d->vjp2s) {
+        /* V = [k_1 .. k_6], W = [rbar_1 .. rbar_6] (n x 6): the stage vectors are consecutive in memory
+           (the tape's and the replay's), rbar too (ws_alloc) */
+        const double *V = w->K[0];
+        for (j = 1; j < 6; j++)
+            if (w->K[j] != w->K[0] + (size_t)j * n) break;
+        if (j < 6) {
+            for (j = 0; j < 6; j++) memcpy(w->Kcat + (size_t)j * n, w->K[j], (size_t)n * sizeof(double));
+            V = w->Kcat;
+        }
+        if (d->vjp2s(w->m->ctx, s->t, w->Y[0], w->p, w->u, V, w->rbar[0], w->ox, w->op) != 0)
             return SYMODE_ERR_RHS;
         for (i = 0; i < n; i++) a[i] += w->ox[i];
         for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
@@ -836,7 +854,7 @@ int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const sy
     int rc = 0, i, k2, n, np;
     long k;
     if (check_common(tape, m, p, u) || !d || !d->vjp || !lam || !grad_x0 ||
-        (m->np > 0 && !grad_p) || (tape->nstiff > 0 && !d->vjp2))
+        (m->np > 0 && !grad_p) || (tape->nstiff > 0 && !d->vjp2 && !d->vjp2s))
         return SYMODE_ERR_ARGS;
     n = m->nx;
     np = m->np;

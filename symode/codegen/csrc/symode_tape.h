@@ -16,7 +16,7 @@
  *    x0 and p it reproduces the integrator's output (bit-identically with the same compiler flags).
  *
  * Requirements on the model / derivative callbacks:
- *  - adjoint: d->vjp always; d->vjp2 if the tape contains RODAS4 steps.
+ *  - adjoint: d->vjp always; d->vjp2s or d->vjp2 if the tape contains RODAS4 steps.
  *  - forward: Jx = m->jac if set, and Jp = d->jac_p if set; if either is missing, both are built
  *    row by row from d->vjp (exact, nx vjp calls). d->vjp2 (used when present: nx calls per stage)
  *    or d->jvp2 (nx+np calls per stage) if the tape contains RODAS4 steps.
@@ -50,11 +50,18 @@ typedef int (*symode_jvp2_fn)(void *ctx, double t, const double *x, const double
                               const double *u, const double *v, const double *dx,
                               const double *dp, double *out);
 
+/* vjp2 summed over the six stages of a RODAS4 step: out_x = sum_j (d/dx (Jx v_j))^T w_j (nx), out_p likewise
+   (np); v_j, w_j = column j of V, W (nx x 6, column-major). One call per step instead of six. */
+typedef int (*symode_vjp2s_fn)(void *ctx, double t, const double *x, const double *p,
+                               const double *u, const double *V, const double *W, double *out_x,
+                               double *out_p);
+
 typedef struct {
     symode_jacp_fn jac_p;
     symode_vjp_fn vjp;
     symode_vjp2_fn vjp2;
     symode_jvp2_fn jvp2;
+    symode_vjp2s_fn vjp2s; /* optional (NULL: six vjp2 calls) */
 } symode_derivs;
 
 typedef struct symode_tape symode_tape; /* opaque; owns its memory (grows as needed) */
