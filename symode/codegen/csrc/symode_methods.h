@@ -97,15 +97,53 @@ static const double RS_CM[6][5] = {
      0.1631930543123136e+02, -0.6058818238834054e+01}};
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
 
+/* The writable arrays of a symode_lu being built by lu_factor, and n ints of scratch (nz). li, lv, ui, uv
+   hold up to n(n-1)/2 entries each, lp and up n + 1. */
+typedef struct {
+    int *piv, *lp, *li, *up, *ui, *nz;
+    double *dinv, *lv, *uv;
+} lu_store;
+
+/* The nonzeros of the factors in A (as left by lu_factor) by columns into f: L's column k (rows below the
+   diagonal) in li/lv[lp[k] .. lp[k+1]-1], U's column k (rows above the diagonal) in ui/uv[up[k] ..
+   up[k+1]-1], rows ascending; dinv = the diagonal. */
+static inline void lu_compress(int n, const double *A, const lu_store *f)
+{
+    int i, k, nl = 0, nu = 0;
+    for (k = 0; k < n; k++) {
+        const double *colk = A + (size_t)k * n;
+        f->lp[k] = nl;
+        f->up[k] = nu;
+        for (i = 0; i < k; i++) {
+            double v = colk[i];
+            f->ui[nu] = i;
+            f->uv[nu] = v;
+            nu += v != 0.0;
+        }
+        f->dinv[k] = colk[k];
+        for (i = k + 1; i < n; i++) {
+            double v = colk[i];
+            f->li[nl] = i;
+            f->lv[nl] = v;
+            nl += v != 0.0;
+        }
+    }
+    f->lp[n] = nl;
+    f->up[n] = nu;
+}
+
 /* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular).
- * On exit the strict lower triangle holds L (unit diagonal implied), the strict upper triangle U and
+ * On exit the strict lower triangle of A holds L (unit diagonal implied), the strict upper triangle U and
  * the diagonal the RECIPROCAL pivots 1/U_kk (the solves multiply by them: a multiplication instead of a
- * division on the serial dependency chain of every substitution). nz: n ints of scratch.
+ * division on the serial dependency chain of every substitution), and f the same factors compressed
+ * (lu_compress's layout, piv included) for the solves.
  *
  * Sparsity: the update of column j by column k of L is skipped where the multiplier U_kj is 0 and runs
  * over the nonzero rows of L's column k only. The skipped operations are exact no-ops (x - 0 * y == x),
  * so the factors are those of the dense elimination; the Jacobians of reaction networks have a few
- * nonzeros per row, and so do these factors.
+ * nonzeros per row, and so do these factors. The compressed columns are collected during the
+ * elimination (L's column k and U's row k are final at step k); a row interchange after the first
+ * step moves entries of earlier L columns, and the factors are then compressed from A afterwards.
  *
  * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
  * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
@@ -113,9 +151,11 @@ static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 
  * an exact 0 stage increment, where swapping it with a metabolite row that depends on Y would fill it
  * in and leave a roundoff-size Y that later grows into an invasion the model does not contain. Taking a
  * smaller pivot here is stable: the row has nothing to the right to amplify. */
-static inline int lu_factor(int n, double *A, int *piv, int *nz)
+static inline int lu_factor(int n, double *A, const lu_store *f)
 {
-    int i, j, k, pk, q, nnz;
+    int i, j, k, pk, q, nnz, nl = 0, nu = 0, moved = 0;
+    int *piv = f->piv, *nz = f->nz, *ucnt = f->up;
+    for (k = 0; k < n; k++) ucnt[k] = 0;
     for (k = 0; k < n; k++) {
         double amax = fabs(A[k + (size_t)k * n]), inv;
         double *colk = A + (size_t)k * n;
@@ -130,6 +170,7 @@ static inline int lu_factor(int n, double *A, int *piv, int *nz)
         piv[k] = pk;
         if (!(amax > 0.0) || !isfinite(amax)) return 1;
         if (pk != k) {
+            moved |= k > 0;
             for (j = 0; j < n; j++) {
                 double tmp = A[k + (size_t)j * n];
                 A[k + (size_t)j * n] = A[pk + (size_t)j * n];
@@ -138,51 +179,45 @@ static inline int lu_factor(int n, double *A, int *piv, int *nz)
         }
         inv = 1.0 / colk[k];
         colk[k] = inv;
+        f->dinv[k] = inv;
         nnz = 0;
         for (i = k + 1; i < n; i++) {
             colk[i] *= inv;
             nz[nnz] = i;
             nnz += colk[i] != 0.0;
         }
-        if (nnz == 0) continue;
+        f->lp[k] = nl;
+        for (q = 0; q < nnz; q++) {
+            f->li[nl + q] = nz[q];
+            f->lv[nl + q] = colk[nz[q]];
+        }
+        nl += nnz;
         for (j = k + 1; j < n; j++) {
             double *colj = A + (size_t)j * n;
             double a = colj[k];
-            if (a != 0.0)
+            if (a != 0.0) {
+                /* U_kj: entry ucnt[j] of U's column j, stored at j(j-1)/2 until compacted below */
+                size_t at = (size_t)j * (size_t)(j - 1) / 2 + (size_t)ucnt[j]++;
+                f->ui[at] = k;
+                f->uv[at] = a;
                 for (q = 0; q < nnz; q++) colj[nz[q]] -= colk[nz[q]] * a;
+            }
         }
     }
+    f->lp[n] = nl;
+    for (j = 0; j < n; j++) { /* compact U's columns (moving entries left: in place) */
+        size_t from = (size_t)j * (size_t)(j > 0 ? j - 1 : 0) / 2;
+        int c = ucnt[j];
+        for (q = 0; q < c; q++) {
+            f->ui[nu + q] = f->ui[from + (size_t)q];
+            f->uv[nu + q] = f->uv[from + (size_t)q];
+        }
+        f->up[j] = nu; /* ucnt aliases up: c was read first */
+        nu += c;
+    }
+    f->up[n] = nu;
+    if (moved) lu_compress(n, A, f);
     return 0;
-}
-
-/* The nonzeros of the factors of lu_factor by columns (the layout of symode_lu): L's column k (rows
-   below the diagonal) in li/lv[lp[k] .. lp[k+1]-1], U's column k (rows above the diagonal) in
-   ui/uv[up[k] .. up[k+1]-1], rows ascending; dinv = the diagonal (reciprocal pivots). The arrays hold
-   up to n(n-1)/2 entries each; the counts are lp[n] and up[n]. */
-static inline void lu_compress(int n, const double *A, int *lp, int *li, double *lv, int *up, int *ui,
-                               double *uv, double *dinv)
-{
-    int i, k, nl = 0, nu = 0;
-    for (k = 0; k < n; k++) {
-        const double *colk = A + (size_t)k * n;
-        lp[k] = nl;
-        up[k] = nu;
-        for (i = 0; i < k; i++) {
-            double v = colk[i];
-            ui[nu] = i;
-            uv[nu] = v;
-            nu += v != 0.0;
-        }
-        dinv[k] = colk[k];
-        for (i = k + 1; i < n; i++) {
-            double v = colk[i];
-            li[nl] = i;
-            lv[nl] = v;
-            nl += v != 0.0;
-        }
-    }
-    lp[n] = nl;
-    up[n] = nu;
 }
 
 /* Solve E x = b with compressed factors; b is overwritten by x. The operations of the dense substitutions

@@ -369,6 +369,7 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     int *qi = w->lbuf_i;
     const size_t nn = (size_t)n, nv = nn * (nn - 1) / 2 + 1;
     const symode_lu *f = &w->lu_buf;
+    lu_store st;
     double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
         hc64, hc65, hd1, hd2, hd3, hd4;
 
@@ -394,9 +395,16 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     fac = 1.0 / (h * RS_GAMMA);
     for (i = 0; i < n * n; i++) E[i] = -w->J[i];
     for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
-    if (lu_factor(n, E, qi, qi + nn)) return SYMODE_ERR_SINGULAR;
-    lu_compress(n, E, qi + 2 * nn, qi + 4 * nn + 2, w->lbuf_d + nn, qi + 3 * nn + 1,
-                qi + 4 * nn + 2 + nv, w->lbuf_d + nn + nv, w->lbuf_d);
+    st.piv = qi;
+    st.nz = qi + nn;
+    st.lp = qi + 2 * nn;
+    st.up = qi + 3 * nn + 1;
+    st.li = qi + 4 * nn + 2;
+    st.ui = qi + 4 * nn + 2 + nv;
+    st.dinv = w->lbuf_d;
+    st.lv = w->lbuf_d + nn;
+    st.uv = w->lbuf_d + nn + nv;
+    if (lu_factor(n, E, &st)) return SYMODE_ERR_SINGULAR;
 
     hc21 = RS_C21 / h;
     hc31 = RS_C31 / h; hc32 = RS_C32 / h;
@@ -498,6 +506,33 @@ static void ros_stored(wspace *w, const tape_step *s, const double *y)
     for (i = 0; i < n; i++)
         w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
+}
+
+/* Ask for the stored data of step k (read next by the reverse sweep, which walks the tape backwards, away
+   from the hardware prefetchers' streams) while the current step is differentiated. */
+static void prefetch_step(const symode_tape *tp, long k)
+{
+#if defined(__GNUC__)
+    const tape_step *s = tp->steps + k;
+    const char *a, *e;
+    size_t n = (size_t)tp->nx;
+    if (s->sd < 0) return;
+    a = (const char *)(tp->sd + s->sd);
+    e = (const char *)(k + 1 < tp->n && tp->steps[k + 1].sd >= 0 ? tp->sd + tp->steps[k + 1].sd
+                                                                 : tp->sd + tp->sd_n);
+    for (; a < e; a += 64) __builtin_prefetch(a);
+    if (s->sp >= 0) {
+        a = (const char *)(tp->sp + s->sp);
+        e = (const char *)(k + 1 < tp->n && tp->steps[k + 1].sp >= 0 ? tp->sp + tp->steps[k + 1].sp
+                                                                     : tp->sp + tp->sp_n);
+        for (; a < e; a += 64) __builtin_prefetch(a);
+    }
+    for (a = (const char *)(tp->x + (size_t)k * n); a < (const char *)(tp->x + (size_t)(k + 1) * n); a += 64)
+        __builtin_prefetch(a);
+#else
+    (void)tp;
+    (void)k;
+#endif
 }
 
 /* Stage data of step s (from y = its start) for the derivative code: from the tape or by a replay. */
@@ -868,6 +903,7 @@ int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const sy
         w.u = interval_u(m, u, i);
         for (; k >= 0 && tape->steps[k].interval == i; k--) {
             const tape_step *s = tape->steps + k;
+            if (k > 0) prefetch_step(tape, k - 1);
             rc = step_prepare(&w, s, tape->x + (size_t)k * n);
             if (rc) break;
             rc = s->method == SYMODE_STIFF ? ros_adjoint(&w, s) : dp5_adjoint(&w, s);
