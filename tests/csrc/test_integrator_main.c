@@ -830,6 +830,20 @@ static double urand(void)
     return ((g_seed >> 8) & 0xFFFFFF) / (double)0x1000000;
 }
 
+/* sort the entries of each compressed column by row (lu_factor's L columns are in elimination order) */
+static void sort_columns(int n, const int *ptr, int *idx, double *val)
+{
+    int k, a, b;
+    for (k = 0; k < n; k++)
+        for (a = ptr[k] + 1; a < ptr[k + 1]; a++)
+            for (b = a; b > ptr[k] && idx[b - 1] > idx[b]; b--) {
+                int ti = idx[b];
+                double tv = val[b];
+                idx[b] = idx[b - 1]; val[b] = val[b - 1];
+                idx[b - 1] = ti; val[b - 1] = tv;
+            }
+}
+
 /* lu_factor's compressed factors against lu_compress of its dense result, and the three solves against
    the matrix: sparse random matrices (density ~ 0.2 and 1), diagonally dominant (no interchanges) and
    not (interchanges after the first step), orders 1..30. */
@@ -864,6 +878,15 @@ static void test_lu(void)
                 g.piv = f.piv; g.nz = gi[0]; g.lp = gi[1]; g.up = gi[2]; g.li = gi[3]; g.ui = gi[4];
                 g.dinv = gd[0]; g.lv = gd[1]; g.uv = gd[2];
                 lu_compress(n, F, &g);
+                /* lu_solve with L's rows in elimination order (before sorting) and ascending: the same
+                   numbers */
+                v.n = n; v.piv = f.piv; v.lp = f.lp; v.li = f.li; v.up = f.up; v.ui = f.ui;
+                v.dinv = f.dinv; v.lv = f.lv; v.uv = f.uv;
+                for (i = 0; i < n; i++) b[i] = x[i] = 2.0 * urand() - 1.0;
+                lu_solve(&v, b);
+                sort_columns(n, f.lp, f.li, f.lv);
+                lu_solve(&v, x);
+                for (i = 0; i < n; i++) bad += b[i] != x[i];
                 for (k = 0; k <= n; k++) bad += f.lp[k] != g.lp[k] || f.up[k] != g.up[k];
                 for (k = 0; k < n; k++) bad += f.dinv[k] != g.dinv[k];
                 for (k = 0; k < g.lp[n]; k++) bad += f.li[k] != g.li[k] || f.lv[k] != g.lv[k];

@@ -350,8 +350,7 @@ static int ros_attempt(solver *s, double t, double h, double tend, double t1, in
 
     /* iteration matrix E = 1/(h gamma) I - J */
     fac = 1.0 / (h * RS_GAMMA);
-    for (i = 0; i < n * n; i++) E[i] = -s->J[i];
-    for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
+    iteration_matrix(n, fac, s->J, E);
     s->st->n_lu++;
     if (lu_factor(n, E, &s->lus)) {
         if (++s->nsing >= RS_MAXSING) return SYMODE_ERR_SINGULAR;

@@ -113,7 +113,7 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
 
 /* LU factors P E = L U of a Rosenbrock iteration matrix E (n x n), compressed (symode_methods.h:
    lu_factor, lu_compress): the nonzeros of L (strictly below the diagonal; unit diagonal implied) and
-   of U (strictly above it) by columns, rows ascending: L's column k has the rows li[lp[k] .. lp[k+1]-1]
+   of U (strictly above it) by columns: L's column k has the rows li[lp[k] .. lp[k+1]-1]
    with the values lv[...], U's column k likewise ui / uv / up; dinv[k] = 1 / U_kk; piv[k] = the row
    interchanged with row k at elimination step k. lp and up have n + 1 entries. */
 typedef struct {

@@ -97,6 +97,19 @@ static const double RS_CM[6][5] = {
      0.1631930543123136e+02, -0.6058818238834054e+01}};
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
 
+/* E = fac I - J (n x n): the pairs of loads before the pairs of stores let the compiler use packed moves. */
+static inline void iteration_matrix(int n, double fac, const double *J, double *E)
+{
+    size_t i, nn = (size_t)n * (size_t)n;
+    for (i = 0; i + 1 < nn; i += 2) {
+        double a = J[i], b = J[i + 1];
+        E[i] = -a;
+        E[i + 1] = -b;
+    }
+    if (i < nn) E[i] = -J[i];
+    for (i = 0; i < (size_t)n; i++) E[i + i * (size_t)n] += fac;
+}
+
 /* The writable arrays of a symode_lu being built by lu_factor, and n ints of scratch (nz). li, lv, ui, uv
    hold up to n(n-1)/2 entries each, lp and up n + 1. */
 typedef struct {
@@ -142,8 +155,8 @@ static inline void lu_compress(int n, const double *A, const lu_store *f)
  * over the nonzero rows of L's column k only. The skipped operations are exact no-ops (x - 0 * y == x),
  * so the factors are those of the dense elimination; the Jacobians of reaction networks have a few
  * nonzeros per row, and so do these factors. The compressed columns are collected during the
- * elimination (L's column k and U's row k are final at step k); a row interchange after the first
- * step moves entries of earlier L columns, and the factors are then compressed from A afterwards.
+ * elimination (L's column k and U's row k are final at step k; a row interchange at a later step
+ * renames the rows of earlier L entries, whose columns then need not be in ascending row order).
  *
  * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
  * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
@@ -153,7 +166,7 @@ static inline void lu_compress(int n, const double *A, const lu_store *f)
  * smaller pivot here is stable: the row has nothing to the right to amplify. */
 static inline int lu_factor(int n, double *A, const lu_store *f)
 {
-    int i, j, k, pk, q, nnz, nl = 0, nu = 0, moved = 0;
+    int i, j, k, pk, q, nnz, nl = 0, nu = 0;
     int *piv = f->piv, *nz = f->nz, *ucnt = f->up;
     for (k = 0; k < n; k++) ucnt[k] = 0;
     for (k = 0; k < n; k++) {
@@ -170,7 +183,8 @@ static inline int lu_factor(int n, double *A, const lu_store *f)
         piv[k] = pk;
         if (!(amax > 0.0) || !isfinite(amax)) return 1;
         if (pk != k) {
-            moved |= k > 0;
+            for (q = 0; q < nl; q++) /* earlier L entries in the two rows */
+                f->li[q] = f->li[q] == k ? pk : f->li[q] == pk ? k : f->li[q];
             for (j = 0; j < n; j++) {
                 double tmp = A[k + (size_t)j * n];
                 A[k + (size_t)j * n] = A[pk + (size_t)j * n];
@@ -216,7 +230,6 @@ static inline int lu_factor(int n, double *A, const lu_store *f)
         nu += c;
     }
     f->up[n] = nu;
-    if (moved) lu_compress(n, A, f);
     return 0;
 }
 

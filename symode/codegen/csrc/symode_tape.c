@@ -28,6 +28,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,8 +37,18 @@
 typedef struct {
     int interval, method;
     double t, h, tend, t1;
-    long sd, sp;      /* offsets of the stored stage values in sd / pivots in sp; -1: not stored */
+    double *sd;       /* stored stage values (NULL: not stored; replayed) */
+    int *sp;          /* RODAS4: the integers of the stored factors */
+    size_t bytes;     /* bytes of sd (and sp after it) */
 } tape_step;
+
+/* A block of stored stage values (steps are appended to the newest block; full blocks are kept, not
+   moved: no copying as the tape grows). */
+typedef struct stage_block {
+    struct stage_block *next;
+    size_t cap, used; /* bytes of data */
+    double data[]; /* C99 flexible array member */
+} stage_block;
 
 struct symode_tape {
     int valid;        /* recording finished with rc == 0 */
@@ -49,14 +60,25 @@ struct symode_tape {
     double *x;        /* n * nx step-start states */
     /* stored stage values: DOPRI5 6 nx doubles (K_1..K_6); RODAS4 k_1..k_6 and the compressed LU
        factors of E: 7 nx + nl + nu doubles (k, dinv, lv, uv), 3 nx + 2 + nl + nu ints (piv, lp, up, li, ui) */
-    double *sd;
-    int *sp;
-    size_t sd_n, sd_cap, sp_n, sp_cap; /* used / allocated elements */
-    size_t stage_limit;                /* bytes of sd + sp at most */
+    stage_block *blocks;               /* newest first */
+    size_t stage_bytes, stage_limit;   /* bytes stored / at most */
 };
+
+/* Size of a new block of stage values (more if one step needs it). */
+#define TAPE_BLOCK_BYTES ((size_t)256 << 10)
 
 /* Default limit of the stored stage values per tape (steps beyond it are replayed). */
 #define TAPE_STAGE_LIMIT_DEFAULT ((size_t)256 << 20)
+
+static void free_blocks(symode_tape *tp)
+{
+    while (tp->blocks) {
+        stage_block *b = tp->blocks;
+        tp->blocks = b->next;
+        free(b);
+    }
+    tp->stage_bytes = 0;
+}
 
 symode_tape *symode_tape_new(void)
 {
@@ -70,8 +92,7 @@ void symode_tape_free(symode_tape *tape)
     if (!tape) return;
     free(tape->steps);
     free(tape->x);
-    free(tape->sd);
-    free(tape->sp);
+    free_blocks(tape);
     free(tape);
 }
 
@@ -84,37 +105,42 @@ long symode_tape_nstored(const symode_tape *tape)
 {
     long k, c = 0;
     if (!tape) return -1;
-    for (k = 0; k < tape->n; k++) c += tape->steps[k].sd >= 0;
+    for (k = 0; k < tape->n; k++) c += tape->steps[k].sd != NULL;
     return c;
 }
 
-/* Grow *buf (elements of size esz, *cap allocated) to hold need elements, doubling; 0 or 1 (failed). */
-static int grow(void **buf, size_t *cap, size_t need, size_t esz)
+/* bytes bytes (a multiple of 8) from the newest block, or from a new one; NULL if out of memory */
+static void *stage_alloc(symode_tape *tp, size_t bytes)
 {
-    size_t nc = *cap > 0 ? *cap : 1024;
-    void *nb;
-    if (need <= *cap) return 0;
-    while (nc < need) {
-        if (nc > ((size_t)-1) / (2 * esz)) return 1;
-        nc *= 2;
+    stage_block *b = tp->blocks;
+    void *q;
+    if (!b || b->cap - b->used < bytes) {
+        size_t cap = bytes > TAPE_BLOCK_BYTES ? bytes : TAPE_BLOCK_BYTES;
+        b = (stage_block *)malloc(offsetof(stage_block, data) + cap);
+        if (!b) return NULL;
+        b->next = tp->blocks;
+        b->cap = cap;
+        b->used = 0;
+        tp->blocks = b;
     }
-    nb = realloc(*buf, nc * esz);
-    if (!nb) return 1;
-    *buf = nb;
-    *cap = nc;
-    return 0;
+    q = (char *)b->data + b->used;
+    b->used += bytes;
+    return q;
 }
 
-/* Store the step's stage values (and factors) on the tape if the limit allows; st->sd/sp = offsets or -1.
-   Failing to store is not an error: the step is then replayed. */
+/* Store the step's stage values (and factors) on the tape if the limit allows; st->sd = NULL otherwise
+   (failing to store is not an error: the step is then replayed). Layout: the doubles (K, then for RODAS4
+   dinv, lv, uv), then the integers (piv, lp, up, li, ui). */
 static void store_stages(symode_tape *tp, tape_step *st, const symode_step_info *info)
 {
     const size_t n = (size_t)tp->nx;
-    size_t nd = 6 * n, ni = 0, nl = 0, nu = 0, j;
+    size_t nd = 6 * n, ni = 0, nl = 0, nu = 0, bytes, j;
     const symode_lu *f = info->lu;
     double *q;
     int *qi;
-    st->sd = st->sp = -1;
+    st->sd = NULL;
+    st->sp = NULL;
+    st->bytes = 0;
     if (!info->k[0]) return;
     if (info->method == SYMODE_STIFF) {
         if (!f) return;
@@ -123,27 +149,27 @@ static void store_stages(symode_tape *tp, tape_step *st, const symode_step_info 
         nd += n + nl + nu;
         ni = 3 * n + 2 + nl + nu;
     }
-    if ((tp->sd_n + nd) * sizeof(double) + (tp->sp_n + ni) * sizeof(int) > tp->stage_limit) return;
-    if (grow((void **)&tp->sd, &tp->sd_cap, tp->sd_n + nd, sizeof(double))) return;
-    if (ni && grow((void **)&tp->sp, &tp->sp_cap, tp->sp_n + ni, sizeof(int))) return;
-    q = tp->sd + tp->sd_n;
+    bytes = (nd * sizeof(double) + ni * sizeof(int) + 7) & ~(size_t)7;
+    if (tp->stage_bytes + bytes > tp->stage_limit) return;
+    q = (double *)stage_alloc(tp, bytes);
+    if (!q) return;
+    tp->stage_bytes += bytes;
+    st->sd = q;
+    st->bytes = bytes;
     for (j = 0; j < 6; j++) memcpy(q + j * n, info->k[j], n * sizeof(double));
     if (ni) {
         q += 6 * n;
         memcpy(q, f->dinv, n * sizeof(double));
         memcpy(q + n, f->lv, nl * sizeof(double));
         memcpy(q + n + nl, f->uv, nu * sizeof(double));
-        qi = tp->sp + tp->sp_n;
+        qi = (int *)(void *)(q + n + nl + nu);
         memcpy(qi, f->piv, n * sizeof(int));
         memcpy(qi + n, f->lp, (n + 1) * sizeof(int));
         memcpy(qi + 2 * n + 1, f->up, (n + 1) * sizeof(int));
         memcpy(qi + 3 * n + 2, f->li, nl * sizeof(int));
         memcpy(qi + 3 * n + 2 + nl, f->ui, nu * sizeof(int));
-        st->sp = (long)tp->sp_n;
-        tp->sp_n += ni;
+        st->sp = qi;
     }
-    st->sd = (long)tp->sd_n;
-    tp->sd_n += nd;
 }
 
 long symode_tape_nsteps(const symode_tape *tape) { return tape ? tape->n : -1; }
@@ -194,7 +220,7 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
     tape->valid = 0;
     tape->n = 0;
     tape->nstiff = 0;
-    tape->sd_n = tape->sp_n = 0;
+    free_blocks(tape);
     if (!m || m->nx <= 0) return symode_integrate(m, opt, nt, times, x0, p, u, xout, stats);
     tape->nx = m->nx;
     tape->np = m->np;
@@ -393,8 +419,7 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
         memset(fx, 0, (size_t)n * sizeof(double));
     }
     fac = 1.0 / (h * RS_GAMMA);
-    for (i = 0; i < n * n; i++) E[i] = -w->J[i];
-    for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
+    iteration_matrix(n, fac, w->J, E);
     st.piv = qi;
     st.nz = qi + nn;
     st.lp = qi + 2 * nn;
@@ -516,18 +541,8 @@ static void prefetch_step(const symode_tape *tp, long k)
     const tape_step *s = tp->steps + k;
     const char *a, *e;
     size_t n = (size_t)tp->nx;
-    if (s->sd < 0) return;
-    a = (const char *)(tp->sd + s->sd);
-    e = (const char *)(k + 1 < tp->n && tp->steps[k + 1].sd >= 0 ? tp->sd + tp->steps[k + 1].sd
-                                                                 : tp->sd + tp->sd_n);
-    for (; a < e; a += 64) __builtin_prefetch(a);
-    if (s->sp >= 0) {
-        a = (const char *)(tp->sp + s->sp);
-        e = (const char *)(k + 1 < tp->n && tp->steps[k + 1].sp >= 0 ? tp->sp + tp->steps[k + 1].sp
-                                                                     : tp->sp + tp->sp_n);
-        for (; a < e; a += 64) __builtin_prefetch(a);
-    }
-    for (a = (const char *)(tp->x + (size_t)k * n); a < (const char *)(tp->x + (size_t)(k + 1) * n); a += 64)
+    for (a = (const char *)s->sd, e = a + s->bytes; a < e; a += 64) __builtin_prefetch(a);
+    for (a = (const char *)(tp->x + (size_t)k * n), e = a + n * sizeof(double); a < e; a += 64)
         __builtin_prefetch(a);
 #else
     (void)tp;
@@ -538,14 +553,13 @@ static void prefetch_step(const symode_tape *tp, long k)
 /* Stage data of step s (from y = its start) for the derivative code: from the tape or by a replay. */
 static int step_prepare(wspace *w, const tape_step *s, const double *y)
 {
-    const symode_tape *tp = w->tp;
     const size_t n = (size_t)w->n;
     int j;
-    if (s->sd < 0) return step_replay(w, s, y);
-    for (j = 0; j < 6; j++) w->K[j] = tp->sd + (size_t)s->sd + (size_t)j * n;
+    if (!s->sd) return step_replay(w, s, y);
+    for (j = 0; j < 6; j++) w->K[j] = s->sd + (size_t)j * n;
     if (s->method == SYMODE_STIFF) {
-        const double *qd = tp->sd + (size_t)s->sd + 6 * n;
-        const int *qi = tp->sp + (size_t)s->sp;
+        const double *qd = s->sd + 6 * n;
+        const int *qi = s->sp;
         symode_lu *f = &w->lu_tape;
         size_t nl = (size_t)qi[n + n]; /* lp[n] */
         f->piv = qi;
