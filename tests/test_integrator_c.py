@@ -33,6 +33,7 @@ pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) found
 
 # every check the driver must report as OK
 EXPECTED = [
+    "lu_compressed",
     "jaccheck_rigid", "jaccheck_rober", "jaccheck_vdp", "jaccheck_chemostat", "jaccheck_nonaut",
     "decay_explicit_1e-08", "decay_explicit_1e-10", "decay_stiff_1e-08", "decay_stiff_1e-10",
     "decay_auto_1e-08", "decay_auto_1e-10",

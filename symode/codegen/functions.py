@@ -20,6 +20,9 @@ from symode.codegen.layout import Layout, neural_codegen
 from symode.codegen.translate import to_casadi_cse
 from symode.errors import SymodeError
 
+#: Stages of the Rosenbrock method (RODAS4) whose second-order products ``sym_vjp2s`` sums.
+RODAS_STAGES = 6
+
 
 def casadi_symbols(sym: Any, layout: Layout, kind: Any = None) -> tuple[Any, Any, Any, Any, dict[sp.Symbol, Any]]:
     """CasADi arguments (t, x, p, U) and the map from the sympy symbols to them; a linearly
@@ -55,10 +58,13 @@ def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h:
     kind = ca.MX if isinstance(x, ca.MX) else ca.SX
     v = kind.sym("v", nx)
     w = kind.sym("w", nx)
+    V = kind.sym("V", nx, RODAS_STAGES)
+    W = kind.sym("W", nx, RODAS_STAGES)
     dxs = kind.sym("dx", nx)
     dps = kind.sym("dp", np_)
     Jxv = ca.jtimes(f, x, v)
     wJxv = ca.dot(w, Jxv)
+    WJxV = ca.dot(W, ca.jtimes(f, x, V))
     vjp_x, vjp_p = ca.jtimes(f, x, w, True), ca.jtimes(f, p, w, True)
     args = [t, x, p, U]
     names = ["t", "x", "p", "U"]
@@ -77,6 +83,10 @@ def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h:
         # second order (discrete adjoint through Rosenbrock steps): (d/dx (Jx v))^T w, (d/dp (Jx v))^T w
         F("sym_vjp2", [*args, v, w], [ca.densify(ca.gradient(wJxv, x)), ca.densify(ca.gradient(wJxv, p))],
           [*names, "v", "w"], ["vx", "vp"]),
+        # the same summed over the stages of a Rosenbrock step (v_j, w_j = columns of V, W): one call per
+        # step, the model's nonlinear terms (pow, exp, ...) evaluated once instead of once per stage
+        F("sym_vjp2s", [*args, V, W], [ca.densify(ca.gradient(WJxV, x)), ca.densify(ca.gradient(WJxV, p))],
+          [*names, "V", "W"], ["vx", "vp"]),
         # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
         F("sym_jvp2", [*args, v, dxs, dps],
           [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],

@@ -5,6 +5,7 @@
  * Usage: test_integrator_main [--quick]   (--quick skips the slow explicit-only runs, for valgrind)
  */
 #include "symode_integrator.h"
+#include "symode_methods.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -821,6 +822,104 @@ static void test_chemostat(void)
     }
 }
 
+/* ---------------- LU factors (symode_methods.h) ---------------- */
+static unsigned g_seed = 12345u;
+static double urand(void)
+{
+    g_seed = g_seed * 1103515245u + 12345u;
+    return ((g_seed >> 8) & 0xFFFFFF) / (double)0x1000000;
+}
+
+/* sort the entries of each compressed column by row (lu_factor's L columns are in elimination order) */
+static void sort_columns(int n, const int *ptr, int *idx, double *val)
+{
+    int k, a, b;
+    for (k = 0; k < n; k++)
+        for (a = ptr[k] + 1; a < ptr[k + 1]; a++)
+            for (b = a; b > ptr[k] && idx[b - 1] > idx[b]; b--) {
+                int ti = idx[b];
+                double tv = val[b];
+                idx[b] = idx[b - 1]; val[b] = val[b - 1];
+                idx[b - 1] = ti; val[b - 1] = tv;
+            }
+}
+
+/* lu_factor's compressed factors against lu_compress of its dense result, and the three solves against
+   the matrix: sparse random matrices (density ~ 0.2 and 1), diagonally dominant (no interchanges) and
+   not (interchanges after the first step), orders 1..30. */
+static void test_lu(void)
+{
+    enum { NMAX = 30, NN = NMAX * NMAX };
+    static double A[NN], F[NN], b[NMAX], x[NMAX], B[NMAX * 3], X1[NMAX * 3];
+    static double fd[3][NN], gd[3][NN];
+    static int fi[6][NN], gi[5][NN];
+    int sizes[6] = {1, 2, 3, 5, 9, 30}, is, dom, dens, bad = 0, swaps = 0, nfact = 0, n, i, j, c, k;
+    double res = 0.0, rest = 0.0, colsdiff = 0.0;
+    for (is = 0; is < 6; is++)
+        for (dom = 0; dom < 2; dom++)
+            for (dens = 0; dens < 2; dens++) {
+                lu_store f, g;
+                symode_lu v;
+                n = sizes[is];
+                for (j = 0; j < n; j++)
+                    for (i = 0; i < n; i++) {
+                        double a = (dens == 0 && urand() > 0.2) ? 0.0 : 2.0 * urand() - 1.0;
+                        if (i == j) a = dom ? 1.0 + n + urand() : (urand() < 0.5 ? 0.0 : 0.1 * a);
+                        A[i + j * n] = a;
+                    }
+                if (!dom) A[n - 1] = 3.0; /* row n-1 is the pivot of step 0 */
+                memcpy(F, A, sizeof(double) * (size_t)n * n);
+                f.piv = fi[0]; f.nz = fi[1]; f.lp = fi[2]; f.up = fi[3]; f.li = fi[4]; f.ui = fi[5];
+                f.dinv = fd[0]; f.lv = fd[1]; f.uv = fd[2];
+                if (lu_factor(n, F, &f)) continue; /* singular draw */
+                nfact++;
+                for (k = 1; k < n; k++) swaps += f.piv[k] != k;
+                /* the collected factors are those of the dense result */
+                g.piv = f.piv; g.nz = gi[0]; g.lp = gi[1]; g.up = gi[2]; g.li = gi[3]; g.ui = gi[4];
+                g.dinv = gd[0]; g.lv = gd[1]; g.uv = gd[2];
+                lu_compress(n, F, &g);
+                /* lu_solve with L's rows in elimination order (before sorting) and ascending: the same
+                   numbers */
+                v.n = n; v.piv = f.piv; v.lp = f.lp; v.li = f.li; v.up = f.up; v.ui = f.ui;
+                v.dinv = f.dinv; v.lv = f.lv; v.uv = f.uv;
+                for (i = 0; i < n; i++) b[i] = x[i] = 2.0 * urand() - 1.0;
+                lu_solve(&v, b);
+                sort_columns(n, f.lp, f.li, f.lv);
+                lu_solve(&v, x);
+                for (i = 0; i < n; i++) bad += b[i] != x[i];
+                for (k = 0; k <= n; k++) bad += f.lp[k] != g.lp[k] || f.up[k] != g.up[k];
+                for (k = 0; k < n; k++) bad += f.dinv[k] != g.dinv[k];
+                for (k = 0; k < g.lp[n]; k++) bad += f.li[k] != g.li[k] || f.lv[k] != g.lv[k];
+                for (k = 0; k < g.up[n]; k++) bad += f.ui[k] != g.ui[k] || f.uv[k] != g.uv[k];
+                v.n = n; v.piv = f.piv; v.lp = f.lp; v.li = f.li; v.up = f.up; v.ui = f.ui;
+                v.dinv = f.dinv; v.lv = f.lv; v.uv = f.uv;
+                /* A x = b and A^T x = b */
+                for (i = 0; i < n; i++) b[i] = x[i] = 2.0 * urand() - 1.0;
+                lu_solve(&v, x);
+                for (i = 0; i < n; i++) {
+                    double r = -b[i];
+                    for (j = 0; j < n; j++) r += A[i + j * n] * x[j];
+                    res = fmax(res, fabs(r));
+                }
+                for (i = 0; i < n; i++) x[i] = b[i];
+                lu_solve_t(&v, x);
+                for (j = 0; j < n; j++) {
+                    double r = -b[j];
+                    for (i = 0; i < n; i++) r += A[i + j * n] * x[i];
+                    rest = fmax(rest, fabs(r));
+                }
+                /* three columns at once: the same numbers as one by one */
+                for (i = 0; i < 3 * n; i++) B[i] = X1[i] = 2.0 * urand() - 1.0;
+                for (c = 0; c < 3; c++) lu_solve(&v, X1 + c * n);
+                lu_solve_cols(&v, B, 3);
+                for (i = 0; i < 3 * n; i++) colsdiff = fmax(colsdiff, fabs(B[i] - X1[i]));
+            }
+    check(nfact >= 20 && bad == 0 && res < 1e-10 && rest < 1e-10 && colsdiff == 0.0 && swaps > 0,
+          "lu_compressed", "%d factorisations, mismatches %d, interchanges after step 0: %d, max "
+          "residual %.1e (transposed %.1e), columns at once vs one by one %.1e", nfact, bad, swaps, res,
+          rest, colsdiff);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--quick") == 0) g_quick = 1;
@@ -835,6 +934,7 @@ int main(int argc, char **argv)
     test_stiff_extra();
     test_workspace_and_hint();
     test_chemostat();
+    test_lu();
     printf("SUMMARY %d %d\n", g_ok, g_fail);
     return g_fail == 0 ? 0 : 1;
 }

@@ -141,7 +141,25 @@ static int g_jvp2(void *ctx, double t, const double *x, const double *p, const d
     return 0;
 }
 
-static const symode_derivs DERIVS = {g_jacp, g_vjp, g_vjp2, g_jvp2};
+/* vjp2 summed over the six columns of V, W (what a model library's sym_vjp2s computes in one call) */
+static int g_vjp2s(void *ctx, double t, const double *x, const double *p, const double *u,
+                   const double *V, const double *W, double *ox, double *op)
+{
+    const tmodel *tm = (const tmodel *)ctx;
+    double ox1[8], op1[8];
+    int n = tm->n, np = tm->np, j, l;
+    for (l = 0; l < n; l++) ox[l] = 0.0;
+    for (l = 0; l < np; l++) op[l] = 0.0;
+    for (j = 0; j < 6; j++) {
+        if (g_vjp2(ctx, t, x, p, u, V + j * n, W + j * n, ox1, op1)) return 1;
+        for (l = 0; l < n; l++) ox[l] += ox1[l];
+        for (l = 0; l < np; l++) op[l] += op1[l];
+    }
+    return 0;
+}
+static const symode_derivs DERIVS = {g_jacp, g_vjp, g_vjp2, g_jvp2, g_vjp2s};
+/* without the summed product: six vjp2 calls per RODAS4 step */
+static const symode_derivs DERIVS6 = {g_jacp, g_vjp, g_vjp2, g_jvp2, NULL};
 
 /* ---------------- nl3: 3-state nonlinear, 4 parameters, 1 input ----------------
    f0 = p0 a (1 - a/2) - p1 a b + u0 + ct sin(2t) b
@@ -381,6 +399,9 @@ typedef struct {
     double fd_adj;        /* |grad_adj_j - FD(L)_j| / sum_i,k |c_ik S_ik,j| */
     double adj_vs_fwd;    /* max |grad_adj - S^T c| / max|grad| */
     double *S;            /* forward sensitivities (caller frees) */
+    double stored_diff;   /* max |difference| of adjoint / forward between stored and replayed steps */
+    double vjp2s_diff;    /* max |grad(vjp2s) - grad(six vjp2)| / max |grad| */
+    long nstored;         /* steps with stored stage values (default limit) */
     int ok_rc;
 } dres;
 
@@ -446,6 +467,44 @@ static dres run_checks(tmodel *tm, int nonaut, int method, double rtol, double a
         r.adj_vs_fwd = fmax(r.adj_vs_fwd, fabs(ga - gf[j]) / scale);
     }
 
+    /* the summed second-order product (vjp2s) against six vjp2 calls per step: the same to rounding */
+    {
+        double gx6[8], gp6[8], gmax = 0.0;
+        rc = symode_tape_adjoint(tape, &m, &DERIVS6, p, u, lam, gx6, gp6);
+        if (rc) { r.ok_rc = 0; printf("  adjoint (vjp2) rc=%d\n", rc); }
+        for (j = 0; j < n; j++) gmax = fmax(gmax, fabs(gx[j]));
+        for (j = 0; j < np; j++) gmax = fmax(gmax, fabs(gp[j]));
+        for (j = 0; j < n; j++) r.vjp2s_diff = fmax(r.vjp2s_diff, fabs(gx6[j] - gx[j]) / gmax);
+        for (j = 0; j < np; j++) r.vjp2s_diff = fmax(r.vjp2s_diff, fabs(gp6[j] - gp[j]) / gmax);
+    }
+
+    /* the same derivatives, bit for bit, with every step replayed (stage limit 0) and with only the
+       first steps stored (a limit of 4 KiB) */
+    r.nstored = symode_tape_nstored(tape);
+    {
+        static const size_t limits[2] = {0, 4096};
+        int il;
+        double *S2 = malloc((size_t)nt * NP * sizeof(double));
+        for (il = 0; il < 2; il++) {
+            symode_tape *t2 = symode_tape_new();
+            double gx2[8], gp2[8];
+            symode_tape_set_stage_limit(t2, limits[il]);
+            rc = symode_integrate_record(&m, &o, nt, times, x0, p, u, xr, NULL, t2);
+            if (!rc) rc = symode_tape_adjoint(t2, &m, &DERIVS, p, u, lam, gx2, gp2);
+            if (!rc) rc = symode_tape_forward(t2, &m, &DERIVS, p, u, S2);
+            if (rc || (il == 0 && symode_tape_nstored(t2) != 0) ||
+                (il == 1 && symode_tape_nstored(t2) >= r.nsteps)) {
+                r.ok_rc = 0;
+                printf("  stage limit %zu: rc=%d stored %ld\n", limits[il], rc, symode_tape_nstored(t2));
+            }
+            for (j = 0; j < n; j++) r.stored_diff = fmax(r.stored_diff, fabs(gx2[j] - gx[j]));
+            for (j = 0; j < np; j++) r.stored_diff = fmax(r.stored_diff, fabs(gp2[j] - gp[j]));
+            for (i = 0; i < nt * (int)NP; i++) r.stored_diff = fmax(r.stored_diff, fabs(S2[i] - S[i]));
+            symode_tape_free(t2);
+        }
+        free(S2);
+    }
+
     if (do_fd) {
         /* 4th-order central differences of the replayed discrete map,
            (8 (x(+h) - x(-h)) - (x(+2h) - x(-2h))) / (12 h), relative steps 1e-2, 1e-3, 1e-4
@@ -502,14 +561,15 @@ static void report(const char *name, dres r, double fd_tol, double avf_tol, int 
                    int want_stiff, int want_expl)
 {
     int ok = r.ok_rc && r.replay_diff <= 1e-13 && r.adj_vs_fwd < avf_tol && r.fd_fwd < fd_tol &&
-             r.fd_adj < fd_tol;
+             r.fd_adj < fd_tol && r.stored_diff == 0.0 && r.nstored == r.nsteps && r.vjp2s_diff < avf_tol;
     if (want_mixed) ok = ok && r.nstiff > 0 && r.nstiff < r.nsteps && r.switches >= 1;
     if (want_stiff) ok = ok && r.nstiff == r.nsteps;
     if (want_expl) ok = ok && r.nstiff == 0;
     check(ok, name,
           "steps=%ld rej=%ld rodas4=%ld switches=%d replay=%.1e adj_vs_fwd=%.1e fd_fwd=%.1e "
-          "fd_adj=%.1e",
-          r.nsteps, r.rejected, r.nstiff, r.switches, r.replay_diff, r.adj_vs_fwd, r.fd_fwd, r.fd_adj);
+          "fd_adj=%.1e stored=%ld stored_vs_replayed=%.1e vjp2s_vs_vjp2=%.1e",
+          r.nsteps, r.rejected, r.nstiff, r.switches, r.replay_diff, r.adj_vs_fwd, r.fd_fwd, r.fd_adj,
+          r.nstored, r.stored_diff, r.vjp2s_diff);
 }
 
 /* ---------------- test groups ---------------- */
@@ -716,9 +776,10 @@ static void test_errors(void)
     symode_default_options(&o);
     o.method = SYMODE_STIFF;
     dnov2.vjp2 = NULL;
+    dnov2.vjp2s = NULL;
     dnov2.jvp2 = NULL;
     r1 = symode_integrate_record(&m, &o, NT, times, x0, p, u, xout, NULL, tape);
-    r2 = symode_tape_adjoint(tape, &m, &dnov2, p, u, lam, gx, gp);  /* needs vjp2 */
+    r2 = symode_tape_adjoint(tape, &m, &dnov2, p, u, lam, gx, gp);  /* needs vjp2 or vjp2s */
     r3 = symode_tape_forward(tape, &m, &dnov2, p, u, S);            /* needs jvp2 */
     m.jac = NULL;                                                   /* FD Jacobian recording */
     r4 = symode_integrate_record(&m, &o, NT, times, x0, p, u, xout, NULL, tape);
@@ -737,7 +798,7 @@ static void test_errors(void)
     {
         tmodel t3 = {3, 4, 1, nl3_f, nl3_jx, nl3_jp, nl3_hxx, nl3_hxp, 0.0, 0};
         symode_model m3 = {3, 4, 1, g_rhs, NULL, NULL, 0};
-        symode_derivs donly = {NULL, g_vjp, NULL, NULL};
+        symode_derivs donly = {NULL, g_vjp, NULL, NULL, NULL};
         double t3s[5] = {0, 0.5, 1, 1.5, 2}, u3[5] = {0.1, 0.1, 0.1, 0.1, 0.1};
         double x3[3] = {0.6, 0.4, 0.3}, p3[4] = {1.2, 0.8, 0.5, 0.9}, xo[15], S1[5 * 21],
                S2[5 * 21], l3[15], g1[3], q1[4], e = 0.0;
@@ -760,7 +821,7 @@ static void test_errors(void)
     /* stiff forward sensitivities: the second-order terms by rows (vjp2, the default when present) and
        by columns (jvp2 only) are the same derivative */
     {
-        symode_derivs dfw = {g_jacp, g_vjp, NULL, g_jvp2};
+        symode_derivs dfw = {g_jacp, g_vjp, NULL, g_jvp2, NULL};
         double S1[NT * 5 * 12], S2[NT * 5 * 12], e = 0.0, smax = 0.0;
         int b1, b2, b3;
         o.method = SYMODE_STIFF;

@@ -81,6 +81,9 @@ typedef struct {
     double *dy1, *dy, *ak1, *ak2, *ak3, *ak4, *ak5, *ak6, *fx, *ftmp;
     double *J, *E; /* column-major n*n */
     int *ipiv;
+    /* compressed factors of E: storage and the view the solves use */
+    lu_store lus;
+    symode_lu lu;
 
     double h;    /* proposed next step (hint across intervals), <= 0: unknown */
     int k1_ok;   /* DOPRI5 FSAL: k1 == f(t, y) */
@@ -107,12 +110,20 @@ typedef struct {
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
+/* x * 0 is +-0 for finite x and NaN for an infinity or a NaN: four independent sums instead of a branch
+   per entry (the Jacobian's n^2 entries at every RODAS4 step). */
 static int all_finite(const double *v, int n)
 {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     int i;
-    for (i = 0; i < n; i++)
-        if (!isfinite(v[i])) return 0;
-    return 1;
+    for (i = 0; i + 3 < n; i += 4) {
+        s0 += v[i] * 0.0;
+        s1 += v[i + 1] * 0.0;
+        s2 += v[i + 2] * 0.0;
+        s3 += v[i + 3] * 0.0;
+    }
+    for (; i < n; i++) s0 += v[i] * 0.0;
+    return (s0 + s1) + (s2 + s3) == 0.0;
 }
 
 static int feval(solver *s, double t, const double *x, double *out)
@@ -295,18 +306,25 @@ static int ros_prepare(solver *s, double t, double t1)
         memset(s->fx, 0, (size_t)n * sizeof(double));
     }
 
-    /* rho(J) <= min(||J||_1, ||J||_inf) */
-    for (j = 0; j < n; j++) {
-        double c = 0.0;
-        for (i = 0; i < n; i++) c += fabs(J[i + (size_t)j * n]);
-        n1 = dmax(n1, c);
+    /* rho(J) <= min(||J||_1, ||J||_inf): only AUTO's switch back to the explicit method needs it. The row
+       sums accumulate column by column (the same order of additions per row as a loop along the row,
+       with contiguous reads); s->ftmp is free here. */
+    if (s->mode == SYMODE_AUTO) {
+        double *r = s->ftmp;
+        memset(r, 0, (size_t)n * sizeof(double));
+        for (j = 0; j < n; j++) {
+            const double *Jj = J + (size_t)j * n;
+            double c = 0.0;
+            for (i = 0; i < n; i++) {
+                double a = fabs(Jj[i]);
+                c += a;
+                r[i] += a;
+            }
+            n1 = dmax(n1, c);
+        }
+        for (i = 0; i < n; i++) ninf = dmax(ninf, r[i]);
+        s->rho = dmin(n1, ninf);
     }
-    for (i = 0; i < n; i++) {
-        double r = 0.0;
-        for (j = 0; j < n; j++) r += fabs(J[i + (size_t)j * n]);
-        ninf = dmax(ninf, r);
-    }
-    s->rho = dmin(n1, ninf);
     s->jac_ok = 1;
     return 0;
 }
@@ -332,10 +350,9 @@ static int ros_attempt(solver *s, double t, double h, double tend, double t1, in
 
     /* iteration matrix E = 1/(h gamma) I - J */
     fac = 1.0 / (h * RS_GAMMA);
-    for (i = 0; i < n * n; i++) E[i] = -s->J[i];
-    for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
+    iteration_matrix(n, fac, s->J, E);
     s->st->n_lu++;
-    if (lu_factor(n, E, s->ipiv)) {
+    if (lu_factor(n, E, &s->lus)) {
         if (++s->nsing >= RS_MAXSING) return SYMODE_ERR_SINGULAR;
         *hnew = 0.5 * h;
         return STEP_REJECT;
@@ -350,37 +367,37 @@ static int ros_attempt(solver *s, double t, double h, double tend, double t1, in
 
     /* stage 1 */
     for (i = 0; i < n; i++) ak1[i] = s->dy1[i] + hd1 * fx[i];
-    lu_solve(n, E, s->ipiv, ak1);
+    lu_solve(&s->lu, ak1);
     /* stage 2 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A21 * ak1[i];
     if (feval(s, dmin(t + RS_C2 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak2[i] = dy[i] + hc21 * ak1[i] + hd2 * fx[i];
-    lu_solve(n, E, s->ipiv, ak2);
+    lu_solve(&s->lu, ak2);
     /* stage 3 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (feval(s, dmin(t + RS_C3 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak3[i] = dy[i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
-    lu_solve(n, E, s->ipiv, ak3);
+    lu_solve(&s->lu, ak3);
     /* stage 4 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (feval(s, dmin(t + RS_C4 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak4[i] = dy[i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
-    lu_solve(n, E, s->ipiv, ak4);
+    lu_solve(&s->lu, ak4);
     /* stage 5 (c5 = 1, d5 = 0) */
     for (i = 0; i < n; i++)
         ynew[i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (feval(s, tend, ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak5[i] = dy[i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
-    lu_solve(n, E, s->ipiv, ak5);
+    lu_solve(&s->lu, ak5);
     /* stage 6: embedded (order 3) solution ynew + u5, then y_new = that + u6 */
     for (i = 0; i < n; i++) ynew[i] += ak5[i];
     if (feval(s, tend, ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak6[i] = dy[i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
                  hc65 * ak5[i];
-    lu_solve(n, E, s->ipiv, ak6);
+    lu_solve(&s->lu, ak6);
     for (i = 0; i < n; i++) ynew[i] += ak6[i];
 
     /* error estimate: u6 = y_new - y_embedded */
@@ -508,6 +525,15 @@ static int run_interval(solver *s, double t0, double t1, double *tfail)
                 info.h = hstep;
                 info.tend = tend;
                 info.t1 = t1;
+                if (s->method == SYMODE_EXPLICIT) { /* FSAL swap: this step's K_1 is now in k7 */
+                    info.k[0] = s->k7; info.k[1] = s->k2; info.k[2] = s->k3;
+                    info.k[3] = s->k4; info.k[4] = s->k5; info.k[5] = s->k6;
+                    info.lu = NULL;
+                } else {
+                    info.k[0] = s->ak1; info.k[1] = s->ak2; info.k[2] = s->ak3;
+                    info.k[3] = s->ak4; info.k[4] = s->ak5; info.k[5] = s->ak6;
+                    info.lu = &s->lu;
+                }
                 if (s->hook(s->hook_ctx, &info, s->ynew) != 0) return SYMODE_ERR_NOMEM;
             }
             s->st->n_accepted++;
@@ -558,11 +584,16 @@ size_t symode_workspace_size(int nx)
     return symode_workspace_size_method(nx, SYMODE_AUTO);
 }
 
+/* RODAS4's matrices: J, E (n^2 each), the compressed factors' values (dinv: n, lv and uv: n(n-1)/2 each)
+   and integers (piv, nz: n each; lp, up: n + 1 each; li, ui: n(n-1)/2 each). */
+static size_t lu_nvals(size_t n) { return n * (n - 1) / 2 + 1; }
+
 size_t symode_workspace_size_method(int nx, int method)
 {
     size_t n = nx > 0 ? (size_t)nx : 0;
     if (method == SYMODE_EXPLICIT) return N_VEC * n * sizeof(double); /* no Jacobian / LU storage */
-    return (N_VEC * n + 2 * n * n) * sizeof(double) + n * sizeof(int);
+    return (N_VEC * n + 2 * n * n + n + 2 * lu_nvals(n)) * sizeof(double) +
+           (4 * n + 2 + 2 * lu_nvals(n)) * sizeof(int);
 }
 
 const char *symode_strerror(int code)
@@ -677,9 +708,29 @@ int symode_integrate_ws_hook(const symode_model *m, const symode_options *opt, i
     s.fx = w; w += n;
     s.ftmp = w; w += n;
     if (o.method != SYMODE_EXPLICIT) { /* the explicit method never touches J, E, ipiv */
+        size_t nv = lu_nvals((size_t)n);
+        int *iw;
         s.J = w; w += (size_t)n * n;
         s.E = w; w += (size_t)n * n;
-        s.ipiv = (int *)(void *)w;
+        s.lus.dinv = w; w += n;
+        s.lus.lv = w; w += nv;
+        s.lus.uv = w; w += nv;
+        iw = (int *)(void *)w;
+        s.ipiv = s.lus.piv = iw; iw += n;
+        s.lus.nz = iw; iw += n;
+        s.lus.lp = iw; iw += n + 1;
+        s.lus.up = iw; iw += n + 1;
+        s.lus.li = iw; iw += nv;
+        s.lus.ui = iw;
+        s.lu.n = n;
+        s.lu.piv = s.lus.piv;
+        s.lu.lp = s.lus.lp;
+        s.lu.li = s.lus.li;
+        s.lu.up = s.lus.up;
+        s.lu.ui = s.lus.ui;
+        s.lu.dinv = s.lus.dinv;
+        s.lu.lv = s.lus.lv;
+        s.lu.uv = s.lus.uv;
     }
 
     memcpy(s.y, x0, (size_t)n * sizeof(double));

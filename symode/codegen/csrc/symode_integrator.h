@@ -106,11 +106,28 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
      x: state at the step start (n values, valid only during the call).
    For SYMODE_STIFF steps the Jacobian and f(t, x) used are always those at (t, x): the integrator
    only reuses a Jacobian after rejections, where the step start does not change.
+   The step's stage values (n values each, valid only during the call): SYMODE_EXPLICIT: k[j] =
+   f(T_j, Y_j), j = 0..5 (DOPRI5's K_1..K_6; lu = NULL); SYMODE_STIFF: k[j] = the Rosenbrock
+   increments u_1..u_6 and lu the factors of E = I/(h gamma) - J.
    A nonzero return aborts the integration with SYMODE_ERR_NOMEM. */
+
+/* LU factors P E = L U of a Rosenbrock iteration matrix E (n x n), compressed (symode_methods.h:
+   lu_factor, lu_compress): the nonzeros of L (strictly below the diagonal; unit diagonal implied) and
+   of U (strictly above it) by columns: L's column k has the rows li[lp[k] .. lp[k+1]-1]
+   with the values lv[...], U's column k likewise ui / uv / up; dinv[k] = 1 / U_kk; piv[k] = the row
+   interchanged with row k at elimination step k. lp and up have n + 1 entries. */
+typedef struct {
+    int n;
+    const int *piv, *lp, *li, *up, *ui;
+    const double *dinv, *lv, *uv;
+} symode_lu;
+
 typedef struct {
     int interval;
     int method;
     double t, h, tend, t1;
+    const double *k[6];
+    const symode_lu *lu;
 } symode_step_info;
 typedef int (*symode_step_hook_fn)(void *hctx, const symode_step_info *info, const double *x);
 

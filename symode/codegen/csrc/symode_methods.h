@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "symode_integrator.h"
+
 static inline double dmin(double a, double b) { return a < b ? a : b; }
 static inline double dmax(double a, double b) { return a > b ? a : b; }
 
@@ -95,7 +97,66 @@ static const double RS_CM[6][5] = {
      0.1631930543123136e+02, -0.6058818238834054e+01}};
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
 
+/* E = fac I - J (n x n): the pairs of loads before the pairs of stores let the compiler use packed moves. */
+static inline void iteration_matrix(int n, double fac, const double *J, double *E)
+{
+    size_t i, nn = (size_t)n * (size_t)n;
+    for (i = 0; i + 1 < nn; i += 2) {
+        double a = J[i], b = J[i + 1];
+        E[i] = -a;
+        E[i + 1] = -b;
+    }
+    if (i < nn) E[i] = -J[i];
+    for (i = 0; i < (size_t)n; i++) E[i + i * (size_t)n] += fac;
+}
+
+/* The writable arrays of a symode_lu being built by lu_factor, and n ints of scratch (nz). li, lv, ui, uv
+   hold up to n(n-1)/2 entries each, lp and up n + 1. */
+typedef struct {
+    int *piv, *lp, *li, *up, *ui, *nz;
+    double *dinv, *lv, *uv;
+} lu_store;
+
+/* The nonzeros of the factors in A (as left by lu_factor) by columns into f: L's column k (rows below the
+   diagonal) in li/lv[lp[k] .. lp[k+1]-1], U's column k (rows above the diagonal) in ui/uv[up[k] ..
+   up[k+1]-1], rows ascending; dinv = the diagonal. */
+static inline void lu_compress(int n, const double *A, const lu_store *f)
+{
+    int i, k, nl = 0, nu = 0;
+    for (k = 0; k < n; k++) {
+        const double *colk = A + (size_t)k * n;
+        f->lp[k] = nl;
+        f->up[k] = nu;
+        for (i = 0; i < k; i++) {
+            double v = colk[i];
+            f->ui[nu] = i;
+            f->uv[nu] = v;
+            nu += v != 0.0;
+        }
+        f->dinv[k] = colk[k];
+        for (i = k + 1; i < n; i++) {
+            double v = colk[i];
+            f->li[nl] = i;
+            f->lv[nl] = v;
+            nl += v != 0.0;
+        }
+    }
+    f->lp[n] = nl;
+    f->up[n] = nu;
+}
+
 /* LU decomposition with partial pivoting, column-major A (n*n), in place. Returns 0 or 1 (singular).
+ * On exit the strict lower triangle of A holds L (unit diagonal implied), the strict upper triangle U and
+ * the diagonal the RECIPROCAL pivots 1/U_kk (the solves multiply by them: a multiplication instead of a
+ * division on the serial dependency chain of every substitution), and f the same factors compressed
+ * (lu_compress's layout, piv included) for the solves.
+ *
+ * Sparsity: the update of column j by column k of L is skipped where the multiplier U_kj is 0 and runs
+ * over the nonzero rows of L's column k only. The skipped operations are exact no-ops (x - 0 * y == x),
+ * so the factors are those of the dense elimination; the Jacobians of reaction networks have a few
+ * nonzeros per row, and so do these factors. The compressed columns are collected during the
+ * elimination (L's column k and U's row k are final at step k; a row interchange at a later step
+ * renames the rows of earlier L entries, whose columns then need not be in ascending row order).
  *
  * One exception to partial pivoting: a row k whose entries right of the diagonal are exact zeros (and
  * whose diagonal is not) is its own pivot. For an organism at density 0, d(dY/dt)/dx = 0 except on the
@@ -103,9 +164,11 @@ static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 
  * an exact 0 stage increment, where swapping it with a metabolite row that depends on Y would fill it
  * in and leave a roundoff-size Y that later grows into an invasion the model does not contain. Taking a
  * smaller pivot here is stable: the row has nothing to the right to amplify. */
-static inline int lu_factor(int n, double *A, int *piv)
+static inline int lu_factor(int n, double *A, const lu_store *f)
 {
-    int i, j, k, pk;
+    int i, j, k, pk, q, nnz, nl = 0, nu = 0;
+    int *piv = f->piv, *nz = f->nz, *ucnt = f->up;
+    for (k = 0; k < n; k++) ucnt[k] = 0;
     for (k = 0; k < n; k++) {
         double amax = fabs(A[k + (size_t)k * n]), inv;
         double *colk = A + (size_t)k * n;
@@ -120,6 +183,8 @@ static inline int lu_factor(int n, double *A, int *piv)
         piv[k] = pk;
         if (!(amax > 0.0) || !isfinite(amax)) return 1;
         if (pk != k) {
+            for (q = 0; q < nl; q++) /* earlier L entries in the two rows */
+                f->li[q] = f->li[q] == k ? pk : f->li[q] == pk ? k : f->li[q];
             for (j = 0; j < n; j++) {
                 double tmp = A[k + (size_t)j * n];
                 A[k + (size_t)j * n] = A[pk + (size_t)j * n];
@@ -127,21 +192,55 @@ static inline int lu_factor(int n, double *A, int *piv)
             }
         }
         inv = 1.0 / colk[k];
-        for (i = k + 1; i < n; i++) colk[i] *= inv;
+        colk[k] = inv;
+        f->dinv[k] = inv;
+        nnz = 0;
+        for (i = k + 1; i < n; i++) {
+            colk[i] *= inv;
+            nz[nnz] = i;
+            nnz += colk[i] != 0.0;
+        }
+        f->lp[k] = nl;
+        for (q = 0; q < nnz; q++) {
+            f->li[nl + q] = nz[q];
+            f->lv[nl + q] = colk[nz[q]];
+        }
+        nl += nnz;
         for (j = k + 1; j < n; j++) {
             double *colj = A + (size_t)j * n;
             double a = colj[k];
-            if (a != 0.0)
-                for (i = k + 1; i < n; i++) colj[i] -= colk[i] * a;
+            if (a != 0.0) {
+                /* U_kj: entry ucnt[j] of U's column j, stored at j(j-1)/2 until compacted below */
+                size_t at = (size_t)j * (size_t)(j - 1) / 2 + (size_t)ucnt[j]++;
+                f->ui[at] = k;
+                f->uv[at] = a;
+                for (q = 0; q < nnz; q++) colj[nz[q]] -= colk[nz[q]] * a;
+            }
         }
     }
+    f->lp[n] = nl;
+    for (j = 0; j < n; j++) { /* compact U's columns (moving entries left: in place) */
+        size_t from = (size_t)j * (size_t)(j > 0 ? j - 1 : 0) / 2;
+        int c = ucnt[j];
+        for (q = 0; q < c; q++) {
+            f->ui[nu + q] = f->ui[from + (size_t)q];
+            f->uv[nu + q] = f->uv[from + (size_t)q];
+        }
+        f->up[j] = nu; /* ucnt aliases up: c was read first */
+        nu += c;
+    }
+    f->up[n] = nu;
     return 0;
 }
 
-/* Solve A x = b with the factors of lu_factor; b is overwritten by x. */
-static inline void lu_solve(int n, const double *A, const int *piv, double *b)
+/* Solve E x = b with compressed factors; b is overwritten by x. The operations of the dense substitutions
+   minus exact no-ops: the same numbers. */
+static inline void lu_solve(const symode_lu *f, double *b)
 {
-    int i, k;
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q;
     /* lu_factor swaps whole rows (its L columns too, as LAPACK's getrf): apply every interchange to b
        first, then L y = P b. (Interleaving the swaps with the elimination, as LINPACK's gesl does for
        factors that swap only the trailing columns, solves a wrong system once a row with multipliers
@@ -149,38 +248,69 @@ static inline void lu_solve(int n, const double *A, const int *piv, double *b)
     for (k = 0; k < n; k++)
         if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
     for (k = 0; k < n; k++) { /* forward: L y = P b */
-        const double *colk = A + (size_t)k * n;
-        double bk;
-        bk = b[k];
+        double bk = b[k];
         if (bk != 0.0)
-            for (i = k + 1; i < n; i++) b[i] -= colk[i] * bk;
+            for (q = lp[k]; q < lp[k + 1]; q++) b[li[q]] -= lv[q] * bk;
     }
     for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        const double *colk = A + (size_t)k * n;
-        double bk = (b[k] /= colk[k]);
+        double bk = (b[k] *= dinv[k]);
         if (bk != 0.0)
-            for (i = 0; i < k; i++) b[i] -= colk[i] * bk;
+            for (q = up[k]; q < up[k + 1]; q++) b[ui[q]] -= uv[q] * bk;
     }
 }
 
-/* Solve A^T x = b with the factors of lu_factor (P A = L U  ->  A^T = U^T L^T P). */
-static inline void lu_solve_t(int n, const double *A, const int *piv, double *b)
+/* Solve E^T x = b with compressed factors (P E = L U  ->  E^T = U^T L^T P); b is overwritten by x.
+   Row k of U^T is column k of U (and of L^T column k of L): one short dot product per row. */
+static inline void lu_solve_t(const symode_lu *f, double *b)
 {
-    int i, k;
-    for (k = 0; k < n; k++) { /* U^T z = b (U^T lower triangular) */
-        const double *colk = A + (size_t)k * n;
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q;
+    for (k = 0; k < n; k++) { /* U^T z = b */
         double s = b[k];
-        for (i = 0; i < k; i++) s -= colk[i] * b[i];
-        b[k] = s / colk[k];
+        for (q = up[k]; q < up[k + 1]; q++) s -= uv[q] * b[ui[q]];
+        b[k] = s * dinv[k];
     }
-    for (k = n - 1; k >= 0; k--) { /* L^T w = z (unit upper triangular) */
-        const double *colk = A + (size_t)k * n;
+    for (k = n - 1; k >= 0; k--) { /* L^T w = z */
         double s = b[k];
-        for (i = k + 1; i < n; i++) s -= colk[i] * b[i];
+        for (q = lp[k]; q < lp[k + 1]; q++) s -= lv[q] * b[li[q]];
         b[k] = s;
     }
     for (k = n - 1; k >= 0; k--) /* x = P^T w */
         if (piv[k] != k) { double tmp = b[k]; b[k] = b[piv[k]]; b[piv[k]] = tmp; }
+}
+
+/* Solve E X = B for the ncol columns of B (column-major, n x ncol) with compressed factors: the forward
+   sensitivities' solves, row by row over all columns at once. The same numbers as lu_solve per column. */
+static inline void lu_solve_cols(const symode_lu *f, double *B, int ncol)
+{
+    const int n = f->n;
+    const int *piv = f->piv, *lp = f->lp, *li = f->li, *up = f->up, *ui = f->ui;
+    const double *lv = f->lv, *uv = f->uv, *dinv = f->dinv;
+    int k, q, c;
+    for (k = 0; k < n; k++)
+        if (piv[k] != k)
+            for (c = 0; c < ncol; c++) {
+                double *b = B + (size_t)c * n, tmp = b[k];
+                b[k] = b[piv[k]];
+                b[piv[k]] = tmp;
+            }
+    for (k = 0; k < n; k++) /* forward: L Y = P B */
+        for (q = lp[k]; q < lp[k + 1]; q++) {
+            int i = li[q];
+            double l = lv[q];
+            for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
+        }
+    for (k = n - 1; k >= 0; k--) { /* backward: U X = Y */
+        double d = dinv[k];
+        for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
+        for (q = up[k]; q < up[k + 1]; q++) {
+            int i = ui[q];
+            double u = uv[q];
+            for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= u * B[k + (size_t)c * n];
+        }
+    }
 }
 
 #endif /* SYMODE_METHODS_H */

@@ -2,10 +2,14 @@
  * symode_tape.c -- discrete adjoint / discrete forward sensitivities of symode_integrator.c.
  *
  * The integrator reports every accepted step through symode_integrate_ws_hook(); the tape keeps
- * (interval, method, t, h, tend, t1, x_start). Each step is a smooth map x_start -> x_end (for
- * fixed p, u, t, h) given by the DOPRI5 or RODAS4 stage formulas; they are re-evaluated here with
- * the integrator's exact expressions and coefficients (shared through symode_methods.h;
- * the replay test checks bit-for-bit agreement with the integrator output).
+ * (interval, method, t, h, tend, t1, x_start) and, within a memory limit (symode_tape_set_stage_limit),
+ * the step's stage values as the integrator computed them: DOPRI5's K_1..K_6, or RODAS4's k_1..k_6
+ * with the LU factors of E. Each step is a smooth map x_start -> x_end (for fixed p, u, t, h) given by
+ * the DOPRI5 or RODAS4 stage formulas. The derivative code needs the stage states Y_j, stage values and
+ * factors: from a stored step they are taken from the tape (the Y_j recomputed from y and the K's with
+ * the integrator's own expressions), otherwise the step is re-evaluated ("replayed") with the
+ * integrator's exact expressions and coefficients (shared through symode_methods.h; the replay test
+ * checks bit-for-bit agreement with the integrator output). Either way the same numbers.
  *
  * DOPRI5 step (K_1 = f(t, y), Y_1 = y, T_j = min(t + c_j h, tend), T_6 = tend):
  *   Y_j = y + h sum_{l<j} a_jl K_l,  K_j = f(T_j, Y_j),  y_new = y + h sum_l b_l K_l.
@@ -24,6 +28,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +37,18 @@
 typedef struct {
     int interval, method;
     double t, h, tend, t1;
+    double *sd;       /* stored stage values (NULL: not stored; replayed) */
+    int *sp;          /* RODAS4: the integers of the stored factors */
+    size_t bytes;     /* bytes of sd (and sp after it) */
 } tape_step;
+
+/* A block of stored stage values (steps are appended to the newest block; full blocks are kept, not
+   moved: no copying as the tape grows). */
+typedef struct stage_block {
+    struct stage_block *next;
+    size_t cap, used; /* bytes of data */
+    double data[]; /* C99 flexible array member */
+} stage_block;
 
 struct symode_tape {
     int valid;        /* recording finished with rc == 0 */
@@ -42,12 +58,32 @@ struct symode_tape {
     long n, cap, nstiff;
     tape_step *steps;
     double *x;        /* n * nx step-start states */
+    /* stored stage values: DOPRI5 6 nx doubles (K_1..K_6); RODAS4 k_1..k_6 and the compressed LU
+       factors of E: 7 nx + nl + nu doubles (k, dinv, lv, uv), 3 nx + 2 + nl + nu ints (piv, lp, up, li, ui) */
+    stage_block *blocks;               /* newest first */
+    size_t stage_bytes, stage_limit;   /* bytes stored / at most */
 };
 
+/* Size of a new block of stage values (more if one step needs it). */
+#define TAPE_BLOCK_BYTES ((size_t)256 << 10)
+
+/* Default limit of the stored stage values per tape (steps beyond it are replayed). */
+#define TAPE_STAGE_LIMIT_DEFAULT ((size_t)256 << 20)
+
+static void free_blocks(symode_tape *tp)
+{
+    while (tp->blocks) {
+        stage_block *b = tp->blocks;
+        tp->blocks = b->next;
+        free(b);
+    }
+    tp->stage_bytes = 0;
+}
 
 symode_tape *symode_tape_new(void)
 {
     symode_tape *t = (symode_tape *)calloc(1, sizeof(symode_tape));
+    if (t) t->stage_limit = TAPE_STAGE_LIMIT_DEFAULT;
     return t;
 }
 
@@ -56,7 +92,84 @@ void symode_tape_free(symode_tape *tape)
     if (!tape) return;
     free(tape->steps);
     free(tape->x);
+    free_blocks(tape);
     free(tape);
+}
+
+void symode_tape_set_stage_limit(symode_tape *tape, size_t bytes)
+{
+    if (tape) tape->stage_limit = bytes;
+}
+
+long symode_tape_nstored(const symode_tape *tape)
+{
+    long k, c = 0;
+    if (!tape) return -1;
+    for (k = 0; k < tape->n; k++) c += tape->steps[k].sd != NULL;
+    return c;
+}
+
+/* bytes bytes (a multiple of 8) from the newest block, or from a new one; NULL if out of memory */
+static void *stage_alloc(symode_tape *tp, size_t bytes)
+{
+    stage_block *b = tp->blocks;
+    void *q;
+    if (!b || b->cap - b->used < bytes) {
+        size_t cap = bytes > TAPE_BLOCK_BYTES ? bytes : TAPE_BLOCK_BYTES;
+        b = (stage_block *)malloc(offsetof(stage_block, data) + cap);
+        if (!b) return NULL;
+        b->next = tp->blocks;
+        b->cap = cap;
+        b->used = 0;
+        tp->blocks = b;
+    }
+    q = (char *)b->data + b->used;
+    b->used += bytes;
+    return q;
+}
+
+/* Store the step's stage values (and factors) on the tape if the limit allows; st->sd = NULL otherwise
+   (failing to store is not an error: the step is then replayed). Layout: the doubles (K, then for RODAS4
+   dinv, lv, uv), then the integers (piv, lp, up, li, ui). */
+static void store_stages(symode_tape *tp, tape_step *st, const symode_step_info *info)
+{
+    const size_t n = (size_t)tp->nx;
+    size_t nd = 6 * n, ni = 0, nl = 0, nu = 0, bytes, j;
+    const symode_lu *f = info->lu;
+    double *q;
+    int *qi;
+    st->sd = NULL;
+    st->sp = NULL;
+    st->bytes = 0;
+    if (!info->k[0]) return;
+    if (info->method == SYMODE_STIFF) {
+        if (!f) return;
+        nl = (size_t)f->lp[n];
+        nu = (size_t)f->up[n];
+        nd += n + nl + nu;
+        ni = 3 * n + 2 + nl + nu;
+    }
+    bytes = (nd * sizeof(double) + ni * sizeof(int) + 7) & ~(size_t)7;
+    if (tp->stage_bytes + bytes > tp->stage_limit) return;
+    q = (double *)stage_alloc(tp, bytes);
+    if (!q) return;
+    tp->stage_bytes += bytes;
+    st->sd = q;
+    st->bytes = bytes;
+    for (j = 0; j < 6; j++) memcpy(q + j * n, info->k[j], n * sizeof(double));
+    if (ni) {
+        q += 6 * n;
+        memcpy(q, f->dinv, n * sizeof(double));
+        memcpy(q + n, f->lv, nl * sizeof(double));
+        memcpy(q + n + nl, f->uv, nu * sizeof(double));
+        qi = (int *)(void *)(q + n + nl + nu);
+        memcpy(qi, f->piv, n * sizeof(int));
+        memcpy(qi + n, f->lp, (n + 1) * sizeof(int));
+        memcpy(qi + 2 * n + 1, f->up, (n + 1) * sizeof(int));
+        memcpy(qi + 3 * n + 2, f->li, nl * sizeof(int));
+        memcpy(qi + 3 * n + 2 + nl, f->ui, nu * sizeof(int));
+        st->sp = qi;
+    }
 }
 
 long symode_tape_nsteps(const symode_tape *tape) { return tape ? tape->n : -1; }
@@ -90,6 +203,7 @@ static int tape_hook(void *hctx, const symode_step_info *info, const double *x)
     st->tend = info->tend;
     st->t1 = info->t1;
     memcpy(tp->x + (size_t)tp->n * tp->nx, x, (size_t)tp->nx * sizeof(double));
+    store_stages(tp, st, info);
     if (info->method == SYMODE_STIFF) tp->nstiff++;
     tp->n++;
     return 0;
@@ -106,6 +220,7 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
     tape->valid = 0;
     tape->n = 0;
     tape->nstiff = 0;
+    free_blocks(tape);
     if (!m || m->nx <= 0) return symode_integrate(m, opt, nt, times, x0, p, u, xout, stats);
     tape->nx = m->nx;
     tape->np = m->np;
@@ -138,19 +253,23 @@ typedef struct {
     const double *p;
     const double *u; /* current interval */
     int n, np, P;    /* P = n + np (forward) */
-    /* step replay data */
-    double *Y[6], *K[6]; /* stage states / stage values (DP5: K = f; RODAS4: K = k_i) */
-    double *F[6];        /* RODAS4: f(T_i, Y_i) (F[0] = f(t, y)) */
+    /* the current step: stage states, stage values (DP5: K = f; RODAS4: K = k_i) and the factors of E,
+       from the tape (stored step) or from the replay into Kbuf / Ebuf / pivbuf */
+    double *Y[6];
+    const double *K[6];
+    const symode_lu *lu;   /* RODAS4: the factors of E (&lu_tape or &lu_buf) */
+    double *Kbuf[6], *Ebuf, *lbuf_d;
+    int *lbuf_i;
+    symode_lu lu_buf, lu_tape;
+    double *F[6];        /* RODAS4 replay: f(T_i, Y_i) (F[0] = f(t, y)) */
     double *ynew, *fx, *ftmp;
-    double *J, *E;
-    int *piv;
+    double *J;
     double T[6];         /* stage times */
     double delt;         /* RODAS4 non-autonomous df/dt increment (0: autonomous) */
     /* adjoint */
-    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar;
+    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar, *Kcat;
     /* forward (n x P matrices) */
     double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
-    double *dinv;    /* RODAS4 forward: reciprocal pivots of the LU of E */
     double *Mx, *Mp; /* RODAS4 forward: d(J k)/dx (n x n), d(J k)/dp (n x np), column-major */
 } wspace;
 
@@ -158,25 +277,29 @@ typedef struct {
 static void *ws_alloc(wspace *w, int n, int np, int forward)
 {
     size_t nn = (size_t)n, P = (size_t)n + (size_t)np, npp = np > 0 ? (size_t)np : 1;
+    size_t nv = nn * (nn - 1) / 2 + 1; /* capacity of L's / U's compressed nonzeros */
     size_t nd = 0, i;
     double *b, *q;
+    int *qi;
     void *block;
     nd += 6 * nn + 6 * nn + 6 * nn + 3 * nn + 2 * nn * nn; /* Y, K, F, ynew fx ftmp, J E */
-    nd += 16 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp) */
-    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp + nn;
-    block = malloc(nd * sizeof(double) + nn * sizeof(int) + sizeof(double));
+    nd += nn + 2 * nv;       /* replay's compressed factors: dinv, lv, uv */
+    nd += 22 * nn + 3 * npp; /* kbar rbar (12), ybar w ox (3), op gp (2 npp), fxbar (nn + npp), Kcat (6) */
+    if (forward) nd += 6 * nn * P + 4 * nn * P + 2 * nn * npp + nn * nn + npp + nn + nn * nn + nn * npp;
+    block = malloc(nd * sizeof(double) + (4 * nn + 2 + 2 * nv) * sizeof(int) + sizeof(double));
     if (!block) return NULL;
     b = (double *)block;
     memset(b, 0, nd * sizeof(double));
     q = b;
     for (i = 0; i < 6; i++) { w->Y[i] = q; q += nn; }
-    for (i = 0; i < 6; i++) { w->K[i] = q; q += nn; }
+    for (i = 0; i < 6; i++) { w->Kbuf[i] = q; q += nn; }
     for (i = 0; i < 6; i++) { w->F[i] = q; q += nn; }
     w->ynew = q; q += nn;
     w->fx = q; q += nn;
     w->ftmp = q; q += nn;
     w->J = q; q += nn * nn;
-    w->E = q; q += nn * nn;
+    w->Ebuf = q; q += nn * nn;
+    w->lbuf_d = q; q += nn + 2 * nv;
     for (i = 0; i < 6; i++) { w->kbar[i] = q; q += nn; }
     for (i = 0; i < 6; i++) { w->rbar[i] = q; q += nn; }
     w->ybar = q; q += nn;
@@ -185,6 +308,7 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
     w->op = q; q += npp;
     w->gp = q; q += npp;
     w->fxbar = q; q += nn + npp;
+    w->Kcat = q; q += 6 * nn;
     if (forward) {
         for (i = 0; i < 6; i++) { w->dK[i] = q; q += nn * P; }
         w->dY = q; q += nn * P;
@@ -198,9 +322,19 @@ static void *ws_alloc(wspace *w, int n, int np, int forward)
         w->colv = q; q += nn;
         w->Mx = q; q += nn * nn;
         w->Mp = q; q += nn * npp;
-        w->dinv = q; q += nn;
     }
-    w->piv = (int *)(void *)q;
+    /* the replay's factors: piv, nz (lu_factor's scratch), lp, up, li, ui */
+    w->lbuf_i = qi = (int *)(void *)q;
+    w->lu_buf.n = n;
+    w->lu_buf.piv = qi;
+    w->lu_buf.lp = qi + 2 * nn;
+    w->lu_buf.up = qi + 3 * nn + 1;
+    w->lu_buf.li = qi + 4 * nn + 2;
+    w->lu_buf.ui = qi + 4 * nn + 2 + nv;
+    w->lu_buf.dinv = w->lbuf_d;
+    w->lu_buf.lv = w->lbuf_d + nn;
+    w->lu_buf.uv = w->lbuf_d + nn + nv;
+    w->lu_tape.n = n;
     return block;
 }
 
@@ -217,8 +351,8 @@ static int dp5_replay(wspace *w, const tape_step *s, const double *y)
     const int n = w->n;
     int i;
     const double t = s->t, h = s->h, tend = s->tend;
-    double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4],
-           *k6 = w->K[5];
+    double *k1 = w->Kbuf[0], *k2 = w->Kbuf[1], *k3 = w->Kbuf[2], *k4 = w->Kbuf[3],
+           *k5 = w->Kbuf[4], *k6 = w->Kbuf[5];
     double *y1 = w->ynew;
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
     w->T[0] = t;
@@ -255,8 +389,13 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     const symode_model *m = w->m;
     int i;
     const double t = s->t, h = s->h, tend = s->tend;
-    double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4],
-           *ak6 = w->K[5], *fx = w->fx, *E = w->E, *dy1 = w->F[0], *ynew = w->ynew;
+    double *ak1 = w->Kbuf[0], *ak2 = w->Kbuf[1], *ak3 = w->Kbuf[2], *ak4 = w->Kbuf[3],
+           *ak5 = w->Kbuf[4], *ak6 = w->Kbuf[5], *fx = w->fx, *E = w->Ebuf, *dy1 = w->F[0],
+           *ynew = w->ynew;
+    int *qi = w->lbuf_i;
+    const size_t nn = (size_t)n, nv = nn * (nn - 1) / 2 + 1;
+    const symode_lu *f = &w->lu_buf;
+    lu_store st;
     double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
         hc64, hc65, hd1, hd2, hd3, hd4;
 
@@ -280,9 +419,17 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
         memset(fx, 0, (size_t)n * sizeof(double));
     }
     fac = 1.0 / (h * RS_GAMMA);
-    for (i = 0; i < n * n; i++) E[i] = -w->J[i];
-    for (i = 0; i < n; i++) E[i + (size_t)i * n] += fac;
-    if (lu_factor(n, E, w->piv)) return SYMODE_ERR_SINGULAR;
+    iteration_matrix(n, fac, w->J, E);
+    st.piv = qi;
+    st.nz = qi + nn;
+    st.lp = qi + 2 * nn;
+    st.up = qi + 3 * nn + 1;
+    st.li = qi + 4 * nn + 2;
+    st.ui = qi + 4 * nn + 2 + nv;
+    st.dinv = w->lbuf_d;
+    st.lv = w->lbuf_d + nn;
+    st.uv = w->lbuf_d + nn + nv;
+    if (lu_factor(n, E, &st)) return SYMODE_ERR_SINGULAR;
 
     hc21 = RS_C21 / h;
     hc31 = RS_C31 / h; hc32 = RS_C32 / h;
@@ -292,40 +439,143 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
 
     for (i = 0; i < n; i++) ak1[i] = dy1[i] + hd1 * fx[i];
-    lu_solve(n, E, w->piv, ak1);
+    lu_solve(f, ak1);
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
     if (rhs(w, w->T[1], w->Y[1], w->F[1])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc21 * ak1[i] + hd2 * fx[i];
-    lu_solve(n, E, w->piv, ak2);
+    lu_solve(f, ak2);
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (rhs(w, w->T[2], w->Y[2], w->F[2])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
-    lu_solve(n, E, w->piv, ak3);
+    lu_solve(f, ak3);
     for (i = 0; i < n; i++)
         w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (rhs(w, w->T[3], w->Y[3], w->F[3])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak4[i] = w->F[3][i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
-    lu_solve(n, E, w->piv, ak4);
+    lu_solve(f, ak4);
     for (i = 0; i < n; i++)
         w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (rhs(w, tend, w->Y[4], w->F[4])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak5[i] = w->F[4][i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
-    lu_solve(n, E, w->piv, ak5);
+    lu_solve(f, ak5);
     for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
     if (rhs(w, tend, w->Y[5], w->F[5])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
         ak6[i] = w->F[5][i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
                  hc65 * ak5[i];
-    lu_solve(n, E, w->piv, ak6);
+    lu_solve(f, ak6);
     for (i = 0; i < n; i++) ynew[i] = w->Y[5][i] + ak6[i];
     return 0;
 }
 
 static int step_replay(wspace *w, const tape_step *s, const double *y)
 {
+    int j;
+    for (j = 0; j < 6; j++) w->K[j] = w->Kbuf[j];
+    w->lu = &w->lu_buf;
     return s->method == SYMODE_STIFF ? ros_replay(w, s, y) : dp5_replay(w, s, y);
+}
+
+/* A stored step: stage values (and factors) from the tape, stage times and states recomputed with the
+   replay's (= the integrator's) expressions. Does not set w->ynew. */
+static void dp5_stored(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    const double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4];
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + DP_C2 * h, tend);
+    w->T[2] = dmin(t + DP_C3 * h, tend);
+    w->T[3] = dmin(t + DP_C4 * h, tend);
+    w->T[4] = dmin(t + DP_C5 * h, tend);
+    w->T[5] = tend;
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + h * DP_A21 * k1[i];
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + h * (DP_A31 * k1[i] + DP_A32 * k2[i]);
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + h * (DP_A41 * k1[i] + DP_A42 * k2[i] + DP_A43 * k3[i]);
+    for (i = 0; i < n; i++)
+        w->Y[4][i] =
+            y[i] + h * (DP_A51 * k1[i] + DP_A52 * k2[i] + DP_A53 * k3[i] + DP_A54 * k4[i]);
+    for (i = 0; i < n; i++)
+        w->Y[5][i] = y[i] + h * (DP_A61 * k1[i] + DP_A62 * k2[i] + DP_A63 * k3[i] +
+                                 DP_A64 * k4[i] + DP_A65 * k5[i]);
+}
+
+static void ros_stored(wspace *w, const tape_step *s, const double *y)
+{
+    const int n = w->n;
+    int i;
+    const double t = s->t, h = s->h, tend = s->tend;
+    const double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4];
+    memcpy(w->Y[0], y, (size_t)n * sizeof(double));
+    w->T[0] = t;
+    w->T[1] = dmin(t + RS_C2 * h, tend);
+    w->T[2] = dmin(t + RS_C3 * h, tend);
+    w->T[3] = dmin(t + RS_C4 * h, tend);
+    w->T[4] = tend;
+    w->T[5] = tend;
+    w->delt = 0.0;
+    if (w->tp->nonaut) {
+        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
+        if (t + delt > s->t1) delt = -delt;
+        w->delt = delt;
+    }
+    for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
+    for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
+    for (i = 0; i < n; i++)
+        w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
+    for (i = 0; i < n; i++)
+        w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
+    for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
+}
+
+/* Ask for the stored data of step k (read next by the reverse sweep, which walks the tape backwards, away
+   from the hardware prefetchers' streams) while the current step is differentiated. */
+static void prefetch_step(const symode_tape *tp, long k)
+{
+#if defined(__GNUC__)
+    const tape_step *s = tp->steps + k;
+    const char *a, *e;
+    size_t n = (size_t)tp->nx;
+    for (a = (const char *)s->sd, e = a + s->bytes; a < e; a += 64) __builtin_prefetch(a);
+    for (a = (const char *)(tp->x + (size_t)k * n), e = a + n * sizeof(double); a < e; a += 64)
+        __builtin_prefetch(a);
+#else
+    (void)tp;
+    (void)k;
+#endif
+}
+
+/* Stage data of step s (from y = its start) for the derivative code: from the tape or by a replay. */
+static int step_prepare(wspace *w, const tape_step *s, const double *y)
+{
+    const size_t n = (size_t)w->n;
+    int j;
+    if (!s->sd) return step_replay(w, s, y);
+    for (j = 0; j < 6; j++) w->K[j] = s->sd + (size_t)j * n;
+    if (s->method == SYMODE_STIFF) {
+        const double *qd = s->sd + 6 * n;
+        const int *qi = s->sp;
+        symode_lu *f = &w->lu_tape;
+        size_t nl = (size_t)qi[n + n]; /* lp[n] */
+        f->piv = qi;
+        f->lp = qi + n;
+        f->up = qi + 2 * n + 1;
+        f->li = qi + 3 * n + 2;
+        f->ui = qi + 3 * n + 2 + nl;
+        f->dinv = qd;
+        f->lv = qd + n;
+        f->uv = qd + n + nl;
+        w->lu = f;
+        ros_stored(w, s, y);
+    } else {
+        dp5_stored(w, s, y);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -382,7 +632,7 @@ static int ros_adjoint(wspace *w, const tape_step *s)
     for (j = 5; j >= 0; j--) {
         double *rb = w->rbar[j];
         memcpy(rb, w->kbar[j], (size_t)n * sizeof(double));
-        lu_solve_t(n, w->E, w->piv, rb);
+        lu_solve_t(w->lu, rb);
         for (l = 0; l < j; l++) {
             double c = RS_CM[j][l] / h;
             for (i = 0; i < n; i++) w->kbar[l][i] += c * rb[i];
@@ -402,8 +652,25 @@ static int ros_adjoint(wspace *w, const tape_step *s)
                     for (i = 0; i < n; i++) w->kbar[l][i] += c * Yb[i];
             }
         }
-        /* J-dependence of the solve: rbar^T dJ k_j */
-        if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
+        /* J-dependence of the solve: rbar^T dJ k_j (all six at once below with vjp2s) */
+        if (!d->vjp2s) {
+            if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
+                return SYMODE_ERR_RHS;
+            for (i = 0; i < n; i++) a[i] += w->ox[i];
+            for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
+        }
+    }
+    if (d->vjp2s) {
+        /* V = [k_1 .. k_6], W = [rbar_1 .. rbar_6] (n x 6): the stage vectors are consecutive in memory
+           (the tape's and the replay's), rbar too (ws_alloc) */
+        const double *V = w->K[0];
+        for (j = 1; j < 6; j++)
+            if (w->K[j] != w->K[0] + (size_t)j * n) break;
+        if (j < 6) {
+            for (j = 0; j < 6; j++) memcpy(w->Kcat + (size_t)j * n, w->K[j], (size_t)n * sizeof(double));
+            V = w->Kcat;
+        }
+        if (d->vjp2s(w->m->ctx, s->t, w->Y[0], w->p, w->u, V, w->rbar[0], w->ox, w->op) != 0)
             return SYMODE_ERR_RHS;
         for (i = 0; i < n; i++) a[i] += w->ox[i];
         for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
@@ -422,38 +689,6 @@ static int ros_adjoint(wspace *w, const tape_step *s)
 /* ------------------------------------------------------------------------------------------ */
 /* forward sensitivities of one step: S (n x P) -> w->dY holds the new S on exit              */
 /* ------------------------------------------------------------------------------------------ */
-/* Solve E X = B for the ncol columns of B (column-major, n x ncol) with the factors of lu_factor:
-   the forward sensitivities' solves. Row by row over all columns at once (independent columns: no
-   serial division chain per column, no data-dependent branches) and with the reciprocal pivots dinv.
-   The same solution as lu_solve column by column up to round-off. */
-static void lu_solve_cols(int n, const double *A, const int *piv, const double *dinv, double *B,
-                          int ncol)
-{
-    int i, k, c;
-    for (k = 0; k < n; k++)
-        if (piv[k] != k)
-            for (c = 0; c < ncol; c++) {
-                double *b = B + (size_t)c * n, tmp = b[k];
-                b[k] = b[piv[k]];
-                b[piv[k]] = tmp;
-            }
-    for (k = 0; k < n; k++) /* forward: L y = P b */
-        for (i = k + 1; i < n; i++) {
-            double l = A[i + (size_t)k * n];
-            if (l != 0.0)
-                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= l * B[k + (size_t)c * n];
-        }
-    for (k = n - 1; k >= 0; k--) { /* backward: U x = y */
-        double d = dinv[k];
-        for (c = 0; c < ncol; c++) B[k + (size_t)c * n] *= d;
-        for (i = 0; i < k; i++) {
-            double u = A[i + (size_t)k * n];
-            if (u != 0.0)
-                for (c = 0; c < ncol; c++) B[i + (size_t)c * n] -= u * B[k + (size_t)c * n];
-        }
-    }
-}
-
 static int full_jac(wspace *w, double t, const double *x, double *Jx, double *Jp)
 {
     const symode_model *m = w->m;
@@ -530,7 +765,6 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
     int j, l, c, i;
     size_t q;
     double *G = w->G, *dfx = w->dfx;
-    for (i = 0; i < n; i++) w->dinv[i] = 1.0 / w->E[i + (size_t)i * n];
     /* G = d f(t, y) */
     if (full_jac(w, s->t, w->Y[0], w->Jx2, w->Jp2)) return SYMODE_ERR_RHS;
     jac_apply(n, np, w->Jx2, w->Jp2, S, G);
@@ -601,7 +835,7 @@ static int ros_forward(wspace *w, const tape_step *s, double *S)
                 for (i = 0; i < n; i++) col[i] += w->colv[i];
             }
         }
-        lu_solve_cols(n, w->E, w->piv, w->dinv, dr, P);
+        lu_solve_cols(w->lu, dr, P);
     }
     /* S_new = S + sum_j a_6j dk_j + dk_6 */
     for (j = 0; j < 5; j++) {
@@ -669,7 +903,7 @@ int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const sy
     int rc = 0, i, k2, n, np;
     long k;
     if (check_common(tape, m, p, u) || !d || !d->vjp || !lam || !grad_x0 ||
-        (m->np > 0 && !grad_p) || (tape->nstiff > 0 && !d->vjp2))
+        (m->np > 0 && !grad_p) || (tape->nstiff > 0 && !d->vjp2 && !d->vjp2s))
         return SYMODE_ERR_ARGS;
     n = m->nx;
     np = m->np;
@@ -683,7 +917,8 @@ int symode_tape_adjoint(const symode_tape *tape, const symode_model *m, const sy
         w.u = interval_u(m, u, i);
         for (; k >= 0 && tape->steps[k].interval == i; k--) {
             const tape_step *s = tape->steps + k;
-            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            if (k > 0) prefetch_step(tape, k - 1);
+            rc = step_prepare(&w, s, tape->x + (size_t)k * n);
             if (rc) break;
             rc = s->method == SYMODE_STIFF ? ros_adjoint(&w, s) : dp5_adjoint(&w, s);
             if (rc) break;
@@ -727,7 +962,7 @@ int symode_tape_forward(const symode_tape *tape, const symode_model *m, const sy
         w.u = interval_u(m, u, i);
         for (; k < tape->n && tape->steps[k].interval == i; k++) {
             const tape_step *s = tape->steps + k;
-            rc = step_replay(&w, s, tape->x + (size_t)k * n);
+            rc = step_prepare(&w, s, tape->x + (size_t)k * n);
             if (rc) break;
             rc = s->method == SYMODE_STIFF ? ros_forward(&w, s, Snext) : dp5_forward(&w, s, Snext);
             if (rc) break;

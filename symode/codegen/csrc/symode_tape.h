@@ -16,7 +16,7 @@
  *    x0 and p it reproduces the integrator's output (bit-identically with the same compiler flags).
  *
  * Requirements on the model / derivative callbacks:
- *  - adjoint: d->vjp always; d->vjp2 if the tape contains RODAS4 steps.
+ *  - adjoint: d->vjp always; d->vjp2s or d->vjp2 if the tape contains RODAS4 steps.
  *  - forward: Jx = m->jac if set, and Jp = d->jac_p if set; if either is missing, both are built
  *    row by row from d->vjp (exact, nx vjp calls). d->vjp2 (used when present: nx calls per stage)
  *    or d->jvp2 (nx+np calls per stage) if the tape contains RODAS4 steps.
@@ -50,11 +50,18 @@ typedef int (*symode_jvp2_fn)(void *ctx, double t, const double *x, const double
                               const double *u, const double *v, const double *dx,
                               const double *dp, double *out);
 
+/* vjp2 summed over the six stages of a RODAS4 step: out_x = sum_j (d/dx (Jx v_j))^T w_j (nx), out_p likewise
+   (np); v_j, w_j = column j of V, W (nx x 6, column-major). One call per step instead of six. */
+typedef int (*symode_vjp2s_fn)(void *ctx, double t, const double *x, const double *p,
+                               const double *u, const double *V, const double *W, double *out_x,
+                               double *out_p);
+
 typedef struct {
     symode_jacp_fn jac_p;
     symode_vjp_fn vjp;
     symode_vjp2_fn vjp2;
     symode_jvp2_fn jvp2;
+    symode_vjp2s_fn vjp2s; /* optional (NULL: six vjp2 calls) */
 } symode_derivs;
 
 typedef struct symode_tape symode_tape; /* opaque; owns its memory (grows as needed) */
@@ -70,9 +77,17 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
                             const double *u, double *xout, symode_stats *stats,
                             symode_tape *tape);
 
-/* Number of recorded accepted steps, and how many of them are RODAS4 steps. (-1 if tape NULL) */
+/* Memory for the steps' stage values (bytes, default 256 MiB), set before recording. The tape keeps
+   each step's stage values as the integrator computed them (DOPRI5: 6 nx; RODAS4: 6 nx + nx^2 with the
+   LU factors of E) while they fit in this limit, so that the derivatives need not evaluate the step
+   again; steps beyond it (or all with 0) are replayed (the same numbers, recomputed). */
+void symode_tape_set_stage_limit(symode_tape *tape, size_t bytes);
+
+/* Number of recorded accepted steps, how many of them are RODAS4 steps, and how many have their stage
+   values stored. (-1 if tape NULL) */
 long symode_tape_nsteps(const symode_tape *tape);
 long symode_tape_nstiff(const symode_tape *tape);
+long symode_tape_nstored(const symode_tape *tape);
 /* nx and nt of the recording (0 for an empty/invalid tape). */
 int symode_tape_nx(const symode_tape *tape);
 int symode_tape_nt(const symode_tape *tape);

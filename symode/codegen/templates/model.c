@@ -59,6 +59,17 @@ static int vjp2_adapter(void *ctx, double t, const double *x, const double *p, c
     SYMODE_RETURN(w_, sym_vjp2(arg, res, iw, w_, 0));
 }
 
+static int vjp2s_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
+                         const double *V, const double *W, double *out_x, double *out_p) {
+    const casadi_real *arg[sym_vjp2s_SZ_ARG > 6 ? sym_vjp2s_SZ_ARG : 6];
+    casadi_real *res[sym_vjp2s_SZ_RES > 2 ? sym_vjp2s_SZ_RES : 2];
+    casadi_int iw[sym_vjp2s_SZ_IW + 1];
+    SYMODE_WORK(w_, sym_vjp2s_SZ_W);
+    (void)ctx;
+    arg[0] = &t; arg[1] = x; arg[2] = p; arg[3] = u; arg[4] = V; arg[5] = W; res[0] = out_x; res[1] = out_p;
+    SYMODE_RETURN(w_, sym_vjp2s(arg, res, iw, w_, 0));
+}
+
 static int jvp2_adapter(void *ctx, double t, const double *x, const double *p, const double *u,
                         const double *v, const double *dx, const double *dp, double *out) {
     const casadi_real *arg[sym_jvp2_SZ_ARG > 7 ? sym_jvp2_SZ_ARG : 7];
@@ -134,6 +145,7 @@ static void init_gmodel(symode_gmodel *g) {
     g->d.jac_p = jacp_adapter;
     g->d.vjp = vjp_adapter;
     g->d.vjp2 = vjp2_adapter;
+    g->d.vjp2s = vjp2s_adapter;
     g->d.jvp2 = jvp2_adapter;
 }
 
