@@ -13,7 +13,8 @@ DIR holds the wide table ``diet.csv`` and ``diet-events.csv`` (default: the MDSI
 Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
-``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values).
+``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
+``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
 
 from __future__ import annotations
@@ -75,16 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     base = glv_template_dict(species, ["diet"], scales=typical_abundances(species, data))
     results = {}
     for arm in a.arms.split(","):
-        path = a.out / arm.replace("=", "-").replace("/", "_") / "crossval.json"
+        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-") / "crossval.json"
         if path.exists() and not a.fresh:
             results[arm] = json.loads(path.read_text())
             continue
         d = json.loads(json.dumps(base))
         kw = {}
         if arm.startswith("edges="):
-            kept = set(json.loads(Path(arm[6:]).read_text())["kept_edges"])
+            file, _, how = arm[6:].partition("@")
+            kept = set(json.loads(Path(file).read_text())["kept_edges"])
             d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or
                                  _edge_id(e) in kept]
+            kw = arm_kwargs(how) if how else {}
         else:
             kw = arm_kwargs(arm)
         t0 = time.perf_counter()
