@@ -9,6 +9,9 @@ are printed at the end.
 
 DIR holds the wide table ``diet.csv`` and ``diet-events.csv`` (default: the MDSINE diet experiment in
 ../shared/realdata/bucci2016-diet). ``--files`` keeps those subjects (template and folds from them only).
+``--table FILE [--t-end T] [--drop TAXA]``: another wide table instead (no inputs), e.g. the MDSINE
+C. difficile experiment vendored in tests/data/bucci2016-cdiff (``--t-end 28 --drop Clostridium_difficile``:
+the 5 mice before the C. difficile challenge).
 
 Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
@@ -38,14 +41,28 @@ DEFAULT_DATA = next((d / "shared" / "realdata" / "bucci2016-diet" for d in (ROOT
                      if (d / "shared" / "realdata").is_dir()), ROOT.parent / "shared" / "realdata" / "bucci2016-diet")
 
 
-def load(data_dir: Path, out: Path, keep: list[int] | None) -> tuple[list, list[str]]:
-    tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv", inputs={"Low fiber diet": "diet"})
+def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None = None, t_end: float | None = None,
+         drop: tuple[str, ...] = ()) -> tuple[list, list[str], list[str]]:
+    """(datasets, species, inputs): the diet table of ``data_dir`` or another wide ``table`` (no events),
+    its samples up to ``t_end`` and without the taxa ``drop``."""
+    if table is None:
+        tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv",
+                              inputs={"Low fiber diet": "diet"})
+    else:
+        tables = wide_to_long(table)
     paths = write_long(tables, out / "data")
     if keep:
         paths = [p for p in paths if int(p.stem.removeprefix("subject")) in keep]
+    if t_end is not None or drop:
+        for p in paths:
+            rows = [r.split(",") for r in p.read_text().splitlines()]
+            cols = [k for k, c in enumerate(rows[0]) if c not in drop]
+            rows = [rows[0]] + [r for r in rows[1:] if t_end is None or float(r[0]) <= t_end]
+            p.write_text("\n".join(",".join(r[k] for k in cols) for r in rows) + "\n")
     data = [read_csv(p) for p in paths]
-    species = [c for c in data[0].columns if c != "diet"]
-    return data, species
+    inputs = ["diet"] if table is None else []
+    species = [c for c in data[0].columns if c not in inputs]
+    return data, species, inputs
 
 
 def arm_kwargs(arm: str) -> dict:
@@ -70,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench-glv-crossval"))
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--table", type=Path, help="another wide table (no events) instead of the diet experiment")
+    ap.add_argument("--t-end", type=float, help="only the samples up to this time")
+    ap.add_argument("--drop", default="", help="taxa left out (comma-separated names as converted)")
     a = ap.parse_args(argv)
     keep = [int(k) for k in a.files.split(",") if k] or None
-    data, species = load(a.data, a.out, keep)
-    base = glv_template_dict(species, ["diet"], scales=typical_abundances(species, data))
+    data, species, inputs = load(a.data, a.out, keep, a.table, a.t_end, tuple(x for x in a.drop.split(",") if x))
+    base = glv_template_dict(species, inputs, scales=typical_abundances(species, data))
     results = {}
     for arm in a.arms.split(","):
         path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-") / "crossval.json"
@@ -111,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
         print(f"{arm} | " + " | ".join(cells) + f" | {mean} | {len(res['failures'])} | {t_fit:.0f} | "
               f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f}")
+        if res.get("mean_combined_rmse") is not None:
+            print(f"{arm} averaged with the training mean | " + " | ".join(
+                f"{fold[s]['combined_rmse']:.3f}" if fold.get(s, {}).get("combined_rmse") is not None else "-"
+                for s in stems) + f" | {res['mean_combined_rmse']:.3f}")
         for f in res["folds"]:
             if f.get("penalty_choice"):
                 print(f"    {f['stem']}: penalty multiplier {f['penalty_choice']} (inner {f.get('inner_scores')})")
