@@ -16,6 +16,7 @@ the 5 mice before the C. difficile challenge).
 Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
+``grid10-gm`` (as ``grid-gm`` with the multipliers 1, 3, 10),
 ``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
 ``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
@@ -74,6 +75,8 @@ def arm_kwargs(arm: str) -> dict:
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0]}
     if arm == "grid-gm":
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0], "inner": "gradient-matching"}
+    if arm == "grid10-gm":
+        return {"init": "gradient-matching", "penalty_grid": [1.0, 3.0, 10.0], "inner": "gradient-matching"}
     raise SystemExit(f"unknown arm {arm!r}")
 
 

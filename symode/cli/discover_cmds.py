@@ -27,7 +27,8 @@ def run_discover(args: argparse.Namespace) -> int:
                                "prediction", rule="one-se" if args.select == "one-se" else "no-worse",
                                penalty_grid=grid)
     elif args.select != "criterion" or args.penalty_grid:
-        raise SymodeError(f"--select {args.select} and --penalty-grid need --strategy screen")
+        what = f"--select {args.select}" if args.select != "criterion" else "--penalty-grid"
+        raise SymodeError(f"{what} needs --strategy screen")
     else:
         strategy = BackwardElimination(criterion=args.criterion)
     data = read_data(args.data, spec)
