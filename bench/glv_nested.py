@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", type=Path, required=True, help="a glv_crossval.py arm directory of the full template")
     ap.add_argument("--rule", default="one-se", choices=("one-se", "no-worse"))
+    ap.add_argument("--keep", type=int, help="instead of a rule: keep this many strongest edges of each fold's "
+                                             "own fit (at the first multiplier of --grid); a check, not a rule")
     ap.add_argument("--grid", default="0.3,1,3")
     ap.add_argument("--max-iter", type=int, default=60)
     ap.add_argument("--max-time", type=float, default=300.0)
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     grid = [float(v) for v in a.grid.split(",")]
-    out = a.out or a.full.parent / f"nested-{a.rule}"
+    out = a.out or a.full.parent / (f"nested-keep{a.keep}" if a.keep is not None else f"nested-{a.rule}")
     paths = sorted((a.full.parent / "data").glob("*.csv"))
     data = [read_csv(p) for p in paths]
     inputs = [c for c in ("diet",) if c in data[0].columns]
@@ -64,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         params = json.loads((a.full / Path(test.file).stem / "parameters.json").read_text())["parameters"]
         eff = effect_sizes(spec, train, params)
         ranked = sorted(eff, key=lambda e: -eff[e])
-        sets = [ranked] + [ranked[:n] for n in screen_sizes(len(ranked))]
-        table = prediction_error_table(spec, train, sets, grid)
-        pick = choose_by_prediction(table, [len(s) for s in sets], a.rule)
+        if a.keep is not None:
+            sets, pick, table = [ranked[:a.keep]], (0, 0), np.full((1, len(grid), len(train)), np.nan)
+        else:
+            sets = [ranked] + [ranked[:n] for n in screen_sizes(len(ranked))]
+            table = prediction_error_table(spec, train, sets, grid)
+            pick = choose_by_prediction(table, [len(s) for s in sets], a.rule)
         k_set, k_m = pick if pick is not None else (0, int(table[0].mean(axis=1).argmin()))
         keep = set(sets[k_set])
         d = json.loads(json.dumps(base))
