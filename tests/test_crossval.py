@@ -132,3 +132,14 @@ def test_convert_wide_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     wide.write_text("id,1,1\ntime,0,0\nA,1,2\n")
     assert main(["convert", str(wide), "-o", str(tmp_path / "o2")]) == 2
     assert "two samples at time 0" in capsys.readouterr().err
+
+
+def test_cli_crossval_prints_the_averaged_score(files: tuple, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    d, paths = files
+    spec_file = tmp_path / "glv.yaml"
+    spec_file.write_text(spec_from_dict(d).to_yaml())
+    argv = ["crossval", str(spec_file), "-o", str(tmp_path / "o"), "--max-iter", "3", "--workers", "1", "--quiet"]
+    assert main(argv + [a for p in paths for a in ("--data", str(p))]) == 0
+    saved = json.loads((tmp_path / "o" / "crossval.json").read_text())
+    assert f"the model and the training mean averaged: {saved['mean_combined_rmse']:.3f}" in capsys.readouterr().err    # echo: stderr
