@@ -142,4 +142,5 @@ def test_cli_crossval_prints_the_averaged_score(files: tuple, tmp_path: Path,
     argv = ["crossval", str(spec_file), "-o", str(tmp_path / "o"), "--max-iter", "3", "--workers", "1", "--quiet"]
     assert main(argv + [a for p in paths for a in ("--data", str(p))]) == 0
     saved = json.loads((tmp_path / "o" / "crossval.json").read_text())
-    assert f"the model and the training mean averaged: {saved['mean_combined_rmse']:.3f}" in capsys.readouterr().err    # echo: stderr
+    err = capsys.readouterr().err           # the command's table goes to stderr (echo)
+    assert f"the model and the training mean averaged: {saved['mean_combined_rmse']:.3f}" in err
