@@ -260,8 +260,14 @@ def main() -> int:
     ap.add_argument("--events")
     ap.add_argument("--input", action="append", default=[], metavar="EVENT=NAME")
     ap.add_argument("--floor", type=float, default=FLOOR)
+    ap.add_argument("--t-end", type=float, help="only the samples up to this time")
+    ap.add_argument("--drop", default="", help="taxa left out (comma-separated names as converted)")
     args = ap.parse_args()
-    subs, _ = load_subjects(args.wide, args.events, dict(x.split("=", 1) for x in args.input))
+    subs, taxa = load_subjects(args.wide, args.events, dict(x.split("=", 1) for x in args.input))
+    keep = [k for k, t in enumerate(taxa) if t not in set(args.drop.split(","))]
+    subs = [Subject(s.name, s.times[s.times <= (args.t_end if args.t_end is not None else np.inf)],
+                    s.x[s.times <= (args.t_end if args.t_end is not None else np.inf)][:, keep],
+                    s.u[s.times <= (args.t_end if args.t_end is not None else np.inf)]) for s in subs]
     rows = run(subs, floor=args.floor)
     print("\n| held-out | GM ridge (lam) | training mean |\n|---|---|---|")
     for r in rows:

@@ -9,11 +9,16 @@ are printed at the end.
 
 DIR holds the wide table ``diet.csv`` and ``diet-events.csv`` (default: the MDSINE diet experiment in
 ../shared/realdata/bucci2016-diet). ``--files`` keeps those subjects (template and folds from them only).
+``--table FILE [--t-end T] [--drop TAXA]``: another wide table instead (no inputs), e.g. the MDSINE
+C. difficile experiment vendored in tests/data/bucci2016-cdiff (``--t-end 28 --drop Clostridium_difficile``:
+the 5 mice before the C. difficile challenge).
 
 Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), ``grid-fit`` (penalty scale
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
-``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values).
+``grid10-gm`` (as ``grid-gm`` with the multipliers 1, 3, 10),
+``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
+``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
 
 from __future__ import annotations
@@ -37,14 +42,28 @@ DEFAULT_DATA = next((d / "shared" / "realdata" / "bucci2016-diet" for d in (ROOT
                      if (d / "shared" / "realdata").is_dir()), ROOT.parent / "shared" / "realdata" / "bucci2016-diet")
 
 
-def load(data_dir: Path, out: Path, keep: list[int] | None) -> tuple[list, list[str]]:
-    tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv", inputs={"Low fiber diet": "diet"})
+def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None = None, t_end: float | None = None,
+         drop: tuple[str, ...] = ()) -> tuple[list, list[str], list[str]]:
+    """(datasets, species, inputs): the diet table of ``data_dir`` or another wide ``table`` (no events),
+    its samples up to ``t_end`` and without the taxa ``drop``."""
+    if table is None:
+        tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv",
+                              inputs={"Low fiber diet": "diet"})
+    else:
+        tables = wide_to_long(table)
     paths = write_long(tables, out / "data")
     if keep:
         paths = [p for p in paths if int(p.stem.removeprefix("subject")) in keep]
+    if t_end is not None or drop:
+        for p in paths:
+            rows = [r.split(",") for r in p.read_text().splitlines()]
+            cols = [k for k, c in enumerate(rows[0]) if c not in drop]
+            rows = [rows[0]] + [r for r in rows[1:] if t_end is None or float(r[0]) <= t_end]
+            p.write_text("\n".join(",".join(r[k] for k in cols) for r in rows) + "\n")
     data = [read_csv(p) for p in paths]
-    species = [c for c in data[0].columns if c != "diet"]
-    return data, species
+    inputs = ["diet"] if table is None else []
+    species = [c for c in data[0].columns if c not in inputs]
+    return data, species, inputs
 
 
 def arm_kwargs(arm: str) -> dict:
@@ -56,6 +75,8 @@ def arm_kwargs(arm: str) -> dict:
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0]}
     if arm == "grid-gm":
         return {"init": "gradient-matching", "penalty_grid": [0.3, 1.0, 3.0], "inner": "gradient-matching"}
+    if arm == "grid10-gm":
+        return {"init": "gradient-matching", "penalty_grid": [1.0, 3.0, 10.0], "inner": "gradient-matching"}
     raise SystemExit(f"unknown arm {arm!r}")
 
 
@@ -69,22 +90,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench-glv-crossval"))
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--table", type=Path, help="another wide table (no events) instead of the diet experiment")
+    ap.add_argument("--t-end", type=float, help="only the samples up to this time")
+    ap.add_argument("--drop", default="", help="taxa left out (comma-separated names as converted)")
     a = ap.parse_args(argv)
     keep = [int(k) for k in a.files.split(",") if k] or None
-    data, species = load(a.data, a.out, keep)
-    base = glv_template_dict(species, ["diet"], scales=typical_abundances(species, data))
+    data, species, inputs = load(a.data, a.out, keep, a.table, a.t_end, tuple(x for x in a.drop.split(",") if x))
+    base = glv_template_dict(species, inputs, scales=typical_abundances(species, data))
     results = {}
     for arm in a.arms.split(","):
-        path = a.out / arm.replace("=", "-").replace("/", "_") / "crossval.json"
+        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-") / "crossval.json"
         if path.exists() and not a.fresh:
             results[arm] = json.loads(path.read_text())
             continue
         d = json.loads(json.dumps(base))
         kw = {}
         if arm.startswith("edges="):
-            kept = set(json.loads(Path(arm[6:]).read_text())["kept_edges"])
+            file, _, how = arm[6:].partition("@")
+            kept = set(json.loads(Path(file).read_text())["kept_edges"])
             d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or
                                  _edge_id(e) in kept]
+            kw = arm_kwargs(how) if how else {}
         else:
             kw = arm_kwargs(arm)
         t0 = time.perf_counter()
@@ -108,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
         print(f"{arm} | " + " | ".join(cells) + f" | {mean} | {len(res['failures'])} | {t_fit:.0f} | "
               f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f}")
+        if res.get("mean_combined_rmse") is not None:
+            print(f"{arm} averaged with the training mean | " + " | ".join(
+                f"{fold[s]['combined_rmse']:.3f}" if fold.get(s, {}).get("combined_rmse") is not None else "-"
+                for s in stems) + f" | {res['mean_combined_rmse']:.3f}")
         for f in res["folds"]:
             if f.get("penalty_choice"):
                 print(f"    {f['stem']}: penalty multiplier {f['penalty_choice']} (inner {f.get('inner_scores')})")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from symode.cli.main import main
-from symode.fit.crossval import crossval, log_rmse, predict, training_mean
+from symode.fit.crossval import combined, crossval, log_rmse, predict, training_mean
 from symode.graph.glv import glv_template_dict
 from symode.solve.model import build_model
 from symode.solve.simulation import simulate
@@ -55,6 +55,15 @@ def test_crossval_recovers_held_out_files(files: tuple, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "crossval.json").read_text())
     assert saved["mean_rmse"] == pytest.approx(res["mean_rmse"])
     assert set(json.loads((tmp_path / "m1" / "parameters.json").read_text())["parameters"]) >= set(TRUE)
+    # the combined score: the written prediction and the training mean of m1, m3, averaged on the log10 scale
+    data = [read_csv(p) for p in paths]
+    mean = training_mean([data[0], data[2]], ["A", "B"], data[1].times)
+    obs = np.column_stack([data[1].columns["A"], data[1].columns["B"]])
+    both = 0.5 * (np.log10(np.column_stack([pred["A"], pred["B"]]) + 1e-5) + np.log10(mean + 1e-5))
+    fold = res["folds"][1]
+    assert fold["combined_rmse"] == pytest.approx(np.sqrt(np.mean((both[1:] - np.log10(obs[1:] + 1e-5)) ** 2)),
+                                                  rel=1e-6)
+    assert res["mean_combined_rmse"] == pytest.approx(np.mean([f["combined_rmse"] for f in res["folds"]]))
 
 
 def test_failures_are_reported_not_raised(files: tuple, tmp_path: Path) -> None:
@@ -84,6 +93,8 @@ def test_scores() -> None:
     b = Dataset(times=np.array([0.0, 1.0]), columns={"A": np.array([100.0, 10.0])})
     m = training_mean([a, b], ["A"], np.array([0.0, 1.0, 2.0]), offset=1e-9)
     assert m[:, 0] == pytest.approx([10.0, 10.0, 100.0], rel=1e-6)
+    c = combined(np.array([[1.0, np.nan], [100.0, 4.0]]), np.array([[100.0, 7.0], [1.0, np.nan]]), offset=1e-12)
+    assert c == pytest.approx(np.array([[10.0, 7.0], [10.0, 4.0]]), rel=1e-9)
 
 
 def test_cli_crossval_errors(files: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,3 +132,15 @@ def test_convert_wide_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     wide.write_text("id,1,1\ntime,0,0\nA,1,2\n")
     assert main(["convert", str(wide), "-o", str(tmp_path / "o2")]) == 2
     assert "two samples at time 0" in capsys.readouterr().err
+
+
+def test_cli_crossval_prints_the_averaged_score(files: tuple, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    d, paths = files
+    spec_file = tmp_path / "glv.yaml"
+    spec_file.write_text(spec_from_dict(d).to_yaml())
+    argv = ["crossval", str(spec_file), "-o", str(tmp_path / "o"), "--max-iter", "3", "--workers", "1", "--quiet"]
+    assert main(argv + [a for p in paths for a in ("--data", str(p))]) == 0
+    saved = json.loads((tmp_path / "o" / "crossval.json").read_text())
+    err = capsys.readouterr().err           # the command's table goes to stderr (echo)
+    assert f"the model and the training mean averaged: {saved['mean_combined_rmse']:.3f}" in err

@@ -44,6 +44,8 @@ def run_crossval(args: argparse.Namespace) -> int:
         echo(f"{f['stem']:<{max(width, 8)}} {rmse:>6}  {mean:>13}   {f['status']}{extra}")
     mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
     ref = "-" if res["mean_training_mean_rmse"] is None else f"{res['mean_training_mean_rmse']:.3f}"
+    both = res.get("mean_combined_rmse")
+    ref += "" if both is None else f"; the model and the training mean averaged: {both:.3f}"
     echo(f"mean RMSE of log10(x + {args.offset:g}): {mean} (training-mean trajectory: {ref}); "
          f"{len(res['failures'])} failure(s) of {len(res['folds'])} folds; {res['wall_time_s']:.0f} s")
     echo(f"wrote {Path(args.output) / 'crossval.json'} and a prediction.csv per held-out file")

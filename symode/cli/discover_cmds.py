@@ -20,9 +20,15 @@ def run_discover(args: argparse.Namespace) -> int:
         strategy: BackwardElimination | ThresholdRefit | ScreenRefit = ThresholdRefit(threshold=args.threshold,
                                                                                       criterion=args.criterion)
     elif args.strategy == "screen":
-        strategy = ScreenRefit(criterion=args.criterion, select=args.select)
-    elif args.select != "criterion":
-        raise SymodeError("--select prediction needs --strategy screen")
+        grid = _grid(args.penalty_grid) if args.penalty_grid else (1.0,)
+        if args.penalty_grid and args.select == "criterion":
+            raise SymodeError("--penalty-grid needs --select prediction or one-se")
+        strategy = ScreenRefit(criterion=args.criterion, select="criterion" if args.select == "criterion" else
+                               "prediction", rule="one-se" if args.select == "one-se" else "no-worse",
+                               penalty_grid=grid)
+    elif args.select != "criterion" or args.penalty_grid:
+        what = f"--select {args.select}" if args.select != "criterion" else "--penalty-grid"
+        raise SymodeError(f"{what} needs --strategy screen")
     else:
         strategy = BackwardElimination(criterion=args.criterion)
     data = read_data(args.data, spec)
@@ -51,6 +57,15 @@ def run_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(text: str) -> tuple[float, ...]:
+    from symode.errors import SymodeError
+
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SymodeError(f"--penalty-grid {text!r}: expected numbers M1,M2,...") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add discover to the ``symode`` parser."""
     p = sub.add_parser("discover", help="fit a template with prunable edges and prune the edges the data do not need",
@@ -70,10 +85,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="backward elimination (default), sequential thresholding, or screen (for large templates "
                         "such as gLV: nested models of the edges with the largest effect sizes, n/2, n/4, ... kept)")
     p.add_argument("--criterion", choices=("bic", "aicc"), default="bic", help="selection criterion (default bic)")
-    p.add_argument("--select", choices=("criterion", "prediction"), default="criterion",
+    p.add_argument("--select", choices=("criterion", "prediction", "one-se"), default="criterion",
                    help="how --strategy screen picks the number of kept edges: criterion (BIC/AICc of a refit per "
-                        "size; default) or prediction (gLV-type templates: the sparsest set whose leave-one-file-out "
-                        "prediction error by gradient matching is no worse than the full set's; one refit)")
+                        "size; default), prediction (gLV-type templates: the sparsest set whose leave-one-file-out "
+                        "prediction error by gradient matching is no worse than the full set's; one refit) or "
+                        "one-se (the sparsest set within one standard error of the best set's error)")
+    p.add_argument("--penalty-grid", metavar="M1,M2,...",
+                   help="with --select prediction/one-se: score every set with each multiplier of the penalty "
+                        "scales (larger = weaker) and count its best (e.g. 0.3,1,3)")
     p.add_argument("--threshold", type=float, default=3.0, help="Wald threshold of --strategy threshold (default 3)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="parallel candidate fits (default: all cores)")

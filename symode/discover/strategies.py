@@ -4,7 +4,8 @@
   ones, accept while the criterion improves; then add-back, swap and cold-start moves
   (:mod:`symode.discover.moves`).
 - :class:`ScreenRefit`: rank the edges of the full fit by effect size, refit the nested models keeping
-  the k strongest for k = n/2, n/4, ..., select by the criterion (:mod:`symode.discover.screen`).
+  the k strongest for k = n/2, n/4, ..., select by the criterion, or choose the size by held-out
+  prediction (:mod:`symode.discover.screen`).
 - :class:`ThresholdRefit`: sequential thresholding in the spirit of STLSQ: drop every edge whose Wald
   statistic is below ``threshold``, refit, repeat until nothing is dropped.
 
@@ -49,8 +50,21 @@ class ScreenRefit:
     criterion: str = "bic"
     smallest: int = 0           # the sparsest model tried keeps this many edges
     rounds: int = 2             # screen again from the selected model this many times
-    select: str = "criterion"   # or "prediction": the sparsest set predicting held-out files no worse than
-                                # the full set (gradient matching, leave one file out; one refit)
+    select: str = "criterion"   # or "prediction": the size by held-out prediction (gradient matching, leave
+                                # one file out; one refit), under ``rule``:
+    rule: str = "no-worse"      # "no-worse": the sparsest set predicting no worse than the full set;
+                                # "one-se": the sparsest set within one standard error of the best set
+    penalty_grid: tuple[float, ...] = (1.0,)   # penalty multipliers scored for every set (its best counts)
+
+    def __post_init__(self) -> None:
+        from symode.errors import SymodeError
+
+        if self.rule not in ("no-worse", "one-se"):
+            raise SymodeError(f"unknown selection rule {self.rule!r} (no-worse, one-se)", field="rule")
+        grid = tuple(float(m) for m in self.penalty_grid)
+        if not grid or not all(m > 0 and math.isfinite(m) for m in grid):
+            raise SymodeError("the penalty grid's multipliers must be positive numbers", field="penalty_grid")
+        self.penalty_grid = grid
 
 
 def information_criteria(objective: float, k: int, n: int) -> tuple[float, float]:

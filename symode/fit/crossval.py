@@ -10,7 +10,9 @@ blow-up``), as is a fold whose fit raised (``status: failed``, no score). Nothin
 bad fold.
 
 The training-mean trajectory (the mean of log10(x + offset) over the training files at each time,
-interpolated to the held-out times) is scored on the same samples as a reference a model should beat.
+interpolated to the held-out times) is scored on the same samples as a reference a model should beat,
+and so is the equal-weight average of the two on that scale (``combined_rmse``: a forecast combination of
+the model's prediction and the training mean, nothing fitted to the held-out file; :func:`combined`).
 
 Options: the fits' start (``init``: the spec's values or gradient matching), and the penalty strength
 chosen per fold (``penalty_grid``: multipliers of the spec's penalty scales, each scored by an inner
@@ -134,7 +136,16 @@ def held_out_score(model: Any, spec: Spec, train: Sequence[Dataset], test: Datas
     pred = x[:, [model.states.index(s) for s in states]]
     scored = np.where(np.isnan(pred), cap_states[None, :], pred) if t_blow is not None else pred
     return {"x": x, "status": "ok" if t_blow is None else "blow-up", "message": msg,
-            "rmse": log_rmse(scored, obs, offset)}
+            "rmse": log_rmse(scored, obs, offset), "scored": scored}
+
+
+def combined(pred: np.ndarray, mean: np.ndarray, offset: float = SCORE_OFFSET) -> np.ndarray:
+    """The equal-weight average of two predictions on the score's scale: 10^((log10(pred + offset) +
+    log10(mean + offset)) / 2) - offset (where one is missing, the other)."""
+    lp = np.log10(np.maximum(np.asarray(pred, float), 0.0) + offset)
+    lm = np.log10(np.maximum(np.asarray(mean, float), 0.0) + offset)
+    avg = np.where(np.isnan(lp), lm, np.where(np.isnan(lm), lp, 0.5 * (lp + lm)))
+    return 10.0 ** avg - offset
 
 
 def fold_task(job: dict[str, Any]) -> dict[str, Any]:
@@ -161,8 +172,11 @@ def _fold(job: dict[str, Any]) -> dict[str, Any]:
     t_fit = time.perf_counter() - t0
     start = {**(res.x0[0] if res.x0 else {}), **first_sample_x0(spec, test)}
     out = held_out_score(model, spec, train, test, res.parameters, start, job["offset"])
-    mean = training_mean(train, observed_states(spec), test.times, job["offset"])
-    return {**out, "training_mean_rmse": log_rmse(mean, state_matrix(test, observed_states(spec)), job["offset"]),
+    states = observed_states(spec)
+    mean = training_mean(train, states, test.times, job["offset"])
+    obs = state_matrix(test, states)
+    return {**out, "training_mean_rmse": log_rmse(mean, obs, job["offset"]),
+            "combined_rmse": log_rmse(combined(out["scored"], mean, job["offset"]), obs, job["offset"]),
             "objective": float(res.objective), "penalty": float(res.penalty), "iterations": int(res.iterations),
             "converged": bool(res.converged), "fit_message": res.message, "fit_time_s": round(t_fit, 2),
             "init_time_s": round(t_init, 2),
@@ -341,10 +355,11 @@ def crossval(spec: Spec | str | Path, datasets: Sequence[Dataset | str | Path], 
         atomic_write_json(out / stem / "parameters.json", {"parameters": {k2: _finite(v) for k2, v in
                                                                          r["parameters"].items()},
                                                           "x0": {k2: _finite(v) for k2, v in r["x0"].items()}})
-        fold.update({k2: _finite(v) for k2, v in r.items() if k2 not in ("x", "parameters", "x0")})
+        fold.update({k2: _finite(v) for k2, v in r.items() if k2 not in ("x", "scored", "parameters", "x0")})
         folds.append(fold)
     scored = [f for f in folds if f.get("rmse") is not None]
     means = [f for f in folds if f.get("training_mean_rmse") is not None]
+    both = [f for f in folds if f.get("combined_rmse") is not None]
     result = {
         "spec": spec.name,
         "score": f"RMSE of log10(x + {offset:g}) over the held-out samples after the first "
@@ -352,6 +367,7 @@ def crossval(spec: Spec | str | Path, datasets: Sequence[Dataset | str | Path], 
         "folds": folds,
         "mean_rmse": float(np.mean([f["rmse"] for f in scored])) if scored else None,
         "mean_training_mean_rmse": float(np.mean([f["training_mean_rmse"] for f in means])) if means else None,
+        "mean_combined_rmse": float(np.mean([f["combined_rmse"] for f in both])) if both else None,
         "failures": [{"held_out": f["held_out"], "status": f["status"], "message": f["message"]}
                      for f in folds if f["status"] != "ok"],
         "settings": {"x0": x0, "init": init, "max_iter": max_iter, "max_time": max_time, "shooting": shooting,
