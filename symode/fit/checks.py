@@ -185,8 +185,9 @@ def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
 def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | None:
     """Where the other unknowns go as the checked one moves, by the quadratic approximation at the optimum
     (the profile's warm start, transformed space, 1 at the checked one): along the flat direction it
-    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance (the minimiser of
-    the quadratic model with z_i fixed); None where neither is defined."""
+    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance on its determined
+    directions (the minimiser of the quadratic model with z_i fixed, weak directions held); None where neither
+    is defined."""
     f = result.fisher
     i = fp.names.index(c.name)
     if c.kind == "flat" or not np.isfinite(f.se_transformed[i]):
@@ -199,7 +200,7 @@ def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | N
             if abs(v[i]) > 1e-3 and (best is None or abs(v[i]) > abs(best[i])):
                 best = v
         return None if best is None else best / best[i]
-    cov = f.covariance
+    cov = f.covariance_determined     # not along weak directions: the profile's start stays where the model holds
     if cov is None or not cov[i, i] > 0:
         return None
     trace = cov[:, i] / cov[i, i]

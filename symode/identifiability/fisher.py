@@ -70,6 +70,7 @@ class FisherResult:
     eigenvalues: np.ndarray              # of the Fisher matrix in relative coordinates, ascending
     correlation: np.ndarray              # NaN rows/columns for undetermined parameters
     covariance: np.ndarray | None = None  # transformed space (pseudo-inverse; inf-SE entries unusable)
+    covariance_determined: np.ndarray | None = None   # the same on the determined directions only
     se_natural: np.ndarray | None = None  # delta-method SE in natural space
     s2: float = float("nan")             # 2*loss/(n_obs - n_par): residual variance factor (~1 if sigma right)
     se_transformed_scaled: np.ndarray | None = None   # se_transformed * sqrt(s2)
@@ -164,6 +165,7 @@ def relative_factors(theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
 @dataclass
 class _Decomp:
     cov_rel: np.ndarray          # covariance in relative coordinates: determined part + weak directions
+    cov_det: np.ndarray          # its determined part (weak directions held: the quadratic model's profile path)
     null_rel: np.ndarray         # (n x k) orthonormal null basis in relative coordinates (exact, then weak)
     null_eig: list[float]        # eigenvalue per null vector (0 for exact symmetries)
     det_vecs: np.ndarray         # (n x r) determined eigenvectors
@@ -211,7 +213,7 @@ def _decompose(Jr: np.ndarray, W: np.ndarray, rcond: float, abs_floor: float) ->
     cov_weak = (Vw / lw) @ Vw.T if Vw.shape[1] else np.zeros((n, n))
     exact_comp = np.max(np.abs(null_rel[:, :n_exact]), axis=1) if n_exact else np.zeros(n)
     flat_se = np.sqrt(np.maximum(np.diag(cov_weak), 0.0))
-    return _Decomp(cov_det + cov_weak, null_rel, null_eig, Vd, ld, eig_all, exact_comp, flat_se, n_exact)
+    return _Decomp(cov_det + cov_weak, cov_det, null_rel, null_eig, Vd, ld, eig_all, exact_comp, flat_se, n_exact)
 
 
 def undetermined(d: _Decomp, rel_se_max: float) -> np.ndarray:
@@ -359,7 +361,8 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     return FisherResult(names=names, theta=theta, scales=scales, se_transformed=se, rel_se=rel,
                         intervals=intervals, identifiable=identifiable, reasons=reasons,
                         null_directions=null_dirs, combinations=combos, eigenvalues=np.sort(d.eig_all),
-                        correlation=corr, covariance=cov_t, se_natural=se_nat, s2=s2,
+                        correlation=corr, covariance=cov_t, covariance_determined=d.cov_det * np.outer(rf, rf),
+                        se_natural=se_nat, s2=s2,
                         se_transformed_scaled=se * math.sqrt(s2) if np.isfinite(s2) else None,
                         rank=int(d.det_vecs.shape[1]), n_obs=int(n_obs), loss=float(loss),
                         at_bound=at_bound, symmetries=active, notes=notes)
