@@ -482,6 +482,9 @@ def test_fisher_weak_direction_adds_its_share_instead_of_an_infinite_se():
     full = V @ np.diag(1 / lam) @ V.T                    # the full inverse: no exact null direction here
     assert len(res.null_directions) == 1 and res.null_directions[0]["d"] == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(res.se_transformed[:3], np.sqrt(np.diag(full))[:3], rtol=1e-8)
+    # the profiles' start path holds the weak direction: the covariance on the determined directions only
+    det = V[:, 1:] @ np.diag(1 / lam[1:]) @ V[:, 1:].T
+    np.testing.assert_allclose(res.covariance_determined, det, atol=1e-10 * np.abs(det).max())
     assert 3e-3 ** 2 / 1e-4 < res.se_transformed[0] ** 2 < 0.5 ** 2
     assert res.identifiable["a"] and math.isinf(res.se_transformed[3]) and not res.identifiable["d"]
     assert res.reasons["d"].startswith("flat direction (eigenvalue 0.0001)")
