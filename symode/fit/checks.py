@@ -167,17 +167,16 @@ def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
     """profile_likelihood keywords of a check."""
     i = fp.names.index(c.name)
     trace = profile_trace(fp, result, c)
-    # a check's interval is united with the Wald one: an overshooting step is not bisected where that
-    # cannot move the united interval's end
-    covered = result.fisher.intervals[c.name]
     if c.kind in ("at bound", "flat"):
-        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8, trace=trace,
-                    covered=covered)
+        # (bisecting an overshoot places equally good points near the 99% end: the farthest ones, merged)
+        return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8, trace=trace)
     if c.kind == "borderline":
         # first step just past the Wald 99% end: where the quadratic approximation holds, one point per side
-        # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there
+        # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there. Its
+        # interval is united with the Wald one: an overshooting step is not bisected where that cannot move
+        # the united interval's ends (covered)
         se = result.fisher.se_transformed[i]
-        return dict(n_points=8, max_evals=8, trace=trace, covered=covered,
+        return dict(n_points=8, max_evals=8, trace=trace, covered=result.fisher.intervals[c.name],
                     step=float(min(max(BORDERLINE_STEP * se, 1e-3), 2.0)) if np.isfinite(se) else None)
     return dict(n_points=12, trace=trace)
 
