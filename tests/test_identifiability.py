@@ -493,7 +493,14 @@ def test_fisher_weak_direction_adds_its_share_instead_of_an_infinite_se():
     strict = fisher_analysis(J, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0, rel_se_max=0.2)
     assert math.isinf(strict.rel_se[0]) and strict.reasons["a"].startswith("flat direction")
     np.testing.assert_allclose(cramer_rao(J, names, ["log"] * 4, theta, rel_se_max=0.2), strict.rel_se)
-    # a component below 1e-3 in an exact null direction (eigenvalue below the absolute floor) is noise
+    # a component below 1e-3 in a weak direction: its share counts (here over the limit), but it is not flat
+    J1, V1, lam1 = _weak_direction_case(5e-4)
+    small = fisher_analysis(J1, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0, rel_se_max=0.02)
+    full1 = V1 @ np.diag(1 / lam1) @ V1.T
+    assert small.rel_se[0] == pytest.approx(math.sqrt(full1[0, 0]), rel=1e-8) and small.rel_se[0] > 0.05
+    assert not small.identifiable["a"] and small.reasons["a"].startswith("relative SE")
+    np.testing.assert_allclose(cramer_rao(J1, names, ["log"] * 4, theta, rel_se_max=0.02), small.rel_se)
+    # a component above 1e-3 in an exact null direction (eigenvalue below the absolute floor): infinite SE
     J0 = J.copy()
     J0 -= np.outer(J0 @ V[:, 0], V[:, 0])                 # remove the weak direction entirely
     exact = fisher_analysis(J0, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0)

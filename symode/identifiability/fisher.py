@@ -173,6 +173,7 @@ class _Decomp:
     eig_all: np.ndarray          # eigenvalues of the full Fisher matrix, ascending
     exact_comp: np.ndarray       # per parameter: largest |component| in an exact null direction
     flat_se: np.ndarray          # per parameter: relative SE from the weak directions alone (c^2 / lambda)
+    weak_comp: np.ndarray        # per parameter: largest |component| in a weak direction
     n_exact: int = 0             # the first n_exact columns of null_rel are exact null directions
 
 
@@ -213,16 +214,21 @@ def _decompose(Jr: np.ndarray, W: np.ndarray, rcond: float, abs_floor: float) ->
     cov_weak = (Vw / lw) @ Vw.T if Vw.shape[1] else np.zeros((n, n))
     exact_comp = np.max(np.abs(null_rel[:, :n_exact]), axis=1) if n_exact else np.zeros(n)
     flat_se = np.sqrt(np.maximum(np.diag(cov_weak), 0.0))
-    return _Decomp(cov_det + cov_weak, cov_det, null_rel, null_eig, Vd, ld, eig_all, exact_comp, flat_se, n_exact)
+    weak_comp = np.max(np.abs(Vw), axis=1) if Vw.shape[1] else np.zeros(n)
+    return _Decomp(cov_det + cov_weak, cov_det, null_rel, null_eig, Vd, ld, eig_all, exact_comp, flat_se,
+                   weak_comp, n_exact)
 
 
 def undetermined(d: _Decomp, rel_se_max: float) -> np.ndarray:
     """Which parameters lie appreciably in a flat direction (their SE is reported infinite, their interval
-    is their bounds): a component above :data:`NULL_COMPONENT` in an exact null direction, or a relative SE
-    from the weak directions alone (sqrt(sum_k c_k^2 / lambda_k)) above ``rel_se_max``, the identifiability
-    limit, so the flag does not depend on where the numerical-rank cut falls: a parameter with a tiny
-    component in a weak direction keeps a finite SE that includes its share."""
-    return (d.exact_comp > NULL_COMPONENT) | (d.flat_se > rel_se_max)
+    is their bounds): a component above :data:`NULL_COMPONENT` in an exact null direction, or one in a weak
+    direction together with a relative SE from the weak directions alone (sqrt(sum_k c_k^2 / lambda_k))
+    above ``rel_se_max``, the identifiability limit. Every other parameter keeps a finite SE that includes
+    its weak share, so whether it is identifiable (total relative SE <= the limit) does not depend on where
+    the numerical-rank cut falls. A component below :data:`NULL_COMPONENT` would have the direction move a
+    thousand times as far as the parameter, beyond where the quadratic model (and the direction's
+    flatness) holds: the share counts, but the parameter is not called flat."""
+    return (d.exact_comp > NULL_COMPONENT) | ((d.weak_comp > NULL_COMPONENT) & (d.flat_se > rel_se_max))
 
 
 def cramer_rao(J: np.ndarray, names: Sequence[str], scales: Sequence[str], theta: np.ndarray, *,
@@ -260,8 +266,8 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     eigenvalues below ``abs_floor``): a weak direction (below ``rcond`` times the largest eigenvalue, reported
     as a null direction) adds c^2 / lambda to the variance of a parameter with component c in it. A
     parameter lies in a flat direction, with an infinite SE, if it has a component (> 1e-3) in an exact null
-    direction or if the weak directions alone give it a relative SE above ``rel_se_max``
-    (:func:`undetermined`). 95%/99% Wald intervals are built in the transformed
+    direction, or one in a weak direction and the weak directions alone give it a relative SE above
+    ``rel_se_max`` (:func:`undetermined`). 95%/99% Wald intervals are built in the transformed
     space and mapped back (asymmetric for log parameters), clipped to bounds; an undetermined parameter
     gets its bounds (None for an open side). A parameter is identifiable iff its SE is finite, its
     relative SE <= ``rel_se_max`` and no exact symmetry moves it; every other one gets a reason.
