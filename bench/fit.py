@@ -24,13 +24,15 @@ shared). ``--write`` puts that table under "### LM vs TRF" in bench/README.md.
     python bench/fit.py --optimizers [--shared DIR] [--cases chemostat-dev,...] [--write]
 
 ``--breakdown`` runs ``symode.fit.fit`` (the defaults of ``symode fit``: intervals, flags, profile checks) on
-chemostat-dev and chemostat-dev-hplc and prints where the time went (``result.timings``: model build,
-symmetry detection, the local fit split into residual solves / sensitivities / linear algebra, stiff vs
+chemostat-dev and chemostat-dev-hplc (``--cases`` may add original-xs, original-hplc, mid-hplc: the data sets
+of bench/fit_datasets.py, generated into ``--sets-dir``) and prints where the time went (``result.timings``:
+model build, symmetry detection, the local fit split into residual solves / sensitivities / linear algebra, stiff vs
 non-stiff integration, multiple shooting, the Fisher analysis, profile checks), with wall and CPU time,
 the objective against the truth's and the flags. ``--write`` puts the table under "### fit time
 breakdown" in bench/README.md (``--label`` names the column set, e.g. "before" / "after").
 
-    python bench/fit.py --breakdown [--cases chemostat-dev,...] [--max-time S] [--write --label after]
+    python bench/fit.py --breakdown [--cases chemostat-dev,original-hplc,...] [--sets-dir DIR] [--max-time S]
+                                    [--write --label after]
 """
 
 from __future__ import annotations
@@ -211,7 +213,26 @@ def compare_optimizers(shared: Path, cases: list[str]) -> str:
     return "\n".join(lines)
 
 
-BREAKDOWN_CASES = OPTIMIZER_CASES[:2]
+#: chemostat-dev and chemostat-dev-hplc from the shared data, and the data sets of bench/fit_datasets.py at
+#: other true parameters (generated into a temporary directory when ``--sets-dir`` does not hold them)
+BREAKDOWN_CASES = [*OPTIMIZER_CASES[:2], ("original-xs", "original-xs", "chemostat.yaml"),
+                   ("original-hplc", "original-hplc", "chemostat-hplc.yaml"),
+                   ("mid-hplc", "mid-hplc", "chemostat-hplc.yaml")]
+DEFAULT_BREAKDOWN = ("chemostat-dev", "chemostat-dev-hplc")
+
+
+def _case_dir(shared: Path, sets_dir: Path | None, ddir: str) -> Path:
+    """The directory with data.csv and truth.json of a breakdown case (a generated set made on first use)."""
+    if (shared / ddir / "data.csv").exists():
+        return shared / ddir
+    import tempfile
+
+    from fit_datasets import make_set  # bench/ is this script's directory
+
+    out = sets_dir if sets_dir is not None else Path(tempfile.mkdtemp(prefix="symode-breakdown-"))
+    if not (out / ddir / "data.csv").exists():
+        make_set(ddir, out)
+    return out / ddir
 
 
 def _cpu() -> float:
@@ -222,14 +243,16 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def breakdown(shared: Path, cases: list[str], max_time: float | None) -> tuple[str, list[dict]]:
+def breakdown(shared: Path, cases: list[str], max_time: float | None, sets_dir: Path | None = None
+              ) -> tuple[str, list[dict]]:
     """One ``fit`` per case in this process; a table of ``result.timings`` per case."""
     runs = []
     for case, ddir, spec in BREAKDOWN_CASES:
-        if cases and case not in cases:
+        if case not in (cases or DEFAULT_BREAKDOWN):
             continue
-        data = read_csv(shared / ddir / "data.csv")
-        truth = json.loads((shared / ddir / "truth.json").read_text())
+        where = _case_dir(shared, sets_dir, ddir)
+        data = read_csv(where / "data.csv")
+        truth = json.loads((where / "truth.json").read_text())
         load0 = os.getloadavg()[0]
         w0, c0 = time.perf_counter(), _cpu()
         res = fit(ROOT / "specs" / spec, [data], progress=False, max_time=max_time)
@@ -320,10 +343,13 @@ def main() -> None:
     ap.add_argument("--cases", default="", help="comma-separated subset of the --optimizers/--breakdown cases")
     ap.add_argument("--breakdown", action="store_true", help="where a fit's time goes, per data set (see above)")
     ap.add_argument("--max-time", type=float, default=None, help="--breakdown: fit(max_time=...)")
+    ap.add_argument("--sets-dir", default=None, help="--breakdown: where the generated data sets (original-xs, "
+                    "original-hplc, mid-hplc) are or go (default: a temporary directory)")
     ap.add_argument("--label", default="", help="--breakdown --write: a name for this table (e.g. before, after)")
     args = ap.parse_args()
     if args.breakdown:
-        table, _runs = breakdown(Path(args.shared), [c for c in args.cases.split(",") if c], args.max_time)
+        table, _runs = breakdown(Path(args.shared), [c for c in args.cases.split(",") if c], args.max_time,
+                                 Path(args.sets_dir) if args.sets_dir else None)
         print(table)
         if args.write:
             when = time.strftime("%Y-%m-%d %H:%M")

@@ -95,7 +95,7 @@ def quality(spec_file: Path, data_file: Path, truth: dict, fit_json: Path) -> di
     z = fp.z_from_values({**truth["parameters"]}, truth.get("x0"))
     L_true = fp.loss(z, check=False)
     _, J = fp.jacobian(z, gauge=False, rtol=fp.rtol)
-    rel = cramer_rao(J, fp.names, fp.scales, fp.natural(z), symmetries=find_symmetries(model))
+    rel = cramer_rao(J, fp.names, fp.scales, fp.natural(z), symmetries=find_symmetries(model), rel_se_max=REL_SE_MAX)
     cr = {n for n, r in zip(fp.names, rel, strict=True) if not n.startswith("x0.") and r <= REL_SE_MAX}
     flags, cover = set(), []
     for n, t in truth["parameters"].items():

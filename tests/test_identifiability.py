@@ -458,3 +458,71 @@ def test_profile_start_loss_falls_back_to_the_previous_point():
     profile_likelihood(recording, np.exp(m), 1, names=names, scales=scales, trace=bad, sides=("upper",),
                        start_loss=lambda z: 0.5 * (z - m) @ H @ (z - m))
     np.testing.assert_allclose(starts[0][[0, 2]], m[[0, 2]])
+
+
+def _weak_direction_case(c: float = 3e-3):
+    """J with eigenvalues 1e8, 1e4, 1e2 and a weak 1e-4 (below rcond * 1e8 = 1e-3, above the absolute floor
+    1e-8) whose direction is mostly d, with a small component c in a."""
+    rng = np.random.default_rng(5)
+    w = np.array([c, 0.0, 0.0, math.sqrt(1 - c * c)])
+    V = np.linalg.qr(np.column_stack([w, rng.normal(size=(4, 3))]))[0]
+    V[:, 0] *= np.sign(V[0, 0]) * np.sign(c)
+    lam = np.array([1e-4, 1e2, 1e4, 1e8])
+    U = np.linalg.qr(rng.normal(size=(50, 4)))[0]
+    return U @ np.diag(np.sqrt(lam)) @ V.T, V, lam
+
+
+def test_fisher_weak_direction_adds_its_share_instead_of_an_infinite_se():
+    """A small component c in a weak (numerically null) direction adds c^2 / lambda to the variance (what the
+    parameter's profile shows in the quadratic model) instead of making its SE infinite; the parameter that
+    dominates the direction is undetermined; cramer_rao applies the same rule."""
+    J, V, lam = _weak_direction_case()
+    names, theta = list("abcd"), np.ones(4)
+    res = fisher_analysis(J, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0)
+    full = V @ np.diag(1 / lam) @ V.T                    # the full inverse: no exact null direction here
+    assert len(res.null_directions) == 1 and res.null_directions[0]["d"] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(res.se_transformed[:3], np.sqrt(np.diag(full))[:3], rtol=1e-8)
+    # the profiles' start path holds the weak direction: the covariance on the determined directions only
+    det = V[:, 1:] @ np.diag(1 / lam[1:]) @ V[:, 1:].T
+    np.testing.assert_allclose(res.covariance_determined, det, atol=1e-10 * np.abs(det).max())
+    assert 3e-3 ** 2 / 1e-4 < res.se_transformed[0] ** 2 < 0.5 ** 2
+    assert res.identifiable["a"] and math.isinf(res.se_transformed[3]) and not res.identifiable["d"]
+    assert res.reasons["d"].startswith("flat direction (eigenvalue 0.0001)")
+    np.testing.assert_allclose(cramer_rao(J, names, ["log"] * 4, theta), res.rel_se)
+    # a limit below the weak direction's share alone (0.3): a lies in the flat direction, in both
+    strict = fisher_analysis(J, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0, rel_se_max=0.2)
+    assert math.isinf(strict.rel_se[0]) and strict.reasons["a"].startswith("flat direction")
+    np.testing.assert_allclose(cramer_rao(J, names, ["log"] * 4, theta, rel_se_max=0.2), strict.rel_se)
+    # a component below 1e-3 in a weak direction: its share counts (here over the limit), but it is not flat
+    J1, V1, lam1 = _weak_direction_case(5e-4)
+    small = fisher_analysis(J1, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0, rel_se_max=0.02)
+    full1 = V1 @ np.diag(1 / lam1) @ V1.T
+    assert small.rel_se[0] == pytest.approx(math.sqrt(full1[0, 0]), rel=1e-8) and small.rel_se[0] > 0.05
+    assert not small.identifiable["a"] and small.reasons["a"].startswith("relative SE")
+    np.testing.assert_allclose(cramer_rao(J1, names, ["log"] * 4, theta, rel_se_max=0.02), small.rel_se)
+    # a component above 1e-3 in an exact null direction (eigenvalue below the absolute floor): infinite SE
+    J0 = J.copy()
+    J0 -= np.outer(J0 @ V[:, 0], V[:, 0])                 # remove the weak direction entirely
+    exact = fisher_analysis(J0, names, theta, scales=["log"] * 4, n_obs=50, loss=25.0)
+    assert math.isinf(exact.se_transformed[0]) and math.isinf(exact.se_transformed[3])
+
+
+def test_profile_does_not_bisect_an_overshoot_inside_the_covered_interval():
+    """An overshooting step is bisected only where a more precise end could move the interval it is united
+    with (``covered``); on a quadratic profile the interpolated ends are exact either way."""
+    H, m, names, scales = _quadratic_case()
+    se = math.sqrt(np.linalg.inv(H)[0, 0])
+    obj, _ = _quadratic(H, m)
+    kw = dict(names=names, scales=scales, loss_hat=10.0, step=5 * se, n_points=8, max_evals=8)
+    plain = profile_likelihood(obj, np.exp(m), 0, **kw)
+    wald = {lev: [float(np.exp(m[0] - z * se)), float(np.exp(m[0] + z * se))] for lev, z in (("0.95", Z95),
+                                                                                            ("0.99", Z99))}
+    wide = {lev: [iv[0] * 0.9, iv[1] * 1.1] for lev, iv in wald.items()}
+    skipped = profile_likelihood(obj, np.exp(m), 0, covered=wide, **kw)
+    assert plain.evaluations == 6 and skipped.evaluations == 2       # one step per side, bisected twice
+    for lev, iv in wald.items():
+        np.testing.assert_allclose(skipped.intervals[lev], iv, rtol=1e-6)
+    narrow = {lev: [iv[0] * 1.1, iv[1] * 0.9] for lev, iv in wald.items()}
+    assert profile_likelihood(obj, np.exp(m), 0, covered=narrow, **kw).evaluations == 6
+    open_sides = {lev: [None, None] for lev in wald}
+    assert profile_likelihood(obj, np.exp(m), 0, covered=open_sides, **kw).evaluations == 2

@@ -168,12 +168,15 @@ def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
     i = fp.names.index(c.name)
     trace = profile_trace(fp, result, c)
     if c.kind in ("at bound", "flat"):
+        # (bisecting an overshoot places equally good points near the 99% end: the farthest ones, merged)
         return dict(n_points=8, step=0.5 if fp.scales[i] == "log" else None, max_evals=8, trace=trace)
     if c.kind == "borderline":
         # first step just past the Wald 99% end: where the quadratic approximation holds, one point per side
-        # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there
+        # (q there ~ 7.3 > 6.63) decides; where the profile is flatter the walk goes on from there. Its
+        # interval is united with the Wald one: an overshooting step is not bisected where that cannot move
+        # the united interval's ends (covered)
         se = result.fisher.se_transformed[i]
-        return dict(n_points=8, max_evals=8, trace=trace,
+        return dict(n_points=8, max_evals=8, trace=trace, covered=result.fisher.intervals[c.name],
                     step=float(min(max(BORDERLINE_STEP * se, 1e-3), 2.0)) if np.isfinite(se) else None)
     return dict(n_points=12, trace=trace)
 
@@ -181,8 +184,9 @@ def _settings(fp: FitProblem, result: FitResult, c: Check) -> dict[str, Any]:
 def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | None:
     """Where the other unknowns go as the checked one moves, by the quadratic approximation at the optimum
     (the profile's warm start, transformed space, 1 at the checked one): along the flat direction it
-    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance (the minimiser of
-    the quadratic model with z_i fixed); None where neither is defined."""
+    dominates for a "flat" check, else Sigma[:, i] / Sigma[i, i] of the Fisher covariance on its determined
+    directions (the minimiser of the quadratic model with z_i fixed, weak directions held); None where neither
+    is defined."""
     f = result.fisher
     i = fp.names.index(c.name)
     if c.kind == "flat" or not np.isfinite(f.se_transformed[i]):
@@ -195,7 +199,7 @@ def profile_trace(fp: FitProblem, result: FitResult, c: Check) -> np.ndarray | N
             if abs(v[i]) > 1e-3 and (best is None or abs(v[i]) > abs(best[i])):
                 best = v
         return None if best is None else best / best[i]
-    cov = f.covariance
+    cov = f.covariance_determined     # not along weak directions: the profile's start stays where the model holds
     if cov is None or not cov[i, i] > 0:
         return None
     trace = cov[:, i] / cov[i, i]

@@ -74,10 +74,10 @@ def merge_fisher(fp: FitProblem, syms: Sequence[Any], result: FitResult, points:
     threshold): a parameter is identifiable only if it is at every point, and its intervals are the union.
 
     At those points the null space is only what carries no information at all (relative eigenvalue below
-    the absolute floor, ``rcond=0``), not the numerical-rank cut of the analysis at the optimum: the profile
-    walks the flat direction explicitly, so its weak eigenvalue adds its share c^2/lambda to the variance of
-    a parameter with a small component c in it instead of making that parameter's SE infinite (a component
-    of 0.003 did that to muB, whose value stays put along the profile)."""
+    the absolute floor, ``rcond=0``): the profile walks the flat direction explicitly, so a weak eigenvalue
+    adds its share c^2/lambda to the variance of a parameter with a component c in it, as at the optimum
+    (:func:`symode.identifiability.fisher.undetermined`), where the weak directions are in addition
+    reported as flat and a parameter whose share alone exceeds the limit is undetermined."""
     f = result.fisher
     merged_iv = {n: {lev: list(v) for lev, v in f.intervals[n].items()} for n in f.names}
     for zz in points:

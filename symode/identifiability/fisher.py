@@ -3,7 +3,9 @@ combinations, with a flag and a reason for every estimated quantity.
 
 The Fisher information of weighted residuals r = (y - d) / sigma is F = J^T J (J = dr/dz, z the
 transformed unknowns: log(theta) for ``scale == "log"``, theta otherwise; see :mod:`symode.optim.transform`).
-The covariance is the pseudo-inverse of F on its determined part; standard errors are sqrt(diag cov),
+The covariance is the pseudo-inverse of F without its exact null directions (a weak direction, eigenvalue
+lambda, adds c^2 / lambda to the variance of a parameter with component c in it: what its profile shows in
+the quadratic model); standard errors are sqrt(diag cov),
 Wald intervals z_hat +- q sigma mapped back to natural space (asymmetric for log parameters).
 
 F is analysed in *relative* coordinates (log for log parameters, theta / |theta_hat| for linear ones) so
@@ -44,7 +46,8 @@ RCOND = 1e-11
 ABS_FLOOR = 1e-8
 
 
-#: A parameter whose component in a (unit) null direction exceeds this has an infinite standard error.
+#: A parameter whose component in a (unit) exact null direction (symmetry, eigenvalue below the absolute
+#: floor) exceeds this has an infinite standard error.
 NULL_COMPONENT = 1e-3
 
 
@@ -67,6 +70,7 @@ class FisherResult:
     eigenvalues: np.ndarray              # of the Fisher matrix in relative coordinates, ascending
     correlation: np.ndarray              # NaN rows/columns for undetermined parameters
     covariance: np.ndarray | None = None  # transformed space (pseudo-inverse; inf-SE entries unusable)
+    covariance_determined: np.ndarray | None = None   # the same on the determined directions only
     se_natural: np.ndarray | None = None  # delta-method SE in natural space
     s2: float = float("nan")             # 2*loss/(n_obs - n_par): residual variance factor (~1 if sigma right)
     se_transformed_scaled: np.ndarray | None = None   # se_transformed * sqrt(s2)
@@ -160,15 +164,26 @@ def relative_factors(theta: np.ndarray, scales: Sequence[str]) -> np.ndarray:
 
 @dataclass
 class _Decomp:
-    cov_rel: np.ndarray          # covariance in relative coordinates (pinv on the determined part)
-    null_rel: np.ndarray         # (n x k) orthonormal null basis in relative coordinates
+    cov_rel: np.ndarray          # covariance in relative coordinates: determined part + weak directions
+    cov_det: np.ndarray          # its determined part (weak directions held: the quadratic model's profile path)
+    null_rel: np.ndarray         # (n x k) orthonormal null basis in relative coordinates (exact, then weak)
     null_eig: list[float]        # eigenvalue per null vector (0 for exact symmetries)
     det_vecs: np.ndarray         # (n x r) determined eigenvectors
     det_eig: np.ndarray          # their eigenvalues
     eig_all: np.ndarray          # eigenvalues of the full Fisher matrix, ascending
+    exact_comp: np.ndarray       # per parameter: largest |component| in an exact null direction
+    flat_se: np.ndarray          # per parameter: relative SE from the weak directions alone (c^2 / lambda)
+    weak_comp: np.ndarray        # per parameter: largest |component| in a weak direction
+    n_exact: int = 0             # the first n_exact columns of null_rel are exact null directions
 
 
 def _decompose(Jr: np.ndarray, W: np.ndarray, rcond: float, abs_floor: float) -> _Decomp:
+    """Eigen-decomposition of F = Jr^T Jr in relative coordinates, split three ways: *exact* null directions
+    (the symmetry generators ``W``, and eigenvalues <= ``abs_floor``: nothing known along them), *weak*
+    directions (abs_floor < lambda <= rcond * lambda_max: the numerical null space reported as flat) and the
+    determined rest. The covariance is the pseudo-inverse over the weak and determined directions: a
+    parameter with component c in a weak direction gets its share c^2 / lambda, the variance a profile of
+    that parameter shows in the quadratic model (the profile follows the weak direction by delta / c)."""
     n = Jr.shape[1]
     F = Jr.T @ Jr
     F = 0.5 * (F + F.T)
@@ -185,28 +200,50 @@ def _decompose(Jr: np.ndarray, W: np.ndarray, rcond: float, abs_floor: float) ->
     lam_max = max(float(eig_all[-1]) if n else 0.0, 0.0)
     cut = max(rcond * lam_max, abs_floor)
     null_mask = lam <= cut
+    exact_mask = lam <= abs_floor
+    weak_mask = null_mask & ~exact_mask
     V = Q @ U if Q.shape[1] else np.zeros((n, 0))
-    null_rel = np.hstack([Wn, V[:, null_mask]])
-    null_eig = [0.0] * Wn.shape[1] + [float(x) for x in lam[null_mask]]
+    order = np.concatenate([np.flatnonzero(exact_mask), np.flatnonzero(weak_mask)]).astype(int)
+    null_rel = np.hstack([Wn, V[:, order]])
+    null_eig = [0.0] * Wn.shape[1] + [float(x) for x in lam[order]]
+    n_exact = Wn.shape[1] + int(np.sum(exact_mask))
     det = ~null_mask
     Vd, ld = V[:, det], lam[det]
-    cov = (Vd / ld) @ Vd.T if Vd.shape[1] else np.zeros((n, n))
-    return _Decomp(cov, null_rel, null_eig, Vd, ld, eig_all)
+    Vw, lw = V[:, weak_mask], lam[weak_mask]
+    cov_det = (Vd / ld) @ Vd.T if Vd.shape[1] else np.zeros((n, n))
+    cov_weak = (Vw / lw) @ Vw.T if Vw.shape[1] else np.zeros((n, n))
+    exact_comp = np.max(np.abs(null_rel[:, :n_exact]), axis=1) if n_exact else np.zeros(n)
+    flat_se = np.sqrt(np.maximum(np.diag(cov_weak), 0.0))
+    weak_comp = np.max(np.abs(Vw), axis=1) if Vw.shape[1] else np.zeros(n)
+    return _Decomp(cov_det + cov_weak, cov_det, null_rel, null_eig, Vd, ld, eig_all, exact_comp, flat_se,
+                   weak_comp, n_exact)
+
+
+def undetermined(d: _Decomp, rel_se_max: float) -> np.ndarray:
+    """Which parameters lie appreciably in a flat direction (their SE is reported infinite, their interval
+    is their bounds): a component above :data:`NULL_COMPONENT` in an exact null direction, or one in a weak
+    direction together with a relative SE from the weak directions alone (sqrt(sum_k c_k^2 / lambda_k))
+    above ``rel_se_max``, the identifiability limit. Every other parameter keeps a finite SE that includes
+    its weak share, so whether it is identifiable (total relative SE <= the limit) does not depend on where
+    the numerical-rank cut falls. A component below :data:`NULL_COMPONENT` would have the direction move a
+    thousand times as far as the parameter, beyond where the quadratic model (and the direction's
+    flatness) holds: the share counts, but the parameter is not called flat."""
+    return (d.exact_comp > NULL_COMPONENT) | ((d.weak_comp > NULL_COMPONENT) & (d.flat_se > rel_se_max))
 
 
 def cramer_rao(J: np.ndarray, names: Sequence[str], scales: Sequence[str], theta: np.ndarray, *,
                symmetries: Sequence[Symmetry] | None = None, rcond: float = RCOND,
-               abs_floor: float = ABS_FLOOR) -> np.ndarray:
+               abs_floor: float = ABS_FLOOR, rel_se_max: float = 0.5) -> np.ndarray:
     """Cramer-Rao relative standard errors at a point (e.g. the truth): J is the weighted residual
-    Jacobian w.r.t. the transformed parameters there. inf where the parameter has a component in the
-    null space (exact symmetry or flat direction). For log-scale parameters this is the SE of log."""
+    Jacobian w.r.t. the transformed parameters there. inf where the parameter lies in a flat direction
+    (exact symmetry, or as decided by :func:`undetermined` with ``rel_se_max``, the same rule as
+    :func:`fisher_analysis`). For log-scale parameters this is the SE of log."""
     theta = np.asarray(theta, dtype=float)
     rf = relative_factors(theta, scales)
     W = symmetry_directions(symmetries or [], names)
     d = _decompose(np.asarray(J, dtype=float) * rf, relative_generators(W, theta, scales), rcond, abs_floor)
     rel = np.sqrt(np.maximum(np.diag(d.cov_rel), 0.0))
-    if d.null_rel.shape[1]:
-        rel[np.max(np.abs(d.null_rel), axis=1) > NULL_COMPONENT] = np.inf
+    rel[undetermined(d, rel_se_max)] = np.inf
     for i, s in enumerate(scales):
         if s != "log" and theta[i] == 0:
             rel[i] = np.inf
@@ -225,8 +262,12 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     theta: natural-space values. bounds: name -> (lo, hi) or a list aligned with names (natural space,
     None = open). Symmetries (from :func:`scaling_symmetries`) are treated as exact null directions.
 
-    The covariance is the pseudo-inverse of the FIM on its determined part; parameters with a component
-    (> 1e-3) in the null space get an infinite SE. 95%/99% Wald intervals are built in the transformed
+    The covariance is the pseudo-inverse of the FIM without its exact null directions (symmetries and
+    eigenvalues below ``abs_floor``): a weak direction (below ``rcond`` times the largest eigenvalue, reported
+    as a null direction) adds c^2 / lambda to the variance of a parameter with component c in it. A
+    parameter lies in a flat direction, with an infinite SE, if it has a component (> 1e-3) in an exact null
+    direction, or one in a weak direction and the weak directions alone give it a relative SE above
+    ``rel_se_max`` (:func:`undetermined`). 95%/99% Wald intervals are built in the transformed
     space and mapped back (asymmetric for log parameters), clipped to bounds; an undetermined parameter
     gets its bounds (None for an open side). A parameter is identifiable iff its SE is finite, its
     relative SE <= ``rel_se_max`` and no exact symmetry moves it; every other one gets a reason.
@@ -249,8 +290,7 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
 
     cov_t = d.cov_rel * np.outer(rf, rf)
     se = np.sqrt(np.maximum(np.diag(cov_t), 0.0))
-    null_comp = np.max(np.abs(d.null_rel), axis=1) if d.null_rel.shape[1] else np.zeros(n)
-    in_null = null_comp > NULL_COMPONENT
+    in_null = undetermined(d, rel_se_max)
     se[in_null] = np.inf
     rel = np.array([se[i] if scales[i] == "log" else (se[i] / abs(theta[i]) if theta[i] != 0 else np.inf)
                     for i in range(n)])
@@ -297,7 +337,7 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
         if moved_by:
             why.append("exact symmetry: " + "; ".join(s.description for s in moved_by))
         elif in_null[i]:
-            k = int(np.argmax(np.abs(d.null_rel[i, :])))
+            k = _flat_direction(d, i)
             v = d.null_rel[:, k]
             partners = sorted((j for j in range(n) if j != i and abs(v[j]) > 0.05), key=lambda j: -abs(v[j]))[:4]
             with_ = ", ".join(f"{names[j]} ({v[j] / v[i]:+.2g})" for j in partners)
@@ -327,12 +367,23 @@ def fisher_analysis(J: np.ndarray, names: Sequence[str], theta: np.ndarray, *, s
     return FisherResult(names=names, theta=theta, scales=scales, se_transformed=se, rel_se=rel,
                         intervals=intervals, identifiable=identifiable, reasons=reasons,
                         null_directions=null_dirs, combinations=combos, eigenvalues=np.sort(d.eig_all),
-                        correlation=corr, covariance=cov_t, se_natural=se_nat, s2=s2,
+                        correlation=corr, covariance=cov_t, covariance_determined=d.cov_det * np.outer(rf, rf),
+                        se_natural=se_nat, s2=s2,
                         se_transformed_scaled=se * math.sqrt(s2) if np.isfinite(s2) else None,
                         rank=int(d.det_vecs.shape[1]), n_obs=int(n_obs), loss=float(loss),
                         at_bound=at_bound, symmetries=active, notes=notes)
 
 
+
+
+def _flat_direction(d: _Decomp, i: int) -> int:
+    """The null direction that makes parameter i undetermined: its largest exact component above
+    :data:`NULL_COMPONENT`, else the weak direction with the largest share c^2 / lambda."""
+    ex = np.abs(d.null_rel[i, :d.n_exact])
+    if ex.size and ex.max() > NULL_COMPONENT:
+        return int(np.argmax(ex))
+    share = d.null_rel[i, d.n_exact:] ** 2 / np.maximum(d.null_eig[d.n_exact:], 1e-300)
+    return d.n_exact + int(np.argmax(share))
 
 
 def percent(x: float) -> str:

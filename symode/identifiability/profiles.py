@@ -70,7 +70,8 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                        max_span: float | None = None, max_evals: int | None = None,
                        refine: int = 2, sides: Sequence[str] = ("lower", "upper"),
                        trace: np.ndarray | None = None,
-                       start_loss: Callable[[np.ndarray], float] | None = None) -> Profile:
+                       start_loss: Callable[[np.ndarray], float] | None = None,
+                       covered: dict[str, Sequence[float | None]] | None = None) -> Profile:
     """Profile likelihood of parameter ``index``.
 
     objective(index, value_transformed, start_transformed) -> (loss, theta_opt_transformed) re-optimises
@@ -82,7 +83,10 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
     Walks both ways from the optimum with adaptive steps (about n_points/2 per side) until
     2*(loss - loss_hat) exceeds ``threshold`` (default chi2(1, 0.99) = 6.63), a bound is hit, the walk
     exceeds ``max_span`` (default 25 in log / 1e3*max(|theta|, 1) linear) or ``max_evals`` per side;
-    a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times.
+    a last step that overshoots the threshold (> 1.5x) is bisected up to ``refine`` times, unless the
+    interpolated crossings of both levels lie inside ``covered`` ({level: [lo, hi]} natural values, None
+    open, e.g. the Wald intervals a caller unites the profile's with): there a more precise end cannot
+    change the united interval, and the side is closed either way.
 
     Warm starts (:func:`predicted_start`): each evaluation starts from the side's re-optimised vectors
     extrapolated to the new value (the secant through the last two; from the optimum, along ``trace``,
@@ -200,7 +204,7 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
             side_pts.sort(key=lambda p: sign * (p[0] - z0))
             below, above = side_pts[-2], side_pts[-1]
             for _ in range(refine):
-                if 2.0 * (above[1] - loss_hat) <= 1.5 * thr:
+                if 2.0 * (above[1] - loss_hat) <= 1.5 * thr or _inside(side_pts, loss_hat, z0, sign, covered, scale):
                     break
                 zm = 0.5 * (below[0] + above[0])
                 try:
@@ -219,11 +223,34 @@ def profile_likelihood(objective: Callable[[int, float, np.ndarray], tuple[float
                     above = pts[-1]
                 else:
                     below = pts[-1]
+                side_pts = sorted([*side_pts, pts[-1]], key=lambda p: sign * (p[0] - z0))
         stop[side] = why
         flat[side] = side_max_q < thr and why != "time limit"
     bar.close()
     return _assemble(pts, names[index], index, scale, float(theta_hat[index]), loss_hat, z0, stop, flat, better,
                      evals)
+
+
+def _inside(side_pts: list[tuple[float, float, np.ndarray]], loss_hat: float, z0: float, sign: float,
+            covered: dict[str, Sequence[float | None]] | None, scale: str) -> bool:
+    """Whether this side's interpolated crossings of every level lie within ``covered`` (natural values)."""
+    if not covered:
+        return False
+    zs = np.array([z0] + [p[0] for p in side_pts])
+    qs = np.array([0.0] + [2.0 * (p[1] - loss_hat) for p in side_pts])
+    for lev in LEVELS:
+        iv = covered.get(lev)
+        if iv is None:
+            return False
+        end = iv[0] if sign < 0 else iv[1]
+        if end is None:                    # an open side covers every crossing
+            continue
+        if scale == "log" and end <= 0:
+            return False
+        c = _crossing(zs, qs, 0, 1, CHI2_1[lev])
+        if c is None or sign * (c - to_transformed(end, scale)) > 0:
+            return False
+    return True
 
 
 def predicted_start(znew: float, walk: Sequence[tuple[float, np.ndarray]], index: int,
