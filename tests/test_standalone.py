@@ -72,9 +72,9 @@ def sa(chemostat_dir: Path):
 
 def test_directory_contents(chemostat_dir: Path) -> None:
     for name in ("model.c", "model.h", "model_wrapper.c", "model_casadi.c", "model_casadi.h", "symode_integrator.c",
-                 "symode_tape.c", "symode_tape_record.c", "symode_gradient.c", "symode_model.h", "example.c",
-                 "Makefile", "model.py",
-                 "README.md", "spec.yaml", "manifest.json", "libmodel.so", "model_example"):
+                 "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_gradient.c",
+                 "symode_model.h", "example.c", "Makefile", "model.py", "README.md", "spec.yaml", "manifest.json",
+                 "libmodel.so", "model_example"):
         assert (chemostat_dir / name).is_file(), name
     header = (chemostat_dir / "model.h").read_text()
     for text in ("MODEL_STATE_NAMES", "MODEL_PARAMETER_NAMES", "MODEL_INPUT_NAMES", "MODEL_OBSERVABLE_NAMES",

@@ -22,7 +22,7 @@ from .conftest import (
     parse_c_driver,
 )
 
-SOURCES = [CSRC / "symode_tape.c", CSRC / "symode_tape_record.c", CSRC / "symode_integrator.c"]
+SOURCES = [CSRC / n for n in ("symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_integrator.c")]
 DRIVER = REPO / "tests" / "csrc" / "test_tape_main.c"
 
 CC = c_compiler()
@@ -61,7 +61,8 @@ def driver_run(driver):
     return res, parse_c_driver(res.stdout)
 
 
-@pytest.mark.parametrize("src", ["symode_tape.c", "symode_tape_record.c", "symode_integrator.c", "symode_gradient.c"])
+@pytest.mark.parametrize("src", ["symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
+                                 "symode_integrator.c", "symode_gradient.c"])
 def test_compiles_warning_free(tmp_path, src):
     cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", f"-I{CSRC}", "-c",
            str(CSRC / src), "-o", str(tmp_path / "x.o")]

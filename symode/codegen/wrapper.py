@@ -26,7 +26,7 @@ CODEGEN_VERSION = "6"
 #: model_casadi.c).
 CSRC = Path(__file__).resolve().parent / "csrc"
 C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_integrator.c", "symode_tape.h",
-             "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c",
+             "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
              "symode_gradient.h", "symode_gradient.c", "symode_model.h")
 #: The wrapper template and the two variants of its work arrays (stack; heap for wide MX networks).
 WRAPPER_TEMPLATES = ("model.c", "work_stack.h", "work_heap.h")

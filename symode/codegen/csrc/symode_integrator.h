@@ -98,7 +98,7 @@ int symode_integrate_ws(const symode_model *m, const symode_options *opt, int nt
                         const double *times, const double *x0, const double *p, const double *u,
                         double *xout, symode_stats *stats, void *work);
 
-/* Step recording hook (used by symode_tape.c for discrete adjoints / sensitivities).
+/* Step recording hook (used by symode_tape_record.c for discrete adjoints / sensitivities).
    Called once per ACCEPTED step, after the step was accepted and before any method switch:
      interval: index i of [times[i], times[i+1]];  method: SYMODE_EXPLICIT or SYMODE_STIFF used
      for this step;  t: step start;  h: step size used in the stage formulas;  tend: step end

@@ -1,6 +1,7 @@
 /*
  * symode_tape_impl.h -- the tape's layout, shared by the recording (symode_tape_record.c) and the
- * derivative sweeps (symode_tape.c). Internal: not part of the runtime's API (symode_tape.h).
+ * derivative sweeps (symode_tape.c, symode_tape_forward.c). Internal: not part of the runtime's API
+ * (symode_tape.h).
  */
 #ifndef SYMODE_TAPE_IMPL_H
 #define SYMODE_TAPE_IMPL_H
@@ -44,5 +45,44 @@ struct symode_tape {
 
 /* Default limit of the stored stage values per tape (steps beyond it are replayed). */
 #define TAPE_STAGE_LIMIT_DEFAULT ((size_t)256 << 20)
+
+/* The work space of a derivative sweep over a tape (symode_tape.c, symode_tape_forward.c). */
+typedef struct {
+    const symode_tape *tp;
+    const symode_model *m;
+    const symode_derivs *d;
+    const double *p;
+    const double *u; /* current interval */
+    int n, np, P;    /* P = n + np (forward) */
+    /* the current step: stage states, stage values (DP5: K = f; RODAS4: K = k_i) and the factors of E,
+       from the tape (stored step) or from the replay into Kbuf / Ebuf / pivbuf */
+    double *Y[6];
+    const double *K[6];
+    const symode_lu *lu;   /* RODAS4: the factors of E (&lu_tape or &lu_buf) */
+    double *Kbuf[6], *Ebuf, *lbuf_d;
+    int *lbuf_i;
+    symode_lu lu_buf, lu_tape;
+    double *F[6];        /* RODAS4 replay: f(T_i, Y_i) (F[0] = f(t, y)) */
+    double *ynew, *fx, *ftmp;
+    double *J;
+    double T[6];         /* stage times */
+    double delt;         /* RODAS4 non-autonomous df/dt increment (0: autonomous) */
+    /* adjoint */
+    double *kbar[6], *rbar[6], *ybar, *w, *ox, *op, *gp, *fxbar, *Kcat;
+    /* forward (n x P matrices) */
+    double *dK[6], *dY, *G, *Gt, *dfx, *Jp, *Jx2, *Jp2, *ep, *colv;
+    double *Mx, *Mp; /* RODAS4 forward: d(J k)/dx (n x n), d(J k)/dp (n x np), column-major */
+} wspace;
+
+
+/* Allocate the sweep's arrays (forward: also the n x (n + np) ones) in one block; the block or NULL. */
+void *symode_tape_ws_alloc(wspace *w, int n, int np, int forward);
+/* The stage states, stage values and factors of step s from y (stored on the tape, or replayed). */
+int symode_tape_step_prepare(wspace *w, const tape_step *s, const double *y);
+/* SYMODE_ERR_ARGS unless the tape is valid and recorded with this model's sizes (and a Jacobian for
+   RODAS4 steps); else 0. */
+int symode_tape_check(const symode_tape *tape, const symode_model *m, const double *p, const double *u);
+/* The inputs of interval i. */
+const double *symode_tape_interval_u(const symode_model *m, const double *u, int i);
 
 #endif
