@@ -6,8 +6,11 @@ Budgets are iteration counts, so that every decision (which start wins, which ca
 depends on the data, the seeds and ``workers`` only, never on the machine's speed, its load or the
 backend: the full template's multi-start fit runs :data:`FULL_STARTS` starts for ``full_iter[0]``
 Levenberg-Marquardt iterations each and continues the :data:`FULL_KEEP` best for ``full_iter[1]`` more;
-a candidate refit gets ``max_iter`` iterations and is abandoned as hopeless by iteration-counted rules
-(cold refits only after :data:`COLD_PATIENCE` times the iterations of warm ones). Wall-clock limits
+a candidate refit gets ``max_iter`` iterations, stops when its objective fell by less than :data:`STALL`
+[1] over :data:`STALL` [0] iterations, and is abandoned as hopeless by iteration-counted rules (cold
+refits only after :data:`COLD_PATIENCE` times the iterations of warm ones); rival refits (removals of which
+only the best counts) run in stages of :data:`RIVAL_STAGE` iterations and stop when outpaced
+(:meth:`Search.evaluate_rivals`). Wall-clock limits
 (``max_time`` per fit, the search's ``budget``) are safety caps only: a fit they stop is counted
 (``time_capped``) and reported, since its result then depends on the machine. ``timings`` records the
 wall and worker CPU seconds of every phase of the search.
