@@ -38,7 +38,8 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     Levenberg-Marquardt iterations, the budget every decision rests on; ``target`` and ``patience``: the
     iteration-counted early abandon; ``max_time``: a wall-clock safety cap only, reported as ``stop`` =
     "time limit" when hit; ``x0s``: the initial states of every data file, ``shooting``: "single" or
-    "multiple"; ``stall``: Levenberg-Marquardt's (window, tolerance) of the stall test; ``it0``: iterations
+    "multiple"; ``stall``: Levenberg-Marquardt's (window, tolerance) of the stall test; ``geodesic``:
+    whether its steps use geodesic acceleration (default true); ``it0``: iterations
     already done by earlier stages of the same fit, counted by the hopeless rules).
     Returns :meth:`Candidate.to_dict`; a fit whose objective is not finite (the solver failed
     at every point tried) has ``failed`` set to the reason.
@@ -100,7 +101,7 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
         try:
             res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
                                       max_time=job["max_time"], callback=watch, stall_window=int(window),
-                                      stall_tol=float(tol))
+                                      stall_tol=float(tol), geodesic=bool(job.get("geodesic", True)))
             z, conv, iterations = res.z, res.converged, res.iterations
             stop = ("converged" if conv else "time limit" if res.message == "time limit"
                     else "iterations" if iterations >= max_iter else "stalled")
