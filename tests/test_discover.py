@@ -14,6 +14,7 @@ from symode.discover import (
     FULL_KEEP,
     FULL_STARTS,
     RIVAL_STAGE,
+    STALL,
     Candidate,
     Search,
     candidate_spec,
@@ -362,6 +363,30 @@ def test_full_fit_budgets_are_iteration_counts(case):
     assert best.objective == 50.0 and search.time_capped == 1
     for j in screen + cont:
         assert not {"max_cpu", "cpu"} & set(j) and j["max_time"] <= 30.0
+    # plain LM steps for the continued starts only (the far-off screening starts need geodesic acceleration)
+    assert all(j.get("geodesic", True) for j in screen) and not any(j.get("geodesic", True) for j in cont)
+
+
+def test_candidate_fits_use_the_stall_rule(case, monkeypatch):
+    """Every candidate job carries STALL, and the worker hands it (and ``geodesic``) to Levenberg-Marquardt."""
+    import symode.discover.worker as worker
+
+    spec = template_spec(1, 2)
+    search = Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=3, max_time=30.0,
+                    resume=False)
+    seen = []
+    real = worker.levenberg_marquardt
+
+    def spy(*a, **k):
+        seen.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(worker, "levenberg_marquardt", spy)
+    job = search._job(prunable_edges(spec), None)
+    assert job["stall"] == STALL
+    worker.fit_candidate(job)
+    worker.fit_candidate({**job, "geodesic": False})
+    assert [(k["stall_window"], k["stall_tol"], k["geodesic"]) for k in seen] == [(*STALL, True), (*STALL, False)]
 
 
 def test_full_starts_do_not_depend_on_the_process(tmp_path):
