@@ -26,8 +26,10 @@ import os
 import re
 import resource
 import time
+from collections import Counter
+from pathlib import Path
 
-from symode.discover import discover, satellite_relabelling, synthetic_case
+from symode.discover import CHECKPOINT, discover, satellite_relabelling, synthetic_case
 from symode.report.discover import write_discovery
 
 # True communities (truth.json "edges" format); satellite j grows on metabolite k, X makes some metabolites
@@ -128,6 +130,13 @@ def main() -> None:
         print(f"{len(doc['kept_edges'])} edges kept, {doc['n_candidates_evaluated']} candidate fits, "
               f"{doc['wall_time_s']:.1f} s in discover\n\n| phase | wall s | CPU s | fits |\n|---|---:|---:|---:|")
         print("\n".join(phase_table(doc.get("timings", {}))))
+        ck = Path(args.timings).with_name(CHECKPOINT)     # the stored fits, when the checkpoint is beside it
+        if ck.exists():
+            fits = json.loads(ck.read_text()).get("evaluated", [])
+            stops = Counter(str(c.get("stop", "")) or "?" for c in fits)
+            how = ", ".join(f"{k} {v}" for k, v in sorted(stops.items()))
+            print(f"\nLM iterations of the {len(fits)} stored fits: {sum(int(c.get('iterations', 0)) for c in fits)} "
+                  f"(stopped: {how})")
         return
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); {args.days:g} days of data; "
           f"{args.workers} workers")

@@ -13,6 +13,8 @@ from symode.discover import (
     FULL_ITER,
     FULL_KEEP,
     FULL_STARTS,
+    RIVAL_STAGE,
+    STALL,
     Candidate,
     Search,
     candidate_spec,
@@ -291,6 +293,46 @@ def test_removal_fitted_from_a_worse_model_is_refitted_from_the_new_one(case):
     assert not search.improvable(drop, cur)
 
 
+def test_rival_removals_stop_when_outpaced(case):
+    """Rival removals run in stages of RIVAL_STAGE iterations; after a stage, a fit still running stops
+    when even at its recent rate of descent for the rest of its budget it would not beat the best finished
+    rival; one that could goes on from its last point, its iterations counted on."""
+    spec = template_spec(2, 2)
+    search = Search(spec, [case[1]], outdir=None, workers=2, progress=False, max_iter=300, max_time=30.0,
+                    resume=False)
+    search.criterion = "bic"
+    kw = {"x0": {}, "k": 1, "n_obs": 10, "aicc": 1.0}
+    cur = Candidate(edges=["uptake:M1->Y1", "uptake:M2->Y1", "uptake:M2->Y2"], parameters={"a_M2_Y1": 0.1},
+                    objective=120.0, bic=240.0, **kw)
+    a, b, c = ([e for e in cur.edges if e != x] for x in cur.edges)
+    # a converges at once; b creeps (rate 0.01: 200 more iterations reach bic 216 > 199); c descends fast
+    stage1 = {"a": (101.0, 199.0, 20, "converged", 0.0), "b": (110.0, 220.0, RIVAL_STAGE, "iterations", 0.01),
+              "c": (112.0, 224.0, RIVAL_STAGE, "iterations", 1.0)}
+    name = {tuple(sorted(s)): n for n, s in zip("abc", (a, b, c), strict=True)}
+    batches = []
+
+    def fake_fit_jobs(jobs):
+        batches.append(jobs)
+        out = []
+        for j in jobs:
+            n = name[tuple(sorted(j["edges"]))]
+            obj, bic, it, stop, rate = stage1[n] if len(batches) == 1 else (99.0, 197.0, 7, "converged", 0.0)
+            out.append(Candidate(edges=j["edges"], parameters={"a_M2_Y1": float(len(batches))}, objective=obj,
+                                 bic=bic, iterations=it, stop=stop, rate=rate, **kw).to_dict())
+        return out
+
+    search.fit_jobs = fake_fit_jobs
+    got = {name[tuple(sorted(x.edges))]: x for x in search.evaluate_rivals([a, b, c], cur)}
+    assert [len(x) for x in batches] == [3, 1]
+    assert {j["max_iter"] for j in batches[0]} == {RIVAL_STAGE} and {j.get("it0", 0) for j in batches[0]} == {0}
+    (cont,) = batches[1]
+    assert name[tuple(sorted(cont["edges"]))] == "c" and cont["it0"] == RIVAL_STAGE
+    assert cont["parameters"]["a_M2_Y1"] == 1.0                         # from its last point
+    assert got["b"].stop == "outpaced" and got["b"].iterations == RIVAL_STAGE
+    assert got["c"].iterations == RIVAL_STAGE + 7 and got["c"].bic == 197.0
+    assert got["a"].iterations == 20
+
+
 def test_full_fit_budgets_are_iteration_counts(case):
     """The full-template fit screens FULL_STARTS starts for FULL_ITER[0] iterations and continues the
     FULL_KEEP lowest for FULL_ITER[1]; no job carries a time budget other than the wall-clock safety cap,
@@ -321,6 +363,30 @@ def test_full_fit_budgets_are_iteration_counts(case):
     assert best.objective == 50.0 and search.time_capped == 1
     for j in screen + cont:
         assert not {"max_cpu", "cpu"} & set(j) and j["max_time"] <= 30.0
+    # plain LM steps for the continued starts only (the far-off screening starts need geodesic acceleration)
+    assert all(j.get("geodesic", True) for j in screen) and not any(j.get("geodesic", True) for j in cont)
+
+
+def test_candidate_fits_use_the_stall_rule(case, monkeypatch):
+    """Every candidate job carries STALL, and the worker hands it (and ``geodesic``) to Levenberg-Marquardt."""
+    import symode.discover.worker as worker
+
+    spec = template_spec(1, 2)
+    search = Search(spec, [case[1]], outdir=None, workers=1, progress=False, max_iter=3, max_time=30.0,
+                    resume=False)
+    seen = []
+    real = worker.levenberg_marquardt
+
+    def spy(*a, **k):
+        seen.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(worker, "levenberg_marquardt", spy)
+    job = search._job(prunable_edges(spec), None)
+    assert job["stall"] == STALL
+    worker.fit_candidate(job)
+    worker.fit_candidate({**job, "geodesic": False})
+    assert [(k["stall_window"], k["stall_tol"], k["geodesic"]) for k in seen] == [(*STALL, True), (*STALL, False)]
 
 
 def test_full_starts_do_not_depend_on_the_process(tmp_path):

@@ -17,14 +17,14 @@ from symode.discover.moves import split_moves, swap_sets
 from symode.discover.result import DiscoveryResult
 from symode.discover.run import discover
 from symode.discover.screen import effect_sizes, screen_sizes
-from symode.discover.search import CHECKPOINT, FULL_ITER, FULL_KEEP, FULL_STARTS, Search
+from symode.discover.search import CHECKPOINT, FULL_ITER, FULL_KEEP, FULL_STARTS, RIVAL_STAGE, STALL, Search
 from symode.discover.starts import cold_starts, full_starts, transplant_start
 from symode.discover.strategies import BackwardElimination, ScreenRefit, ThresholdRefit, information_criteria
 from symode.discover.synthetic import synthetic_case
 from symode.discover.worker import fit_candidate
 
 __all__ = [
-    "CHECKPOINT", "FULL_ITER", "FULL_KEEP", "FULL_STARTS",
+    "CHECKPOINT", "FULL_ITER", "FULL_KEEP", "FULL_STARTS", "RIVAL_STAGE", "STALL",
     "BackwardElimination", "Candidate", "DiscoveryResult", "ScreenRefit", "Search", "ThresholdRefit",
     "candidate_spec", "cold_starts", "discover", "effect_sizes", "effective_edges", "fit_candidate", "full_starts",
     "information_criteria", "n_unknowns", "prunable_edges", "relabel_candidate", "rename_labels",

@@ -69,15 +69,18 @@ class Candidate:
     failed: str = ""                  # why the fit failed (objective not finite), "" when it did not
     iterations: int = 0               # Levenberg-Marquardt iterations of the fit that produced it
     stop: str = ""                    # why that fit stopped: converged, iterations (its budget), hopeless
-                                      # (early abandon), stalled, failed, or "time limit" (the safety cap)
+                                      # (early abandon), outpaced (a rival finished better than it could
+                                      # reach), stalled, failed, or "time limit" (the safety cap)
     cpu_s: float = 0.0                # CPU seconds of that fit (where it ran)
+    rate: float = 0.0                 # objective decrease per iteration over that fit's last <= 30 iterations
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "parameters": self.parameters, "x0": self.x0,
                 "objective": self.objective, "k": self.k, "n_obs": self.n_obs, "aicc": self.aicc,
                 "bic": self.bic, "wald": self.wald, "converged": self.converged, "time_s": self.time_s,
                 "knockout": self.knockout, "x0s": self.x0s, "failed": self.failed,
-                "iterations": self.iterations, "stop": self.stop, "cpu_s": self.cpu_s}
+                "iterations": self.iterations, "stop": self.stop, "cpu_s": self.cpu_s,
+                "rate": self.rate}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:

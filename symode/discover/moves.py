@@ -63,7 +63,7 @@ def run_backward(search: Search, strat: BackwardElimination, current: Candidate)
         n_groups = len(sets)
         if not sets:
             sets = [[x for x in current.edges if x != e] for e in ranked[: max(1, search.workers)]]
-        cands = search.evaluate(sets, current)
+        cands = search.evaluate(sets, current) if n_groups else search.evaluate_rivals(sets, current)
         best = min(cands, key=lambda c: c.ic(crit))
         if best.ic(crit) < current.ic(crit):
             current = best
@@ -77,7 +77,7 @@ def run_backward(search: Search, strat: BackwardElimination, current: Candidate)
             if search.out_of_time():
                 break
             batch = rest[i:i + max(1, search.workers)]
-            cands = search.evaluate([[x for x in current.edges if x != e] for e in batch], current)
+            cands = search.evaluate_rivals([[x for x in current.edges if x != e] for e in batch], current)
             best = min(cands, key=lambda c: c.ic(crit))
             if best.ic(crit) < current.ic(crit):
                 current, improved = best, True

@@ -9,6 +9,7 @@ increase when an edge's strength is set to 0 without refitting).
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -37,7 +38,10 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     Levenberg-Marquardt iterations, the budget every decision rests on; ``target`` and ``patience``: the
     iteration-counted early abandon; ``max_time``: a wall-clock safety cap only, reported as ``stop`` =
     "time limit" when hit; ``x0s``: the initial states of every data file, ``shooting``: "single" or
-    "multiple"). Returns :meth:`Candidate.to_dict`; a fit whose objective is not finite (the solver failed
+    "multiple"; ``stall``: Levenberg-Marquardt's (window, tolerance) of the stall test; ``geodesic``:
+    whether its steps use geodesic acceleration (default true); ``it0``: iterations
+    already done by earlier stages of the same fit, counted by the hopeless rules).
+    Returns :meth:`Candidate.to_dict`; a fit whose objective is not finite (the solver failed
     at every point tried) has ``failed`` set to the reason.
 
     BLAS runs on one thread here wherever the job runs (a pool or cluster worker, or this process): the
@@ -47,8 +51,15 @@ def fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
         return _fit_candidate(job)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the C compiler building a candidate's
+    model library runs as a child: ~0.7 s per new model, which process time alone does not show)."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
 def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0 = time.perf_counter(), _cpu()
     spec = spec_from_dict(job["spec"], file="<candidate>")
     start = {n: v for n, v in job["parameters"].items() if n in spec.parameters}
     spec = spec.with_values(start, {n: v for n, v in job["x0"].items() if n in spec.states})
@@ -59,6 +70,7 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
     z = fp.z_from_values()
     failure = ""
     max_iter = int(job["max_iter"])
+    losses: list[float] = []            # objective after each accepted iteration (single shooting)
     if job.get("shooting", "single") == "multiple":
         stages: list[dict[str, Any]] = []
         tracker = Tracker(fp, None, None, t0)
@@ -76,16 +88,20 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
         target = job.get("target")
         last: dict[str, Any] = {"z": z, "it": 0}
         n1, n2 = (round(n * job.get("patience", 1.0)) for n in (30, 80))
+        it0 = int(job.get("it0", 0))
+        window, tol = job.get("stall", (30, 0.05))
 
         def watch(it: int, zz: np.ndarray, loss: float) -> None:
             last["z"], last["it"] = zz, it
-            if target is not None and ((it >= n1 and loss > 1.25 * target + 50) or
-                                       (it >= n2 and loss > 1.05 * target + 10)):
+            losses.append(loss)
+            if target is not None and ((it + it0 >= n1 and loss > 1.25 * target + 50) or
+                                       (it + it0 >= n2 and loss > 1.05 * target + 10)):
                 raise _Hopeless
 
         try:
             res = levenberg_marquardt(fp.residuals, fp.jacobian, z, fp.lb, fp.ub, max_iter=max_iter,
-                                      max_time=job["max_time"], callback=watch)
+                                      max_time=job["max_time"], callback=watch, stall_window=int(window),
+                                      stall_tol=float(tol), geodesic=bool(job.get("geodesic", True)))
             z, conv, iterations = res.z, res.converged, res.iterations
             stop = ("converged" if conv else "time limit" if res.message == "time limit"
                     else "iterations" if iterations >= max_iter else "stalled")
@@ -134,11 +150,14 @@ def _fit_candidate(job: dict[str, Any]) -> dict[str, Any]:
             zk[i] = max(0.0, fp.lb[i])
             lk = fp.loss(zk)
             knock[e.id] = float(lk - loss) if np.isfinite(lk) else 1e300
+    # The recent rate of descent (objective decrease per iteration over the last <= 30 iterations).
+    tail = losses[-31:]
+    rate = max(0.0, (tail[0] - tail[-1]) / (len(tail) - 1)) if len(tail) > 1 else 0.0
     k = len(fp.names)
     aicc, bic = information_criteria(float(loss), k, fp.n_obs)
     return Candidate(edges=list(job["edges"]), parameters=params, x0=x0, objective=float(loss), k=k,
                      n_obs=fp.n_obs, aicc=aicc, bic=bic, wald={k2: (v if math.isfinite(v) else 1e300)
                                                                for k2, v in wald.items()},
                      converged=bool(conv), time_s=time.perf_counter() - t0, knockout=knock, x0s=x0_all,
-                     failed=failure, iterations=int(iterations), stop=stop,
-                     cpu_s=time.process_time() - cpu0).to_dict()
+                     failed=failure, iterations=int(iterations), stop=stop, rate=float(rate),
+                     cpu_s=_cpu() - cpu0).to_dict()
