@@ -48,18 +48,12 @@ def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None =
     its samples up to ``t_end`` and without the taxa ``drop``."""
     if table is None:
         tables = wide_to_long(data_dir / "diet.csv", data_dir / "diet-events.csv",
-                              inputs={"Low fiber diet": "diet"})
+                              inputs={"Low fiber diet": "diet"}, t_end=t_end, drop=drop)
     else:
-        tables = wide_to_long(table)
+        tables = wide_to_long(table, t_end=t_end, drop=drop)
     paths = write_long(tables, out / "data")
     if keep:
         paths = [p for p in paths if int(p.stem.removeprefix("subject")) in keep]
-    if t_end is not None or drop:
-        for p in paths:
-            rows = [r.split(",") for r in p.read_text().splitlines()]
-            cols = [k for k, c in enumerate(rows[0]) if c not in drop]
-            rows = [rows[0]] + [r for r in rows[1:] if t_end is None or float(r[0]) <= t_end]
-            p.write_text("\n".join(",".join(r[k] for k in cols) for r in rows) + "\n")
     data = [read_csv(p) for p in paths]
     inputs = ["diet"] if table is None else []
     species = [c for c in data[0].columns if c not in inputs]

@@ -126,6 +126,17 @@ def test_convert_wide_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert np.isnan(d1.columns["Strain4"][1]) and d1.columns["B_fragilis"][0] == 0.2
     d2 = read_csv(tmp_path / "out" / "subject2.csv")
     assert list(d2.columns["Low_fiber_diet"]) == [0.0] and d2.columns["B_fragilis"][0] == 0.0
+    # a window and a dropped taxon: the samples up to day 2 (the event's start inserted), without Strain4
+    assert main(["convert", str(wide), "--events", str(events), "--t-end", "2", "--drop", "Strain4",
+                 "-o", str(tmp_path / "cut")]) == 0
+    assert capsys.readouterr().out.strip() == "B_fragilis"
+    c1 = read_csv(tmp_path / "cut" / "subject1.csv")
+    assert list(c1.times) == [0.0, 1.0, 2.0] and list(c1.columns) == ["Low_fiber_diet", "B_fragilis"]
+    assert list(c1.columns["Low_fiber_diet"]) == [0.0, 1.0, 1.0] and c1.columns["B_fragilis"][2] == 0.1
+    assert main(["convert", str(wide), "--drop", "Nope", "-o", str(tmp_path / "o3")]) == 2
+    assert "Nope" in capsys.readouterr().err
+    assert main(["convert", str(wide), "--t-end", "-1", "-o", str(tmp_path / "o3")]) == 2
+    assert "no sample at or before" in capsys.readouterr().err
     wide.write_text("id,1,1\ntime,0,1\nA,1,-2\n")
     assert main(["convert", str(wide), "-o", str(tmp_path / "o2")]) == 2
     assert "negative value" in capsys.readouterr().err

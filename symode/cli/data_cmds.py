@@ -17,7 +17,8 @@ def run_convert(args: argparse.Namespace) -> int:
         if not eq or not event.strip() or not name.strip():
             raise SymodeError(f"--input {item!r}: expected EVENT=NAME")
         names[event.strip()] = name.strip()
-    tables = wide_to_long(args.wide, args.events, inputs=names)
+    drop = [d.strip() for d in (args.drop or "").split(",") if d.strip()]
+    tables = wide_to_long(args.wide, args.events, inputs=names, t_end=args.t_end, drop=drop)
     paths = write_long(tables, args.output, prefix=args.prefix)
     first = next(iter(tables.values()))
     echo(f"wrote {len(paths)} file(s) to {args.output}: {len(first.taxa)} taxa, input(s) "
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", action="append", metavar="EVENT=NAME",
                    help="input column name of an event type (default: the event type with non-alphanumeric "
                         "runs replaced by _)")
+    p.add_argument("--t-end", type=float, metavar="T",
+                   help="only the samples (and event boundaries) at or before time T, e.g. the phase before a "
+                        "challenge that a model started from the first sample cannot represent")
+    p.add_argument("--drop", metavar="TAXA", help="taxa left out, comma-separated (labels or converted names)")
     p.add_argument("--prefix", default="subject", help="file name prefix (default subject: subject<id>.csv)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.set_defaults(func=run_convert)

@@ -133,15 +133,33 @@ def read_events(path: str | Path) -> list[tuple[str, str, float, float]]:
 
 
 def wide_to_long(wide: str | Path, events: str | Path | None = None, *,
-                 inputs: dict[str, str] | None = None) -> dict[str, LongTable]:
+                 inputs: dict[str, str] | None = None, t_end: float | None = None,
+                 drop: tuple[str, ...] | list[str] = ()) -> dict[str, LongTable]:
     """One :class:`LongTable` per subject (in order of first appearance), sorted by time. ``inputs``: event
     type -> input column name (default: :func:`spec_name` of the event type); every subject gets every
-    input column."""
+    input column. ``t_end``: only the samples (and event boundaries) at or before this time; ``drop``: taxa
+    left out (by their label or converted name; an unknown one is an error)."""
     subjects, times, labels, values = read_wide(wide)
     taxa = [spec_name(t) for t in labels]
     dup = sorted({t for t in taxa if taxa.count(t) > 1})
     if dup:
         raise DataError(f"taxon labels that give the same name: {', '.join(dup)}", file=str(wide))
+    unknown_drop = [d for d in drop if d not in taxa and d not in labels]
+    if unknown_drop:
+        raise DataError(f"taxa to drop that are not in the table: {', '.join(map(repr, unknown_drop))} "
+                        f"(taxa: {', '.join(taxa)})", file=str(wide))
+    keep = [i for i, (t, lab) in enumerate(zip(taxa, labels, strict=True)) if t not in drop and lab not in drop]
+    if not keep:
+        raise DataError("dropping these taxa leaves none", file=str(wide))
+    taxa, values = [taxa[i] for i in keep], values[keep]
+    if t_end is not None:
+        if not np.isfinite(t_end):
+            raise DataError(f"end time {t_end}: not a finite time", file=str(wide))
+        inside = times <= t_end
+        subjects = [s for s, k in zip(subjects, inside, strict=True) if k]
+        times, values = times[inside], values[:, inside]
+        if not len(times):
+            raise DataError(f"no sample at or before time {t_end:g}", file=str(wide))
     ev = read_events(events) if events is not None else []
     names = dict(inputs or {})
     for _, e, _, _ in ev:
