@@ -19,6 +19,20 @@ SUITE_V2 = SHARED_PETAB / "test-suite" / "v2.0.0" / "sbml"
 BENCHMARK = SHARED_PETAB / "benchmark"
 
 
+def has_steady_states(problem: Path) -> bool:
+    """Whether a problem's tables ask for a steady state (a pre-equilibration condition, a measurement at
+    t = inf, or a v2 experiment period starting at -inf): read from its TSV files, without building it."""
+    for f in sorted(problem.glob("*.tsv")):
+        if f.name.startswith(("simulatedData", "simulations")):
+            continue
+        table = pd.read_csv(f, sep="\t")
+        if "preequilibrationConditionId" in table and table["preequilibrationConditionId"].notna().any():
+            return True
+        if "time" in table and np.isinf(pd.to_numeric(table["time"], errors="coerce")).any():
+            return True
+    return False
+
+
 def case_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("[0-9][0-9][0-9][0-9]") if p.is_dir()) if root.is_dir() else []
 

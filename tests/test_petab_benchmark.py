@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import require
-from tests.petab_cases import BENCHMARK
+from tests.petab_cases import BENCHMARK, has_steady_states
 
 REFERENCE = BENCHMARK / "reference-llh.tsv"
 PROBLEMS = list(pd.read_csv(REFERENCE, sep="\t")["problem"]) if REFERENCE.exists() else []
 pytestmark = pytest.mark.slow
 needs_problems = pytest.mark.skipif(not PROBLEMS, reason=f"Benchmark collection not found at {BENCHMARK}")
+STEADY = [n for n in PROBLEMS if has_steady_states(BENCHMARK / n)]
 
 
 def test_benchmark_collection_found() -> None:
@@ -40,16 +41,19 @@ def test_llh_at_nominal_matches_reference(name: str) -> None:
     assert abs(llh - ref) <= 1e-3 or abs(llh - ref) <= 1e-5 * abs(ref), (llh, ref)
 
 
+def test_benchmark_problems_with_steady_states_found() -> None:
+    require(not PROBLEMS or len(STEADY) >= 2, f"expected Zheng and Brannmark among {STEADY}")
+
+
 @needs_problems
-@pytest.mark.parametrize("name", PROBLEMS)
+@pytest.mark.parametrize("name", STEADY)
 def test_steady_states_agree_between_plain_forward_and_adjoint(name: str) -> None:
     """Pre-equilibrations and t = inf steady states are polished by Newton's method, so an evaluation
     without derivatives, one with forward sensitivities (whose integration also waits for dx/dtheta) and
     one recorded for the adjoint reach the same steady state: their llh agree to 1e-9 relative and
     their gradients to 1e-6 (before the polish Zheng's llh differed by 4e-7 and its gradients by 99 %)."""
     obj = _objective(name)
-    if not any(exp.preeq is not None or np.any(exp.time_index < 0) for exp in obj.problem.experiments):
-        pytest.skip("no steady states")
+    assert any(exp.preeq is not None or np.any(exp.time_index < 0) for exp in obj.problem.experiments)
     plain = obj.evaluate()
     forward = obj.evaluate(gradient=True, method="forward")
     adjoint = obj.evaluate(gradient=True)
