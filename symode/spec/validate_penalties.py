@@ -100,8 +100,9 @@ def make_stability_penalty(name: str, targets: Any, margin: float, weight: float
                 raise ValueError(f"{pattern!r} matches no parameter")
             bad = [n for n in names if n not in where]
             if bad:
-                raise ValueError(f"{pattern!r}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
-                                 f"is not the strength of a glv edge (an interaction-matrix entry)")
+                which = "" if bad == [pattern] else f"{pattern!r} matches "
+                raise ValueError(f"{which}{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} is not the "
+                                 f"strength of a glv edge (an interaction-matrix entry)")
             chosen += [n for n in names if n not in chosen]
     consts = [(e.target, e.source, float(e.strength)) for e in glv if not isinstance(e.strength, str)]
     cells = [c for n in chosen for c in where[n]] + [(i, j) for i, j, _ in consts]
