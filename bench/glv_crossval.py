@@ -17,6 +17,8 @@ Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), `
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
 ``grid10-gm`` (as ``grid-gm`` with the multipliers 1, 3, 10),
+``stable`` (the ``spec`` arm with a stability penalty: margin 0.01/day, weight 1e4, on the interaction
+matrix scaled by the typical abundances), ``stable-gm`` (the same from gradient matching),
 ``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
 ``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
@@ -67,8 +69,10 @@ def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None =
 
 
 def arm_kwargs(arm: str) -> dict:
-    if arm == "spec":
+    if arm in ("spec", "stable"):
         return {}
+    if arm == "stable-gm":
+        return {"init": "gradient-matching"}
     if arm == "gm":
         return {"init": "gradient-matching"}
     if arm == "grid-fit":
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             results[arm] = json.loads(path.read_text())
             continue
         d = json.loads(json.dumps(base))
+        if arm.startswith("stable"):
+            d = glv_template_dict(species, inputs, scales=typical_abundances(species, data), stability_margin=0.01)
         kw = {}
         if arm.startswith("edges="):
             file, _, how = arm[6:].partition("@")

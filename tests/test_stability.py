@@ -45,13 +45,16 @@ def test_declaration_maps_every_glv_entry_from_the_edges() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.float64, (3, 3), elements=st.floats(-2.0, 2.0)), st.floats(0.0, 0.5), st.floats(0.1, 1e3),
-       arrays(np.float64, 15, elements=st.floats(0.2, 3.0)))
+       arrays(np.float64, 15, elements=st.floats(0.2, 3.0)),
+       st.none() | arrays(np.float64, 3, elements=st.floats(0.01, 10.0)))
 def test_residual_and_jacobian_match_finite_differences(A: np.ndarray, margin: float, weight: float,
-                                                        dtheta_dz: np.ndarray) -> None:
-    spec = stable_spec(margin=margin, weight=weight)
+                                                        dtheta_dz: np.ndarray, c: np.ndarray | None) -> None:
+    kw = {} if c is None else {"abundances": dict(zip(SPECIES, c.tolist(), strict=True))}
+    spec = stable_spec(margin=margin, weight=weight, **kw)
     names = list(spec.parameters)
     terms = PenaltyTerms(spec.penalties, names)
-    lam = np.linalg.eigvalsh(0.5 * (A + A.T))
+    B = A if c is None else A * c[None, :]               # columns scaled by the typical abundances
+    lam = np.linalg.eigvalsh(0.5 * (B + B.T))
     assume(lam[-1] - lam[-2] > 1e-3 and lam[-1] + margin > 1e-3)     # simple, and the max is active
     th = matrix_theta(spec, names, A)
     r, J = terms.rows(th, dtheta_dz)
@@ -94,6 +97,8 @@ def test_fixed_entries_enter_with_their_value() -> None:
     ({"margin": -1.0}, r"penalties\.0\.margin.*non-negative"),
     ({"weight": 0.0}, r"penalties\.0\.weight.*positive"),
     ({"scale": 1.0}, "scale"),
+    ({"abundances": {"A": -1.0}}, r"penalties\.0\.abundances.*positive"),
+    ({"abundances": {"Z": 1.0}}, r"penalties\.0\.abundances.*'Z' is not a state"),
 ])
 def test_bad_declarations_refused(penalty: dict, message: str) -> None:
     d = glv_template_dict(SPECIES, interaction_sd=None)
@@ -124,6 +129,18 @@ def test_command_line_option() -> None:
                          ("stability:margin=x", "not a number")):
         with pytest.raises(SymodeError, match=message):
             parse_penalty_option(bad, spec)
+
+
+def test_template_option_scales_by_typical_abundances() -> None:
+    from symode.graph.glv import glv_template_spec
+
+    spec = glv_template_spec(SPECIES, scales={"A": 2.0, "B": 0.5, "C": 1.0}, stability_margin=0.05)
+    pen = spec.penalties[-1]
+    assert (pen.kind, pen.margin, pen.abundances) == ("stability", 0.05, {"A": 2.0, "B": 0.5, "C": 1.0})
+    names = list(spec.parameters)
+    th = np.array([spec.parameters[n].value for n in names])     # a_ii = -1/xbar_i, a_ij = 0: B = -I
+    assert PenaltyTerms(spec.penalties, names).lambda_max(th) == pytest.approx([-1.0])
+    assert loads_spec(spec.to_yaml()) == spec
 
 
 def test_pruned_edges_leave_the_matrix() -> None:

@@ -5,14 +5,15 @@ Jacobian keep working: for every penalised unknown k with q = (theta_k - center)
 - l1 (Laplace prior, smoothed at 0): r = sign(q) sqrt(2 (sqrt(q^2 + d^2) - d))  (1/2 r^2 ~ |q|)
 
 with d = :data:`L1_SMOOTHING`; and one row per ``stability`` term on the gLV interaction matrix A
-(entries = the term's parameters at their positions, plus constant entries; missing entries 0):
+(entries = the term's parameters at their positions, plus constant entries; missing entries 0), its
+columns scaled by typical abundances c (default 1), B = A diag(c):
 
-- stability: r = sqrt(weight) max(0, lambda_max(S) + margin),  S = (A + A^T) / 2
+- stability: r = sqrt(weight) max(0, lambda_max(S) + margin),  S = (B + B^T) / 2
 
 S negative definite (lambda_max(S) < 0) makes a positive equilibrium of the gLV model globally stable
-(Volterra-Lyapunov with D = I). With v the unit eigenvector of lambda_max, d lambda_max / dA_ij = v_i v_j
-(for a simple eigenvalue), so dr/dtheta_k = sqrt(weight) sum over k's positions (i, j) of v_i v_j when
-the max is active.
+(Volterra-Lyapunov with D = diag(1/c): diag(c)^-1 S diag(c)^-1 = (D A + A^T D)/2). With v the unit
+eigenvector of lambda_max, d lambda_max / dB_ij = v_i v_j (for a simple eigenvalue), so dr/dtheta_k =
+sqrt(weight) sum over k's positions (i, j) of v_i v_j c_j when the max is active.
 
 The objective of a penalised fit is the data part plus these terms. Penalties come from the spec's
 ``penalties`` section; the command line adds ``TYPE:PATTERN=SCALE`` terms and ``stability[:...]``
@@ -41,21 +42,23 @@ class PenaltyTerms:
                  fixed: Mapping[str, float] | None = None) -> None:
         pos = {n: k for k, n in enumerate(names)}
         idx, inv, ctr, l1 = [], [], [], []
-        #: per stability term: (size, constant matrix, [(unknown index, rows, cols)], margin, sqrt(weight))
-        self.stability: list[tuple[int, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]], float, float]] = []
+        #: per stability term: (size, constant part of B, [(unknown, rows, cols, c[cols])], margin, sqrt(weight))
+        self.stability: list[tuple[int, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+                                   float, float]] = []
         for pen in penalties:
             if pen.kind == "stability":
                 m = len(pen.states)
+                c = np.array([pen.abundances.get(s, 1.0) for s in pen.states])
                 A0 = np.zeros((m, m))
                 for i, j, v in pen.constants:
-                    A0[i, j] += v
+                    A0[i, j] += v * c[j]
                 free = []
                 for n, cells in pen.positions.items():
                     rc = np.array(cells, dtype=int).reshape(-1, 2)
                     if n in pos:
-                        free.append((pos[n], rc[:, 0], rc[:, 1]))
+                        free.append((pos[n], rc[:, 0], rc[:, 1], c[rc[:, 1]]))
                     else:
-                        np.add.at(A0, (rc[:, 0], rc[:, 1]), float((fixed or {}).get(n, 0.0)))
+                        np.add.at(A0, (rc[:, 0], rc[:, 1]), float((fixed or {}).get(n, 0.0)) * c[rc[:, 1]])
                 self.stability.append((m, A0, free, pen.margin, float(np.sqrt(pen.weight))))
                 continue
             for n, s in pen.scales.items():
@@ -83,11 +86,11 @@ class PenaltyTerms:
         return np.concatenate([r, rs]), np.vstack([J, *Js])
 
     def matrix(self, k: int, theta: np.ndarray) -> np.ndarray:
-        """The interaction matrix A of stability term ``k`` at ``theta``."""
+        """The scaled interaction matrix B = A diag(c) of stability term ``k`` at ``theta``."""
         _, A0, free, _, _ = self.stability[k]
         A = A0.copy()
-        for u, rows, cols in free:
-            np.add.at(A, (rows, cols), theta[u])
+        for u, rows, cols, c in free:
+            np.add.at(A, (rows, cols), theta[u] * c)
         return A
 
     def stability_row(self, k: int, theta: np.ndarray, dtheta_dz: np.ndarray) -> tuple[float, np.ndarray]:
@@ -102,8 +105,8 @@ class PenaltyTerms:
         if excess <= 0:
             return 0.0, J
         v = V[:, -1]
-        for u, rows, cols in free:
-            J[0, u] += sw * float(np.sum(v[rows] * v[cols])) * dtheta_dz[u]
+        for u, rows, cols, c in free:
+            J[0, u] += sw * float(np.sum(v[rows] * v[cols] * c)) * dtheta_dz[u]
         return sw * float(excess), J
 
     def lambda_max(self, theta: np.ndarray) -> list[float]:

@@ -138,7 +138,8 @@ class Penalty:
     """A regularisation term on estimated parameters, added to the objective: ``ridge`` (a Gaussian
     prior) 1/2 sum ((theta_k - center) / scale_k)^2, or ``l1`` (a Laplace prior, smoothed at 0)
     sum |theta_k - center| / scale_k; or ``stability`` on the gLV interaction matrix A (A[i, j] = the
-    strength of the ``glv`` edge j -> i): weight/2 max(0, lambda_max((A + A^T)/2) + margin)^2."""
+    strength of the ``glv`` edge j -> i) scaled by typical abundances, B = A diag(c):
+    weight/2 max(0, lambda_max((B + B^T)/2) + margin)^2."""
 
     name: str
     kind: str                                  # "ridge", "l1" or "stability"
@@ -151,6 +152,7 @@ class Penalty:
     constants: list[tuple[int, int, float]] = field(default_factory=list)
     margin: float = 0.0
     weight: float = 1.0
+    abundances: dict[str, float] = field(default_factory=dict)   # state -> typical abundance c (default 1)
 
     @property
     def parameters(self) -> list[str]:
@@ -167,8 +169,9 @@ class Penalty:
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "stability":
-            return {"name": self.name, "type": self.kind, "parameters": list(self.positions),
-                    "margin": self.margin, "weight": self.weight}
+            d = {"name": self.name, "type": self.kind, "parameters": list(self.positions),
+                 "margin": self.margin, "weight": self.weight}
+            return d | ({"abundances": dict(self.abundances)} if self.abundances else {})
         d: dict[str, Any] = {"name": self.name, "type": self.kind, "parameters": dict(self.scales)}
         if self.center:
             d["center"] = self.center

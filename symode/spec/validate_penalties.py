@@ -69,10 +69,11 @@ def make_penalty(name: str, kind: str, targets: Any, scale: float | None, center
 
 
 def make_stability_penalty(name: str, targets: Any, margin: float, weight: float,
-                           parameters: Mapping[str, Parameter], interactions: Sequence[Interaction]) -> Penalty:
+                           parameters: Mapping[str, Parameter], interactions: Sequence[Interaction],
+                           abundances: Any = None) -> Penalty:
     """A stability term on the interaction matrix of the ``glv`` edges: ``targets`` None (every glv
-    strength) or names/patterns/``@prunable`` that must all be glv strengths; raises ValueError with a
-    one-line message."""
+    strength) or names/patterns/``@prunable`` that must all be glv strengths; ``abundances`` None or a
+    mapping state of the matrix -> typical abundance (> 0); raises ValueError with a one-line message."""
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < float("inf"):
         raise ValueError(f"'margin' must be a non-negative number, got {margin!r}")
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
@@ -115,11 +116,19 @@ def make_stability_penalty(name: str, targets: Any, margin: float, weight: float
     if missing:
         raise ValueError(f"the matrix has no self-interaction (glv edge {missing[0]}->{missing[0]}) of "
                          f"{', '.join(missing)}: its symmetric part cannot be negative definite")
+    abundances = {} if abundances is None else abundances
+    if not isinstance(abundances, Mapping):
+        raise ValueError(f"'abundances' must be a mapping state -> typical abundance, got {describe(abundances)}")
+    for s, c in abundances.items():
+        if s not in states:
+            raise ValueError(f"'abundances': {s!r} is not a state of the interaction matrix")
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < float("inf"):
+            raise ValueError(f"'abundances': the typical abundance of {s!r} must be a positive number, got {c!r}")
     pos = {s: k for k, s in enumerate(states)}
     return Penalty(name=name, kind="stability", scales={}, states=states,
                    positions={n: [(pos[i], pos[j]) for i, j in where[n]] for n in chosen},
                    constants=[(pos[i], pos[j], v) for i, j, v in consts], margin=float(margin),
-                   weight=float(weight))
+                   weight=float(weight), abundances={s: float(c) for s, c in abundances.items()})
 
 
 def validate_penalties(chk: FieldChecker, raw: Any, parameters: dict[str, Parameter],
@@ -136,14 +145,14 @@ def validate_penalties(chk: FieldChecker, raw: Any, parameters: dict[str, Parame
         kind = chk.string(d.get("type"), (*path, "type"), choices=PENALTY_KINDS)
         name = chk.string(d.get("name", f"{kind}{i + 1}"), (*path, "name"))
         if kind == "stability":
-            chk.keys(d, path, {"name", "type", "parameters", "margin", "weight"})
+            chk.keys(d, path, {"name", "type", "parameters", "margin", "weight", "abundances"})
             margin = chk.number(d.get("margin", 0.0), (*path, "margin"))
             weight = chk.number(d.get("weight", 1.0), (*path, "weight"))
             try:
                 out.append(make_stability_penalty(name, d.get("parameters"), margin, weight, parameters,
-                                                  interactions))
+                                                  interactions, d.get("abundances")))
             except ValueError as exc:
-                field = next((k for k in ("margin", "weight") if f"'{k}'" in str(exc)), "parameters")
+                field = next((k for k in ("margin", "weight", "abundances") if f"'{k}'" in str(exc)), "parameters")
                 raise chk.err((*path, field), str(exc)) from None
             continue
         chk.keys(d, path, {"name", "type", "parameters", "scale", "center"})
