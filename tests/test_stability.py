@@ -125,7 +125,10 @@ def test_command_line_option() -> None:
     assert (pen.margin, pen.weight, pen.positions) == (0.2, 50.0, spec.penalties[0].positions)
     pen = parse_penalty_option("stability:a_A_*,a_B_B,a_C_C", spec)
     assert set(pen.positions) == {"a_A_A", "a_A_B", "a_A_C", "a_B_B", "a_C_C"}
+    pen = parse_penalty_option("stability:abundances=x0", spec)
+    assert pen.abundances == {s: spec.states[s].x0 for s in SPECIES}
     for bad, message in (("stability:r_*", "not the strength"), ("stability:foo=1", "unknown item"),
+                         ("stability:abundances=data", "abundances=x0"),
                          ("stability:margin=x", "not a number")):
         with pytest.raises(SymodeError, match=message):
             parse_penalty_option(bad, spec)

@@ -165,10 +165,12 @@ def parse_penalty_option(text: str, spec: Spec) -> Penalty:
 
 
 def parse_stability_option(text: str, rest: str, spec: Spec) -> Penalty:
-    """``stability[:ITEM,...]`` with items ``margin=M``, ``weight=W`` and parameter names/patterns
+    """``stability[:ITEM,...]`` with items ``margin=M``, ``weight=W``, ``abundances=x0`` (the states'
+    spec values as typical abundances; the gLV template writes them there) and parameter names/patterns
     (default: every glv strength)."""
     opts = {"margin": 0.0, "weight": 1.0}
     patterns: list[str] = []
+    abundances = None
     for part in (p.strip() for p in rest.split(",")):
         if not part:
             continue
@@ -176,16 +178,25 @@ def parse_stability_option(text: str, rest: str, spec: Spec) -> Penalty:
         if not eq:
             patterns.append(part)
             continue
+        if key.strip() == "abundances":
+            if value.strip() != "x0":
+                raise SymodeError(f"--penalty {text!r}: abundances=x0 is the only choice on the command line")
+            abundances = {n: st.x0 for n, st in spec.states.items()}
+            continue
         if key.strip() not in opts:
-            raise SymodeError(f"--penalty {text!r}: unknown item {key.strip()!r} (margin=M, weight=W or a "
-                              f"parameter pattern)")
+            raise SymodeError(f"--penalty {text!r}: unknown item {key.strip()!r} (margin=M, weight=W, "
+                              f"abundances=x0 or a parameter pattern)")
         try:
             opts[key.strip()] = float(value)
         except ValueError:
             raise SymodeError(f"--penalty {text!r}: {key.strip()} {value!r} is not a number") from None
     try:
-        return make_stability_penalty("stability (command line)", patterns or None, opts["margin"], opts["weight"],
-                                      spec.parameters, spec.interactions)
+        pen = make_stability_penalty("stability (command line)", patterns or None, opts["margin"], opts["weight"],
+                                     spec.parameters, spec.interactions)
+        if abundances is not None:
+            pen = make_stability_penalty(pen.name, patterns or None, pen.margin, pen.weight, spec.parameters,
+                                         spec.interactions, {n: abundances[n] for n in pen.states})
+        return pen
     except ValueError as exc:
         raise SymodeError(f"--penalty {text!r}: {exc}") from None
 
