@@ -17,8 +17,9 @@ Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), `
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
 ``grid10-gm`` (as ``grid-gm`` with the multipliers 1, 3, 10),
-``stable`` (the ``spec`` arm with a stability penalty: margin 0.01/day, weight 1e4, on the interaction
-matrix scaled by the typical abundances), ``stable-gm`` (the same from gradient matching),
+``stable[:MARGIN[:WEIGHT]]`` (the ``spec`` arm with a stability penalty on the interaction matrix
+scaled by the typical abundances; default margin 0.01/day, weight 1e6), ``stable-gm[:MARGIN[:WEIGHT]]``
+(the same from gradient matching),
 ``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
 ``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
@@ -69,9 +70,9 @@ def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None =
 
 
 def arm_kwargs(arm: str) -> dict:
-    if arm in ("spec", "stable"):
+    if arm == "spec" or arm.split(":")[0] == "stable":
         return {}
-    if arm == "stable-gm":
+    if arm.split(":")[0] == "stable-gm":
         return {"init": "gradient-matching"}
     if arm == "gm":
         return {"init": "gradient-matching"}
@@ -103,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     base = glv_template_dict(species, inputs, scales=typical_abundances(species, data))
     results = {}
     for arm in a.arms.split(","):
-        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-") / "crossval.json"
+        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-").replace(":", "_") / "crossval.json"
         if path.exists() and not a.fresh:
             results[arm] = json.loads(path.read_text())
             continue
         d = json.loads(json.dumps(base))
         if arm.startswith("stable"):
-            d = glv_template_dict(species, inputs, scales=typical_abundances(species, data), stability_margin=0.01)
+            given = [float(v) for v in arm.split(":")[1:]]
+            margin, weight = [*given, *(0.01, 1e6)[len(given):]][:2]
+            d = glv_template_dict(species, inputs, scales=typical_abundances(species, data),
+                                  stability_margin=margin, stability_weight=weight)
         kw = {}
         if arm.startswith("edges="):
             file, _, how = arm[6:].partition("@")

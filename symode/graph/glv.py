@@ -69,7 +69,7 @@ def glv_template_dict(species: Sequence[str], perturbations: Sequence[str] = (),
                       scales: Mapping[str, float] | None = None, self_limit: float = 1.0,
                       interaction_sd: float | None = 0.1, sigma: float = 0.3, offset: float = 1e-5,
                       name: str | None = None, stability_margin: float | None = None,
-                      stability_weight: float = 1e4) -> dict[str, Any]:
+                      stability_weight: float = 1e6) -> dict[str, Any]:
     """The gLV template as plain spec data (see the module docstring). ``scales``: typical abundance of
     each species (default 1); ``interaction_sd`` None: no penalty; ``stability_margin``: a stability
     term (weight ``stability_weight``) on the xbar-scaled interaction matrix."""
