@@ -123,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
             kw = arm_kwargs(how) if how else {}
         else:
             kw = arm_kwargs(arm)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         load_before = os.getloadavg()[0]
         res = crossval(spec_from_dict(d), data, path.parent, max_iter=a.max_iter, max_time=a.max_time,
                        workers=a.workers, progress=False, **kw)
-        res["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "load_before": load_before,
+        res["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu_seconds() - c0, 1),
+                        "load_before": load_before,
                         "load_after": os.getloadavg()[0]}
         path.write_text(json.dumps(res, indent=1))
         results[arm] = res
     first = next(iter(results.values()))
     stems = [f["stem"] for f in first["folds"]]
-    print("arm | " + " | ".join(stems) + " | mean | blow-ups | mean fit s | fit-time ratio | iterations | load")
+    print("arm | " + " | ".join(stems) + " | mean | blow-ups | mean fit s | fit-time ratio | iterations | load | "
+          "CPU s (ratio)")
+    cpu_ref = first.get("bench", {}).get("cpu_s")
     t_ref = np.mean([f.get("fit_time_s", np.nan) for f in first["folds"]])
     for arm, res in results.items():
         fold = {f["stem"]: f for f in res["folds"]}
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         b = res.get("bench", {})
         mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
         print(f"{arm} | " + " | ".join(cells) + f" | {mean} | {len(res['failures'])} | {t_fit:.0f} | "
-              f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f}")
+              f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f} | "
+              + (f"{b['cpu_s']:.0f} ({b['cpu_s'] / cpu_ref:.2f})" if b.get("cpu_s") and cpu_ref else "-"))
         if res.get("mean_combined_rmse") is not None:
             print(f"{arm} averaged with the training mean | " + " | ".join(
                 f"{fold[s]['combined_rmse']:.3f}" if fold.get(s, {}).get("combined_rmse") is not None else "-"
@@ -154,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     print("training-mean trajectory | " + " | ".join(f"{f['training_mean_rmse']:.3f}" for f in first["folds"])
           + f" | {first['mean_training_mean_rmse']:.3f}")
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _edge_id(e: dict) -> str:
