@@ -17,6 +17,9 @@ Arms: ``spec`` (the template's values), ``gm`` (``init="gradient-matching"``), `
 multipliers 0.3,1,3 chosen by inner leave-one-out on the training files, gradient-matching starts),
 ``grid-gm`` (the same, but the inner loop scores ridge gradient matching's simulated predictions),
 ``grid10-gm`` (as ``grid-gm`` with the multipliers 1, 3, 10),
+``stable[:MARGIN[:WEIGHT]]`` (the ``spec`` arm with a stability penalty on the interaction matrix
+scaled by the typical abundances; default margin 0.01/day, weight 1e6), ``stable-gm[:MARGIN[:WEIGHT]]``
+(the same from gradient matching),
 ``edges=FILE`` (only the prunable edges listed in FILE, a discovery.json, kept; the template's values),
 ``edges=FILE@ARM`` (the same with the settings of another arm, e.g. ``edges=disc/discovery.json@grid-gm``).
 """
@@ -61,8 +64,10 @@ def load(data_dir: Path, out: Path, keep: list[int] | None, table: Path | None =
 
 
 def arm_kwargs(arm: str) -> dict:
-    if arm == "spec":
+    if arm == "spec" or arm.split(":")[0] == "stable":
         return {}
+    if arm.split(":")[0] == "stable-gm":
+        return {"init": "gradient-matching"}
     if arm == "gm":
         return {"init": "gradient-matching"}
     if arm == "grid-fit":
@@ -93,11 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     base = glv_template_dict(species, inputs, scales=typical_abundances(species, data))
     results = {}
     for arm in a.arms.split(","):
-        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-") / "crossval.json"
+        path = a.out / arm.replace("=", "-").replace("/", "_").replace("@", "-").replace(":", "_") / "crossval.json"
         if path.exists() and not a.fresh:
             results[arm] = json.loads(path.read_text())
             continue
         d = json.loads(json.dumps(base))
+        if arm.startswith("stable"):
+            given = [float(v) for v in arm.split(":")[1:]]
+            margin, weight = [*given, *(0.01, 1e6)[len(given):]][:2]
+            d = glv_template_dict(species, inputs, scales=typical_abundances(species, data),
+                                  stability_margin=margin, stability_weight=weight)
         kw = {}
         if arm.startswith("edges="):
             file, _, how = arm[6:].partition("@")
@@ -107,17 +117,20 @@ def main(argv: list[str] | None = None) -> int:
             kw = arm_kwargs(how) if how else {}
         else:
             kw = arm_kwargs(arm)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         load_before = os.getloadavg()[0]
         res = crossval(spec_from_dict(d), data, path.parent, max_iter=a.max_iter, max_time=a.max_time,
                        workers=a.workers, progress=False, **kw)
-        res["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "load_before": load_before,
+        res["bench"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu_seconds() - c0, 1),
+                        "load_before": load_before,
                         "load_after": os.getloadavg()[0]}
         path.write_text(json.dumps(res, indent=1))
         results[arm] = res
     first = next(iter(results.values()))
     stems = [f["stem"] for f in first["folds"]]
-    print("arm | " + " | ".join(stems) + " | mean | blow-ups | mean fit s | fit-time ratio | iterations | load")
+    print("arm | " + " | ".join(stems) + " | mean | blow-ups | mean fit s | fit-time ratio | iterations | load | "
+          "CPU s (ratio)")
+    cpu_ref = first.get("bench", {}).get("cpu_s")
     t_ref = np.mean([f.get("fit_time_s", np.nan) for f in first["folds"]])
     for arm, res in results.items():
         fold = {f["stem"]: f for f in res["folds"]}
@@ -127,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         b = res.get("bench", {})
         mean = "-" if res["mean_rmse"] is None else f"{res['mean_rmse']:.3f}"
         print(f"{arm} | " + " | ".join(cells) + f" | {mean} | {len(res['failures'])} | {t_fit:.0f} | "
-              f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f}")
+              f"{t_fit / t_ref:.2f} | {its} | {b.get('load_before', 0):.1f}-{b.get('load_after', 0):.1f} | "
+              + (f"{b['cpu_s']:.0f} ({b['cpu_s'] / cpu_ref:.2f})" if b.get("cpu_s") and cpu_ref else "-"))
         if res.get("mean_combined_rmse") is not None:
             print(f"{arm} averaged with the training mean | " + " | ".join(
                 f"{fold[s]['combined_rmse']:.3f}" if fold.get(s, {}).get("combined_rmse") is not None else "-"
@@ -138,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     print("training-mean trajectory | " + " | ".join(f"{f['training_mean_rmse']:.3f}" for f in first["folds"])
           + f" | {first['mean_training_mean_rmse']:.3f}")
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _edge_id(e: dict) -> str:

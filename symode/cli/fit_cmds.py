@@ -199,7 +199,8 @@ def add_experiment_options(p: argparse.ArgumentParser, *, x0: str = "spec") -> N
                    help="iterations per local fit (default 400)")
     p.add_argument("--penalty", action="append", metavar="TYPE:PATTERN=SCALE",
                    help="add a penalty on estimated parameters: ridge (Gaussian prior, sd SCALE) or l1 (Laplace, "
-                        "scale SCALE); PATTERN: a name, a glob (a_*) or @prunable; e.g. ridge:@prunable=0.1 "
+                        "scale SCALE); PATTERN: a name, a glob (a_*) or @prunable; e.g. ridge:@prunable=0.1; "
+                        "or stability[:margin=M,weight=W,PATTERN...] on the glv interaction matrix "
                         "(repeatable; added to the spec's penalties)")
     p.add_argument("--no-penalties", action="store_true", help="drop the spec's penalties")
 

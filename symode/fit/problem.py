@@ -155,7 +155,8 @@ class FitProblem:
                                    [u.upper for u in self.unknowns])
         self.scales_log = self.transform.log       # unknowns on a log scale
         self.lb, self.ub = self.transform.lb, self.transform.ub
-        self.penalty = PenaltyTerms(spec.penalties, self.names)
+        self.penalty = PenaltyTerms(spec.penalties, self.names,
+                                    fixed=dict(zip(model.parameters, self.p_base, strict=True)))
         self.n_obs = sum(p.n_observations for p in self.problems)
         self.p_cols = [u.index for u in self.unknowns if u.kind == "param"]
         self.p_pos = [k for k, u in enumerate(self.unknowns) if u.kind == "param"]

@@ -146,12 +146,9 @@ def prune_unused_parameters(spec: Spec) -> Spec:
 
 def with_penalties(spec: Spec, penalties: Iterable[Penalty]) -> Spec:
     """``spec`` with the penalty terms restricted to its parameters (terms left empty are dropped)."""
-    kept = []
-    for pen in penalties:
-        scales = {n: s for n, s in pen.scales.items() if n in spec.parameters}
-        if scales:
-            kept.append(Penalty(pen.name, pen.kind, scales, pen.center))
-    spec.penalties = kept
+    glv = {e.strength for e in spec.interactions if e.kind == "glv"}     # a stability term's matrix entries
+    spec.penalties = [q for pen in penalties if (q := pen.restricted(
+        [n for n in spec.parameters if pen.kind != "stability" or n in glv])) is not None]
     return spec
 
 

@@ -15,7 +15,9 @@ Scales: with typical abundances xbar_i (the geometric mean of a species' positiv
 files given, else 1) every taxon limits itself at least at rate ``self_limit`` at its typical abundance
 (a_ii xbar_i <= -self_limit), and the interactions get a ridge penalty a_ij xbar_j ~ N(0, interaction_sd^2)
 (the change of i's per-capita growth rate caused by j at its typical abundance). These two choices
-made leave-one-subject-out predictions of real data stable (docs/communities.md).
+made leave-one-subject-out predictions of real data stable (docs/communities.md). ``stability_margin``
+adds a ``stability`` penalty on the interaction matrix scaled by the same xbar (lambda_max of the
+symmetric part of A diag(xbar) <= -margin, per time unit; off by default).
 
 >>> spec = glv_template_spec(["A", "B"], ["diet"])
 >>> sorted(e.id for e in spec.interactions)
@@ -66,9 +68,11 @@ def typical_abundances(species: Sequence[str], datasets: Sequence[Any]) -> dict[
 def glv_template_dict(species: Sequence[str], perturbations: Sequence[str] = (), *,
                       scales: Mapping[str, float] | None = None, self_limit: float = 1.0,
                       interaction_sd: float | None = 0.1, sigma: float = 0.3, offset: float = 1e-5,
-                      name: str | None = None) -> dict[str, Any]:
+                      name: str | None = None, stability_margin: float | None = None,
+                      stability_weight: float = 1e6) -> dict[str, Any]:
     """The gLV template as plain spec data (see the module docstring). ``scales``: typical abundance of
-    each species (default 1); ``interaction_sd`` None: no penalty."""
+    each species (default 1); ``interaction_sd`` None: no penalty; ``stability_margin``: a stability
+    term (weight ``stability_weight``) on the xbar-scaled interaction matrix."""
     species = check_names(species, "species")
     perturbations = check_names(perturbations, "perturbation")
     if not species:
@@ -137,6 +141,10 @@ def glv_template_dict(species: Sequence[str], perturbations: Sequence[str] = (),
         spec["penalties"] = [{"name": "interactions", "type": "ridge",
                               "parameters": {f"a_{i}_{j}": num(interaction_sd / xbar[j]) for i in species
                                              for j in species if i != j}}]
+    if stability_margin is not None:
+        spec.setdefault("penalties", []).append(
+            {"name": "stability", "type": "stability", "margin": stability_margin, "weight": stability_weight,
+             "abundances": {s: num(xbar[s]) for s in species}})
     return spec
 
 

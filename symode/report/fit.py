@@ -123,7 +123,7 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
              f"is right)")
     if result.spec.penalties:
         L.append(f"- penalties {result.penalty:.6g} ("
-                 + ", ".join(f"{p.name}: {p.kind} on {len(p.scales)} parameter(s)" for p in result.spec.penalties)
+                 + ", ".join(f"{p.name}: {p.kind} on {len(p.parameters)} parameter(s)" for p in result.spec.penalties)
                  + f"); total objective {result.objective:.6g}")
     for s in result.stages:
         L.append(f"- stage {s['stage']}: objective {s['objective']:.6g}, {s['iterations']} iterations, "

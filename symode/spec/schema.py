@@ -137,14 +137,41 @@ class Interaction:
 class Penalty:
     """A regularisation term on estimated parameters, added to the objective: ``ridge`` (a Gaussian
     prior) 1/2 sum ((theta_k - center) / scale_k)^2, or ``l1`` (a Laplace prior, smoothed at 0)
-    sum |theta_k - center| / scale_k."""
+    sum |theta_k - center| / scale_k; or ``stability`` on the gLV interaction matrix A (A[i, j] = the
+    strength of the ``glv`` edge j -> i) scaled by typical abundances, B = A diag(c):
+    weight/2 max(0, lambda_max((B + B^T)/2) + margin)^2."""
 
     name: str
-    kind: str                                  # "ridge" or "l1"
-    scales: dict[str, float]                   # parameter -> scale (> 0)
+    kind: str                                  # "ridge", "l1" or "stability"
+    scales: dict[str, float]                   # parameter -> scale (> 0); empty for stability
     center: float = 0.0
+    # stability only: the matrix's states (rows = columns), parameter -> its (row, column) positions,
+    # constant entries (row, column, value) of glv edges with a numeric strength
+    states: list[str] = field(default_factory=list)
+    positions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    constants: list[tuple[int, int, float]] = field(default_factory=list)
+    margin: float = 0.0
+    weight: float = 1.0
+    abundances: dict[str, float] = field(default_factory=dict)   # state -> typical abundance c (default 1)
+
+    @property
+    def parameters(self) -> list[str]:
+        """The parameters this term depends on."""
+        return list(self.positions) if self.kind == "stability" else list(self.scales)
+
+    def restricted(self, names: Any) -> Penalty | None:
+        """This term on the parameters among ``names`` only (a stability term's other entries become 0;
+        its constants stay); None when nothing is left."""
+        new = copy.deepcopy(self)
+        new.scales = {n: s for n, s in self.scales.items() if n in names}
+        new.positions = {n: list(p) for n, p in self.positions.items() if n in names}
+        return new if (new.positions if self.kind == "stability" else new.scales) else None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.kind == "stability":
+            d = {"name": self.name, "type": self.kind, "parameters": list(self.positions),
+                 "margin": self.margin, "weight": self.weight}
+            return d | ({"abundances": dict(self.abundances)} if self.abundances else {})
         d: dict[str, Any] = {"name": self.name, "type": self.kind, "parameters": dict(self.scales)}
         if self.center:
             d["center"] = self.center
