@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             file, _, how = arm[6:].partition("@")
             kept = set(json.loads(Path(file).read_text())["kept_edges"])
             d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or
-                                 _edge_id(e) in kept]
+                                 edge_id(e) in kept]
             kw = arm_kwargs(how) if how else {}
         else:
             kw = arm_kwargs(arm)
@@ -162,7 +162,8 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _edge_id(e: dict) -> str:
+def edge_id(e: dict) -> str:
+    """The id of a gLV template edge as `symode discover` names it (glv:A->B, growth:[U->]B)."""
     if e["type"] == "glv":
         return f"glv:{e['from']}->{e['to']}"
     return f"growth:{e['input']}->{e['to']}" if e.get("input") else f"growth:{e['to']}"

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from glv_crossval import edge_id
 
 from symode.discover.screen import choose_by_prediction, effect_sizes, prediction_error_table, screen_sizes
 from symode.fit.crossval import fold_task
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         k_set, k_m = pick if pick is not None else (0, int(table[0].mean(axis=1).argmin()))
         keep = set(sets[k_set])
         d = json.loads(json.dumps(base))
-        d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or _edge_id(e) in keep]
+        d["interactions"] = [e for e in d["interactions"] if not e.get("prunable") or edge_id(e) in keep]
         fold_spec = scaled_penalties(spec_from_dict(d), grid[k_m])
         chosen.append({"kept_edges": sorted(keep), "penalty_multiplier": grid[k_m],
                        "inner_means": {len(s): [round(float(v), 4) for v in table[i].mean(axis=1)]
@@ -112,12 +113,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{res['mean_combined_rmse']:.3f}); {len(res['failures'])} failures; selection {t_select:.0f} s, "
           f"total {res['wall_s']:.0f} s")
     return 0
-
-
-def _edge_id(e: dict) -> str:
-    if e["type"] == "glv":
-        return f"glv:{e['from']}->{e['to']}"
-    return f"growth:{e['input']}->{e['to']}" if e.get("input") else f"growth:{e['to']}"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import require
-from tests.petab_cases import BENCHMARK, has_steady_states
+from tests.petab_cases import BENCHMARK, assert_steady_states_agree, has_steady_states
 
 REFERENCE = BENCHMARK / "reference-llh.tsv"
 PROBLEMS = list(pd.read_csv(REFERENCE, sep="\t")["problem"]) if REFERENCE.exists() else []
@@ -52,14 +52,7 @@ def test_steady_states_agree_between_plain_forward_and_adjoint(name: str) -> Non
     without derivatives, one with forward sensitivities (whose integration also waits for dx/dtheta) and
     one recorded for the adjoint reach the same steady state: their llh agree to 1e-9 relative and
     their gradients to 1e-6 (before the polish Zheng's llh differed by 4e-7 and its gradients by 99 %)."""
-    obj = _objective(name)
-    assert any(exp.preeq is not None or np.any(exp.time_index < 0) for exp in obj.problem.experiments)
-    plain = obj.evaluate()
-    forward = obj.evaluate(gradient=True, method="forward")
-    adjoint = obj.evaluate(gradient=True)
-    assert forward.llh == pytest.approx(plain.llh, rel=1e-9)
-    assert adjoint.llh == pytest.approx(plain.llh, rel=1e-9)
-    assert np.max(np.abs(forward.gradient - adjoint.gradient)) <= 1e-6 * np.max(np.abs(adjoint.gradient))
+    adjoint = assert_steady_states_agree(_objective(name))
     # the default tolerances give the gradient of the converged problem (Zheng's adjoint gradient was off
     # by 6.3 in max-norm relative before the polish; 1.2e-4 after, the trajectories' own error)
     tight = _objective(name, rtol=1e-11, atol=1e-13, ss_rtol=1e-11, ss_atol=1e-13).evaluate(gradient=True)

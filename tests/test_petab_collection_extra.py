@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.petab_cases import has_steady_states
+from tests.petab_cases import assert_steady_states_agree, has_steady_states
 
 pytest.importorskip("petab")
 pytest.importorskip("libsbml")
@@ -155,11 +155,4 @@ def test_extra_problems_with_steady_states_found() -> None:
 
 @pytest.mark.parametrize("name", STEADY)
 def test_steady_states_agree_between_plain_forward_and_adjoint(name: str) -> None:
-    obj = _objective(name)
-    assert any(exp.preeq is not None or np.any(exp.time_index < 0) for exp in obj.problem.experiments)
-    plain = obj.evaluate()
-    forward = obj.evaluate(gradient=True, method="forward")
-    adjoint = obj.evaluate(gradient=True)
-    assert forward.llh == pytest.approx(plain.llh, rel=1e-9)
-    assert adjoint.llh == pytest.approx(plain.llh, rel=1e-9)
-    assert np.max(np.abs(forward.gradient - adjoint.gradient)) <= 1e-6 * np.max(np.abs(adjoint.gradient))
+    assert_steady_states_agree(_objective(name))
