@@ -128,6 +128,15 @@ def test_cli_template_glv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert spec.parameters["a_A_A"].upper == pytest.approx(-1.0 / 0.2)     # xbar_A = sqrt(0.1 * 0.4)
     assert spec.parameters["a_B_B"].upper == pytest.approx(-1.0 / 0.02)
     assert main(["validate", str(out)]) == 0
+    assert not any(pen.kind == "stability" for pen in spec.penalties)
+    stable = tmp_path / "stable.yaml"
+    assert main(["template", "--glv", "--species", "A,B", "--data", str(data), "--stability", "0.05",
+                 "-o", str(stable)]) == 0
+    pens = [pen for pen in loads_spec(stable.read_text()).penalties if pen.kind == "stability"]
+    assert len(pens) == 1 and pens[0].margin == pytest.approx(0.05)
+    assert set(pens[0].parameters) == {"a_A_A", "a_A_B", "a_B_A", "a_B_B"}
+    assert pens[0].abundances["A"] == pytest.approx(0.2) and pens[0].abundances["B"] == pytest.approx(0.02)
+    assert main(["validate", str(stable)]) == 0
     assert main(["template", "--glv", "--species", "A,A"]) == 2
     assert main(["template", "--glv"]) == 2
     assert "duplicate" in capsys.readouterr().err

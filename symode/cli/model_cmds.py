@@ -87,7 +87,8 @@ def _glv_template(args: argparse.Namespace) -> tuple[object, str]:
         data = glv_template_dict(species, parse_names(args.perturbations), scales=scales,
                                  self_limit=args.self_limit,
                                  interaction_sd=None if args.interaction_sd == 0 else args.interaction_sd,
-                                 sigma=args.sigma, offset=args.offset, name=args.name)
+                                 sigma=args.sigma, offset=args.offset, name=args.name,
+                                 stability_margin=args.stability)
     except ValueError as exc:
         raise SymodeError(str(exc)) from None
     spec = spec_from_dict(data, file="<glv template>")
@@ -96,6 +97,8 @@ def _glv_template(args: argparse.Namespace) -> tuple[object, str]:
         command += f" --perturbations {','.join(parse_names(args.perturbations))}"
     if args.data:
         command += " " + " ".join(f"--data {shlex.quote(d)}" for d in args.data)
+    if args.stability is not None:
+        command += f" --stability {args.stability:g}"
     return spec, glv_template_header(command) + dump_yaml(spec.to_dict())
 
 
@@ -209,6 +212,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, default=0.3, help="--glv: noise sd of log10 abundances (default 0.3)")
     p.add_argument("--offset", type=float, default=1e-5,
                    help="--glv: observables log10(x + OFFSET) (default 1e-5; zeros count as OFFSET)")
+    p.add_argument("--stability", type=float, metavar="MARGIN",
+                   help="--glv: add a stability penalty: lambda_max of the symmetric part of the xbar-scaled "
+                        "interaction matrix <= -MARGIN (per time unit; weight 1e6; a sufficient condition for a "
+                        "globally stable positive equilibrium; default: none)")
     p.add_argument("--name", help="--glv: the model's name")
     p.add_argument("-o", "--output", metavar="FILE", help="output spec (default: standard output)")
     p.set_defaults(func=run_template)
