@@ -297,8 +297,7 @@ static int ros_prepare(solver *s, double t, double t1)
 
     if (m->nonautonomous) {
         /* df/dt by forward (backward at the interval end) difference, as in rodas.f */
-        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
-        if (t + delt > t1) delt = -delt;
+        double delt = ros_time_increment(t, t1);
         if (feval(s, t + delt, y, s->ftmp)) return SYMODE_ERR_RHS;
         for (i = 0; i < n; i++) s->fx[i] = (s->ftmp[i] - s->dy1[i]) / delt;
         if (!all_finite(s->fx, n)) return SYMODE_ERR_NONFINITE;
@@ -638,9 +637,7 @@ int symode_integrate_ws_hook(const symode_model *m, const symode_options *opt, i
     double *w;
 
     if (!stats) stats = &local_stats;
-    memset(stats, 0, sizeof(*stats));
-    stats->fail_interval = -1;
-    stats->fail_t = NAN;
+    stats_clear(stats);
 
     if (opt) o = *opt;
     else symode_default_options(&o);
@@ -758,20 +755,12 @@ int symode_integrate(const symode_model *m, const symode_options *opt, int nt, c
     void *work;
     int rc;
     if (!m || m->nx <= 0) {
-        if (stats) {
-            memset(stats, 0, sizeof(*stats));
-            stats->fail_interval = -1;
-            stats->fail_t = NAN;
-        }
+        if (stats) stats_clear(stats);
         return SYMODE_ERR_ARGS;
     }
     work = malloc(symode_workspace_size_method(m->nx, opt ? opt->method : SYMODE_AUTO));
     if (!work) {
-        if (stats) {
-            memset(stats, 0, sizeof(*stats));
-            stats->fail_interval = -1;
-            stats->fail_t = NAN;
-        }
+        if (stats) stats_clear(stats);
         return SYMODE_ERR_NOMEM;
     }
     rc = symode_integrate_ws(m, opt, nt, times, x0, p, u, xout, stats, work);

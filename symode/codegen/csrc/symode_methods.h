@@ -1,15 +1,18 @@
 /*
  * symode_methods.h -- what symode_integrator.c and symode_tape.c must share exactly: the DOPRI5 and
  * RODAS4 coefficients (scalar names for the integrator's unrolled stages, arrays for the tape's
- * generic loops; both from the same literals) and the dense LU with partial pivoting. The tape
- * replays the integrator's steps bit for bit, so there is one copy of each. Internal (everything
- * is static); include it from .c files only.
+ * generic loops; both from the same literals), the stage times, RODAS4's df/dt increment and the
+ * dense LU with partial pivoting (and the stats reset). The tape replays the integrator's steps bit
+ * for bit, so there is one copy of each. Internal (everything is static); include it from .c files
+ * only.
  */
 #ifndef SYMODE_METHODS_H
 #define SYMODE_METHODS_H
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "symode_integrator.h"
 
@@ -96,6 +99,44 @@ static const double RS_CM[6][5] = {
     {0.8083246795921522e+01, -0.7981132988064893e+01, -0.3152159432874371e+02,
      0.1631930543123136e+02, -0.6058818238834054e+01}};
 static const double RS_DV[6] = {0.25, -0.1043, 0.1035, -0.3620000000000023e-01, 0.0, 0.0};
+
+/* Stage times of a step from t with size h, clipped to the step's end tend (T[0] = t):
+   DOPRI5 t + c_j h (c6 = 1: T[5] = tend), RODAS4 t + c_j h (stages 5 and 6 at tend). */
+static inline void dp5_stage_times(double t, double h, double tend, double T[6])
+{
+    T[0] = t;
+    T[1] = dmin(t + DP_C2 * h, tend);
+    T[2] = dmin(t + DP_C3 * h, tend);
+    T[3] = dmin(t + DP_C4 * h, tend);
+    T[4] = dmin(t + DP_C5 * h, tend);
+    T[5] = tend;
+}
+
+static inline void ros_stage_times(double t, double h, double tend, double T[6])
+{
+    T[0] = t;
+    T[1] = dmin(t + RS_C2 * h, tend);
+    T[2] = dmin(t + RS_C3 * h, tend);
+    T[3] = dmin(t + RS_C4 * h, tend);
+    T[4] = tend;
+    T[5] = tend;
+}
+
+/* The increment of RODAS4's df/dt difference at t (rodas.f): sqrt(eps max(1e-5, |t|)), backward when a
+   forward step would pass the interval end t1. */
+static inline double ros_time_increment(double t, double t1)
+{
+    double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
+    return t + delt > t1 ? -delt : delt;
+}
+
+/* *stats before any work: nothing counted, no failed interval (fail_interval -1, fail_t NaN). */
+static inline void stats_clear(symode_stats *stats)
+{
+    memset(stats, 0, sizeof(*stats));
+    stats->fail_interval = -1;
+    stats->fail_t = NAN;
+}
 
 /* E = fac I - J (n x n): the pairs of loads before the pairs of stores let the compiler use packed moves. */
 static inline void iteration_matrix(int n, double fac, const double *J, double *E)

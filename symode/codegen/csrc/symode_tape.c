@@ -26,7 +26,6 @@
 #include "symode_tape_impl.h"
 #include "symode_methods.h"
 
-#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -115,12 +114,7 @@ static int dp5_replay(wspace *w, const tape_step *s, const double *y)
            *k5 = w->Kbuf[4], *k6 = w->Kbuf[5];
     double *y1 = w->ynew;
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
-    w->T[0] = t;
-    w->T[1] = dmin(t + DP_C2 * h, tend);
-    w->T[2] = dmin(t + DP_C3 * h, tend);
-    w->T[3] = dmin(t + DP_C4 * h, tend);
-    w->T[4] = dmin(t + DP_C5 * h, tend);
-    w->T[5] = tend;
+    dp5_stage_times(t, h, tend, w->T);
     if (rhs(w, t, y, k1)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + h * DP_A21 * k1[i];
     if (rhs(w, w->T[1], w->Y[1], k2)) return SYMODE_ERR_RHS;
@@ -160,18 +154,12 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
         hc64, hc65, hd1, hd2, hd3, hd4;
 
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
-    w->T[0] = t;
-    w->T[1] = dmin(t + RS_C2 * h, tend);
-    w->T[2] = dmin(t + RS_C3 * h, tend);
-    w->T[3] = dmin(t + RS_C4 * h, tend);
-    w->T[4] = tend;
-    w->T[5] = tend;
+    ros_stage_times(t, h, tend, w->T);
     if (rhs(w, t, y, dy1)) return SYMODE_ERR_RHS;
     if (!m->jac || m->jac(m->ctx, t, y, w->p, w->u, w->J) != 0) return SYMODE_ERR_RHS;
     w->delt = 0.0;
     if (w->tp->nonaut) {
-        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
-        if (t + delt > s->t1) delt = -delt;
+        double delt = ros_time_increment(t, s->t1);
         w->delt = delt;
         if (rhs(w, t + delt, y, w->ftmp)) return SYMODE_ERR_RHS;
         for (i = 0; i < n; i++) fx[i] = (w->ftmp[i] - dy1[i]) / delt;
@@ -247,12 +235,7 @@ static void dp5_stored(wspace *w, const tape_step *s, const double *y)
     const double t = s->t, h = s->h, tend = s->tend;
     const double *k1 = w->K[0], *k2 = w->K[1], *k3 = w->K[2], *k4 = w->K[3], *k5 = w->K[4];
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
-    w->T[0] = t;
-    w->T[1] = dmin(t + DP_C2 * h, tend);
-    w->T[2] = dmin(t + DP_C3 * h, tend);
-    w->T[3] = dmin(t + DP_C4 * h, tend);
-    w->T[4] = dmin(t + DP_C5 * h, tend);
-    w->T[5] = tend;
+    dp5_stage_times(t, h, tend, w->T);
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + h * DP_A21 * k1[i];
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + h * (DP_A31 * k1[i] + DP_A32 * k2[i]);
     for (i = 0; i < n; i++)
@@ -272,18 +255,8 @@ static void ros_stored(wspace *w, const tape_step *s, const double *y)
     const double t = s->t, h = s->h, tend = s->tend;
     const double *ak1 = w->K[0], *ak2 = w->K[1], *ak3 = w->K[2], *ak4 = w->K[3], *ak5 = w->K[4];
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
-    w->T[0] = t;
-    w->T[1] = dmin(t + RS_C2 * h, tend);
-    w->T[2] = dmin(t + RS_C3 * h, tend);
-    w->T[3] = dmin(t + RS_C4 * h, tend);
-    w->T[4] = tend;
-    w->T[5] = tend;
-    w->delt = 0.0;
-    if (w->tp->nonaut) {
-        double delt = sqrt(DBL_EPSILON * dmax(1e-5, fabs(t)));
-        if (t + delt > s->t1) delt = -delt;
-        w->delt = delt;
-    }
+    ros_stage_times(t, h, tend, w->T);
+    w->delt = w->tp->nonaut ? ros_time_increment(t, s->t1) : 0.0;
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     for (i = 0; i < n; i++)

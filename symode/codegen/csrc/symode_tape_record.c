@@ -171,11 +171,7 @@ int symode_integrate_record(const symode_model *m, const symode_options *opt, in
     tape->jac_fd = m->jac == NULL;
     work = malloc(symode_workspace_size(m->nx));
     if (!work) {
-        if (stats) {
-            memset(stats, 0, sizeof(*stats));
-            stats->fail_interval = -1;
-            stats->fail_t = NAN;
-        }
+        if (stats) stats_clear(stats);
         return SYMODE_ERR_NOMEM;
     }
     rc = symode_integrate_ws_hook(m, opt, nt, times, x0, p, u, xout, stats, work, tape_hook, tape);
