@@ -85,6 +85,9 @@ class PetabObjective:
         self.laplace = np.array([observables[k].distribution == "laplace" for k in problem.row_observable], dtype=bool)
         self._log = self.transformation == "log"
         self._log10 = self.transformation == "log10"
+        # per-call constants of the hot path (evaluate): which rows need which branch
+        self._any_log, self._any_log10 = bool(self._log.any()), bool(self._log10.any())
+        self._any_laplace, self._all_laplace = bool(self.laplace.any()), bool(self.laplace.all())
         m = problem.measured
         self._g_m = self._transform(m)
         self._jac_m = np.zeros(n_rows)
@@ -143,19 +146,18 @@ class PetabObjective:
         mode = "forward" if jacobian or (gradient and method == "forward") else ("adjoint" if gradient else "none")
         results, X, G = self.simulate(theta, mode)
         y, s = self.observation.values(X, theta)
-        g_y = self._transform(y)
-        r = (self._g_m - g_y) / s
         with np.errstate(divide="ignore", invalid="ignore"):
-            nllh = np.where(self.laplace, np.log(2 * s) + np.abs(r),
-                            0.5 * np.log(2 * np.pi * s**2) + 0.5 * r**2) + self._jac_m
-        ev = Evaluation(llh=float(-np.sum(nllh)), chi2=float(np.sum(r**2)), n_measurements=len(y), simulation=y,
+            g_y = self._transform(y)
+            r = (self._g_m - g_y) / s
+            nllh = self._nllh(r, s)
+        ev = Evaluation(llh=float(-nllh.sum()), chi2=float(r @ r), n_measurements=len(y), simulation=y,
                         sigma=s, residuals=r)
         if mode != "none":
             with np.errstate(divide="ignore", invalid="ignore"):
                 dg_y = self._transform_derivative(y)
-                dn_dr = np.where(self.laplace, np.sign(r), r)
+                dn_dr = self._dnllh_dr(r)
                 a = -dn_dr * dg_y / s                  # d nllh / dy
-                b = 1.0 / s - dn_dr * r / s            # d nllh / dsigma
+                b = (1.0 - dn_dr * r) / s              # d nllh / dsigma
             dz = scale_derivative(theta, pr.scales)[pr.estimated]
             if mode == "forward":
                 assert G is not None
@@ -189,18 +191,36 @@ class PetabObjective:
             W_inf.append(Wx[exp.rows[~finite]].sum(axis=0))
         return grad + self.simulator.gradient(pr.experiments, results, theta, W, W_inf)
 
+    def _nllh(self, r: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """-log p_i of every row (normal or Laplace, J_i included; module docstring)."""
+        normal = (0.5 * np.log(2 * np.pi * s**2) + 0.5 * r**2) if not self._all_laplace else None
+        if not self._any_laplace:
+            return normal + self._jac_m
+        laplace = np.log(2 * s) + np.abs(r)
+        return (laplace if normal is None else np.where(self.laplace, laplace, normal)) + self._jac_m
+
+    def _dnllh_dr(self, r: np.ndarray) -> np.ndarray:
+        """d(-log p_i)/dr_i: r_i (normal) or sign(r_i) (Laplace)."""
+        if not self._any_laplace:
+            return r
+        return np.sign(r) if self._all_laplace else np.where(self.laplace, np.sign(r), r)
+
     def _transform(self, v: np.ndarray) -> np.ndarray:
-        out = v.astype(float).copy()
+        out = v.astype(float)   # a copy
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[self._log] = np.log(v[self._log])
-            out[self._log10] = np.log10(v[self._log10])
+            if self._any_log:
+                out[self._log] = np.log(v[self._log])
+            if self._any_log10:
+                out[self._log10] = np.log10(v[self._log10])
         return out
 
     def _transform_derivative(self, v: np.ndarray) -> np.ndarray:
         out = np.ones(len(v))
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[self._log] = 1.0 / v[self._log]
-            out[self._log10] = 1.0 / (v[self._log10] * LN10)
+            if self._any_log:
+                out[self._log] = 1.0 / v[self._log]
+            if self._any_log10:
+                out[self._log10] = 1.0 / (v[self._log10] * LN10)
         return out
 
     # -- outputs -----------------------------------------------------------------------------------------
