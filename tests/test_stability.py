@@ -208,3 +208,8 @@ def test_constrained_fit_ends_stable(unstable_truth: tuple, tmp_path: object) ->
     assert stable["penalty"] >= 0 and stable["objective"] == pytest.approx(stable["data_objective"]
                                                                            + stable["penalty"])
     assert stable["data_objective"] > free["data_objective"]    # the constraint costs fit quality
+    # fit.json reports lambda_max of the term (computed here independently from the fitted parameters)
+    (term,) = stable["stability"]
+    assert term["lambda_max"] == pytest.approx(fitted_lambda(stable), abs=1e-9)
+    assert term["margin"] == margin and term["satisfied"] == (term["lambda_max"] <= -margin)
+    assert "stability" not in free

@@ -45,6 +45,7 @@ class PenaltyTerms:
         #: per stability term: (size, constant part of B, [(unknown, rows, cols, c[cols])], margin, sqrt(weight))
         self.stability: list[tuple[int, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
                                    float, float]] = []
+        self.stability_names: list[str] = []
         for pen in penalties:
             if pen.kind == "stability":
                 m = len(pen.states)
@@ -60,6 +61,7 @@ class PenaltyTerms:
                     else:
                         np.add.at(A0, (rc[:, 0], rc[:, 1]), float((fixed or {}).get(n, 0.0)) * c[rc[:, 1]])
                 self.stability.append((m, A0, free, pen.margin, float(np.sqrt(pen.weight))))
+                self.stability_names.append(pen.name)
                 continue
             for n, s in pen.scales.items():
                 if n in pos:
@@ -113,6 +115,16 @@ class PenaltyTerms:
         """lambda_max((A + A^T)/2) of every stability term at ``theta``."""
         return [float(np.linalg.eigvalsh(0.5 * (A + A.T))[-1])
                 for A in (self.matrix(k, theta) for k in range(len(self.stability)))]
+
+    def stability_summary(self, theta: np.ndarray) -> list[dict[str, float | str | bool]]:
+        """Per stability term at ``theta``: its name, lambda_max of the symmetric part of the scaled
+        interaction matrix, the margin asked for and whether lambda_max <= -margin holds (the penalty is
+        then 0)."""
+        out: list[dict[str, float | str | bool]] = []
+        for name, lam, term in zip(self.stability_names, self.lambda_max(theta), self.stability, strict=True):
+            margin = float(term[3])
+            out.append({"name": name, "lambda_max": lam, "margin": margin, "satisfied": bool(lam <= -margin)})
+        return out
 
     def prior_rows(self, theta: np.ndarray, dtheta_dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ridge and l1 rows."""

@@ -56,6 +56,8 @@ class FitResult:
     cut_short: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)   # symode.timing.Timings.to_dict() of the fit
     penalty: float = 0.0                         # the penalties' part of the objective
+    #: per stability penalty: name, lambda_max, margin, satisfied (symode.fit.penalty.PenaltyTerms)
+    stability: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def estimated_parameters(self) -> list[str]:
@@ -147,6 +149,8 @@ class FitResult:
         out["objective_definition"] = "1/2 sum ((y - data) / sigma)^2 over observed values" + (
             " + penalties" if self.spec.penalties else "")
         out["penalty"] = float(self.penalty)
+        if self.stability:
+            out["stability"] = [dict(s) for s in self.stability]
         out["data_objective"] = float(self.objective - self.penalty)
         out["weighted_ssr"] = 2.0 * float(self.objective - self.penalty)
         out["n_observations"] = int(self.n_obs)
@@ -198,4 +202,5 @@ def make_result(fp: FitProblem, z: np.ndarray, loss: float, converged: bool, ite
                      theta=fp.natural(z), parameters=params, x0=x0, objective=float(loss), n_obs=fp.n_obs,
                      converged=converged, iterations=iterations, wall_time_s=time.perf_counter() - t0,
                      message=message, interrupted=interrupted, stages=stages, symmetries=list(syms),
-                     datasets=fp.datasets, problem=fp, penalty=fp.penalty_loss(z))
+                     datasets=fp.datasets, problem=fp, penalty=fp.penalty_loss(z),
+                     stability=fp.penalty.stability_summary(fp.natural(z)) if fp.penalty.stability else [])

@@ -125,6 +125,10 @@ def render_report(result: Any, trajs: list[tuple[Any, Any]], files: dict[str, Pa
         L.append(f"- penalties {result.penalty:.6g} ("
                  + ", ".join(f"{p.name}: {p.kind} on {len(p.parameters)} parameter(s)" for p in result.spec.penalties)
                  + f"); total objective {result.objective:.6g}")
+    for st in getattr(result, "stability", []):
+        held = "holds" if st["satisfied"] else "**does not hold** (the penalty is active)"
+        L.append(f"- stability term '{st['name']}': lambda_max of the scaled interaction matrix's symmetric part "
+                 f"{st['lambda_max']:.4g}; lambda_max <= -margin = {-st['margin']:.4g} {held}")
     for s in result.stages:
         L.append(f"- stage {s['stage']}: objective {s['objective']:.6g}, {s['iterations']} iterations, "
                  f"{s['time_s']} s — {s['message']}")
