@@ -23,6 +23,7 @@ from .conftest import (
 )
 
 INTEGRATOR = CSRC / "symode_integrator.c"
+STEPPERS = CSRC / "symode_steppers.c"
 DRIVER = REPO / "tests" / "csrc" / "test_integrator_main.c"
 
 CC = c_compiler()
@@ -62,7 +63,7 @@ EXPECTED = [
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     exe = tmp_path_factory.mktemp("integrator") / "test_integrator_main"
-    compile_c_driver(exe, DRIVER, [INTEGRATOR])
+    compile_c_driver(exe, DRIVER, [INTEGRATOR, STEPPERS])
     return exe
 
 
@@ -72,9 +73,10 @@ def driver_run(driver):
     return res, parse_c_driver(res.stdout)
 
 
-def test_integrator_compiles_warning_free(tmp_path):
+@pytest.mark.parametrize("src", [INTEGRATOR, STEPPERS], ids=lambda p: p.name)
+def test_integrator_compiles_warning_free(tmp_path, src):
     cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", "-c",
-           str(INTEGRATOR), "-o", str(tmp_path / "symode_integrator.o")]
+           str(src), "-o", str(tmp_path / "x.o")]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
@@ -96,4 +98,4 @@ def test_valgrind_clean(driver):
 
 @pytest.mark.slow
 def test_sanitizers(tmp_path):
-    assert_sanitizers_clean(tmp_path / "test_integrator_asan", DRIVER, [INTEGRATOR])
+    assert_sanitizers_clean(tmp_path / "test_integrator_asan", DRIVER, [INTEGRATOR, STEPPERS])

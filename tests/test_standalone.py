@@ -72,6 +72,7 @@ def sa(chemostat_dir: Path):
 
 def test_directory_contents(chemostat_dir: Path) -> None:
     for name in ("model.c", "model.h", "model_wrapper.c", "model_casadi.c", "model_casadi.h", "symode_integrator.c",
+                 "symode_steppers.c", "symode_solver.h",
                  "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_gradient.c",
                  "symode_model.h", "example.c", "Makefile", "model.py", "README.md", "spec.yaml", "manifest.json",
                  "libmodel.so", "model_example"):

@@ -25,7 +25,8 @@ CODEGEN_VERSION = "6"
 #: symode's hand-written C, compiled into every model library (beside the generated model.c and
 #: model_casadi.c).
 CSRC = Path(__file__).resolve().parent / "csrc"
-C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_integrator.c", "symode_tape.h",
+C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_solver.h", "symode_integrator.c",
+             "symode_steppers.c", "symode_tape.h",
              "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
              "symode_gradient.h", "symode_gradient.c", "symode_model.h")
 #: The wrapper template and the two variants of its work arrays (stack; heap for wide MX networks).

@@ -23,9 +23,9 @@ MAKE_CFLAGS = "-O2 -std=c99 -fno-math-errno -Wall -Wextra -Werror"
 #: Flags the Python loader uses (no -Werror: a newer compiler's new warning must not break loading).
 LOADER_CFLAGS = ["-O2", "-std=c99", "-fno-math-errno", "-Wall"]
 #: The C files of the solver: the API, symode's wrapper, CasADi's model functions, symode's runtime.
-C_FILES = ("model.c", "model_wrapper.c", "model_casadi.c", "symode_integrator.c", "symode_tape.c",
+C_FILES = ("model.c", "model_wrapper.c", "model_casadi.c", "symode_integrator.c", "symode_steppers.c", "symode_tape.c",
            "symode_tape_record.c", "symode_tape_forward.c", "symode_gradient.c")
-H_FILES = ("model.h", "model_casadi.h", "symode_methods.h", "symode_integrator.h", "symode_tape.h",
+H_FILES = ("model.h", "model_casadi.h", "symode_methods.h", "symode_integrator.h", "symode_solver.h", "symode_tape.h",
            "symode_tape_impl.h", "symode_gradient.h", "symode_model.h")
 #: Gradient methods of the generated API (``<prefix>_loss_<method>``).
 GRADIENT_METHODS = ("forward", "adjoint", "discrete")
