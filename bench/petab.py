@@ -20,7 +20,9 @@ For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/bench
 
 A second table compares each tool's faster gradient method: symode's against AMICI's wall clock (the ratio
 that counts for a user of either tool) and against AMICI's solver CPU time alone (what AMICI's C++ core
-costs without its Python layer).
+costs without its Python layer). With ``--fd`` a third table compares each tool's faster method among those
+whose gradient is within 1e-3 of the finite differences (the bar symode's gradients are tested against):
+a fast but inaccurate gradient does not count there.
 
 AMICI is timed as pyPESTO evaluates it: the parameter mapping and ExpData objects are created once and
 reused, ``simulate_petab`` is timed (wall clock: solver + mapping fill-in + llh aggregation); its solver
@@ -328,6 +330,20 @@ def _fastest_gradient(row: dict) -> tuple[float, str] | None:
     return min(times) if times else None
 
 
+#: The accuracy bar of an "accurate" gradient (--fd): max |g - g_fd| / max |g_fd|, as symode's tests require.
+FD_BAR = 1e-3
+
+
+def _fastest_accurate_gradient(row: dict) -> tuple[float, str] | str | None:
+    """(seconds, method) of a tool's faster gradient method among those within FD_BAR of central finite
+    differences (--fd); "none" if no method is; None without finite differences."""
+    checked = [m for m in ("forward", "adjoint") if f"{m}_vs_fd" in row and f"gradient_{m}_s" in row]
+    if not checked:
+        return None
+    times = [(row[f"gradient_{m}_s"], m) for m in checked if row[f"{m}_vs_fd"] <= FD_BAR]
+    return min(times) if times else "none"
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -428,6 +444,21 @@ def main() -> int:
         cpu_cells = f"{cpu:.1f} ms | {cpu * 1e-3 / ts:.1f}x" if cpu is not None else "— | —"
         print(f"| {name} | {_fmt_s({'t': ts}, 't')} ({ms}) | {_fmt_s({'t': ta}, 't')} ({ma}) | {ta / ts:.1f}x | "
               f"{cpu_cells} |")
+    accurate = {name: {tool: _fastest_accurate_gradient(row) for tool, row in results[name].items()} for name in names}
+    accurate = {n: b for n, b in accurate.items() if b.get("symode") is not None and b.get("amici") is not None}
+    if accurate:
+        print(f"\nGradient speed, each tool's fastest method within {FD_BAR:g} of central finite differences "
+              f"(max |g - g_fd| / max |g_fd|; the bar symode's gradients are tested against; --fd):\n")
+        print("| problem | symode | AMICI | AMICI / symode |")
+        print("|---|---|---|---|")
+        for name, best in accurate.items():
+            cells = []
+            for tool in ("symode", "amici"):
+                b = best[tool]
+                cells.append("no method within the bar" if b == "none" else f"{_fmt_s({'t': b[0]}, 't')} ({b[1]})")
+            ratio = (f"{best['amici'][0] / best['symode'][0]:.1f}x" if "none" not in (best["symode"], best["amici"])
+                     else "—")
+            print(f"| {name} | {cells[0]} | {cells[1]} | {ratio} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
                                               load_end], "results": results}, indent=1))
