@@ -260,8 +260,13 @@ def load_v2(path: Path, config: dict, validate: bool) -> PetabProblem:
         v1, schedule, expressions = downgrade(path, Path(tmp), config)
         try:
             problem = load_petab(v1, validate=validate)
-        except PetabError as exc:   # located in the converted tables: say so
-            raise PetabError(f"in its PEtab v1 form: {exc}", file=str(path)) from None
+        except PetabError as exc:   # located in the converted tables: say so (the model by its own name)
+            text = str(exc)
+            model = str(Path(tmp) / "model.xml")
+            if text.startswith(model + ":"):
+                location = next(iter((config.get("model_files") or {}).values()))["location"]
+                raise PetabError(text[len(model) + 1:].strip(), file=str(path.parent / location)) from None
+            raise PetabError(f"in its PEtab v1 form: {text}", file=str(path)) from None
     problem.path = path
     add_periods(problem, schedule, expressions)
     check_experiments(problem)
