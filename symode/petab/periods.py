@@ -105,8 +105,6 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
     """Put back what a PEtab v2 problem's v1 form (:func:`symode.petab.v2.downgrade`) cannot hold: the
     periods of its experiments (by the id of their first period's condition) and the condition values
     that are expressions (by condition id and target; whitelist-parsed, :mod:`symode.petab.math`)."""
-    import sympy as sp
-
     from symode.errors import SymodeError
     from symode.petab.math import parse_petab_math
     from symode.petab.problem import PetabError
@@ -119,19 +117,7 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
         if cond is None:
             continue
         theta: dict[Any, int] = {}
-
-        def resolve(name: str) -> Any:
-            if name == "time":
-                return sbml.t
-            expr = sbml.expression(name)
-            if expr is not None:
-                return expr
-            if name in theta_index:
-                sym = sp.Symbol(f"__theta_{name}", real=True)
-                theta[sym] = theta_index[name]
-                return sym
-            raise PetabError(f"unknown symbol {name!r}")
-
+        resolve = _resolver(sbml, theta_index, theta)
         exprs = {}
         for target, text in values.items():
             where = f"PEtab v2: condition {cid!r} sets {target!r} to {text!r}"
@@ -150,6 +136,28 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
             exp.periods = [p for p in exp.periods if p.start == -math.inf] + [
                 Period(t, problem.conditions[c]) for t, c in periods]
         exp.__post_init__()
+
+
+def _resolver(sbml: Any, theta_index: dict[str, int], theta: dict[Any, int]) -> Any:
+    """Names in a condition's expression: time, the model's ids (states, parameters, assignment-rule
+    variables), else parameter-table entries (their symbols are collected in ``theta``)."""
+    import sympy as sp
+
+    from symode.petab.problem import PetabError
+
+    def resolve(name: str) -> Any:
+        if name == "time":
+            return sbml.t
+        expr = sbml.expression(name)
+        if expr is not None:
+            return expr
+        if name in theta_index:
+            sym = sp.Symbol(f"__theta_{name}", real=True)
+            theta[sym] = theta_index[name]
+            return sym
+        raise PetabError(f"unknown symbol {name!r}")
+
+    return resolve
 
 
 def check_experiments(problem: Any) -> None:
