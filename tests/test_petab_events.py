@@ -250,3 +250,40 @@ def test_zero_rate_state_before_others() -> None:
     model = build_model(spec)
     assert model.backend.rhs(0.0, np.array([5.0, 1.0]), np.array([2.0]), np.zeros(0)) == pytest.approx([0.0, 2.0])
     assert simulate(model, np.array([0.0, 1.0, 2.0])).x == pytest.approx(np.array([[5, 1], [5, 3], [5, 5.0]]))
+
+
+def _conversion(t: float, a0: float, b0: float, k1: float, k2: float) -> float:
+    """A(t) of A <-> B (rates k1 A, k2 B) from A(0) = a0, B(0) = b0."""
+    a_inf = k2 * (a0 + b0) / (k1 + k2)
+    return a_inf + (a0 - a_inf) * math.exp(-(k1 + k2) * t)
+
+
+def test_observable_uses_the_parameters_of_its_period(tmp_path) -> None:
+    """A period at t = 7 sets A := A + 5 and k1 := 0.5: measurements from t = 7 on (t = 7 included) see
+    the new k1 in the observable k1 * A, and A evolves with it (analytic solution of A <-> B)."""
+    d = tmp_path / "case"
+    shutil.copytree(VENDORED_V2 / "0028", d)
+    (d / "_conditions.tsv").write_text("conditionId\ttargetId\ttargetValue\ncondition1\tA\tA + 5.0\n"
+                                       "condition1\tk1\t0.5\n")
+    (d / "_observables.tsv").write_text("observableId\tobservableFormula\tnoiseFormula\tnoiseDistribution\n"
+                                        "obs_ka\tk1 * A\t0.5\tnormal\n")
+    times = [0.0, 5.0, 7.0, 10.0]
+    (d / "_measurements.tsv").write_text("observableId\texperimentId\ttime\tmeasurement\n" + "".join(
+        f"obs_ka\texperiment1\t{t}\t1.0\n" for t in times))
+    obj = PetabObjective.from_yaml(d / "_0028.yaml", validate=False, options=TIGHT)
+    k1, k2 = 0.8, 0.6
+    a7 = _conversion(7.0, 1.0, 1.0, k1, k2)
+    b7 = 2.0 - a7
+    want = [k1 * _conversion(0.0, 1, 1, k1, k2), k1 * _conversion(5.0, 1, 1, k1, k2), 0.5 * (a7 + 5.0),
+            0.5 * _conversion(3.0, a7 + 5.0, b7, 0.5, k2)]
+    assert obj.evaluate().simulation == pytest.approx(want, rel=1e-9)
+    _check_gradients(obj)
+
+
+def test_measurement_before_the_start_is_refused(tmp_path) -> None:
+    d = tmp_path / "case"
+    shutil.copytree(VENDORED_V2 / "0029", d)
+    with open(d / "_measurements.tsv", "a") as f:
+        f.write("\tobs_a\te1\t2.0\t0.5\t\t\n")
+    with pytest.raises(PetabError, match=r"a measurement at t = 2, before the experiment starts \(t = 5\)"):
+        load_petab(d / "_0029.yaml", validate=False)

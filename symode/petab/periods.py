@@ -189,6 +189,9 @@ def check_experiments(problem: Any) -> None:
             raise err(f"experiment {exp.label!r}: measurements at t = inf with {what} are not supported")
         if exp.preeq is not None and exp.preeq.x_expr is not None:
             raise err(f"experiment {exp.label!r}: expressions in a pre-equilibration condition are not supported")
+        if len(exp.times) and exp.times[0] < exp.t0:
+            raise err(f"experiment {exp.label!r}: a measurement at t = {exp.times[0]:g}, before the experiment "
+                      f"starts (t = {exp.t0:g})")
         first = exp.main[0].condition.p
         for per in exp.main[1:]:
             for q, ev_id in used.items():
