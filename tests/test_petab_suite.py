@@ -41,12 +41,10 @@ def test_suite_v1_is_complete() -> None:
 
 
 # v2 cases whose features symode reads (docs/petab.md); every other v2 case must be refused, not answered
-V2_REFUSED = {"0016": "period starting at t = 10", "0018": "period starting at t = 10",
-              "0022": "period starting at t = 10", "0023": "no period starting at t = 0",
-              "0024": "prior distributions", "0025": "prior distributions", "0026": "neither a number nor",
-              "0027": "neither a number nor", "0028": "period starting at t = 7",
-              "0029": "period starting at t = 5", "0030": "period starting at t = 10",
-              "0031": "period starting at t = 10"}
+V2_REFUSED = {"0016": "event '_E0': the trigger depends on 'S': state-triggered events are not supported",
+              "0023": "no period starting at t = 0 or later", "0024": "prior distributions",
+              "0025": "prior distributions",
+              "0027": "sets 'offset_A' to 'offset_A1_c0 \\+ offset_A2_c0': expressions are supported for states only"}
 
 
 def _check_v2(case) -> None:

@@ -75,7 +75,7 @@ def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h:
         return ca.Function(*fargs, *opts)
 
     return [
-        F("sym_rhs", args, [f], names, ["f"]),
+        F("sym_rhs", args, [ca.densify(f)], names, ["f"]),   # dense: callers read nx values
         F("sym_jac_x", args, [ca.densify(Jx)], names, ["J"]),
         F("sym_jac_p", args, [ca.densify(Jp)], names, ["J"]),
         # vector-Jacobian products for adjoints: Jx^T w, Jp^T w

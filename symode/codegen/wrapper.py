@@ -21,7 +21,7 @@ from symode.codegen.layout import Layout, neural_codegen
 from symode.codegen.render import TEMPLATES, render
 
 #: Version of the generated model library (part of its cache key).
-CODEGEN_VERSION = "6"
+CODEGEN_VERSION = "7"
 #: symode's hand-written C, compiled into every model library (beside the generated model.c and
 #: model_casadi.c).
 CSRC = Path(__file__).resolve().parent / "csrc"

@@ -74,8 +74,8 @@ class PetabObjective:
         n_rows = len(problem.measured)
         row_cond = [""] * n_rows
         for exp in problem.experiments:
-            for r in exp.rows:
-                row_cond[r] = exp.sim.id
+            for r, cid in zip(exp.rows, exp.row_conditions(), strict=True):   # the period's condition
+                row_cond[r] = cid
         self.row_condition = row_cond
         self.times = problem.measurements["time"].to_numpy(dtype=float)
         self.observation = ObservationModel(problem, row_cond, self.times)

@@ -28,6 +28,7 @@ import sympy as sp
 
 from symode.errors import SymodeError
 from symode.petab.math import parse_petab_math
+from symode.petab.periods import Experiment, StateExpressions, check_experiments
 from symode.petab.sbml import ImportedModel, import_sbml
 from symode.petab.sbml_math import UnsupportedSBML
 from symode.spec import Spec
@@ -71,21 +72,7 @@ class Condition:
     p: Mapping                       # (np,)
     x_states: np.ndarray             # int indices of overridden states
     x: Mapping                       # their values
-
-
-@dataclass
-class Experiment:
-    """One (pre-equilibration, simulation) condition pair of the measurement table."""
-
-    sim: Condition
-    preeq: Condition | None
-    times: np.ndarray                # sorted unique finite measurement times
-    rows: np.ndarray                 # measurement rows of this experiment
-    time_index: np.ndarray           # per row: index into times, or -1 for t = inf
-
-    @property
-    def label(self) -> str:
-        return f"{self.preeq.id}->{self.sim.id}" if self.preeq else self.sim.id
+    x_expr: StateExpressions | None = None   # states set to expressions (PEtab v2)
 
 
 @dataclass
@@ -337,7 +324,7 @@ class _Loader:
         # the SBML model; parameters named in the tables stay free even with initial assignments
         cond_columns = [c for c in (cdf.columns if cdf is not None else []) if c != "conditionName"]
         try:
-            sbml = import_sbml(problem.model.sbml_model, keep=set(ids) | set(cond_columns))
+            sbml = import_sbml(problem.model.sbml_model, keep=set(ids) | set(cond_columns), events=True)
         except UnsupportedSBML as exc:
             raise PetabError(exc.message, file=str(self.files.get("sbml") or self.path)) from None
         state_ids = list(sbml.states)
@@ -413,14 +400,16 @@ class _Loader:
             t_rows = times[rows_arr]
             finite = np.unique(t_rows[np.isfinite(t_rows)])
             tindex = np.array([int(np.searchsorted(finite, t)) if math.isfinite(t) else -1 for t in t_rows])
-            experiments.append(Experiment(sim=conditions[sim], preeq=conditions[pre] if pre else None,
-                                          times=finite, rows=rows_arr, time_index=tindex))
-        return PetabProblem(
+            experiments.append(Experiment.of(conditions[sim], conditions[pre] if pre else None, finite, rows_arr,
+                                             tindex))
+        out = PetabProblem(
             path=self.path, petab=problem, sbml=sbml, spec=spec, parameter_ids=ids, scales=scales,
             lower=np.array(lower, dtype=float), upper=np.array(upper, dtype=float),
             nominal=np.array(nominal, dtype=float), estimated=np.array(estimated, dtype=bool),
             conditions=conditions, experiments=experiments, observables=observables, measurements=mdf,
             row_observable=row_obs, row_phi=row_phi, measured=measured, warnings=warnings)
+        check_experiments(out)
+        return out
 
     def condition(self, cid: str, row: int | None, values: Any, columns: list[str], sbml: ImportedModel,
                   theta_index: dict[str, int], param_ids: list[str], state_ids: list[str],

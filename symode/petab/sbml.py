@@ -17,7 +17,13 @@ What an SBML model becomes:
   become that expression of the other parameters unless ``keep`` names them); **function definitions**
   are expanded at every call; ``piecewise`` becomes a sympy Piecewise.
 
-Refused, with an error naming the construct and the SBML id: events, algebraic rules, fast reactions,
+- **Events** (with ``events=True``): time-triggered events (:mod:`symode.petab.events`) are returned in
+  :attr:`ImportedModel.events`; the parameters and compartments they assign become states with
+  dx/dt = 0. The spec (:meth:`ImportedModel.to_spec`) holds the continuous dynamics only: the events are
+  applied by the PEtab simulation (:mod:`symode.petab.timeline`).
+
+Refused, with an error naming the construct and the SBML id: events (unless ``events=True``; then
+state-triggered events and delays), algebraic rules, fast reactions,
 delays, ``rateOf``, variable stoichiometry, conversion factors, reactions without a kinetic law, SBML
 packages that a model requires (e.g. comp, fbc), assignment rules on the size of a compartment that holds
 concentration species, and cyclic rules.
@@ -34,6 +40,7 @@ from typing import Any
 import libsbml
 import sympy as sp
 
+from symode.petab.events import TimedEvent, event_targets, import_events
 from symode.petab.math import RESERVED
 from symode.petab.sbml_math import MathConverter, UnsupportedSBML
 from symode.spec import Spec, spec_from_dict
@@ -77,6 +84,7 @@ class ImportedModel:
     assignments: dict[str, sp.Expr] = field(default_factory=dict)   # other ids -> expression
     terms: list[Term] = field(default_factory=list)
     descriptions: dict[str, str] = field(default_factory=dict)
+    events: list[TimedEvent] = field(default_factory=list)   # time-triggered events, in firing order
 
     def expression(self, sbml_id: str) -> sp.Expr | None:
         """The value of an SBML id (state, parameter or assignment-rule variable), or None."""
@@ -152,16 +160,20 @@ def read_sbml(source: str | Path | Any) -> Any:
     return source
 
 
-def import_sbml(source: str | Path | Any, *, keep: set[str] | frozenset[str] = frozenset()) -> ImportedModel:
+def import_sbml(source: str | Path | Any, *, keep: set[str] | frozenset[str] = frozenset(),
+                events: bool = False) -> ImportedModel:
     """Import an SBML model (path or libsbml Model). Parameters and compartments in ``keep`` stay free
-    parameters even if an initial assignment defines them (a PEtab table sets them)."""
-    return _Importer(read_sbml(source), set(keep)).run()
+    parameters even if an initial assignment defines them (a PEtab table sets them). ``events``: import
+    time-triggered events into :attr:`ImportedModel.events` (the caller applies them; the spec alone does
+    not), else every event is refused."""
+    return _Importer(read_sbml(source), set(keep), events).run()
 
 
 class _Importer:
-    def __init__(self, model: Any, keep: set[str]) -> None:
+    def __init__(self, model: Any, keep: set[str], events: bool = False) -> None:
         self.m = model
         self.keep = keep
+        self.events = events
         self.t = sp.Symbol("t", real=True)
         self.used_names: set[str] = set()
         self.names: dict[str, str] = {}
@@ -197,7 +209,7 @@ class _Importer:
                 prefix = ns.getPrefix(i)
                 if prefix and doc.isSetPackageRequired(prefix) and doc.getPackageRequired(prefix):
                     raise UnsupportedSBML(f"model {m.getId()!r}: the SBML package {prefix!r} is not supported")
-        if m.getNumEvents():
+        if m.getNumEvents() and not self.events:
             ev = m.getEvent(0)
             raise UnsupportedSBML(f"event {ev.getId() or ev.getName() or '(no id)'!r}: SBML events are not "
                                   f"supported ({m.getNumEvents()} in the model)")
@@ -230,6 +242,7 @@ class _Importer:
         rate_rules = {r.getVariable(): r for r in m.getListOfRules() if r.isRate()}
         assign_rules = {r.getVariable(): r for r in m.getListOfRules() if r.isAssignment()}
         init = {ia.getSymbol(): ia for ia in m.getListOfInitialAssignments()}
+        event_set = event_targets(m) if self.events else set()
         species_refs = {sr.getId() for r in m.getListOfReactions()
                         for sr in [*r.getListOfReactants(), *r.getListOfProducts()] if sr.isSetId()}
         for target in [*rate_rules, *assign_rules, *init]:
@@ -244,7 +257,7 @@ class _Importer:
         def classify(sid: str, kind: str, value: float | None, constant: bool, name: str) -> None:
             if sid in assign_rules:
                 derived.add(sid)
-            elif sid in rate_rules:
+            elif sid in rate_rules or sid in event_set:   # changed by a rate rule or by events: a state
                 states[sid] = SbmlState(sid, "", kind, description=name)
             elif sid in init and sid not in self.keep:
                 derived.add(sid)
@@ -338,6 +351,8 @@ class _Importer:
         def sub(expr: Any) -> Any:
             return expr.xreplace(resolved) if resolved else expr
 
+        events = import_events(m, conv, sub, states, self.symbols, self.t) if self.events else []
+
         # right-hand side
         rhs: dict[str, Any] = {sid: sp.Integer(0) for sid in states}
         terms: list[Term] = []
@@ -395,7 +410,7 @@ class _Importer:
             symbols={k: v for k, v in self.symbols.items() if k in states or k in parameters},
             rhs=rhs, initial=initial,
             assignments={sid: resolved[self.symbols[sid]] for sid in derived | reaction_ids},
-            terms=terms, descriptions=descriptions)
+            terms=terms, descriptions=descriptions, events=events)
 
     def _volume(self, comp: str, states: dict[str, SbmlState], resolved: dict[sp.Symbol, Any]) -> Any:
         sym = self.symbols.get(comp)

@@ -22,7 +22,9 @@ mode through its own steps with the weights w_i = d nllh/dx(t_i): no sensitivity
 pre-equilibration shared by several experiments is differentiated once, with the sum of their weights.
 
 The integration grid holds the breakpoints of time-dependent piecewise terms, so the integrator restarts
-at each discontinuity.
+at each discontinuity. Experiments with several periods, a start other than t = 0 or expression-valued
+condition changes, and every experiment of a model with SBML events, run through
+:class:`symode.petab.timeline.Timeline` (the others take no extra work).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ import numpy as np
 
 from symode.errors import SolverError
 from symode.petab.functions import Breakpoints, InitialStates
-from symode.petab.problem import Condition, Experiment, PetabProblem
+from symode.petab.periods import Experiment
+from symode.petab.problem import Condition, PetabProblem
 from symode.petab.steadystate import NewtonSteadyState, newton_polish
+from symode.petab.timeline import Timeline
 from symode.solve.backend import ERRORS
 
 
@@ -96,8 +100,11 @@ class Simulator:
         self.np = len(model.parameters)
         self.n_theta = problem.n_theta
         self._P: dict[str, np.ndarray] = {}
-        self._U = np.zeros(0)
+        self.U = np.zeros(0)
         self._grids: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        # experiments with several periods or a model with events (symode.petab.timeline)
+        self.timeline = Timeline(self) if problem.sbml.events or not all(e.simple for e in problem.experiments) \
+            else None
 
     def P(self, cond: Condition) -> np.ndarray:
         if cond.id not in self._P:
@@ -127,20 +134,15 @@ class Simulator:
         """States at the experiment's measurement times and, if needed, at steady state. ``mode``: "none"
         (states only), "forward" (also G = dx/dtheta there) or "adjoint" (every solve recorded, for
         :meth:`gradient`). ``cache`` holds the pre-equilibrations of one parameter point."""
+        if self.timeline is not None and self.timeline.handles(exp):
+            return self.timeline.run(exp, theta, mode, cache)
         forward = mode == "forward"
         record = mode == "adjoint"
         cond = exp.sim
         p = cond.p(theta)
         pre = None
         if exp.preeq is not None:
-            key = exp.preeq.id
-            pre = cache.get(key) if cache is not None else None
-            if pre is None:
-                xe, Ge = self.initial(exp.preeq, theta, forward)
-                pre = self.steady_state(xe, Ge, exp.preeq.p(theta), self.P(exp.preeq) if forward else None,
-                                        f"pre-equilibration condition {exp.preeq.id!r}", record=record)
-                if cache is not None:
-                    cache[key] = pre
+            pre = self.preequilibrium(exp, theta, mode, cache)
             x0, G0 = self.override(cond, theta, pre.x, pre.G)
         else:
             x0, G0 = self.initial(cond, theta, forward)
@@ -153,6 +155,21 @@ class Simulator:
                                     f"condition {exp.label!r} (time inf)", record=record)
         return ExperimentResult(x_out, G_out, None if inf is None else inf.x, None if inf is None else inf.G, p,
                                 grid, pos, rec, inf, pre)
+
+    def preequilibrium(self, exp: Experiment, theta: np.ndarray, mode: str,
+                       cache: dict[str, SteadyState] | None) -> SteadyState:
+        """The steady state of the experiment's pre-equilibration condition (from ``cache`` if there)."""
+        assert exp.preeq is not None
+        key = exp.preeq.id
+        pre = cache.get(key) if cache is not None else None
+        if pre is None:
+            forward = mode == "forward"
+            xe, Ge = self.initial(exp.preeq, theta, forward)
+            pre = self.steady_state(xe, Ge, exp.preeq.p(theta), self.P(exp.preeq) if forward else None,
+                                    f"pre-equilibration condition {exp.preeq.id!r}", record=mode == "adjoint")
+            if cache is not None:
+                cache[key] = pre
+        return pre
 
     def grid(self, times: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The integration grid (0, the measurement times and the breakpoints in between) and the
@@ -185,15 +202,15 @@ class Simulator:
             return x_out, G_out, None
         o = self.options
         if record:
-            rec = self.backend.record(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-            self._check(rec, grid, label)
+            rec = self.backend.record(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+            self.check(rec, grid, label)
             return rec.x[pos], None, rec
         if G0 is None:
-            res = self.backend.integrate(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-            self._check(res, grid, label)
+            res = self.backend.integrate(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+            self.check(res, grid, label)
             return res.x[pos], None, None
-        res, S = self.backend.sensitivities(grid, x0, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-        self._check(res, grid, label)
+        res, S = self.backend.sensitivities(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+        self.check(res, grid, label)
         S = S[pos]
         x_out[:] = res.x[pos]
         G_out[:] = np.einsum("tij,jk->tik", S[:, :, : self.nx], G0) + np.einsum("tij,jk->tik", S[:, :, self.nx:], P)
@@ -210,6 +227,16 @@ class Simulator:
         pre_state: dict[str, tuple[Condition, SteadyState]] = {}
         for exp, res, w, w_inf in zip(experiments, results, W, W_inf, strict=True):
             cond = exp.sim
+            if self.timeline is not None and self.timeline.handles(exp):
+                gx0, g = self.timeline.adjoint(res, w)   # back to the state before the first period's changes
+                grad += g
+                if exp.preeq is None:
+                    self._initial_adjoint(cond, theta, gx0, grad)
+                    continue
+                assert res.preeq is not None
+                pre_w[exp.preeq.id] = pre_w.get(exp.preeq.id, 0.0) + gx0
+                pre_state[exp.preeq.id] = (exp.preeq, res.preeq)
+                continue
             gx0, gp = np.zeros(self.nx), np.zeros(self.np)
             if res.record is not None:
                 lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
@@ -253,9 +280,9 @@ class Simulator:
         if not np.any(v):
             return gx, gp
         assert ss.start is not None and ss.p is not None
-        w = self.backend.jac_x(ss.t, ss.x, ss.p, self._U).T @ v
+        w = self.backend.jac_x(ss.t, ss.x, ss.p, self.U).T @ v
         rx, rp = self._reverse(ss, w)
-        rate = np.concatenate([rx, rp + self.backend.jac_p(ss.t, ss.x, ss.p, self._U).T @ v])
+        rate = np.concatenate([rx, rp + self.backend.jac_p(ss.t, ss.x, ss.p, self.U).T @ v])
         g = np.concatenate([gx, gp])
         o = self.options
         weights = o.ss_atol * float(np.max(np.abs(v))) + o.ss_rtol * np.abs(g)
@@ -305,7 +332,7 @@ class Simulator:
         while True:
             ss.t = t
             x = ss.x
-            f = self.backend.rhs(t, x, p, self._U)
+            f = self.backend.rhs(t, x, p, self.U)
             wrms = float(np.sqrt(np.mean((f / (o.ss_atol + o.ss_rtol * np.abs(x))) ** 2))) if len(x) else 0.0
             what = "dx/dt"
             if wrms < 1.0 and o.newton and self.polish(ss, p, P):
@@ -313,7 +340,7 @@ class Simulator:
             G = ss.G
             if wrms < 1.0 and G is not None and P is not None and G.size:
                 # x may start at its steady state while G does not (slow modes), so G's rate is checked too
-                dG = self.backend.jac_x(t, x, p, self._U) @ G + self.backend.jac_p(t, x, p, self._U) @ P
+                dG = self.backend.jac_x(t, x, p, self.U) @ G + self.backend.jac_p(t, x, p, self.U) @ P
                 wrms = float(np.sqrt(np.mean((dG / (o.ss_atol + o.ss_rtol * np.abs(G))) ** 2)))
                 what = "dx/dt's sensitivities"
             if wrms < 1.0:
@@ -323,15 +350,15 @@ class Simulator:
                                   f"{wrms:.3g}; needs < 1)")
             grid = np.array([t, t + length])
             if record:
-                res = self.backend.record(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-                self._check(res, grid, label)
+                res = self.backend.record(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+                self.check(res, grid, label)
                 ss.chunks.append(res)
             elif ss.G is None:
-                res = self.backend.integrate(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-                self._check(res, grid, label)
+                res = self.backend.integrate(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+                self.check(res, grid, label)
             else:
-                res, S = self.backend.sensitivities(grid, x, p, self._U, rtol=o.rtol, atol=o.atol, method=o.method)
-                self._check(res, grid, label)
+                res, S = self.backend.sensitivities(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+                self.check(res, grid, label)
                 ss.G = S[-1, :, : self.nx] @ ss.G + S[-1, :, self.nx:] @ P
             ss.x = res.x[-1].copy()
             t += length
@@ -341,7 +368,7 @@ class Simulator:
         """Newton polish of the integrated state ss.x (:func:`symode.petab.steadystate.newton_polish`), with
         G = dx/dtheta mapped to the polished state; False (ss unchanged) when it fails."""
         o = self.options
-        nw = newton_polish(self.backend, ss.t, ss.x, p, self._U, lambda x: o.ss_atol + o.ss_rtol * np.abs(x),
+        nw = newton_polish(self.backend, ss.t, ss.x, p, self.U, lambda x: o.ss_atol + o.ss_rtol * np.abs(x),
                            lambda x: o.atol + o.rtol * np.abs(x), o.newton_max_steps)
         if nw is None:
             return False
@@ -352,7 +379,7 @@ class Simulator:
         return True
 
     @staticmethod
-    def _check(res: Any, grid: np.ndarray, label: str) -> None:
+    def check(res: Any, grid: np.ndarray, label: str) -> None:
         if res.status == 0:
             return
         i = res.stats.get("fail_interval", -1)

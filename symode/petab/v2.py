@@ -6,7 +6,9 @@ v2 problems this way. What is translated:
 
 - **experiments** with one period starting at t = 0 (a simulation condition), optionally preceded by one
   at t = -inf (pre-equilibration); several conditions of the same period are merged into one v1 condition;
-  an empty ``experimentId`` is a simulation without changes;
+  an empty ``experimentId`` is a simulation without changes. Experiments with several periods, or one
+  starting at another time, get one v1 condition per period (parameters changed earlier carried along)
+  and their periods are returned alongside (:mod:`symode.petab.periods`);
 - **conditions** (long format ``conditionId, targetId, targetValue``) -> the wide v1 table;
 - **observables**: ``observablePlaceholders`` / ``noisePlaceholders`` renamed to v1's
   ``observableParameter<n>_<id>`` / ``noiseParameter<n>_<id>`` (whole identifiers only), and the noise
@@ -17,10 +19,11 @@ v2 problems this way. What is translated:
 - **mapping tables** that only name entities (``modelEntityId`` empty or the same id);
 - an observable's own id in its noise formula (its value).
 
-Refused with a message naming the file and the construct: periods starting at another time (a condition
-applied during the simulation, or a start time other than 0), prior distributions, mapping tables that
-map ids, several models, noise distributions other than the four above, and (by the v1 reader) condition
-values that are expressions rather than numbers or parameter ids.
+Condition values that are expressions (``A + 5``) are left out of the v1 table and returned alongside:
+they may set states (:class:`symode.petab.periods.StateExpressions`). Refused with a message naming the
+file and the construct: experiments without a period at t >= 0, prior distributions, mapping tables that
+map ids, several models, noise distributions other than the four above, and expressions that set
+parameters.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from symode.petab.periods import add_periods, check_experiments
 from symode.petab.problem import PetabError, PetabProblem, load_petab
 
 DISTRIBUTIONS = {"normal": ("lin", "normal"), "laplace": ("lin", "laplace"), "log-normal": ("log", "normal"),
@@ -56,11 +60,32 @@ def _rename(formula: str, names: dict[str, str]) -> str:
     return pattern.sub(lambda m: names[m.group(1)], formula)
 
 
-def _species_ids(sbml: Path) -> set[str]:
+def _state_ids(sbml: Path) -> set[str]:
+    """Ids whose values are states (condition changes re-initialise them once): species and the targets of
+    rate rules and events."""
     import libsbml
 
     model = libsbml.readSBML(str(sbml)).getModel()
-    return {s.getId() for s in model.getListOfSpecies()} if model is not None else set()
+    if model is None:
+        return set()
+    rates = {r.getVariable() for r in model.getListOfRules() if r.isRate()}
+    events = {ea.getVariable() for ev in model.getListOfEvents() for ea in ev.getListOfEventAssignments()}
+    return {s.getId() for s in model.getListOfSpecies()} | rates | events
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _is_expression(value: Any) -> bool:
+    """A condition value that is neither a number nor an identifier (v1 tables hold only those)."""
+    text = str(value).strip()
+    if not text or _IDENTIFIER.match(text):
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
 
 
 def _files(config: dict, key: str, base: Path, path: Path) -> list[Path]:
@@ -78,9 +103,12 @@ def _table(files: list[Path]) -> pd.DataFrame | None:
     return pd.concat([_read(f) for f in files], ignore_index=True) if files else None
 
 
-def downgrade(path: Path, out: Path, config: dict) -> Path:
+def downgrade(path: Path, out: Path, config: dict) -> tuple[Path, dict[str, list[tuple[float, str]]],
+                                                          dict[str, dict[str, str]]]:
     """Write the v1 form of the v2 problem ``path`` (its parsed YAML ``config``) into ``out``; returns the
-    v1 problem file."""
+    v1 problem file, the periods (start, v1 condition id) of the experiments that have more than one or
+    start at another time than 0 (by the v1 id of their first period's condition), and the condition
+    values that are expressions (by v1 condition id and target; left empty in the v1 table)."""
     base = path.parent
     models = config.get("model_files") or {}
     if len(models) != 1:
@@ -158,7 +186,8 @@ def downgrade(path: Path, out: Path, config: dict) -> Path:
         if len(cids) == 1:
             merged[cids[0]] = changes[cids[0]]
             return cids[0]
-        name = f"{eid}__{'preeq' if t < 0 else 't0'}"
+        when = "preeq" if t < 0 else "t0" if t == 0 else "at" + re.sub(r"[^0-9]", "_", f"{t:g}")
+        name = f"{eid}__{when}"
         values: dict[str, str] = {}
         for c in cids:
             for target, v in changes[c].items():
@@ -169,25 +198,41 @@ def downgrade(path: Path, out: Path, config: dict) -> Path:
         merged[name] = values
         return name
 
-    species = _species_ids(sbml)
+    states = _state_ids(sbml)
     mapping: dict[str, tuple[str, str]] = {"": ("", DEFAULT_CONDITION)}
+    schedule: dict[str, list[tuple[float, str]]] = {}   # v1 simulation condition -> its periods
     for eid, by_time in periods.items():
-        bad = [t for t in by_time if t not in (0.0, -math.inf)]
-        if bad:
-            raise PetabError(f"PEtab v2: experiment {eid!r} has a period starting at t = {bad[0]:g}: only "
-                             "periods at -inf (pre-equilibration) and 0 are supported", file=str(path))
-        if 0.0 not in by_time:
-            raise PetabError(f"PEtab v2: experiment {eid!r} has no period starting at t = 0", file=str(path))
+        starts = sorted(t for t in by_time if t > -math.inf)
+        if not starts:
+            raise PetabError(f"PEtab v2: experiment {eid!r} has no period starting at t = 0 or later",
+                             file=str(path))
         pre = merge(eid, -math.inf, by_time[-math.inf]) if -math.inf in by_time else ""
-        sim = merge(eid, 0.0, by_time[0.0])
-        carried = {t: v for t, v in merged[pre].items() if t not in species and t not in merged[sim]} if pre else {}
-        if carried:  # v2: a parameter changed for pre-equilibration keeps that value (v1: per condition)
-            name = f"{eid}__t0_after_preeq"
-            merged[name] = {**carried, **merged[sim]}
-            sim = name
-        mapping[eid] = (pre, sim)
+        if starts == [0.0]:
+            sim = merge(eid, 0.0, by_time[0.0])
+            carried = {t: v for t, v in merged[pre].items() if t not in states and t not in merged[sim]} if pre else {}
+            if carried:  # v2: a parameter changed for pre-equilibration keeps that value (v1: per condition)
+                name = f"{eid}__t0_after_preeq"
+                merged[name] = {**carried, **merged[sim]}
+                sim = name
+            mapping[eid] = (pre, sim)
+            continue
+        # several periods, or one starting later: one v1 condition per period, named after the experiment,
+        # with the parameters of the earlier periods carried (they keep their values until changed)
+        carried = {t: v for t, v in merged[pre].items() if t not in states} if pre else {}
+        names = []
+        for k, t in enumerate(starts):
+            values = merged[merge(eid, t, by_time[t])]
+            name = f"{eid}__period{k}" if k or eid in merged or eid in changes else eid
+            merged[name] = {**carried, **values}
+            carried.update({target: v for target, v in values.items() if target not in states})
+            names.append(name)
+        schedule[names[0]] = list(zip(starts, names, strict=True))
+        mapping[eid] = (pre, names[0])
+    expressions = {cid: {t: v for t, v in values.items() if _is_expression(v)} for cid, values in merged.items()}
+    expressions = {cid: e for cid, e in expressions.items() if e}
     targets = sorted({t for v in merged.values() for t in v})
-    c1 = pd.DataFrame([{"conditionId": cid, **{t: v.get(t, "") for t in targets}} for cid, v in merged.items()])
+    c1 = pd.DataFrame([{"conditionId": cid, **{t: "" if _is_expression(v.get(t, "")) else v.get(t, "")
+                                               for t in targets}} for cid, v in merged.items()])
 
     # measurements
     m1 = mes.copy()
@@ -205,16 +250,24 @@ def downgrade(path: Path, out: Path, config: dict) -> Path:
     problem.write_text("format_version: 1\nparameter_file: parameters.tsv\nproblems:\n"
                        "- condition_files: [conditions.tsv]\n  measurement_files: [measurements.tsv]\n"
                        "  observable_files: [observables.tsv]\n  sbml_files: [model.xml]\n")
-    return problem
+    return problem, schedule, expressions
 
 
 def load_v2(path: Path, config: dict, validate: bool) -> PetabProblem:
-    """A PEtab v2 problem (its parsed YAML ``config``), read through its v1 form."""
+    """A PEtab v2 problem (its parsed YAML ``config``), read through its v1 form, with the periods and
+    expression-valued condition changes that v1 cannot express put back."""
     with tempfile.TemporaryDirectory(prefix="symode-petab-v2-") as tmp:
-        v1 = downgrade(path, Path(tmp), config)
+        v1, schedule, expressions = downgrade(path, Path(tmp), config)
         try:
             problem = load_petab(v1, validate=validate)
-        except PetabError as exc:   # located in the converted tables: say so
-            raise PetabError(f"in its PEtab v1 form: {exc}", file=str(path)) from None
+        except PetabError as exc:   # located in the converted tables: say so (the model by its own name)
+            text = str(exc)
+            model = str(Path(tmp) / "model.xml")
+            if text.startswith(model + ":"):
+                location = next(iter((config.get("model_files") or {}).values()))["location"]
+                raise PetabError(text[len(model) + 1:].strip(), file=str(path.parent / location)) from None
+            raise PetabError(f"in its PEtab v1 form: {text}", file=str(path)) from None
     problem.path = path
+    add_periods(problem, schedule, expressions)
+    check_experiments(problem)
     return problem

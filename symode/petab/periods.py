@@ -1,0 +1,201 @@
+"""Experiments as sequences of periods: (start time, condition) pairs.
+
+A PEtab v1 experiment is a simulation condition starting at t = 0, optionally preceded by a
+pre-equilibration condition (a period at t = -inf: the steady state under that condition). A PEtab v2
+experiment may have further periods: at each period's start its condition's changes apply at once,
+every value computed from the state and parameters just before the change:
+
+- parameters take the condition's values from then on (the other parameters keep theirs);
+- states that the condition names are re-initialised, to numbers, parameter-table entries or
+  expressions of the states and parameters just before the change (:class:`StateExpressions`).
+
+Measurements at a period's start see the state after its changes. The simulation then goes on with the
+new parameters (:mod:`symode.petab.timeline`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from symode.petab.problem import Condition
+
+
+@dataclass
+class StateExpressions:
+    """States that a condition sets to expressions: state index -> sympy expression in the model's
+    symbols (states and parameters just before the change, time) and ``theta`` symbols."""
+
+    values: dict[int, Any]
+    theta: dict[Any, int] = field(default_factory=dict)   # symbol of a parameter-table entry -> theta index
+
+
+@dataclass
+class Period:
+    """One period of an experiment: its start time (-inf: pre-equilibration) and condition."""
+
+    start: float
+    condition: Condition
+
+
+@dataclass
+class Experiment:
+    """A sequence of periods and the measurement rows taken during it."""
+
+    periods: list[Period]
+    times: np.ndarray                # sorted unique finite measurement times
+    rows: np.ndarray                 # measurement rows of this experiment
+    time_index: np.ndarray           # per row: index into times, or -1 for t = inf
+    simple: bool = field(init=False)  # one period from t = 0 (after an optional pre-equilibration)
+
+    def __post_init__(self) -> None:
+        main = self.main
+        self.simple = (len(main) == 1 and main[0].start == 0.0 and main[0].condition.x_expr is None)
+
+    @classmethod
+    def of(cls, sim: Condition, preeq: Condition | None, times: np.ndarray, rows: np.ndarray,
+           time_index: np.ndarray) -> Experiment:
+        """A v1 experiment: ``sim`` from t = 0, after the steady state of ``preeq`` if given."""
+        periods = ([Period(-math.inf, preeq)] if preeq is not None else []) + [Period(0.0, sim)]
+        return cls(periods, times, rows, time_index)
+
+    @property
+    def preeq(self) -> Condition | None:
+        """The pre-equilibration condition, or None."""
+        return self.periods[0].condition if self.periods[0].start == -math.inf else None
+
+    @property
+    def main(self) -> list[Period]:
+        """The periods after the pre-equilibration."""
+        return [p for p in self.periods if p.start > -math.inf]
+
+    @property
+    def sim(self) -> Condition:
+        """The condition of the first period after the pre-equilibration."""
+        return self.main[0].condition
+
+    @property
+    def t0(self) -> float:
+        return self.main[0].start
+
+    @property
+    def label(self) -> str:
+        return f"{self.preeq.id}->{self.sim.id}" if self.preeq else self.sim.id
+
+    def row_conditions(self) -> list[str]:
+        """Per measurement row, the id of the condition in force at its time (at a period's start: that
+        period's; t = inf: the last one's)."""
+        main = self.main
+        if len(main) == 1:
+            return [main[0].condition.id] * len(self.rows)
+        starts = np.array([p.start for p in main])
+        out = []
+        for k in self.time_index:
+            t = math.inf if k < 0 else float(self.times[k])
+            out.append(main[max(int(np.searchsorted(starts, t, side="right")) - 1, 0)].condition.id)
+        return out
+
+
+def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
+                expressions: dict[str, dict[str, str]]) -> None:
+    """Put back what a PEtab v2 problem's v1 form (:func:`symode.petab.v2.downgrade`) cannot hold: the
+    periods of its experiments (by the id of their first period's condition) and the condition values
+    that are expressions (by condition id and target; whitelist-parsed, :mod:`symode.petab.math`)."""
+    from symode.errors import SymodeError
+    from symode.petab.math import parse_petab_math
+    from symode.petab.problem import PetabError
+
+    sbml = problem.sbml
+    state_ids = list(sbml.states)
+    theta_index = {pid: i for i, pid in enumerate(problem.parameter_ids)}
+    for cid, values in expressions.items():
+        cond = problem.conditions.get(cid)
+        if cond is None:
+            continue
+        theta: dict[Any, int] = {}
+        resolve = _resolver(sbml, theta_index, theta)
+        exprs = {}
+        for target, text in values.items():
+            where = f"PEtab v2: condition {cid!r} sets {target!r} to {text!r}"
+            if target not in sbml.states:
+                raise PetabError(f"{where}: expressions are supported for states only (species, and parameters "
+                                 "or compartments that rate rules or events change)", file=str(problem.path),
+                                 field="targetValue")
+            try:
+                exprs[state_ids.index(target)] = parse_petab_math(text, resolve)
+            except SymodeError as exc:
+                raise PetabError(f"{where}: {exc.message}", file=str(problem.path), field="targetValue") from None
+        cond.x_expr = StateExpressions(exprs, theta)
+    for exp in problem.experiments:
+        periods = schedule.get(exp.sim.id)
+        if periods:
+            exp.periods = [p for p in exp.periods if p.start == -math.inf] + [
+                Period(t, problem.conditions[c]) for t, c in periods]
+        exp.__post_init__()
+
+
+def _resolver(sbml: Any, theta_index: dict[str, int], theta: dict[Any, int]) -> Any:
+    """Names in a condition's expression: time, the model's ids (states, parameters, assignment-rule
+    variables), else parameter-table entries (their symbols are collected in ``theta``)."""
+    import sympy as sp
+
+    from symode.petab.problem import PetabError
+
+    def resolve(name: str) -> Any:
+        if name == "time":
+            return sbml.t
+        expr = sbml.expression(name)
+        if expr is not None:
+            return expr
+        if name in theta_index:
+            sym = sp.Symbol(f"__theta_{name}", real=True)
+            theta[sym] = theta_index[name]
+            return sym
+        raise PetabError(f"unknown symbol {name!r}")
+
+    return resolve
+
+
+def check_experiments(problem: Any) -> None:
+    """Refuse what the simulation of periods and events (:mod:`symode.petab.timeline`) does not do, with a
+    message naming the experiment."""
+    from symode.petab.problem import PetabError
+
+    sbml = problem.sbml
+    events = sbml.events
+
+    def err(msg: str) -> PetabError:
+        return PetabError(msg, file=str(problem.path))
+
+    assigned = {v: ev.id for ev in events for v in ev.assignments if sbml.states[v].kind != "species"}
+    for pid in problem.parameter_ids:
+        if pid in assigned:
+            raise err(f"parameter {pid!r} of the parameter table is assigned by the SBML event {assigned[pid]!r}: "
+                      "not supported")
+    param_ids = list(sbml.parameters)
+    names = {sbml.symbols[q]: q for q in param_ids}
+    used = {names[s]: ev.id for ev in events for s in ev.time.free_symbols if s in names}
+    for exp in problem.experiments:
+        if exp.simple and not events:
+            continue
+        what = "SBML events" if events else "several periods or a start other than t = 0"
+        if events and exp.preeq is not None:
+            raise err(f"experiment {exp.label!r}: pre-equilibration in a model with SBML events is not supported")
+        if np.any(exp.time_index < 0):
+            raise err(f"experiment {exp.label!r}: measurements at t = inf with {what} are not supported")
+        if exp.preeq is not None and exp.preeq.x_expr is not None:
+            raise err(f"experiment {exp.label!r}: expressions in a pre-equilibration condition are not supported")
+        if len(exp.times) and exp.times[0] < exp.t0:
+            raise err(f"experiment {exp.label!r}: a measurement at t = {exp.times[0]:g}, before the experiment "
+                      f"starts (t = {exp.t0:g})")
+        first = exp.main[0].condition.p
+        for per in exp.main[1:]:
+            for q, ev_id in used.items():
+                k = param_ids.index(q)
+                if (per.condition.p.index[k], per.condition.p.value[k]) != (first.index[k], first.value[k]):
+                    raise err(f"experiment {exp.label!r}: the period at t = {per.start:g} changes {q!r}, which the "
+                              f"trigger of event {ev_id!r} uses: not supported")
