@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,19 @@ def case_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("[0-9][0-9][0-9][0-9]") if p.is_dir()) if root.is_dir() else []
 
 
+def _differences(ev: Any, sol: dict, sim_err: float) -> dict:
+    """The evaluation's differences from a case's solution, with the case's tolerances."""
+    out = {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
+           "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}
+    if "log_prior" in sol:   # prior distributions: every parameter's log-prior and the log-posterior
+        assert ev.log_prior_terms is not None and set(ev.log_prior_terms) == set(sol["log_prior"])
+        out["log_prior"] = max(abs(ev.log_prior_terms[k] - v) for k, v in sol["log_prior"].items())
+        out["tol_log_prior"] = sol["tol_log_prior"]
+        out["posterior"] = abs(ev.unnorm_log_posterior - sol["unnorm_log_posterior"])
+        out["tol_posterior"] = sol["tol_unnorm_log_posterior"]
+    return out
+
+
 def check_case(case: Path) -> dict:
     """Evaluate a test-suite case at its nominal parameters and compare with its solution; returns the
     differences and tolerances."""
@@ -71,8 +85,7 @@ def check_case(case: Path) -> dict:
     for k in keys:
         assert [str(v) for v in got[k].fillna("")] == [str(v) for v in want[k].fillna("")], k
     sim_err = float(np.max(np.abs(got["simulation"].to_numpy(float) - want["simulation"].to_numpy(float))))
-    return {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
-            "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}
+    return _differences(ev, sol, sim_err)
 
 
 def check_case_v2(case: Path) -> dict:
@@ -90,5 +103,4 @@ def check_case_v2(case: Path) -> dict:
     assert list(got["observableId"]) == list(want["observableId"])
     assert np.allclose(got["time"].to_numpy(float), want["time"].to_numpy(float))
     sim_err = float(np.max(np.abs(got["simulation"].to_numpy(float) - want["simulation"].to_numpy(float))))
-    return {"llh": abs(ev.llh - sol["llh"]), "chi2": abs(ev.chi2 - sol["chi2"]), "sim": sim_err,
-            "tol_llh": sol["tol_llh"], "tol_chi2": sol["tol_chi2"], "tol_sim": sol["tol_simulations"]}
+    return _differences(ev, sol, sim_err)

@@ -23,12 +23,16 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="llh, chi2 (and gradient) of a PEtab problem",
                        description="Evaluate the PEtab log-likelihood (with the normalisation constants), chi2 and, "
                                    "with --gradient, d llh / d parameter on each estimated parameter's parameterScale, "
-                                   "at the parameter table's nominal values (or at those of --parameters).")
-    e.add_argument("problem", help="PEtab problem YAML file (format_version 1)")
+                                   "at the parameter table's nominal values (or at those of --parameters). With "
+                                   "prior distributions (PEtab v2) also the log-prior and the unnormalised "
+                                   "log-posterior.")
+    e.add_argument("problem", help="PEtab problem YAML file (format_version 1 or 2.0.0)")
     e.add_argument("--parameters", metavar="TSV", help="PEtab parameter table (parameterId, nominalValue on the "
                                                        "linear scale) whose values override the problem's")
     e.add_argument("--gradient", action="store_true", help="also the gradient (compiled discrete adjoint)")
-    e.add_argument("--json", metavar="OUT.json", help="write {llh, chi2, n_measurements, gradient, timings_s}")
+    e.add_argument("--json", metavar="OUT.json", help="write {llh, chi2, n_measurements, gradient, timings_s} "
+                                                      "(with priors also log_prior, log_prior_terms, "
+                                                      "unnorm_log_posterior, log_prior_gradient)")
     e.add_argument("--simulations", metavar="OUT.tsv", help="write the PEtab simulation table (the measurement "
                                                             "table's rows with a 'simulation' column)")
     e.add_argument("--no-validate", action="store_true", help="skip PEtab's linter")
@@ -52,17 +56,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     simulate = time.perf_counter() - t1
     gradient = None
     t_grad = None
+    prior_gradient = None
     if args.gradient:
         t2 = time.perf_counter()
-        gradient = obj.evaluate(theta, gradient=True).gradient
+        ev_grad = obj.evaluate(theta, gradient=True)
+        gradient, prior_gradient = ev_grad.gradient, ev_grad.log_prior_gradient
         t_grad = time.perf_counter() - t2
     print(f"{args.problem}: llh = {ev.llh:.10g}, chi2 = {ev.chi2:.10g}, {ev.n_measurements} measurements "
           f"(build {build:.2f} s, simulate {simulate:.4f} s"
           + (f", gradient {t_grad:.4f} s)" if t_grad is not None else ")"), file=sys.stderr)
+    if ev.log_prior is not None:
+        print(f"  log-prior = {ev.log_prior:.10g}, unnormalised log-posterior = {ev.unnorm_log_posterior:.10g}",
+              file=sys.stderr)
     if args.json:
         doc: dict = {"llh": _finite(ev.llh), "chi2": _finite(ev.chi2), "n_measurements": ev.n_measurements}
         if gradient is not None:
             doc["gradient"] = {k: _finite(float(v)) for k, v in zip(problem.estimated_ids, gradient, strict=True)}
+        if ev.log_prior_terms is not None:
+            doc["log_prior"] = _finite(float(ev.log_prior))
+            doc["unnorm_log_posterior"] = _finite(float(ev.unnorm_log_posterior))
+            doc["log_prior_terms"] = {k: _finite(v) for k, v in ev.log_prior_terms.items()}
+            if prior_gradient is not None:
+                doc["log_prior_gradient"] = {k: _finite(float(v)) for k, v in
+                                             zip(problem.estimated_ids, prior_gradient, strict=True)}
         doc["timings_s"] = {"build": build, "simulate": simulate, "gradient": t_grad}
         atomic_write_json(args.json, doc)
         print(f"wrote {args.json}", file=sys.stderr)

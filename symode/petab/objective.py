@@ -53,6 +53,21 @@ class Evaluation:
     residual_jacobian: np.ndarray | None = None   # dr/dz (rows x estimated)
     sigma_jacobian: np.ndarray | None = None      # dsigma/dz
     timings: dict[str, float] = field(default_factory=dict)
+    #: with prior distributions (PEtab v2, :mod:`symode.petab.priors`): log pi_k per estimated parameter,
+    #: and with ``gradient`` d sum_k log pi_k / d z
+    log_prior_terms: dict[str, float] | None = None
+    log_prior_gradient: np.ndarray | None = None
+
+    @property
+    def log_prior(self) -> float | None:
+        """Sum of the log-priors (None without priors)."""
+        return None if self.log_prior_terms is None else float(sum(self.log_prior_terms.values()))
+
+    @property
+    def unnorm_log_posterior(self) -> float | None:
+        """llh + log-prior (None without priors)."""
+        lp = self.log_prior
+        return None if lp is None else self.llh + lp
 
 
 class PetabObjective:
@@ -172,6 +187,11 @@ class PetabObjective:
                     ev.sigma_jacobian = Ds
             else:
                 ev.gradient = -self._adjoint_gradient(theta, X, results, a, b)[pr.estimated] * dz
+        if pr.priors:
+            ev.log_prior_terms = pr.priors.terms(theta)
+            if gradient:
+                dz = scale_derivative(theta, pr.scales)[pr.estimated]
+                ev.log_prior_gradient = pr.priors.gradient(theta)[pr.estimated] * dz
         ev.timings = {"gradient" if mode != "none" else "simulate": time.perf_counter() - t0}
         return ev
 

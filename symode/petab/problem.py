@@ -112,6 +112,7 @@ class PetabProblem:
     row_phi: list[Mapping]                       # per row
     measured: np.ndarray                         # float per row
     warnings: list[str] = field(default_factory=list)
+    priors: Any = None                           # symode.petab.priors.Priors (PEtab v2) or None
 
     @property
     def n_theta(self) -> int:

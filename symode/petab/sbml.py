@@ -54,7 +54,7 @@ class SbmlState:
 
     id: str                    # SBML id
     name: str                  # symode name (the SBML id unless that is not a valid symode name)
-    kind: str                  # "species", "parameter" or "compartment"
+    kind: str                  # "species", "parameter", "compartment" or "placeholder" (a model without states)
     compartment: str | None = None
     amount: bool = False       # species: the state is an amount (hasOnlySubstanceUnits)
     description: str = ""
@@ -275,6 +275,12 @@ class _Importer:
                 continue
             states[s.getId()] = SbmlState(s.getId(), "", "species", compartment=s.getCompartment(),
                                           amount=bool(s.getHasOnlySubstanceUnits()), description=s.getName())
+        if not states:   # a model of constants only: one inert state (dx/dt = 0, x(0) = 0) for the pipeline
+            placeholder = "symode_no_state"
+            while m.getElementBySId(placeholder) is not None:
+                placeholder += "_"
+            states[placeholder] = SbmlState(placeholder, "", "placeholder",
+                                            description="placeholder: the model has no states")
         # local parameters of kinetic laws
         local_maps: dict[str, dict[str, sp.Symbol]] = {}
         for r in m.getListOfReactions():
@@ -336,6 +342,8 @@ class _Importer:
                     initial_raw[sym] = a0 if st.amount else a0 / volume
                 else:
                     initial_raw[sym] = sp.Integer(0)
+            elif st.kind == "placeholder":
+                initial_raw[sym] = sp.Integer(0)
             elif st.kind == "compartment":
                 c = m.getCompartment(sid)
                 initial_raw[sym] = sp.Float(c.getSize()) if c.isSetSize() else sp.Integer(1)

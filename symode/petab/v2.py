@@ -14,16 +14,17 @@ v2 problems this way. What is translated:
   ``observableParameter<n>_<id>`` / ``noiseParameter<n>_<id>`` (whole identifiers only), and the noise
   distributions ``normal``, ``laplace``, ``log-normal``, ``log-laplace`` as v1's transformation plus
   distribution;
-- **parameters**: on the linear scale (v2 has no parameterScale), ``estimate`` true/false.
+- **parameters**: on the linear scale (v2 has no parameterScale), ``estimate`` true/false; prior
+  distributions (``priorDistribution``, ``priorParameters``) read alongside (:func:`read_priors`,
+  :mod:`symode.petab.priors`): the objective reports the log-prior and the unnormalised log-posterior.
 
 - **mapping tables** that only name entities (``modelEntityId`` empty or the same id);
 - an observable's own id in its noise formula (its value).
 
 Condition values that are expressions (``A + 5``) are left out of the v1 table and returned alongside:
 they may set states (:class:`symode.petab.periods.StateExpressions`). Refused with a message naming the
-file and the construct: experiments without a period at t >= 0, prior distributions, mapping tables that
-map ids, several models, noise distributions other than the four above, and expressions that set
-parameters.
+file and the construct: experiments without a period at t >= 0, mapping tables that map ids, several
+models, noise distributions other than the four above, and expressions that set parameters.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from symode.petab.periods import add_periods, check_experiments
+from symode.petab.priors import Priors, parse_prior
 from symode.petab.problem import PetabError, PetabProblem, load_petab
 
 DISTRIBUTIONS = {"normal": ("lin", "normal"), "laplace": ("lin", "laplace"), "log-normal": ("log", "normal"),
@@ -137,8 +139,6 @@ def downgrade(path: Path, out: Path, config: dict) -> tuple[Path, dict[str, list
     exp = _table(_files(config, "experiment_files", base, path))
 
     # parameters
-    if "priorDistribution" in par.columns and any(not _blank(v) for v in par["priorDistribution"]):
-        raise PetabError("PEtab v2: prior distributions are not supported", file=str(path), field="priorDistribution")
     p1 = pd.DataFrame({"parameterId": par["parameterId"], "parameterScale": "lin",
                        "lowerBound": par.get("lowerBound", ""), "upperBound": par.get("upperBound", ""),
                        "nominalValue": par.get("nominalValue", ""),
@@ -268,6 +268,30 @@ def load_v2(path: Path, config: dict, validate: bool) -> PetabProblem:
                 raise PetabError(text[len(model) + 1:].strip(), file=str(path.parent / location)) from None
             raise PetabError(f"in its PEtab v1 form: {text}", file=str(path)) from None
     problem.path = path
+    problem.priors = read_priors(path, config, problem)
     add_periods(problem, schedule, expressions)
     check_experiments(problem)
     return problem
+
+
+def read_priors(path: Path, config: dict, problem: PetabProblem) -> Priors:
+    """The prior distributions of the parameter table (:mod:`symode.petab.priors`): none unless the table
+    declares one; then every estimated parameter has its prior (a blank one: uniform on its bounds)."""
+    par = _table(_files(config, "parameter_files", path.parent, path))
+    if par is None or "priorDistribution" not in par.columns or all(_blank(v) for v in par["priorDistribution"]):
+        return Priors([])
+    rows = {str(r["parameterId"]): r for _, r in par.iterrows()}
+    out = []
+    for k, pid in enumerate(problem.parameter_ids):
+        if not problem.estimated[k]:
+            continue
+        r = rows[pid]
+        dist = "" if _blank(r.get("priorDistribution")) else str(r["priorDistribution"])
+        text = "" if _blank(r.get("priorParameters")) else str(r["priorParameters"])
+        try:
+            out.append(parse_prior(pid, k, dist, text, float(problem.lower[k]), float(problem.upper[k])))
+        except ValueError as exc:
+            raise PetabError(f"PEtab v2: {exc}", file=str(path), field="priorParameters") from None
+    problem.warnings.append("prior distributions: evaluations report the log-prior and the unnormalised "
+                            "log-posterior; fits maximise the likelihood (the priors are not part of it)")
+    return Priors(out)
