@@ -92,3 +92,20 @@ def test_evaluate_reports_the_log_prior(tmp_path: Path) -> None:
     g = doc["log_prior_gradient"]
     assert g["p_normal"] == pytest.approx(-0.25) and g["p_exponential"] == pytest.approx(-1 / 3)
     assert g["p_uniform"] == 0.0 and np.isfinite(list(g.values())).all()
+
+
+def test_infinite_bounds_evaluate_but_do_not_fit() -> None:
+    """Case 0025: untruncated priors on parameters with infinite bounds are evaluated (the suite's values);
+    a fit needs finite bounds and says which parameter has none."""
+    import yaml
+
+    from symode.errors import SymodeError
+    from symode.petab.fit import fit_petab
+    from symode.petab.objective import PetabObjective
+
+    case = CASE_0024.parent / "0025"
+    ev = PetabObjective.from_yaml(case / "_0025.yaml", validate=False).evaluate()
+    sol = yaml.safe_load((case / "_0025_solution.yaml").read_text())
+    assert ev.log_prior_terms == pytest.approx(sol["log_prior"], abs=1e-12)
+    with pytest.raises(SymodeError, match="'p_normal' has an infinite bound"):
+        fit_petab(case / "_0025.yaml", n_starts=1)

@@ -437,6 +437,11 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
     if not pr.estimated.any():
         raise SymodeError("no parameter is estimated (estimate = 1 in the parameter table)", file=path)
     lb, ub = pr.scaled_bounds()
+    unbounded = [pid for pid, lo, hi in zip(pr.estimated_ids, lb, ub, strict=True)
+                 if not (np.isfinite(lo) and np.isfinite(hi))]
+    if unbounded:
+        raise SymodeError(f"parameter {unbounded[0]!r} has an infinite bound: fits need finite lowerBound and "
+                          "upperBound for every estimated parameter", file=path, field="lowerBound")
     if starts is None:
         if n_starts < 1:
             raise SymodeError("need at least one start", field="n_starts")

@@ -302,13 +302,14 @@ class _Loader:
                 raise self.err("parameter", row, "estimate", f"{pid}: estimate must be 0 or 1")
             lo, hi, nom = (_number(r.get(k, math.nan)) for k in ("lowerBound", "upperBound", "nominalValue"))
             if math.isnan(nom):
-                if est == 0:
-                    raise self.err("parameter", row, "nominalValue", f"{pid}: a fixed parameter needs a nominal value")
+                if est == 0 or not (math.isfinite(lo) and math.isfinite(hi)):
+                    raise self.err("parameter", row, "nominalValue", f"{pid}: a fixed parameter or one with an "
+                                                                     "infinite bound needs a nominal value")
                 nom = math.sqrt(lo * hi) if scale != "lin" and lo > 0 else 0.5 * (lo + hi)
-            if est == 1:
-                if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                    raise self.err("parameter", row, "lowerBound", f"{pid}: estimated parameters need finite "
-                                                                   "bounds lowerBound <= upperBound")
+            if est == 1:   # infinite bounds: evaluations only (fits refuse them, symode.petab.fit)
+                if not (lo <= hi):
+                    raise self.err("parameter", row, "lowerBound", f"{pid}: estimated parameters need bounds "
+                                                                   "lowerBound <= upperBound")
                 if scale != "lin" and lo <= 0:
                     raise self.err("parameter", row, "lowerBound", f"{pid}: {scale} scale needs a positive lower bound")
             if any(c in pdf.columns for c in ("objectivePriorType", "initializationPriorType")):
