@@ -15,6 +15,7 @@ new parameters (:mod:`symode.petab.timeline`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,7 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
     that are expressions (by condition id and target; whitelist-parsed, :mod:`symode.petab.math`)."""
     from symode.errors import SymodeError
     from symode.petab.math import parse_petab_math
-    from symode.petab.problem import PetabError
+    from symode.petab.problem import PetabError, resolve_model_name
 
     sbml = problem.sbml
     state_ids = list(sbml.states)
@@ -116,8 +117,8 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
         cond = problem.conditions.get(cid)
         if cond is None:
             continue
-        theta: dict[Any, int] = {}
-        resolve = _resolver(sbml, theta_index, theta)
+        extra: dict[str, Any] = {}
+        resolve = functools.partial(resolve_model_name, sbml, theta_index=theta_index, extra=extra)
         exprs = {}
         for target, text in values.items():
             where = f"PEtab v2: condition {cid!r} sets {target!r} to {text!r}"
@@ -129,35 +130,13 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
                 exprs[state_ids.index(target)] = parse_petab_math(text, resolve)
             except SymodeError as exc:
                 raise PetabError(f"{where}: {exc.message}", file=str(problem.path), field="targetValue") from None
-        cond.x_expr = StateExpressions(exprs, theta)
+        cond.x_expr = StateExpressions(exprs, {sym: theta_index[name] for name, sym in extra.items()})
     for exp in problem.experiments:
         periods = schedule.get(exp.sim.id)
         if periods:
             exp.periods = [p for p in exp.periods if p.start == -math.inf] + [
                 Period(t, problem.conditions[c]) for t, c in periods]
         exp.__post_init__()
-
-
-def _resolver(sbml: Any, theta_index: dict[str, int], theta: dict[Any, int]) -> Any:
-    """Names in a condition's expression: time, the model's ids (states, parameters, assignment-rule
-    variables), else parameter-table entries (their symbols are collected in ``theta``)."""
-    import sympy as sp
-
-    from symode.petab.problem import PetabError
-
-    def resolve(name: str) -> Any:
-        if name == "time":
-            return sbml.t
-        expr = sbml.expression(name)
-        if expr is not None:
-            return expr
-        if name in theta_index:
-            sym = sp.Symbol(f"__theta_{name}", real=True)
-            theta[sym] = theta_index[name]
-            return sym
-        raise PetabError(f"unknown symbol {name!r}")
-
-    return resolve
 
 
 def check_experiments(problem: Any) -> None:

@@ -483,16 +483,7 @@ class _Loader:
                     if key not in placeholders:
                         placeholders[key] = sp.Symbol(f"__{m.group(1)}{m.group(2)}", real=True)
                     return placeholders[key]
-                if name == "time":
-                    return sbml.t
-                expr = sbml.expression(name)
-                if expr is not None:
-                    return expr
-                if name in theta_index:
-                    if name not in extra:
-                        extra[name] = sp.Symbol(f"__theta_{name}", real=True)
-                    return extra[name]
-                raise PetabError(f"unknown symbol {name!r}")
+                return resolve_model_name(sbml, name, theta_index, extra)
             return resolve
 
         exprs = {}
@@ -536,6 +527,22 @@ class _Loader:
             index.append(theta_index[name])
             value.append(0.0)
         return Mapping(np.array(index, dtype=int), np.array(value, dtype=float))
+
+def resolve_model_name(sbml: ImportedModel, name: str, theta_index: dict[str, int],
+                       extra: dict[str, sp.Symbol]) -> sp.Expr:
+    """A name in a PEtab formula: ``time``, the model's ids (states, parameters, assignment-rule variables),
+    else a parameter-table entry (its symbol ``__theta_<id>``, collected in ``extra``)."""
+    if name == "time":
+        return sbml.t
+    expr = sbml.expression(name)
+    if expr is not None:
+        return expr
+    if name in theta_index:
+        if name not in extra:
+            extra[name] = sp.Symbol(f"__theta_{name}", real=True)
+        return extra[name]
+    raise PetabError(f"unknown symbol {name!r}")
+
 
 def _number(v: Any) -> float:
     try:

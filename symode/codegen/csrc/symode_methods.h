@@ -151,6 +151,22 @@ static inline void iteration_matrix(int n, double fac, const double *J, double *
     for (i = 0; i < (size_t)n; i++) E[i + i * (size_t)n] += fac;
 }
 
+/* RODAS4's step-size dependent coefficients of one step: c_ij / h (the stage combinations) and h d_i (the
+   df/dt terms of non-autonomous problems), shared by the integrator and the tape's replay. */
+typedef struct {
+    double c21, c31, c32, c41, c42, c43, c51, c52, c53, c54, c61, c62, c63, c64, c65, d1, d2, d3, d4;
+} ros_hcoef;
+
+static inline void ros_step_coefficients(double h, ros_hcoef *c)
+{
+    c->c21 = RS_C21 / h;
+    c->c31 = RS_C31 / h; c->c32 = RS_C32 / h;
+    c->c41 = RS_C41 / h; c->c42 = RS_C42 / h; c->c43 = RS_C43 / h;
+    c->c51 = RS_C51 / h; c->c52 = RS_C52 / h; c->c53 = RS_C53 / h; c->c54 = RS_C54 / h;
+    c->c61 = RS_C61 / h; c->c62 = RS_C62 / h; c->c63 = RS_C63 / h; c->c64 = RS_C64 / h; c->c65 = RS_C65 / h;
+    c->d1 = h * RS_D1; c->d2 = h * RS_D2; c->d3 = h * RS_D3; c->d4 = h * RS_D4;
+}
+
 /* The writable arrays of a symode_lu being built by lu_factor, and n ints of scratch (nz). li, lv, ui, uv
    hold up to n(n-1)/2 entries each, lp and up n + 1. */
 typedef struct {

@@ -173,8 +173,8 @@ int symode_ros_attempt(solver *s, double t, double h, double tend, double t1, in
     double *y = s->y, *ynew = s->ynew, *dy = s->dy, *fx = s->fx, *E = s->E;
     double *ak1 = s->ak1, *ak2 = s->ak2, *ak3 = s->ak3, *ak4 = s->ak4, *ak5 = s->ak5,
            *ak6 = s->ak6;
-    double fac, hn, err = 0.0, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61,
-           hc62, hc63, hc64, hc65, hd1, hd2, hd3, hd4;
+    double fac, hn, err = 0.0;
+    ros_hcoef hc;
 
     if (!s->jac_ok) {
         rc = symode_ros_prepare(s, t, t1);
@@ -191,45 +191,40 @@ int symode_ros_attempt(solver *s, double t, double h, double tend, double t1, in
         return STEP_REJECT;
     }
 
-    hc21 = RS_C21 / h;
-    hc31 = RS_C31 / h; hc32 = RS_C32 / h;
-    hc41 = RS_C41 / h; hc42 = RS_C42 / h; hc43 = RS_C43 / h;
-    hc51 = RS_C51 / h; hc52 = RS_C52 / h; hc53 = RS_C53 / h; hc54 = RS_C54 / h;
-    hc61 = RS_C61 / h; hc62 = RS_C62 / h; hc63 = RS_C63 / h; hc64 = RS_C64 / h; hc65 = RS_C65 / h;
-    hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
+    ros_step_coefficients(h, &hc);
 
     /* stage 1 */
-    for (i = 0; i < n; i++) ak1[i] = s->dy1[i] + hd1 * fx[i];
+    for (i = 0; i < n; i++) ak1[i] = s->dy1[i] + hc.d1 * fx[i];
     lu_solve(&s->lu, ak1);
     /* stage 2 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A21 * ak1[i];
     if (feval(s, dmin(t + RS_C2 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
-    for (i = 0; i < n; i++) ak2[i] = dy[i] + hc21 * ak1[i] + hd2 * fx[i];
+    for (i = 0; i < n; i++) ak2[i] = dy[i] + hc.c21 * ak1[i] + hc.d2 * fx[i];
     lu_solve(&s->lu, ak2);
     /* stage 3 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (feval(s, dmin(t + RS_C3 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
-    for (i = 0; i < n; i++) ak3[i] = dy[i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
+    for (i = 0; i < n; i++) ak3[i] = dy[i] + hc.c31 * ak1[i] + hc.c32 * ak2[i] + hc.d3 * fx[i];
     lu_solve(&s->lu, ak3);
     /* stage 4 */
     for (i = 0; i < n; i++) ynew[i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (feval(s, dmin(t + RS_C4 * h, tend), ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak4[i] = dy[i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
+        ak4[i] = dy[i] + hc.c41 * ak1[i] + hc.c42 * ak2[i] + hc.c43 * ak3[i] + hc.d4 * fx[i];
     lu_solve(&s->lu, ak4);
     /* stage 5 (c5 = 1, d5 = 0) */
     for (i = 0; i < n; i++)
         ynew[i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (feval(s, tend, ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak5[i] = dy[i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
+        ak5[i] = dy[i] + hc.c51 * ak1[i] + hc.c52 * ak2[i] + hc.c53 * ak3[i] + hc.c54 * ak4[i];
     lu_solve(&s->lu, ak5);
     /* stage 6: embedded (order 3) solution ynew + u5, then y_new = that + u6 */
     for (i = 0; i < n; i++) ynew[i] += ak5[i];
     if (feval(s, tend, ynew, dy)) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak6[i] = dy[i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
-                 hc65 * ak5[i];
+        ak6[i] = dy[i] + hc.c61 * ak1[i] + hc.c62 * ak2[i] + hc.c63 * ak3[i] + hc.c64 * ak4[i] +
+                 hc.c65 * ak5[i];
     lu_solve(&s->lu, ak6);
     for (i = 0; i < n; i++) ynew[i] += ak6[i];
 

@@ -150,8 +150,8 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     const size_t nn = (size_t)n, nv = nn * (nn - 1) / 2 + 1;
     const symode_lu *f = &w->lu_buf;
     lu_store st;
-    double fac, hc21, hc31, hc32, hc41, hc42, hc43, hc51, hc52, hc53, hc54, hc61, hc62, hc63,
-        hc64, hc65, hd1, hd2, hd3, hd4;
+    double fac;
+    ros_hcoef hc;
 
     memcpy(w->Y[0], y, (size_t)n * sizeof(double));
     ros_stage_times(t, h, tend, w->T);
@@ -179,40 +179,35 @@ static int ros_replay(wspace *w, const tape_step *s, const double *y)
     st.uv = w->lbuf_d + nn + nv;
     if (lu_factor(n, E, &st)) return SYMODE_ERR_SINGULAR;
 
-    hc21 = RS_C21 / h;
-    hc31 = RS_C31 / h; hc32 = RS_C32 / h;
-    hc41 = RS_C41 / h; hc42 = RS_C42 / h; hc43 = RS_C43 / h;
-    hc51 = RS_C51 / h; hc52 = RS_C52 / h; hc53 = RS_C53 / h; hc54 = RS_C54 / h;
-    hc61 = RS_C61 / h; hc62 = RS_C62 / h; hc63 = RS_C63 / h; hc64 = RS_C64 / h; hc65 = RS_C65 / h;
-    hd1 = h * RS_D1; hd2 = h * RS_D2; hd3 = h * RS_D3; hd4 = h * RS_D4;
+    ros_step_coefficients(h, &hc);
 
-    for (i = 0; i < n; i++) ak1[i] = dy1[i] + hd1 * fx[i];
+    for (i = 0; i < n; i++) ak1[i] = dy1[i] + hc.d1 * fx[i];
     lu_solve(f, ak1);
     for (i = 0; i < n; i++) w->Y[1][i] = y[i] + RS_A21 * ak1[i];
     if (rhs(w, w->T[1], w->Y[1], w->F[1])) return SYMODE_ERR_RHS;
-    for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc21 * ak1[i] + hd2 * fx[i];
+    for (i = 0; i < n; i++) ak2[i] = w->F[1][i] + hc.c21 * ak1[i] + hc.d2 * fx[i];
     lu_solve(f, ak2);
     for (i = 0; i < n; i++) w->Y[2][i] = y[i] + RS_A31 * ak1[i] + RS_A32 * ak2[i];
     if (rhs(w, w->T[2], w->Y[2], w->F[2])) return SYMODE_ERR_RHS;
-    for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc31 * ak1[i] + hc32 * ak2[i] + hd3 * fx[i];
+    for (i = 0; i < n; i++) ak3[i] = w->F[2][i] + hc.c31 * ak1[i] + hc.c32 * ak2[i] + hc.d3 * fx[i];
     lu_solve(f, ak3);
     for (i = 0; i < n; i++)
         w->Y[3][i] = y[i] + RS_A41 * ak1[i] + RS_A42 * ak2[i] + RS_A43 * ak3[i];
     if (rhs(w, w->T[3], w->Y[3], w->F[3])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak4[i] = w->F[3][i] + hc41 * ak1[i] + hc42 * ak2[i] + hc43 * ak3[i] + hd4 * fx[i];
+        ak4[i] = w->F[3][i] + hc.c41 * ak1[i] + hc.c42 * ak2[i] + hc.c43 * ak3[i] + hc.d4 * fx[i];
     lu_solve(f, ak4);
     for (i = 0; i < n; i++)
         w->Y[4][i] = y[i] + RS_A51 * ak1[i] + RS_A52 * ak2[i] + RS_A53 * ak3[i] + RS_A54 * ak4[i];
     if (rhs(w, tend, w->Y[4], w->F[4])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak5[i] = w->F[4][i] + hc51 * ak1[i] + hc52 * ak2[i] + hc53 * ak3[i] + hc54 * ak4[i];
+        ak5[i] = w->F[4][i] + hc.c51 * ak1[i] + hc.c52 * ak2[i] + hc.c53 * ak3[i] + hc.c54 * ak4[i];
     lu_solve(f, ak5);
     for (i = 0; i < n; i++) w->Y[5][i] = w->Y[4][i] + ak5[i];
     if (rhs(w, tend, w->Y[5], w->F[5])) return SYMODE_ERR_RHS;
     for (i = 0; i < n; i++)
-        ak6[i] = w->F[5][i] + hc61 * ak1[i] + hc62 * ak2[i] + hc63 * ak3[i] + hc64 * ak4[i] +
-                 hc65 * ak5[i];
+        ak6[i] = w->F[5][i] + hc.c61 * ak1[i] + hc.c62 * ak2[i] + hc.c63 * ak3[i] + hc.c64 * ak4[i] +
+                 hc.c65 * ak5[i];
     lu_solve(f, ak6);
     for (i = 0; i < n; i++) ynew[i] = w->Y[5][i] + ak6[i];
     return 0;
