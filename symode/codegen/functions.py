@@ -91,6 +91,11 @@ def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h:
         F("sym_jvp2", [*args, v, dxs, dps],
           [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
           [*names, "v", "dx", "dp"], ["out"]),
+        # forward sensitivities (symode_forward.h): the nonzeros of Jx, Jp and of the second-order d(Jx v)/dx,
+        # d(Jx v)/dp (whose nonzeros lie within Jx's and Jp's), so that products with k directions cost
+        # nnz k instead of nx^2 k
+        F("sym_jac_sp", args, [Jx, Jp], names, ["jx", "jp"]),
+        F("sym_hes_sp", [*args, v], [ca.jacobian(Jxv, x), ca.jacobian(Jxv, p)], [*names, "v"], ["hx", "hp"]),
         F("sym_obs", args, [ca.densify(h)], names, ["y"]),
         F("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
         F("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),

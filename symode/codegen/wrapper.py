@@ -21,13 +21,14 @@ from symode.codegen.layout import Layout, neural_codegen
 from symode.codegen.render import TEMPLATES, render
 
 #: Version of the generated model library (part of its cache key).
-CODEGEN_VERSION = "6"
+CODEGEN_VERSION = "7"
 #: symode's hand-written C, compiled into every model library (beside the generated model.c and
 #: model_casadi.c).
 CSRC = Path(__file__).resolve().parent / "csrc"
 C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_integrator.c", "symode_tape.h",
-             "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
-             "symode_gradient.h", "symode_gradient.c", "symode_model.h")
+             "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_forward.h",
+             "symode_tape_forward.c", "symode_tape_forward_dense.c", "symode_gradient.h", "symode_gradient.c",
+             "symode_model.h")
 #: The wrapper template and the two variants of its work arrays (stack; heap for wide MX networks).
 WRAPPER_TEMPLATES = ("model.c", "work_stack.h", "work_heap.h")
 
