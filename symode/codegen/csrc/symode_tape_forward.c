@@ -24,13 +24,23 @@ typedef struct {
     const int *colind, *row;
 } ccs;
 
+/* The product Y += A Dp of a matrix A with a fixed pattern and the fixed parameter directions Dp, as the
+   list of its terms: Y[at[t]] += a[q[t]] * val[t] (t < nt), in the order of the loops over A's columns j,
+   A's nonzeros (i, j) and Dp's nonzeros (j, c). A seed's parameter directions are mostly zero (one
+   estimated parameter per model parameter; [0 | I] for all of S), so this costs about nnz(A) a step. */
+typedef struct {
+    size_t nt;
+    const int *q;
+    const size_t *at;
+    const double *val;
+} dprod;
+
 typedef struct {
     wspace w;                      /* the current step's stage data (symode_tape_step_prepare) */
     int k;                         /* number of directions */
     size_t NK;                     /* n * k */
     const double *Dp;              /* np x k: the parameter directions */
-    const int *dp_ptr, *dp_col;    /* the nonzeros of Dp by rows (ccs_mul_add_dp) */
-    const double *dp_val;
+    dprod jpd, hpd;                /* Jp Dp and d(Jx v)/dp Dp */
     const symode_sparse_derivs *sd; /* NULL: dense Jacobians */
     ccs jx, jp, hx, hp;            /* patterns of Jx, Jp, d(Jx v)/dx, d(Jx v)/dp */
     double *vjx, *vjp, *vhx, *vhp; /* their values at the current point */
@@ -56,7 +66,8 @@ static inline void axpy(size_t N, double a, const double *restrict x, double *re
     for (; q < N; q++) y[q] += a * x[q];
 }
 
-/* Y (a->nrow x k) += A X (X: a->ncol x k), row-major; zero entries of A are skipped (exact no-ops). */
+/* Y (a->nrow x k) += A X (X: a->ncol x k), row-major; zero entries of A are skipped (exact no-ops). (Row by
+   row with eight directions kept in registers was slower at k = 29, nx = 25.) */
 static void ccs_mul_add(const ccs *a, const double *v, int k, const double *X, double *Y)
 {
     int j, q;
@@ -65,19 +76,36 @@ static void ccs_mul_add(const ccs *a, const double *v, int k, const double *X, d
             if (v[q] != 0.0) axpy((size_t)k, v[q], X + (size_t)j * k, Y + (size_t)a->row[q] * k);
 }
 
-/* Y (a->nrow x k) += A Dp with the nonzeros of Dp by rows: row j has the values dp_val[dp_ptr[j] ..
-   dp_ptr[j+1] - 1] in the columns dp_col[...] (the parameter directions of a seed are mostly zero: one
-   estimated parameter per model parameter). The same numbers as ccs_mul_add with Dp dense. */
-static void ccs_mul_add_dp(const ccs *a, const double *v, const fws *f, double *Y)
+static void dprod_apply(const dprod *d, const double *a, double *Y)
 {
-    int j, q, r;
-    for (j = 0; j < a->ncol; j++) {
-        if (f->dp_ptr[j] == f->dp_ptr[j + 1]) continue;
-        for (q = a->colind[j]; q < a->colind[j + 1]; q++) {
-            double aq = v[q], *yi = Y + (size_t)a->row[q] * f->k;
-            if (aq == 0.0) continue;
-            for (r = f->dp_ptr[j]; r < f->dp_ptr[j + 1]; r++) yi[f->dp_col[r]] += aq * f->dp_val[r];
+    size_t t;
+    for (t = 0; t < d->nt; t++) Y[d->at[t]] += a[d->q[t]] * d->val[t];
+}
+
+/* out = base + sum_{l < m} c[l] X[l] (N values) in one pass: per value the operations of the sequence of
+   axpy's (base, then + c[0] X[0], + c[1] X[1], ...), so the same numbers; out may be base. */
+static void combine(size_t N, int m, const double *c, double *const *X, const double *base, double *out)
+{
+    size_t q = 0;
+    int l;
+    for (; q + 4 <= N; q += 4) {
+        double y0 = base[q], y1 = base[q + 1], y2 = base[q + 2], y3 = base[q + 3];
+        for (l = 0; l < m; l++) {
+            const double *x = X[l] + q, a = c[l];
+            y0 += a * x[0];
+            y1 += a * x[1];
+            y2 += a * x[2];
+            y3 += a * x[3];
         }
+        out[q] = y0;
+        out[q + 1] = y1;
+        out[q + 2] = y2;
+        out[q + 3] = y3;
+    }
+    for (; q < N; q++) {
+        double y = base[q];
+        for (l = 0; l < m; l++) y += c[l] * X[l][q];
+        out[q] = y;
     }
 }
 
@@ -143,7 +171,7 @@ static int first_order(fws *f, double t, const double *x, const double *X, doubl
     }
     memset(out, 0, f->NK * sizeof(double));
     ccs_mul_add(&f->jx, f->vjx, f->k, X, out);
-    ccs_mul_add_dp(&f->jp, f->vjp, f, out);
+    dprod_apply(&f->jpd, f->vjp, out);
     return 0;
 }
 
@@ -176,7 +204,7 @@ static int second_order(fws *f, double t, const double *v, const double *G, doub
         return 0;
     }
     ccs_mul_add(&f->hx, f->vhx, k, G, out);
-    ccs_mul_add_dp(&f->hp, f->vhp, f, out);
+    dprod_apply(&f->hpd, f->vhp, out);
     return 0;
 }
 
@@ -188,23 +216,18 @@ static int dp5_forward(fws *f, const tape_step *s, double *G)
     wspace *w = &f->w;
     const size_t NK = f->NK;
     const double h = s->h;
-    int j, l;
+    double c[6], *X[6];
+    int j, l, m;
     for (j = 0; j < 6; j++) {
-        const double *arow = dp_a_row(j), *X = G;
-        if (j > 0) {
-            memcpy(f->dY, G, NK * sizeof(double));
-            for (l = 0; l < j; l++) {
-                double c = h * arow[l];
-                if (c != 0.0) axpy(NK, c, f->dK[l], f->dY);
-            }
-            X = f->dY;
-        }
-        if (first_order(f, w->T[j], w->Y[j], X, f->dK[j])) return SYMODE_ERR_RHS;
+        const double *arow = dp_a_row(j);
+        for (l = m = 0; l < j; l++)
+            if (h * arow[l] != 0.0) { c[m] = h * arow[l]; X[m++] = f->dK[l]; }
+        if (j > 0) combine(NK, m, c, X, G, f->dY);
+        if (first_order(f, w->T[j], w->Y[j], j > 0 ? f->dY : G, f->dK[j])) return SYMODE_ERR_RHS;
     }
-    for (j = 0; j < 6; j++) {
-        double c = h * DP_B[j];
-        if (c != 0.0) axpy(NK, c, f->dK[j], G);
-    }
+    for (j = m = 0; j < 6; j++)
+        if (h * DP_B[j] != 0.0) { c[m] = h * DP_B[j]; X[m++] = f->dK[j]; }
+    combine(NK, m, c, X, G, G);
     return 0;
 }
 
@@ -213,7 +236,8 @@ static int ros_forward(fws *f, const tape_step *s, double *G)
     wspace *w = &f->w;
     const size_t NK = f->NK;
     const double h = s->h;
-    int j, l;
+    double c[6], *X[6];
+    int j, l, m;
     size_t q;
     /* stage 1: dr_1 = d f(t, y) (+ h d_1 df_t) */
     if (first_order(f, s->t, w->Y[0], G, f->dK[0])) return SYMODE_ERR_RHS;
@@ -223,20 +247,24 @@ static int ros_forward(fws *f, const tape_step *s, double *G)
     }
     for (j = 0; j < 6; j++) {
         double *dr = f->dK[j];
-        if (j > 0) {
-            memcpy(f->dY, G, NK * sizeof(double));
-            for (l = 0; l < j; l++)
-                if (RS_A[j][l] != 0.0) axpy(NK, RS_A[j][l], f->dK[l], f->dY);
+        if (j > 0) { /* dY_j = G + sum_l a_jl dk_l;  dr_j = d f(T_j, Y_j) */
+            for (l = m = 0; l < j; l++)
+                if (RS_A[j][l] != 0.0) { c[m] = RS_A[j][l]; X[m++] = f->dK[l]; }
+            combine(NK, m, c, X, G, f->dY);
             if (first_order(f, w->T[j], w->Y[j], f->dY, dr)) return SYMODE_ERR_RHS;
         }
-        for (l = 0; l < j; l++) axpy(NK, RS_CM[j][l] / h, f->dK[l], dr);
-        if (RS_DV[j] != 0.0 && w->delt != 0.0) axpy(NK, h * RS_DV[j], f->dfx, dr);
+        /* + sum_l (c_jl / h) dk_l + h d_j df_t + d(J k_j) */
+        for (l = m = 0; l < j; l++) { c[m] = RS_CM[j][l] / h; X[m++] = f->dK[l]; }
+        if (RS_DV[j] != 0.0 && w->delt != 0.0) { c[m] = h * RS_DV[j]; X[m++] = f->dfx; }
+        combine(NK, m, c, X, dr, dr);
         if (second_order(f, s->t, w->K[j], G, dr)) return SYMODE_ERR_RHS;
         lu_solve_rows(w->lu, dr, f->k);
     }
     /* G_new = G + sum_j a_6j dk_j + dk_6 */
-    for (j = 0; j < 5; j++) axpy(NK, RS_A[5][j], f->dK[j], G);
-    for (q = 0; q < NK; q++) G[q] += f->dK[5][q];
+    for (j = 0; j < 5; j++) { c[j] = RS_A[5][j]; X[j] = f->dK[j]; }
+    c[5] = 1.0;
+    X[5] = f->dK[5];
+    combine(NK, 6, c, X, G, G);
     return 0;
 }
 
@@ -291,15 +319,33 @@ static void dp_rows(const double *Dp, int np, int k, int *ptr, int *col, double 
     ptr[np] = nz;
 }
 
+/* The terms of A Dp (dprod) from the nonzeros of Dp by rows (dp_rows); with q NULL only counts them. */
+static size_t dprod_build(const ccs *a, int k, const int *ptr, const int *col, const double *val, int *q,
+                          size_t *at, double *v)
+{
+    size_t nt = 0;
+    int j, e, r;
+    for (j = 0; j < a->ncol; j++)
+        for (e = a->colind[j]; e < a->colind[j + 1]; e++)
+            for (r = ptr[j]; r < ptr[j + 1]; r++, nt++)
+                if (q) {
+                    q[nt] = e;
+                    at[nt] = (size_t)a->row[e] * (size_t)k + (size_t)col[r];
+                    v[nt] = val[r];
+                }
+    return nt;
+}
+
 /* The forward arrays in one block (*block; free it) besides the sweep's own (symode_tape_ws_alloc), with
-   the patterns loaded and the nonzeros of Dp (f->Dp) by rows. */
-static int fws_alloc(fws *f, int n, int np, int k, void **block)
+   the patterns loaded, and the terms of Jp Dp and d(Jx v)/dp Dp in a second one (*terms). */
+static int fws_alloc(fws *f, int n, int np, int k, void **block, void **terms)
 {
     const symode_sparse_derivs *sd = f->sd;
     int len[4], i, rc, *qi, *ptr, *col;
-    size_t nd, ni = 0, nn = (size_t)n, npp = np > 0 ? (size_t)np : 1, NK = nn * (size_t)k, nz[4], ndp = 0, q;
+    size_t nd, ni = 0, nn = (size_t)n, npp = np > 0 ? (size_t)np : 1, NK = nn * (size_t)k, nz[4], ndp = 0, q, nt[2];
     double *qd, *val;
     ccs *pat[4];
+    dprod *dpr[2];
     pat[0] = &f->jx; pat[1] = &f->jp; pat[2] = &f->hx; pat[3] = &f->hp;
     len[0] = pattern_len(sd, SYMODE_SPARSE_JX, n, n);
     len[1] = pattern_len(sd, SYMODE_SPARSE_JP, n, np);
@@ -340,9 +386,28 @@ static int fws_alloc(fws *f, int n, int np, int k, void **block)
     ptr = qi;
     col = qi + np + 1;
     dp_rows(f->Dp, np, k, ptr, col, val);
-    f->dp_ptr = ptr;
-    f->dp_col = col;
-    f->dp_val = val;
+    /* the terms of Jp Dp and d(Jx v)/dp Dp (dense: one list, the patterns are the same) */
+    dpr[0] = &f->jpd; dpr[1] = &f->hpd;
+    nt[0] = dprod_build(&f->jp, k, ptr, col, val, NULL, NULL, NULL);
+    nt[1] = sd ? dprod_build(&f->hp, k, ptr, col, val, NULL, NULL, NULL) : 0;
+    *terms = malloc((nt[0] + nt[1] + 1) * (sizeof(int) + sizeof(size_t) + sizeof(double)));
+    if (!*terms) return SYMODE_ERR_NOMEM;
+    qd = (double *)*terms;
+    {
+        size_t *qa = (size_t *)(void *)(qd + nt[0] + nt[1] + 1);
+        int *qq = (int *)(void *)(qa + nt[0] + nt[1] + 1);
+        for (i = 0; i < (sd ? 2 : 1); i++) {
+            dprod_build(i ? &f->hp : &f->jp, k, ptr, col, val, qq, qa, qd);
+            dpr[i]->nt = nt[i];
+            dpr[i]->q = qq;
+            dpr[i]->at = qa;
+            dpr[i]->val = qd;
+            qq += nt[i];
+            qa += nt[i];
+            qd += nt[i];
+        }
+    }
+    if (!sd) f->hpd = f->jpd;
     return 0;
 }
 
@@ -353,7 +418,7 @@ int symode_tape_forward_seeded(const symode_tape *tape, const symode_model *m, c
                                const double *p, const double *u, int k, const double *D, double *G_out)
 {
     fws f;
-    void *base, *block = NULL;
+    void *base, *block = NULL, *terms = NULL;
     int rc, i, n, np;
     long s = 0;
     const symode_sparse_derivs *sd;
@@ -373,7 +438,7 @@ int symode_tape_forward_seeded(const symode_tape *tape, const symode_model *m, c
     f.NK = (size_t)n * (size_t)k;
     f.sd = sd;
     f.Dp = D + f.NK;
-    rc = fws_alloc(&f, n, np, k, &block);
+    rc = fws_alloc(&f, n, np, k, &block, &terms);
     if (rc == 0) memcpy(G_out, D, f.NK * sizeof(double)); /* G(t_0) = D_x; each block from the previous */
     for (i = 0; i < tape->nt - 1 && rc == 0; i++) {
         double *G = G_out + (size_t)(i + 1) * f.NK;
@@ -387,6 +452,7 @@ int symode_tape_forward_seeded(const symode_tape *tape, const symode_model *m, c
             if (rc) break;
         }
     }
+    free(terms);
     free(block);
     free(base);
     return rc;
