@@ -115,12 +115,12 @@ def petab_row(yaml: Path, repeat: int) -> dict[str, Any]:
     res = compare({"old": forward(old_backend), "new": forward(new_backend),
                    "adjoint": lambda: obj.evaluate(gradient=True, method="adjoint").gradient}, repeat)
     pr = obj.problem
-    cols = set()
+    cols = set()  # the theta that move some p: the seeded directions (per experiment those it moves)
     for exp in pr.experiments:
         cols |= set(np.flatnonzero(np.any(sim.P(exp.sim) != 0, axis=0)))
     return {"problem": yaml.parent.name, "nx": sim.nx, "np": sim.np, "n_theta": pr.n_theta,
             "k": len(cols), **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("cpu", "wall")},
-            "diff": rel_diff(res["new"]["out"], res["old"]["out"]),
+            "diff": rel_diff(res["new"]["out"], res["old"]["out"]), "gmax": float(np.max(np.abs(res["old"]["out"]))),
             "diff_adjoint": rel_diff(res["new"]["out"], res["adjoint"]["out"])}
 
 
@@ -192,14 +192,15 @@ def main() -> None:
         rows.append(petab_row(yaml, args.repeat))
         print(f"  {name} done", file=sys.stderr, flush=True)
     print("\n| problem | nx | np | n_theta | k | old fwd CPU / wall | new fwd CPU / wall | old / new CPU | "
-          "old / new wall | adjoint CPU / wall | new fwd / adjoint CPU | diff new vs old | new vs adjoint |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "old / new wall | adjoint CPU / wall | new fwd / adjoint CPU | max abs gradient | diff new vs old | "
+          "new vs adjoint |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['problem']} | {r['nx']} | {r['np']} | {r['n_theta']} | {r['k']} | "
               f"{ms(r['old_cpu'])} / {ms(r['old_wall'])} | {ms(r['new_cpu'])} / {ms(r['new_wall'])} | "
               f"{r['old_cpu'] / r['new_cpu']:.1f}x | {r['old_wall'] / r['new_wall']:.1f}x | "
               f"{ms(r['adjoint_cpu'])} / {ms(r['adjoint_wall'])} | {r['new_cpu'] / r['adjoint_cpu']:.1f}x | "
-              f"{r['diff']:.1e} | {r['diff_adjoint']:.1e} |")
+              f"{r['gmax']:.2g} | {r['diff']:.1e} | {r['diff_adjoint']:.1e} |")
     chem = None if args.no_chemostat else chemostat_row(args.repeat)
     if chem:
         print(f"\n{chem['problem']}: nx {chem['nx']}, np {chem['np']}, {chem['steps']} steps, S with all "

@@ -83,6 +83,7 @@ def test_seeded_sensitivities_match_finite_differences() -> None:
     nx = len(x0)
     D = np.abs(np.random.default_rng(3).normal(size=(nx + len(p), 2))) * np.concatenate([x0, p])[:, None] * 0.1
     res, G = be.sensitivities(prob.times, x0, p, prob.U, rtol=1e-12, atol=1e-14, method="stiff", seed=D)
+    assert res.status == 0
     h = 1e-4
     for c in range(D.shape[1]):
         xs = [be.integrate(prob.times, x0 + s * h * D[:nx, c], p + s * h * D[nx:, c], prob.U, rtol=1e-12, atol=1e-14,
