@@ -49,11 +49,12 @@ def casadi_symbols(sym: Any, layout: Layout, kind: Any = None) -> tuple[Any, Any
 
 
 def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h: Any, Hx: Any,
-                     Hp: Any, sparse_forward: bool = True) -> list[Any]:
+                     Hp: Any, sparse_forward: bool = False) -> list[Any]:
     """The library's CasADi Functions of (t, x, p, U). Products for adjoints and second-order terms use
     CasADi's AD on f (2-3x cheaper than multiplying out the Jacobians). ``sparse_forward``: with the sparse
-    Jacobians of the forward sensitivities (``sym_jac_sp``, ``sym_hes_sp``; without them for wide MX
-    networks, whose Jacobians are dense: :func:`symode.codegen.wrapper.render_wrapper`)."""
+    Jacobians of the forward sensitivities (``sym_jac_sp``, ``sym_hes_sp``; the wrapper uses them when
+    they exist). Mechanistic models only: a neural term's Jacobians are dense in its inputs and weights,
+    and the functions would double the C of a wide network."""
     import casadi as ca
 
     nx = x.numel()
@@ -129,7 +130,7 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     h, pos = take(sym.h, pos)
     Hx, pos = take(sym.h_jac_x, pos)
     Hp, pos = take(sym.h_jac_p, pos)
-    return model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
+    return model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp, sparse_forward=True)
 
 
 def neural_casadi_functions(sym: Any, layout: Layout, mode: str | None = None) -> list[Any]:
@@ -213,7 +214,7 @@ def neural_casadi_functions_mx(sym: Any, layout: Layout) -> list[Any]:
     f = mech(tm, xm, pm[pf], Um, ca.vertcat(*outs))
     h = obs_fn(tm, xm, pm[ph], Um)
     return model_functions(tm, xm, pm, Um, f, ca.jacobian(f, xm), ca.jacobian(f, pm), h, ca.jacobian(h, xm),
-                            ca.jacobian(h, pm), sparse_forward=False)
+                            ca.jacobian(h, pm))
 
 
 def _mlp_mx(term: Any, inputs: list[Any], p: Any, pindex: dict[str, int]) -> list[Any]:

@@ -29,32 +29,25 @@ C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_integrator.c", "
              "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_forward.h",
              "symode_tape_forward.c", "symode_tape_forward_dense.c", "symode_gradient.h", "symode_gradient.c",
              "symode_model.h")
-#: The wrapper template, the two variants of its work arrays (stack; heap for wide MX networks) and of its
-#: sparse forward-sensitivity functions (with them; none for wide MX networks).
-WRAPPER_TEMPLATES = ("model.c", "work_stack.h", "work_heap.h", "sparse_forward.h", "sparse_none.h")
+#: The wrapper template and the two variants of its work arrays (stack; heap for wide MX networks).
+WRAPPER_TEMPLATES = ("model.c", "work_stack.h", "work_heap.h")
 
 
-def render_wrapper(layout: Layout, *, heap_work: bool = False, exported: bool = True,
-                   sparse_forward: bool | None = None) -> str:
+def render_wrapper(layout: Layout, *, heap_work: bool = False, exported: bool = True) -> str:
     """The wrapper ``model.c`` for ``layout``.
 
     heap_work: CasADi work arrays beyond 16k doubles on the heap (wide neural networks in MX).
     exported: the symode_* entry points are the library's exported symbols (False: hidden, for the
-    standalone solver, whose own prefixed API is exported instead).
-    sparse_forward: the model has CasADi's sparse Jacobian functions ``sym_jac_sp`` and ``sym_hes_sp``
-    (:func:`symode.codegen.functions.model_functions`; default: unless ``heap_work``, i.e. all but wide MX
-    networks) and the forward sensitivities use them."""
+    standalone solver, whose own prefixed API is exported instead)."""
     for name in [*layout.states, *layout.parameters, *layout.inputs, *layout.observables]:
         identifier(name)
     work = render(TEMPLATES / ("work_heap.h" if heap_work else "work_stack.h"))
-    sparse_forward = not heap_work if sparse_forward is None else sparse_forward
     return render(
         TEMPLATES / "model.c", version=CODEGEN_VERSION, nx=len(layout.states), np=len(layout.parameters),
         nu=len(layout.inputs), nU=layout.nu_interval, ny=len(layout.observables),
         states=" ".join(layout.states), params="\n *   ".join(textwrap.wrap(" ".join(layout.parameters), 90)) or "-",
         inputs=" ".join(layout.inputs) or "-", obs=" ".join(layout.observables) or "-",
         nonautonomous=int(layout.nonautonomous), work_arrays=work,
-        sparse_forward=render(TEMPLATES / ("sparse_forward.h" if sparse_forward else "sparse_none.h")),
         api_visibility="" if exported else "#define SYMODE_API /* hidden: the standalone API is exported instead */\n")
 
 
@@ -72,7 +65,6 @@ def generate_casadi(sym: Any, layout: Layout, directory: Path) -> None:
 def generate_sources(sym: Any, layout: Layout, directory: Path) -> None:
     """Write model_casadi.c/.h, the wrapper model.c and symode's C sources into ``directory``."""
     generate_casadi(sym, layout, directory)
-    mx = neural_codegen(sym.spec) == "mx"
-    (directory / "model.c").write_text(render_wrapper(layout, heap_work=mx, sparse_forward=not mx))
+    (directory / "model.c").write_text(render_wrapper(layout, heap_work=neural_codegen(sym.spec) == "mx"))
     for n in C_SOURCES:
         shutil.copy(CSRC / n, directory / n)
