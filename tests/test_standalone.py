@@ -73,7 +73,8 @@ def sa(chemostat_dir: Path):
 def test_directory_contents(chemostat_dir: Path) -> None:
     for name in ("model.c", "model.h", "model_wrapper.c", "model_casadi.c", "model_casadi.h", "symode_integrator.c",
                  "symode_steppers.c", "symode_solver.h",
-                 "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_gradient.c",
+                 "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_tape_forward_dense.c",
+                 "symode_gradient.c",
                  "symode_model.h", "example.c", "Makefile", "model.py", "README.md", "spec.yaml", "manifest.json",
                  "libmodel.so", "model_example"):
         assert (chemostat_dir / name).is_file(), name

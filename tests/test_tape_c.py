@@ -22,8 +22,8 @@ from .conftest import (
     parse_c_driver,
 )
 
-SOURCES = [CSRC / n for n in ("symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c", "symode_integrator.c",
-                             "symode_steppers.c")]
+SOURCES = [CSRC / n for n in ("symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
+                              "symode_tape_forward_dense.c", "symode_integrator.c", "symode_steppers.c")]
 DRIVER = REPO / "tests" / "csrc" / "test_tape_main.c"
 
 CC = c_compiler()
@@ -63,7 +63,8 @@ def driver_run(driver):
 
 
 @pytest.mark.parametrize("src", ["symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
-                                 "symode_integrator.c", "symode_steppers.c", "symode_gradient.c"])
+                                 "symode_tape_forward_dense.c", "symode_integrator.c", "symode_steppers.c",
+                                 "symode_gradient.c"])
 def test_compiles_warning_free(tmp_path, src):
     cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", f"-I{CSRC}", "-c",
            str(CSRC / src), "-o", str(tmp_path / "x.o")]

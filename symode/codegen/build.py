@@ -48,7 +48,8 @@ LIBRARY_SYMBOLS = frozenset({
     "symode_model_dims", "symode_rhs", "symode_jac_x", "symode_jac_p", "symode_obs", "symode_obs_jac_x",
     "symode_obs_jac_p", "symode_simulate", "symode_observe", "symode_sens", "symode_sens_discrete",
     "symode_residual_loss", "symode_grad_forward", "symode_grad_adjoint", "symode_grad_discrete", "symode_record",
-    "symode_record_adjoint", "symode_record_sens", "symode_record_free"})
+    "symode_record_adjoint", "symode_record_sens", "symode_record_free", "symode_record_sens_seeded",
+    "symode_sens_seeded", "symode_record_sens_dense"})
 LIBRARY = "libmodel.so"
 #: Files of a model entry checked against its manifest before the library is loaded.
 VERIFIED = (LIBRARY, "layout.json")

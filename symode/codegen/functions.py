@@ -49,19 +49,20 @@ def casadi_symbols(sym: Any, layout: Layout, kind: Any = None) -> tuple[Any, Any
 
 
 def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h: Any, Hx: Any,
-                     Hp: Any) -> list[Any]:
+                     Hp: Any, sparse_forward: bool = False) -> list[Any]:
     """The library's CasADi Functions of (t, x, p, U). Products for adjoints and second-order terms use
-    CasADi's AD on f (2-3x cheaper than multiplying out the Jacobians)."""
+    CasADi's AD on f (2-3x cheaper than multiplying out the Jacobians). ``sparse_forward``: with the sparse
+    Jacobians of the forward sensitivities (``sym_jac_sp``, ``sym_hes_sp``; the wrapper uses them when
+    they exist). Mechanistic models only: a neural term's Jacobians are dense in its inputs and weights,
+    and the functions would double the C of a wide network."""
     import casadi as ca
 
-    nx, np_ = x.numel(), p.numel()
+    nx = x.numel()
     kind = ca.MX if isinstance(x, ca.MX) else ca.SX
     v = kind.sym("v", nx)
     w = kind.sym("w", nx)
     V = kind.sym("V", nx, RODAS_STAGES)
     W = kind.sym("W", nx, RODAS_STAGES)
-    dxs = kind.sym("dx", nx)
-    dps = kind.sym("dp", np_)
     Jxv = ca.jtimes(f, x, v)
     wJxv = ca.dot(w, Jxv)
     WJxV = ca.dot(W, ca.jtimes(f, x, V))
@@ -87,14 +88,16 @@ def model_functions(t: Any, x: Any, p: Any, U: Any, f: Any, Jx: Any, Jp: Any, h:
         # step, the model's nonlinear terms (pow, exp, ...) evaluated once instead of once per stage
         F("sym_vjp2s", [*args, V, W], [ca.densify(ca.gradient(WJxV, x)), ca.densify(ca.gradient(WJxV, p))],
           [*names, "V", "W"], ["vx", "vp"]),
-        # forward second order: (d/dx (Jx v)) dx + (d/dp (Jx v)) dp
-        F("sym_jvp2", [*args, v, dxs, dps],
-          [ca.densify(ca.jtimes(Jxv, x, dxs) + (ca.jtimes(Jxv, p, dps) if np_ else 0))],
-          [*names, "v", "dx", "dp"], ["out"]),
         F("sym_obs", args, [ca.densify(h)], names, ["y"]),
         F("sym_obs_jac_x", args, [ca.densify(Hx)], names, ["J"]),
         F("sym_obs_jac_p", args, [ca.densify(Hp)], names, ["J"]),
-    ]
+    ] + ([
+        # forward sensitivities (symode_forward.h): the nonzeros of Jx, Jp and of the second-order d(Jx v)/dx,
+        # d(Jx v)/dp (whose nonzeros lie within Jx's and Jp's), so that products with k directions cost
+        # nnz k instead of nx^2 k
+        F("sym_jac_sp", args, [Jx, Jp], names, ["jx", "jp"]),
+        F("sym_hes_sp", [*args, v], [ca.jacobian(Jxv, x), ca.jacobian(Jxv, p)], [*names, "v"], ["hx", "hp"]),
+    ] if sparse_forward else [])
 
 
 def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
@@ -127,7 +130,7 @@ def casadi_functions(sym: Any, layout: Layout) -> list[Any]:
     h, pos = take(sym.h, pos)
     Hx, pos = take(sym.h_jac_x, pos)
     Hp, pos = take(sym.h_jac_p, pos)
-    return model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp)
+    return model_functions(t, x, p, U, f, Jx, Jp, h, Hx, Hp, sparse_forward=True)
 
 
 def neural_casadi_functions(sym: Any, layout: Layout, mode: str | None = None) -> list[Any]:

@@ -26,9 +26,9 @@ CODEGEN_VERSION = "7"
 #: model_casadi.c).
 CSRC = Path(__file__).resolve().parent / "csrc"
 C_SOURCES = ("symode_methods.h", "symode_integrator.h", "symode_solver.h", "symode_integrator.c",
-             "symode_steppers.c", "symode_tape.h",
-             "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c", "symode_tape_forward.c",
-             "symode_gradient.h", "symode_gradient.c", "symode_model.h")
+             "symode_steppers.c", "symode_tape.h", "symode_tape_impl.h", "symode_tape.c", "symode_tape_record.c",
+             "symode_forward.h", "symode_tape_forward.c", "symode_tape_forward_dense.c", "symode_gradient.h",
+             "symode_gradient.c", "symode_model.h")
 #: The wrapper template and the two variants of its work arrays (stack; heap for wide MX networks).
 WRAPPER_TEMPLATES = ("model.c", "work_stack.h", "work_heap.h")
 

@@ -5,8 +5,9 @@ For an experiment with simulation condition c and parameters p = P_c theta + con
 - x(0) = x0(p) (the SBML initial values and assignments), with the condition's state overrides; with a
   pre-equilibration condition e, x(0) is the steady state of e instead (states that c overrides are
   reset), and dx(0)/dtheta is carried through;
-- x(t_i) and G(t_i) = dx(t_i)/dtheta = S_x0(t_i) G(0) + S_p(t_i) P_c from the compiled integrator's
-  sensitivities S = dx/d[x0, p] (exact derivatives of the discretised solution);
+- x(t_i) and G(t_i) = dx(t_i)/dtheta = S_x0(t_i) G(0) + S_p(t_i) P_c = S(t_i) [G(0); P_c] from the compiled
+  integrator's sensitivities S = dx/d[x0, p] (exact derivatives of the discretised solution), propagated
+  as the seeded directions [G(0); P_c] only (their nonzero columns);
 - t = inf: the steady state, reached by integrating in chunks of growing length until
   wrms(f(x)) = sqrt(mean((f_i / (ss_atol + ss_rtol |x_i|))^2)) < 1 and, with sensitivities, the same
   norm of dG/dt = (df/dx) G + (df/dp) P (weights ss_atol + ss_rtol |G_ij|) is < 1, chaining G over the
@@ -209,12 +210,24 @@ class Simulator:
             res = self.backend.integrate(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
             self.check(res, grid, label)
             return res.x[pos], None, None
-        res, S = self.backend.sensitivities(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+        assert P is not None
+        seed, cols = self.seed(G0, P)
+        res, G = self.backend.sensitivities(grid, x0, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method,
+                                            seed=seed)
         self.check(res, grid, label)
-        S = S[pos]
         x_out[:] = res.x[pos]
-        G_out[:] = np.einsum("tij,jk->tik", S[:, :, : self.nx], G0) + np.einsum("tij,jk->tik", S[:, :, self.nx:], P)
+        G_out[:] = 0.0
+        G_out[:, :, cols] = G[pos]
         return x_out, G_out, None
+
+    @staticmethod
+    def seed(G: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forward sensitivities' seed [G; P] (dx/dtheta = S_x0 G + S_p P = S [G; P]) restricted to its
+        nonzero columns, and their indices: a theta that moves neither x0 nor p (a noise or observable
+        parameter) has dx/dtheta = 0, and is not propagated."""
+        D = np.vstack([G, P])
+        cols = np.flatnonzero(np.any(D != 0.0, axis=0))
+        return D[:, cols], cols
 
     # -- the adjoint -----------------------------------------------------------------------------------
     def gradient(self, experiments: list[Experiment], results: list[ExperimentResult], theta: np.ndarray,
@@ -357,9 +370,13 @@ class Simulator:
                 res = self.backend.integrate(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
                 self.check(res, grid, label)
             else:
-                res, S = self.backend.sensitivities(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method)
+                assert P is not None
+                seed, cols = self.seed(ss.G, P)
+                res, G = self.backend.sensitivities(grid, x, p, self.U, rtol=o.rtol, atol=o.atol, method=o.method,
+                                                    seed=seed)
                 self.check(res, grid, label)
-                ss.G = S[-1, :, : self.nx] @ ss.G + S[-1, :, self.nx:] @ P
+                ss.G = np.zeros_like(ss.G)
+                ss.G[:, cols] = G[-1]
             ss.x = res.x[-1].copy()
             t += length
             length *= 4.0

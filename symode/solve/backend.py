@@ -99,6 +99,9 @@ class CompiledBackend:
         self.lib.symode_record.restype = v
         self.lib.symode_record_adjoint.argtypes = [v, v, v, v, v, v]
         self.lib.symode_record_sens.argtypes = [v, v, v, v]
+        self.lib.symode_record_sens_dense.argtypes = [v, v, v, v]
+        self.lib.symode_record_sens_seeded.argtypes = [v, v, v, i, v, v]
+        self.lib.symode_sens_seeded.argtypes = [v, i, v, v, v, v, i, v, v, v, v]
         self.lib.symode_record_free.argtypes = [v]
         self.lib.symode_record_free.restype = None
 
@@ -178,8 +181,10 @@ class CompiledBackend:
         return loss.value, r
 
     def sensitivities(self, times: np.ndarray, x0: np.ndarray, p: np.ndarray, U: np.ndarray, *, rtol: float,
-                      atol: float, method: str, discrete: bool = True) -> tuple[IntegrationResult, np.ndarray]:
-        """States (nt, nx) and S = dx/d[x0, p] (nt, nx, nx+np).
+                      atol: float, method: str, discrete: bool = True, seed: np.ndarray | None = None
+                      ) -> tuple[IntegrationResult, np.ndarray]:
+        """States (nt, nx) and S = dx/d[x0, p] (nt, nx, nx+np), or with ``seed`` D ((nx+np, k)) the product
+        S D (nt, nx, k), computed as k directions (the cost grows with k, not with nx+np).
 
         discrete=True (default): exact sensitivities of the discretised solution through the recorded
         steps (robust and fast for stiff problems: only nx x nx LU factorisations); False: continuous
@@ -188,6 +193,18 @@ class CompiledBackend:
         times, x0, p, U = self._prep(times, x0, p, U)
         nt, ns = len(times), self.nx + self.np
         X = np.empty((nt, self.nx))
+        if seed is not None:
+            if not discrete:
+                raise ValueError("seeded sensitivities are discrete")
+            D = _seed(seed, ns)
+            G = np.empty((nt, self.nx, D.shape[1]))
+            opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
+            status = (self.lib.symode_sens_seeded(ctypes.addressof(opts), nt, times.ctypes.data, x0.ctypes.data,
+                                                  p.ctypes.data, U.ctypes.data, D.shape[1], D.ctypes.data,
+                                                  X.ctypes.data, G.ctypes.data, ctypes.addressof(stats))
+                      if D.shape[1] else self.lib.symode_simulate(ctypes.byref(opts), nt, _ptr(times), _ptr(x0),
+                                                                  _ptr(p), _ptr(U), _ptr(X), ctypes.byref(stats)))
+            return IntegrationResult(X, status, _stats(stats)), G
         S = np.empty((nt, ns, self.nx))  # column-major blocks
         opts, stats = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats()
         fn = self.lib.symode_sens_discrete if discrete else self.lib.symode_sens
@@ -316,15 +333,35 @@ class Recording(IntegrationResult):
             raise RuntimeError(f"discrete adjoint failed ({ERRORS.get(rc, rc)})")
         return gx0[: self.nx], gp[: self.np]
 
-    def sensitivities(self) -> np.ndarray:
-        """S = dx(t_i)/d[x0, p] (nt, nx, nx+np) through the recorded steps (discrete forward mode)."""
+    def sensitivities(self, seed: np.ndarray | None = None, *, dense: bool = False) -> np.ndarray:
+        """S = dx(t_i)/d[x0, p] (nt, nx, nx+np) through the recorded steps (discrete forward mode), or with
+        ``seed`` D ((nx+np, k)) the product S D (nt, nx, k), computed as k directions. ``dense``: S by the
+        dense reference implementation (every product over all nx+np columns; for tests and benchmarks)."""
         if self.status != 0:
             raise ValueError("the recorded solve failed: no derivatives")
-        S = np.empty((len(self.times), self.nx + self.np, self.nx))  # column-major blocks
-        rc = self.lib.symode_record_sens(self.handle, self.p.ctypes.data, self.U.ctypes.data, S.ctypes.data)
+        nt = len(self.times)
+        if seed is not None:
+            D = _seed(seed, self.nx + self.np)
+            G = np.zeros((nt, self.nx, D.shape[1]))
+            rc = self.lib.symode_record_sens_seeded(self.handle, self.p.ctypes.data, self.U.ctypes.data, D.shape[1],
+                                                    D.ctypes.data, G.ctypes.data) if D.shape[1] else 0
+            if rc:
+                raise RuntimeError(f"discrete sensitivities failed ({ERRORS.get(rc, rc)})")
+            return G
+        S = np.empty((nt, self.nx + self.np, self.nx))  # column-major blocks
+        fn = self.lib.symode_record_sens_dense if dense else self.lib.symode_record_sens
+        rc = fn(self.handle, self.p.ctypes.data, self.U.ctypes.data, S.ctypes.data)
         if rc:
             raise RuntimeError(f"discrete sensitivities failed ({ERRORS.get(rc, rc)})")
         return np.transpose(S, (0, 2, 1))
+
+
+def _seed(seed: np.ndarray, ns: int) -> np.ndarray:
+    """The seed as a C-contiguous (ns, k) array of float64 (row-major, as the C code reads it)."""
+    D = np.ascontiguousarray(seed, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != ns:
+        raise ValueError(f"expected a seed of shape ({ns}, k), got {D.shape}")
+    return D
 
 
 def _addr(a: np.ndarray) -> int:

@@ -157,9 +157,9 @@ static int g_vjp2s(void *ctx, double t, const double *x, const double *p, const 
     }
     return 0;
 }
-static const symode_derivs DERIVS = {g_jacp, g_vjp, g_vjp2, g_jvp2, g_vjp2s};
+static const symode_derivs DERIVS = {g_jacp, g_vjp, g_vjp2, g_jvp2, g_vjp2s, NULL};
 /* without the summed product: six vjp2 calls per RODAS4 step */
-static const symode_derivs DERIVS6 = {g_jacp, g_vjp, g_vjp2, g_jvp2, NULL};
+static const symode_derivs DERIVS6 = {g_jacp, g_vjp, g_vjp2, g_jvp2, NULL, NULL};
 
 /* ---------------- nl3: 3-state nonlinear, 4 parameters, 1 input ----------------
    f0 = p0 a (1 - a/2) - p1 a b + u0 + ct sin(2t) b
@@ -798,7 +798,7 @@ static void test_errors(void)
     {
         tmodel t3 = {3, 4, 1, nl3_f, nl3_jx, nl3_jp, nl3_hxx, nl3_hxp, 0.0, 0};
         symode_model m3 = {3, 4, 1, g_rhs, NULL, NULL, 0};
-        symode_derivs donly = {NULL, g_vjp, NULL, NULL, NULL};
+        symode_derivs donly = {NULL, g_vjp, NULL, NULL, NULL, NULL};
         double t3s[5] = {0, 0.5, 1, 1.5, 2}, u3[5] = {0.1, 0.1, 0.1, 0.1, 0.1};
         double x3[3] = {0.6, 0.4, 0.3}, p3[4] = {1.2, 0.8, 0.5, 0.9}, xo[15], S1[5 * 21],
                S2[5 * 21], l3[15], g1[3], q1[4], e = 0.0;
@@ -821,7 +821,7 @@ static void test_errors(void)
     /* stiff forward sensitivities: the second-order terms by rows (vjp2, the default when present) and
        by columns (jvp2 only) are the same derivative */
     {
-        symode_derivs dfw = {g_jacp, g_vjp, NULL, g_jvp2, NULL};
+        symode_derivs dfw = {g_jacp, g_vjp, NULL, g_jvp2, NULL, NULL};
         double S1[NT * 5 * 12], S2[NT * 5 * 12], e = 0.0, smax = 0.0;
         int b1, b2, b3;
         o.method = SYMODE_STIFF;

@@ -62,6 +62,16 @@ SYMODE_API int symode_record_adjoint(const void *tape, const double *p, const do
                                      double *gx0, double *gp);
 SYMODE_API int symode_record_sens(const void *tape, const double *p, const double *u, double *S);
 SYMODE_API void symode_record_free(void *tape);
+/* seeded forward sensitivities (symode_forward.h): G (nt blocks of nx x k, row-major) = S D for the seed D
+   ((nx + np) x k, row-major); symode_sens_seeded records and differentiates in one call (X as
+   symode_simulate). symode_record_sens_dense: S as symode_record_sens by the dense reference
+   implementation (tests and benchmarks). */
+SYMODE_API int symode_record_sens_seeded(const void *tape, const double *p, const double *u, int k, const double *D,
+                                         double *G);
+SYMODE_API int symode_sens_seeded(const symode_options *opt, int nt, const double *times, const double *x0,
+                                  const double *p, const double *u, int k, const double *D, double *X, double *G,
+                                  symode_stats *stats);
+SYMODE_API int symode_record_sens_dense(const void *tape, const double *p, const double *u, double *S);
 
 /* loss, residuals and gradients (symode_gradient.h) */
 SYMODE_API int symode_residual_loss(int nt, const double *times, const double *X, const double *p,

@@ -10,16 +10,18 @@
  * of the discrete solution, up to round-off.
  *
  *  - symode_tape_adjoint: reverse mode, cost ~ (a few) x one forward solve, independent of np.
- *  - symode_tape_forward: forward mode, all nx+np directions at once.
+ *  - symode_tape_forward: forward mode, all nx+np directions at once (symode_forward.h: any seeded
+ *    directions).
  *  - symode_tape_replay:  re-runs the recorded step sequence with other x0 / p (no step-size
  *    control) -- the discrete map that the two functions above differentiate. With the recorded
  *    x0 and p it reproduces the integrator's output (bit-identically with the same compiler flags).
  *
  * Requirements on the model / derivative callbacks:
  *  - adjoint: d->vjp always; d->vjp2s or d->vjp2 if the tape contains RODAS4 steps.
- *  - forward: Jx = m->jac if set, and Jp = d->jac_p if set; if either is missing, both are built
- *    row by row from d->vjp (exact, nx vjp calls). d->vjp2 (used when present: nx calls per stage)
- *    or d->jvp2 (nx+np calls per stage) if the tape contains RODAS4 steps.
+ *  - forward: d->sparse (symode_forward.h) if set; otherwise Jx = m->jac if set, and Jp = d->jac_p if
+ *    set; if either is missing, both are built row by row from d->vjp (exact, nx vjp calls). d->vjp2
+ *    (used when present: nx calls per stage) or d->jvp2 (one call per direction and stage) if the tape
+ *    contains RODAS4 steps.
  *  - RODAS4 steps require m->jac != NULL at recording time and at differentiation time: the
  *    integrator's finite-difference Jacobian is not differentiated (SYMODE_ERR_ARGS otherwise).
  *  The callbacks must be consistent with m->rhs / m->jac (same ctx, same u convention).
@@ -62,6 +64,8 @@ typedef struct {
     symode_vjp2_fn vjp2;
     symode_jvp2_fn jvp2;
     symode_vjp2s_fn vjp2s; /* optional (NULL: six vjp2 calls) */
+    /* optional: the sparse Jacobians of the forward sensitivities (symode_forward.h; NULL: dense) */
+    const struct symode_sparse_derivs *sparse;
 } symode_derivs;
 
 typedef struct symode_tape symode_tape; /* opaque; owns its memory (grows as needed) */

@@ -24,9 +24,9 @@ MAKE_CFLAGS = "-O2 -std=c99 -fno-math-errno -Wall -Wextra -Werror"
 LOADER_CFLAGS = ["-O2", "-std=c99", "-fno-math-errno", "-Wall"]
 #: The C files of the solver: the API, symode's wrapper, CasADi's model functions, symode's runtime.
 C_FILES = ("model.c", "model_wrapper.c", "model_casadi.c", "symode_integrator.c", "symode_steppers.c", "symode_tape.c",
-           "symode_tape_record.c", "symode_tape_forward.c", "symode_gradient.c")
+           "symode_tape_record.c", "symode_tape_forward.c", "symode_tape_forward_dense.c", "symode_gradient.c")
 H_FILES = ("model.h", "model_casadi.h", "symode_methods.h", "symode_integrator.h", "symode_solver.h", "symode_tape.h",
-           "symode_tape_impl.h", "symode_gradient.h", "symode_model.h")
+           "symode_tape_impl.h", "symode_forward.h", "symode_gradient.h", "symode_model.h")
 #: Gradient methods of the generated API (``<prefix>_loss_<method>``).
 GRADIENT_METHODS = ("forward", "adjoint", "discrete")
 #: Prefixes that would collide with the names of the internal C code (symode_*, CasADi's sym_* and
