@@ -4,33 +4,10 @@ Compiles tests/csrc/test_integrator_main.c together with the integrator, runs it
 "OK <name> | info" / "FAIL <name> | info" lines. Does not import the symode package.
 """
 
-import shutil
-import subprocess
+from .c_driver import CDriverTests
+from .conftest import CSRC, REPO
 
-import pytest
-
-from .conftest import (
-    C_DRIVER_CFLAGS,
-    CSRC,
-    REPO,
-    assert_check_ok,
-    assert_driver_all_ok,
-    assert_sanitizers_clean,
-    assert_valgrind_clean,
-    c_compiler,
-    compile_c_driver,
-    parse_c_driver,
-)
-
-INTEGRATOR = CSRC / "symode_integrator.c"
-STEPPERS = CSRC / "symode_steppers.c"
-DRIVER = REPO / "tests" / "csrc" / "test_integrator_main.c"
-
-CC = c_compiler()
-VALGRIND = shutil.which("valgrind")
-CFLAGS = C_DRIVER_CFLAGS
-
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) found")
+INTEGRATOR = (CSRC / "symode_integrator.c", CSRC / "symode_steppers.c")
 
 # every check the driver must report as OK
 EXPECTED = [
@@ -60,42 +37,8 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("integrator") / "test_integrator_main"
-    compile_c_driver(exe, DRIVER, [INTEGRATOR, STEPPERS])
-    return exe
-
-
-@pytest.fixture(scope="module")
-def driver_run(driver):
-    res = subprocess.run([str(driver)], capture_output=True, text=True, timeout=600)
-    return res, parse_c_driver(res.stdout)
-
-
-@pytest.mark.parametrize("src", [INTEGRATOR, STEPPERS], ids=lambda p: p.name)
-def test_integrator_compiles_warning_free(tmp_path, src):
-    cmd = [CC, *CFLAGS, "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", "-c",
-           str(src), "-o", str(tmp_path / "x.o")]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-
-
-def test_driver_all_ok(driver_run):
-    assert_driver_all_ok(*driver_run, EXPECTED)
-
-
-@pytest.mark.parametrize("name", EXPECTED)
-def test_check(driver_run, name):
-    assert_check_ok(driver_run[1], name)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
-def test_valgrind_clean(driver):
-    assert_valgrind_clean(VALGRIND, driver)
-
-
-@pytest.mark.slow
-def test_sanitizers(tmp_path):
-    assert_sanitizers_clean(tmp_path / "test_integrator_asan", DRIVER, [INTEGRATOR, STEPPERS])
+class TestIntegratorDriver(CDriverTests):
+    DRIVER = REPO / "tests" / "csrc" / "test_integrator_main.c"
+    SOURCES = INTEGRATOR
+    EXPECTED = EXPECTED
+    WARNING_FREE = INTEGRATOR

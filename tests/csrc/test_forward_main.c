@@ -15,20 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_ok = 0, g_fail = 0;
+#include "test_check.h"
 
-static void check(int ok, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %s | ", ok ? "OK" : "FAIL", name);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (ok) g_ok++;
-    else g_fail++;
-}
 
 /* ---------------- the model: 4 states, 5 parameters, 1 input ----------------
    f0 = -p0 x0 + p4 u0 + ct sin(t)       f1 = p0 x0 - p1 x1 x2
@@ -330,6 +318,5 @@ int main(int argc, char **argv)
     run_case(SYMODE_STIFF, 0.5, 40.0, quick);
     run_case(SYMODE_EXPLICIT, 0.5, 40.0, quick);
     test_errors();
-    printf("SUMMARY %d %d\n", g_ok, g_fail);
-    return g_fail == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -13,20 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_ok = 0, g_fail = 0, g_quick = 0;
+#include "test_check.h"
 
-static void check(int ok, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %s | ", ok ? "OK" : "FAIL", name);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (ok) g_ok++;
-    else g_fail++;
-}
+static int g_quick = 0;
 
 static const char *mname(int method)
 {
@@ -935,6 +924,5 @@ int main(int argc, char **argv)
     test_workspace_and_hint();
     test_chemostat();
     test_lu();
-    printf("SUMMARY %d %d\n", g_ok, g_fail);
-    return g_fail == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -14,20 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-static int g_ok = 0, g_fail = 0, g_quick = 0;
+#include "test_check.h"
 
-static void check(int ok, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%s %s | ", ok ? "OK" : "FAIL", name);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (ok) g_ok++;
-    else g_fail++;
-}
+static int g_quick = 0;
 
 static const char *mname(int method)
 {
@@ -896,6 +885,5 @@ int main(int argc, char **argv)
     test_bit_identical();
     test_errors();
     test_perf();
-    printf("SUMMARY %d %d\n", g_ok, g_fail);
-    return g_fail == 0 ? 0 : 1;
+    return check_summary();
 }
