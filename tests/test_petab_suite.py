@@ -45,8 +45,7 @@ def test_suite_v1_is_complete() -> None:
 
 # v2 cases whose features symode reads (docs/petab.md); every other v2 case must be refused, not answered
 V2_REFUSED = {"0016": "event '_E0': the trigger depends on 'S': state-triggered events are not supported",
-              "0023": "no period starting at t = 0 or later",
-              "0027": "sets 'offset_A' to 'offset_A1_c0 \\+ offset_A2_c0': expressions are supported for states only"}
+              "0023": "no period starting at t = 0 or later"}
 
 
 def _check_v2(case) -> None:

@@ -31,8 +31,8 @@ def analytic_noise(problem: PetabProblem) -> list[NoiseGroup]:
     pr = problem
     other: set[int] = set()
     for cond in pr.conditions.values():
-        other.update(int(i) for i in cond.p.index if i >= 0)
-        other.update(int(i) for i in cond.x.index if i >= 0)
+        other.update(cond.p.theta_indices())
+        other.update(cond.x.theta_indices())
     obs_list = list(pr.observables.values())
     sigma_rows: dict[int, list[int]] = {}
     laplace: dict[int, set[bool]] = {}

@@ -30,6 +30,9 @@ from symode.petab.problem import Mapping, PetabProblem
 def mapping_sx(m: Mapping, theta: Any) -> Any:
     """The vector of a :class:`Mapping` as SX: theta entries or constants."""
     values = [theta[int(i)] if i >= 0 else ca.SX(float(v)) for i, v in zip(m.index, m.value, strict=True)]
+    for row, terms in m.linear.items():
+        for i, c in terms:
+            values[row] = values[row] + c * theta[i]
     return ca.vertcat(*values) if values else ca.SX(0, 1)
 
 

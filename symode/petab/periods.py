@@ -122,15 +122,20 @@ def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
         exprs = {}
         for target, text in values.items():
             where = f"PEtab v2: condition {cid!r} sets {target!r} to {text!r}"
-            if target not in sbml.states:
-                raise PetabError(f"{where}: expressions are supported for states only (species, and parameters "
-                                 "or compartments that rate rules or events change)", file=str(problem.path),
-                                 field="targetValue")
             try:
-                exprs[state_ids.index(target)] = parse_petab_math(text, resolve)
+                expr = parse_petab_math(text, resolve)
             except SymodeError as exc:
                 raise PetabError(f"{where}: {exc.message}", file=str(problem.path), field="targetValue") from None
-        cond.x_expr = StateExpressions(exprs, {sym: theta_index[name] for name, sym in extra.items()})
+            if target in sbml.states:
+                exprs[state_ids.index(target)] = expr
+            elif target in sbml.parameters:
+                set_linear(cond.p, list(sbml.parameters).index(target), expr,
+                           {sym: theta_index[name] for name, sym in extra.items()}, where, str(problem.path))
+            else:
+                raise PetabError(f"{where}: not a state or parameter of the model", file=str(problem.path),
+                                 field="targetValue")
+        if exprs:
+            cond.x_expr = StateExpressions(exprs, {sym: theta_index[name] for name, sym in extra.items()})
     for exp in problem.experiments:
         periods = schedule.get(exp.sim.id)
         if periods:
@@ -175,6 +180,29 @@ def check_experiments(problem: Any) -> None:
         for per in exp.main[1:]:
             for q, ev_id in used.items():
                 k = param_ids.index(q)
-                if (per.condition.p.index[k], per.condition.p.value[k]) != (first.index[k], first.value[k]):
+                if (per.condition.p.index[k], per.condition.p.value[k], per.condition.p.linear.get(k)) != \
+                        (first.index[k], first.value[k], first.linear.get(k)):
                     raise err(f"experiment {exp.label!r}: the period at t = {per.start:g} changes {q!r}, which the "
                               f"trigger of event {ev_id!r} uses: not supported")
+
+
+def set_linear(mapping: Any, row: int, expr: Any, theta_symbols: dict[Any, int], where: str, path: str) -> None:
+    """Entry ``row`` of a condition's parameter mapping becomes the expression ``expr``, which must be
+    linear in parameter-table entries (their ``theta_symbols``) with numeric coefficients: c0 + sum c_i
+    theta_i (PEtab v2 condition values such as ``offset_1 + offset_2`` or ``0.5 * k``)."""
+    import sympy as sp
+
+    from symode.petab.problem import PetabError
+
+    syms = list(theta_symbols)
+    other = expr.free_symbols - set(syms)
+    linear = expr.is_polynomial(*syms) and sp.Poly(expr, *syms).total_degree() <= 1 if syms else True
+    if other or not linear:
+        why = f"it depends on {sorted(map(str, other))[0]!r} of the model" if other else "it is not linear"
+        raise PetabError(f"{where}: a parameter set to an expression of parameter-table entries is supported when "
+                         f"the expression is linear in them ({why})", file=path, field="targetValue")
+    const = float(expr.subs({s: 0 for s in syms}))
+    terms = [(theta_symbols[s], float(expr.diff(s))) for s in syms if expr.diff(s) != 0]
+    mapping.index[row] = -1
+    mapping.value[row] = const
+    mapping.linear[row] = terms

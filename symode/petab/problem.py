@@ -27,6 +27,7 @@ import numpy as np
 import sympy as sp
 
 from symode.errors import SymodeError
+from symode.petab.mapping import Mapping
 from symode.petab.math import parse_petab_math
 from symode.petab.periods import Experiment, StateExpressions, check_experiments
 from symode.petab.sbml import ImportedModel, import_sbml
@@ -41,27 +42,6 @@ _PLACEHOLDER = re.compile(r"^(observable|noise)Parameter(\d+)_(.+)$")
 
 class PetabError(SymodeError):
     """A PEtab problem is malformed or uses something symode does not support."""
-
-
-@dataclass
-class Mapping:
-    """Values of a vector as theta entries (index >= 0) or constants (index -1)."""
-
-    index: np.ndarray    # int (n,)
-    value: np.ndarray    # float (n,)
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        out = self.value.copy()
-        sel = self.index >= 0
-        out[sel] = theta[self.index[sel]]
-        return out
-
-    def jacobian(self, n_theta: int) -> np.ndarray:
-        """d(values)/d theta, (n, n_theta)."""
-        J = np.zeros((len(self.index), n_theta))
-        rows = np.nonzero(self.index >= 0)[0]
-        J[rows, self.index[rows]] = 1.0
-        return J
 
 
 @dataclass

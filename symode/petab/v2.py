@@ -24,7 +24,8 @@ v2 problems this way. What is translated:
 Condition values that are expressions (``A + 5``) are left out of the v1 table and returned alongside:
 they may set states (:class:`symode.petab.periods.StateExpressions`). Refused with a message naming the
 file and the construct: experiments without a period at t >= 0, mapping tables that map ids, several
-models, noise distributions other than the four above, and expressions that set parameters.
+models, noise distributions other than the four above, and expressions that set parameters nonlinearly
+(:func:`symode.petab.periods.set_linear`).
 """
 
 from __future__ import annotations
