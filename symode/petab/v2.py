@@ -22,7 +22,7 @@ v2 problems this way. What is translated:
 - an observable's own id in its noise formula (its value).
 
 Condition values that are expressions (``A + 5``) are left out of the v1 table and returned alongside:
-they may set states (:class:`symode.petab.periods.StateExpressions`). Refused with a message naming the
+they may set states (:class:`symode.petab.periods.StateExpressions`) or parameters. Refused with a message naming the
 file and the construct: experiments without a period at t >= 0, mapping tables that map ids, several
 models, noise distributions other than the four above, and expressions that set parameters nonlinearly
 (:func:`symode.petab.periods.set_linear`).
