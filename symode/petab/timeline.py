@@ -230,10 +230,12 @@ class Timeline:
             sim.check(res, grid, label)
             x_out[idx] = res.x[pos]
             return res.x[-1].copy(), None
-        res, S = sim.backend.sensitivities(grid, x, p, sim.U, **kw)
+        assert P is not None
+        seed, cols = sim.seed(G, P)   # only the directions that move x or p (seeded forward sensitivities)
+        res, Gc = sim.backend.sensitivities(grid, x, p, sim.U, seed=seed, **kw)
         sim.check(res, grid, label)
-        nx = sim.nx
-        Gs = np.einsum("tij,jk->tik", S[:, :, :nx], G) + np.einsum("tij,jk->tik", S[:, :, nx:], P)
+        Gs = np.zeros((len(grid), sim.nx, G.shape[1]))
+        Gs[:, :, cols] = Gc
         x_out[idx] = res.x[pos]
         assert G_out is not None
         G_out[idx] = Gs[pos]
