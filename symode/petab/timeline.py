@@ -210,7 +210,7 @@ class Timeline:
                  G: np.ndarray | None, p: np.ndarray, P: np.ndarray | None, mode: str, x_out: np.ndarray,
                  G_out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Integrate from a to b with parameters p, filling the measurements strictly in between."""
-        sim, o = self.sim, self.sim.options
+        sim = self.sim
         times = exp.times
         idx = np.nonzero((times > a) & (times < b))[0]
         inner = times[idx]
@@ -218,28 +218,18 @@ class Timeline:
         grid = np.unique(np.concatenate([[a, b], inner, bp[(bp > a) & (bp < b)]]))
         pos = np.searchsorted(grid, inner)
         label = f"condition {exp.label!r} in [{a:g}, {b:g}]"
-        kw = {"rtol": o.rtol, "atol": o.atol, "method": o.method}
-        if mode == "adjoint":
-            rec = sim.backend.record(grid, x, p, sim.U, **kw)
-            sim.check(rec, grid, label)
-            x_out[idx] = rec.x[pos]
+        # the measurement positions and the segment's end, by the simulator's own solve (plain, seeded
+        # forward sensitivities or recorded for the adjoint)
+        xs, Gs, rec = sim.trajectory(grid, np.append(pos, len(grid) - 1), x, G, p, P, label,
+                                     record=mode == "adjoint")
+        x_out[idx] = xs[:-1]
+        if rec is not None:
             ops.append(("segment", rec, pos, idx, P))
-            return rec.x[-1].copy(), None
-        if G is None:
-            res = sim.backend.integrate(grid, x, p, sim.U, **kw)
-            sim.check(res, grid, label)
-            x_out[idx] = res.x[pos]
-            return res.x[-1].copy(), None
-        assert P is not None
-        seed, cols = sim.seed(G, P)   # only the directions that move x or p (seeded forward sensitivities)
-        res, Gc = sim.backend.sensitivities(grid, x, p, sim.U, seed=seed, **kw)
-        sim.check(res, grid, label)
-        Gs = np.zeros((len(grid), sim.nx, G.shape[1]))
-        Gs[:, :, cols] = Gc
-        x_out[idx] = res.x[pos]
+        if Gs is None:
+            return xs[-1].copy(), None
         assert G_out is not None
-        G_out[idx] = Gs[pos]
-        return res.x[-1].copy(), Gs[-1]
+        G_out[idx] = Gs[:-1]
+        return xs[-1].copy(), Gs[-1]
 
     # -- the adjoint -------------------------------------------------------------------------------------
     def adjoint(self, res: ExperimentResult, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
