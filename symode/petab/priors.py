@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -41,7 +43,7 @@ DISTRIBUTIONS = {"uniform": 2, "normal": 2, "laplace": 2, "cauchy": 2, "exponent
                  "chisquare": 1, "rayleigh": 1, "log-normal": 2, "log-laplace": 2, "log-uniform": 2}
 
 
-def _frozen(kind: str, a: float, b: float):
+def _frozen(kind: str, a: float, b: float) -> Any:
     """The scipy distribution of x (log-laplace: of log x, handled by the caller)."""
     if kind == "uniform":
         return stats.uniform(loc=a, scale=b - a)
@@ -78,22 +80,31 @@ class Prior:
     lower: float
     upper: float
 
+    @cached_property
+    def _dist(self) -> Any:
+        """The scipy distribution of x (log-laplace: of log x)."""
+        return _frozen(self.kind, self.a, self.b)
+
+    @cached_property
+    def _log_mass(self) -> float:
+        """log(F(ub) - F(lb)): the truncation to the bounds, the same at every x (-inf: no mass there)."""
+        mass = self._cdf(self.upper) - self._cdf(self.lower)
+        return math.log(mass) if mass > 0 else -math.inf
+
     def _cdf(self, x: float) -> float:
         if self.kind == "log-laplace":
-            return float(_frozen(self.kind, self.a, self.b).cdf(math.log(x))) if x > 0 else 0.0
-        return float(_frozen(self.kind, self.a, self.b).cdf(x))
+            return float(self._dist.cdf(math.log(x))) if x > 0 else 0.0
+        return float(self._dist.cdf(x))
 
     def log_density(self, x: float) -> float:
         """log f(x) - log(F(ub) - F(lb)) (see the module docstring); -inf outside the bounds or support."""
-        if not (self.lower <= x <= self.upper):
+        if not (self.lower <= x <= self.upper) or self._log_mass == -math.inf:
             return -math.inf
         if self.kind == "log-laplace":
-            logf = float(stats.laplace(loc=self.a, scale=self.b).logpdf(math.log(x))) - math.log(x) if x > 0 \
-                else -math.inf
+            logf = float(self._dist.logpdf(math.log(x))) - math.log(x) if x > 0 else -math.inf
         else:
-            logf = float(_frozen(self.kind, self.a, self.b).logpdf(x))
-        mass = self._cdf(self.upper) - self._cdf(self.lower)
-        return logf - math.log(mass) if mass > 0 else -math.inf
+            logf = float(self._dist.logpdf(x))
+        return logf - self._log_mass
 
     def derivative(self, x: float) -> float:
         """d log f / dx on the linear scale (0 where the density is flat; nan outside the support)."""
