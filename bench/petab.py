@@ -154,41 +154,37 @@ def amici_worker(problem_yaml: Path, cache: Path, repeat: int, rebuild: bool, fd
     out["simulate_cpu_ms"] = cpu_ms(res)
     out["llh"] = float(res[LLH])
     out["status"] = sorted({int(r.status) for r in res[RDATAS]})
-    grads = {}
-    for label, method in (("forward", amici_sim.SensitivityMethod.forward),
-                          ("adjoint", amici_sim.SensitivityMethod.adjoint)):
-        try:
-            t, res = _best(lambda m=method: run(amici_sim.SensitivityOrder.first, m), repeat)
-        except Exception as exc:  # a failing sensitivity method costs one cell, not the row
-            out[f"gradient_{label}_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            continue
-        if res[SLLH] is None or any(int(r.status) != 0 for r in res[RDATAS]):
-            out[f"gradient_{label}_error"] = f"status {sorted({int(r.status) for r in res[RDATAS]})}"
-            continue
-        out[f"gradient_{label}_s"] = t
-        out[f"gradient_{label}_cpu_ms"] = cpu_ms(res)
-        grads[label] = np.array([res[SLLH][k] for k in problem.x_free_ids], dtype=float)
+    def time_gradients(suffix: str) -> dict:
+        """Forward and adjoint gradient at the solver's tolerances, timed; keys end with ``suffix``."""
+        grads = {}
+        for label, method in (("forward", amici_sim.SensitivityMethod.forward),
+                              ("adjoint", amici_sim.SensitivityMethod.adjoint)):
+            try:
+                t, res = _best(lambda m=method: run(amici_sim.SensitivityOrder.first, m), repeat)
+            except Exception as exc:  # a failing sensitivity method costs one cell, not the row
+                out[f"gradient_{label}_error{suffix}"] = f"{type(exc).__name__}: {exc}"[:200]
+                continue
+            if res[SLLH] is None or any(int(r.status) != 0 for r in res[RDATAS]):
+                out[f"gradient_{label}_error{suffix}"] = f"status {sorted({int(r.status) for r in res[RDATAS]})}"
+                continue
+            out[f"gradient_{label}_s{suffix}"] = t
+            out[f"gradient_{label}_cpu_ms{suffix}"] = cpu_ms(res)
+            grads[label] = np.array([res[SLLH][k] for k in problem.x_free_ids], dtype=float)
+            out[f"gradient_{label}_values{suffix}"] = dict(zip(problem.x_free_ids, map(float, grads[label]),
+                                                               strict=True))
+        return grads
+
+    grads = time_gradients("")
     if len(grads) == 2:
         g, a = grads["forward"], grads["adjoint"]
         out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
     if "forward" in grads:
         out["gradient"] = dict(zip(problem.x_free_ids, map(float, grads["forward"]), strict=True))
-    for label, g in grads.items():
-        out[f"gradient_{label}_values"] = dict(zip(problem.x_free_ids, map(float, g), strict=True))
     if fd:   # the same gradients at tighter tolerances (timed like the others)
         for tol in SWEEP_TOLS:
             solver.set_relative_tolerance(tol)
             solver.set_absolute_tolerance(tol)
-            for label, method in (("forward", amici_sim.SensitivityMethod.forward),
-                                  ("adjoint", amici_sim.SensitivityMethod.adjoint)):
-                try:
-                    t, res = _best(lambda m=method: run(amici_sim.SensitivityOrder.first, m), repeat)
-                except Exception:
-                    continue
-                if res[SLLH] is None or any(int(r.status) != 0 for r in res[RDATAS]):
-                    continue
-                out[f"gradient_{label}_s@{tol:g}"] = t
-                out[f"gradient_{label}_values@{tol:g}"] = {k: float(res[SLLH][k]) for k in problem.x_free_ids}
+            time_gradients(f"@{tol:g}")
     # the llh once more at tight tolerances (how far the reference is from the rtol-1e-8 value)
     solver.set_relative_tolerance(TIGHT_RTOL)
     solver.set_absolute_tolerance(TIGHT_ATOL)
@@ -245,34 +241,31 @@ def symode_worker(problem_yaml: Path, repeat: int, fd: bool = False) -> dict:
     obj.evaluate()   # first call: loads the compiled library
     out["simulate_s"], ev = _best(lambda: obj.evaluate(), repeat)
     out["llh"] = float(ev.llh)
-    grads = {}
-    for label in ("forward", "adjoint"):
-        try:
-            t, ev = _best(lambda m=label: obj.evaluate(gradient=True, method=m), repeat)
-        except Exception as exc:  # a failing method costs one cell, not the row
-            out[f"gradient_{label}_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            continue
-        out[f"gradient_{label}_s"] = t
-        grads[label] = np.asarray(ev.gradient, dtype=float)
+    def time_gradients(o: PetabObjective, suffix: str) -> dict:
+        """Forward and adjoint gradient of ``o``, timed; keys end with ``suffix``."""
+        grads = {}
+        for label in ("forward", "adjoint"):
+            try:
+                o.evaluate(gradient=True, method=label)
+                t, ev = _best(lambda m=label: o.evaluate(gradient=True, method=m), repeat)
+            except Exception as exc:  # a failing method costs one cell, not the row
+                out[f"gradient_{label}_error{suffix}"] = f"{type(exc).__name__}: {exc}"[:200]
+                continue
+            out[f"gradient_{label}_s{suffix}"] = t
+            grads[label] = np.asarray(ev.gradient, dtype=float)
+            out[f"gradient_{label}_values{suffix}"] = dict(zip(o.problem.estimated_ids, map(float, grads[label]),
+                                                               strict=True))
+        return grads
+
+    grads = time_gradients(obj, "")
     if len(grads) == 2:
         g, a = grads["forward"], grads["adjoint"]
         out["fwd_vs_adj"] = float(np.max(np.abs(g - a)) / max(np.max(np.abs(g)), 1e-300))
     if "forward" in grads:
         out["gradient"] = dict(zip(obj.problem.estimated_ids, map(float, grads["forward"]), strict=True))
-    for label, g in grads.items():
-        out[f"gradient_{label}_values"] = dict(zip(obj.problem.estimated_ids, map(float, g), strict=True))
     if fd:   # the same gradients at tighter tolerances (timed like the others)
         for tol in SWEEP_TOLS:
-            at = PetabObjective(obj.problem, options=SolverOptions(rtol=tol, atol=tol))
-            for label in ("forward", "adjoint"):
-                try:
-                    at.evaluate(gradient=True, method=label)
-                    t, ev = _best(lambda m=label, o=at: o.evaluate(gradient=True, method=m), repeat)
-                except Exception:
-                    continue
-                out[f"gradient_{label}_s@{tol:g}"] = t
-                out[f"gradient_{label}_values@{tol:g}"] = dict(zip(obj.problem.estimated_ids,
-                                                                   map(float, ev.gradient), strict=True))
+            time_gradients(PetabObjective(obj.problem, options=SolverOptions(rtol=tol, atol=tol)), f"@{tol:g}")
     tight = PetabObjective(obj.problem, options=SolverOptions(rtol=TIGHT_RTOL, atol=TIGHT_ATOL))
     try:
         out["llh_tight"] = float(tight.evaluate().llh)
@@ -313,17 +306,15 @@ def cross_check_fd(rows: dict) -> None:
         return
     for row in rows.values():
         for method in ("forward", "adjoint"):
+            if f"{method}_vs_fd" in row:
+                row[f"{method}_vs_fd_own"] = row[f"{method}_vs_fd"]
             for tol in ("", *(f"@{t:g}" for t in SWEEP_TOLS)):
-                g = row.get(f"gradient_{method}_values{tol}")
-                if g is None:
-                    continue
-                dist = [max(abs(g[k] - fd[k]) for k in fd) / (max(abs(v) for v in fd.values()) or 1.0)
-                        for fd in fds if set(fd) == set(g)]
-                if not tol:
-                    row[f"{method}_vs_fd_own"] = row.get(f"{method}_vs_fd")
-                if dist or f"{method}_vs_fd{tol}" in row:
-                    row[f"{method}_vs_fd{tol}"] = min([*([row[f"{method}_vs_fd{tol}"]]
-                                                        if f"{method}_vs_fd{tol}" in row else []), *dist])
+                key, g = f"{method}_vs_fd{tol}", row.get(f"gradient_{method}_values{tol}")
+                dist = [row[key]] if key in row else []
+                dist += [max(abs(g[k] - fd[k]) for k in fd) / (max(abs(v) for v in fd.values()) or 1.0)
+                         for fd in fds if g is not None and set(fd) == set(g)]
+                if dist:
+                    row[key] = min(dist)
 
 
 def _version(package: str) -> str:
