@@ -204,3 +204,48 @@ def test_observation_model_derivatives(tmp_path) -> None:
         (yp, sp_), (ym, sm) = om.values(X, theta + e), om.values(X, theta - e)
         assert np.allclose((yp - ym) / (2 * e[k]), dydth[:, k], rtol=1e-6, atol=1e-8)
         assert np.allclose((sp_ - sm) / (2 * e[k]), dsdth[:, k], rtol=1e-6, atol=1e-8)
+
+
+SHARED_SIMULATION_CONDITIONS = """conditionId\tk1\tB\tA
+preeq_c0\tkpre\t2.0\t0
+c0\t0.8\tNaN\ta_init
+c0_again\t0.8\tNaN\ta_init
+c1\tk1b\tNaN\tNaN
+c1_again\tk1b\tNaN\tNaN
+c1_other\tk1c\tNaN\tNaN
+"""
+SHARED_SIMULATION_MEASUREMENTS = """observableId\tpreequilibrationConditionId\tsimulationConditionId\ttime\tmeasurement
+obs_a\tpreeq_c0\tc0\t1\t0.7
+obs_a\tpreeq_c0\tc0\t10\t0.1
+obs_b\tpreeq_c0\tc0_again\t5\t0.4
+obs_a\tpreeq_c0\tc0_again\t10\t0.12
+obs_a\tpreeq_c0\tc1\t2\t0.3
+obs_b\tpreeq_c0\tc1_again\tinf\t1.2
+obs_a\tpreeq_c0\tc1_again\t8\t0.35
+obs_a\t\tc1\t3\t0.5
+obs_a\tpreeq_c0\tc1_other\t2\t0.31
+"""
+
+
+def test_identical_simulations_are_solved_once(tmp_path) -> None:
+    """Conditions with other ids but the same parameter mappings and state overrides (after the same
+    pre-equilibration) are one simulation on the union of their times; a condition whose values agree at
+    the nominal point only (k1c = k1b there) is not merged, and the result is that of separate solves."""
+    case = tmp_path / "merged"
+    shutil.copytree(VENDORED / "0018", case)
+    (case / "_conditions.tsv").write_text(SHARED_SIMULATION_CONDITIONS)
+    (case / "_measurements.tsv").write_text(SHARED_SIMULATION_MEASUREMENTS)
+    (case / "_parameters.tsv").write_text(SHARED_PREEQ_PARAMETERS + "k1c\tlog\t0.01\t10\t0.5\t1\n")
+    opts = SolverOptions(rtol=1e-11, atol=1e-13)
+    obj = PetabObjective.from_yaml(case / "_0018.yaml", options=opts)
+    assert len(obj.problem.experiments) == 6
+    assert sorted(len(e.rows) for e in obj.experiments) == [1, 1, 3, 4]   # c0+c0_again, c1+c1_again, ...
+    separate = PetabObjective(obj.problem, obj.model, opts)
+    separate.experiments = obj.problem.experiments
+    for method in ("adjoint", "forward"):
+        ev, want = obj.evaluate(gradient=True, method=method), separate.evaluate(gradient=True, method=method)
+        assert ev.llh == pytest.approx(want.llh, rel=1e-9)
+        assert np.allclose(ev.simulation, want.simulation, rtol=1e-8, atol=1e-12)
+        assert np.allclose(ev.gradient, want.gradient, rtol=1e-6, atol=1e-9)
+    z = obj.problem.to_scaled(obj.problem.nominal)
+    assert np.allclose(obj.evaluate(gradient=True).gradient, _fd(obj, z), rtol=1e-5, atol=1e-7)

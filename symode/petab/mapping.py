@@ -37,6 +37,12 @@ class Mapping:
                 J[row, i] += c
         return J
 
+    def key(self) -> tuple:
+        """A hashable value equal for two mappings exactly when they give the same values and the same
+        derivatives at every theta."""
+        return (self.index.tobytes(), self.value.tobytes(),
+                tuple(sorted((row, tuple(terms)) for row, terms in self.linear.items())))
+
     def theta_indices(self) -> set[int]:
         """The theta entries the values depend on."""
         return {int(i) for i in self.index if i >= 0} | {i for terms in self.linear.values() for i, _ in terms}

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from symode.petab.observation import ObservationModel
+from symode.petab.periods import shared_simulations
 from symode.petab.problem import PetabProblem, load_petab, scale_derivative
 from symode.petab.simulate import ExperimentResult, Simulator, SolverOptions
 
@@ -86,6 +87,7 @@ class PetabObjective:
         self.model = model if model is not None else build_model(adjoint_spec(problem.spec))
         t1 = time.perf_counter()
         self.simulator = Simulator(problem, self.model, options)
+        self.experiments = shared_simulations(problem.experiments)
         n_rows = len(problem.measured)
         row_cond = [""] * n_rows
         for exp in problem.experiments:
@@ -132,7 +134,7 @@ class PetabObjective:
         G = np.zeros((n_rows, self.simulator.nx, pr.n_theta)) if mode == "forward" else None
         cache: dict[str, Any] = {}
         results = []
-        for exp in pr.experiments:
+        for exp in self.experiments:
             res = self.simulator.run(exp, theta, mode, cache)
             results.append(res)
             finite = exp.time_index >= 0
@@ -200,16 +202,15 @@ class PetabObjective:
         """d nllh/dtheta = sum_i a_i dy_i/dtheta + b_i dsigma_i/dtheta: the observation model's direct terms
         and its weights w_i = a_i dy_i/dx + b_i dsigma_i/dx on the states, taken back through the solves by
         :meth:`Simulator.gradient`."""
-        pr = self.problem
         Wx, grad = self.observation.vjp(X, theta, a, b)
         W, W_inf = [], []
-        for exp in pr.experiments:
+        for exp in self.experiments:
             finite = exp.time_index >= 0
             w = np.zeros((len(exp.times), self.simulator.nx))
             np.add.at(w, exp.time_index[finite], Wx[exp.rows[finite]])
             W.append(w)
             W_inf.append(Wx[exp.rows[~finite]].sum(axis=0))
-        return grad + self.simulator.gradient(pr.experiments, results, theta, W, W_inf)
+        return grad + self.simulator.gradient(self.experiments, results, theta, W, W_inf)
 
     def _nllh(self, r: np.ndarray, s: np.ndarray) -> np.ndarray:
         """-log p_i of every row (normal or Laplace, J_i included; module docstring)."""

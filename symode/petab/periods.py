@@ -101,6 +101,49 @@ class Experiment:
         return out
 
 
+def condition_key(cond: Condition | None) -> tuple | None:
+    """Equal for two conditions that set up the same initial value problem at every theta: the same
+    parameter mapping and the same state overrides (None: no condition)."""
+    if cond is None:
+        return None
+    return cond.p.key(), cond.x_states.tobytes(), cond.x.key(), cond.x_expr is None
+
+
+def shared_simulations(experiments: list[Experiment]) -> list[Experiment]:
+    """The experiments with those that pose the same initial value problem merged into one: one period
+    from t = 0, the same pre-equilibration and simulation conditions up to their ids (the same parameter
+    mappings and state overrides, :func:`condition_key`). A merged experiment measures the union of their
+    times and holds all their rows, so the problem is solved once, and its adjoint once with the summed
+    weights. Benchmark problems often list one condition per data set, with the same values (Bachmann's 36
+    conditions are 12 simulations). Experiments with periods or state expressions are kept as they are."""
+    groups: dict[tuple, list[Experiment]] = {}
+    out: list[Experiment | tuple] = []
+    for exp in experiments:
+        if not exp.simple or (exp.preeq is not None and exp.preeq.x_expr is not None):
+            out.append(exp)
+            continue
+        key = (condition_key(exp.preeq), condition_key(exp.sim))
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(exp)
+    merged = []
+    for item in out:
+        if isinstance(item, Experiment):
+            merged.append(item)
+            continue
+        group = groups[item]
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        times = np.unique(np.concatenate([e.times for e in group]))
+        rows = np.concatenate([e.rows for e in group])
+        index = np.concatenate([np.where(e.time_index >= 0, np.searchsorted(times, e.times[e.time_index]), -1)
+                                if len(e.times) else e.time_index for e in group])
+        merged.append(Experiment(list(group[0].periods), times, rows, index))
+    return merged
+
+
 def add_periods(problem: Any, schedule: dict[str, list[tuple[float, str]]],
                 expressions: dict[str, dict[str, str]]) -> None:
     """Put back what a PEtab v2 problem's v1 form (:func:`symode.petab.v2.downgrade`) cannot hold: the
