@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from symode.petab.observation import ObservationModel
-from symode.petab.periods import shared_simulations
-from symode.petab.problem import PetabProblem, load_petab, scale_derivative
+from symode.petab.periods import Experiment, shared_simulations
+from symode.petab.problem import PetabProblem, load_petab
 from symode.petab.simulate import ExperimentResult, Simulator, SolverOptions
 
 LN10 = math.log(10.0)
@@ -105,12 +105,30 @@ class PetabObjective:
         # per-call constants of the hot path (evaluate): which rows need which branch
         self._any_log, self._any_log10 = bool(self._log.any()), bool(self._log10.any())
         self._any_laplace, self._all_laplace = bool(self.laplace.any()), bool(self.laplace.all())
+        # d theta_i / d z_i of the estimated parameters (z: theta on its scale) = lin + theta_i * per
+        est_scales = np.array(problem.scales, dtype=object)[problem.estimated]
+        self._dz_lin = (est_scales == "lin").astype(float)
+        self._dz_per = np.where(est_scales == "log", 1.0, np.where(est_scales == "log10", LN10, 0.0))
         m = problem.measured
-        self._g_m = self._transform(m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._g_m = self._transform(m)
         self._jac_m = np.zeros(n_rows)
         with np.errstate(divide="ignore", invalid="ignore"):
             self._jac_m[self._log] = np.log(m[self._log])
             self._jac_m[self._log10] = np.log(m[self._log10] * LN10)
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        """The simulations run per evaluation: the problem's experiments, those that pose the same initial
+        value problem merged (:func:`symode.petab.periods.shared_simulations`)."""
+        return self._experiments
+
+    @experiments.setter
+    def experiments(self, value: list[Experiment]) -> None:
+        self._experiments = value
+        # per experiment: its rows with finite times, their time indices, its rows at t = inf
+        self._rows = [(e.rows[e.time_index >= 0], e.time_index[e.time_index >= 0], e.rows[e.time_index < 0])
+                      for e in value]
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, validate: bool = True, options: SolverOptions | None = None
@@ -134,16 +152,14 @@ class PetabObjective:
         G = np.zeros((n_rows, self.simulator.nx, pr.n_theta)) if mode == "forward" else None
         cache: dict[str, Any] = {}
         results = []
-        for exp in self.experiments:
+        for exp, (rows_f, index_f, rows_i) in zip(self.experiments, self._rows, strict=True):
             res = self.simulator.run(exp, theta, mode, cache)
             results.append(res)
-            finite = exp.time_index >= 0
-            rows_f, rows_i = exp.rows[finite], exp.rows[~finite]
-            X[rows_f] = res.x[exp.time_index[finite]]
+            X[rows_f] = res.x[index_f]
             if len(rows_i):
                 X[rows_i] = res.x_inf
             if G is not None:
-                G[rows_f] = res.G[exp.time_index[finite]]  # type: ignore[index]
+                G[rows_f] = res.G[index_f]  # type: ignore[index]
                 if len(rows_i):
                     G[rows_i] = res.G_inf  # type: ignore[index]
         return results, X, G
@@ -167,15 +183,15 @@ class PetabObjective:
             g_y = self._transform(y)
             r = (self._g_m - g_y) / s
             nllh = self._nllh(r, s)
-        ev = Evaluation(llh=float(-nllh.sum()), chi2=float(r @ r), n_measurements=len(y), simulation=y,
-                        sigma=s, residuals=r)
-        if mode != "none":
-            with np.errstate(divide="ignore", invalid="ignore"):
+            ev = Evaluation(llh=float(-nllh.sum()), chi2=float(r @ r), n_measurements=len(y), simulation=y,
+                            sigma=s, residuals=r)
+            if mode != "none":
                 dg_y = self._transform_derivative(y)
                 dn_dr = self._dnllh_dr(r)
                 a = -dn_dr * dg_y / s                  # d nllh / dy
                 b = (1.0 - dn_dr * r) / s              # d nllh / dsigma
-            dz = scale_derivative(theta, pr.scales)[pr.estimated]
+        if mode != "none":
+            dz = self._dz_lin + theta[pr.estimated] * self._dz_per
             if mode == "forward":
                 assert G is not None
                 dydx, dsdx, dydth, dsdth = self.observation.jacobian(X, theta)
@@ -192,7 +208,7 @@ class PetabObjective:
         if pr.priors:
             ev.log_prior_terms = pr.priors.terms(theta)
             if gradient:
-                dz = scale_derivative(theta, pr.scales)[pr.estimated]
+                dz = self._dz_lin + theta[pr.estimated] * self._dz_per
                 ev.log_prior_gradient = pr.priors.gradient(theta)[pr.estimated] * dz
         ev.timings = {"gradient" if mode != "none" else "simulate": time.perf_counter() - t0}
         return ev
@@ -204,12 +220,11 @@ class PetabObjective:
         :meth:`Simulator.gradient`."""
         Wx, grad = self.observation.vjp(X, theta, a, b)
         W, W_inf = [], []
-        for exp in self.experiments:
-            finite = exp.time_index >= 0
+        for exp, (rows_f, index_f, rows_i) in zip(self.experiments, self._rows, strict=True):
             w = np.zeros((len(exp.times), self.simulator.nx))
-            np.add.at(w, exp.time_index[finite], Wx[exp.rows[finite]])
+            np.add.at(w, index_f, Wx[rows_f])
             W.append(w)
-            W_inf.append(Wx[exp.rows[~finite]].sum(axis=0))
+            W_inf.append(Wx[rows_i].sum(axis=0))
         return grad + self.simulator.gradient(self.experiments, results, theta, W, W_inf)
 
     def _nllh(self, r: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -227,21 +242,23 @@ class PetabObjective:
         return np.sign(r) if self._all_laplace else np.where(self.laplace, np.sign(r), r)
 
     def _transform(self, v: np.ndarray) -> np.ndarray:
+        """The rows' transformations (lin, log, log10) of v (call under np.errstate: log(0) = -inf)."""
         out = v.astype(float)   # a copy
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self._any_log:
-                out[self._log] = np.log(v[self._log])
-            if self._any_log10:
-                out[self._log10] = np.log10(v[self._log10])
+        if self._any_log:
+            out[self._log] = np.log(v[self._log])
+        if self._any_log10:
+            out[self._log10] = np.log10(v[self._log10])
         return out
 
-    def _transform_derivative(self, v: np.ndarray) -> np.ndarray:
+    def _transform_derivative(self, v: np.ndarray) -> np.ndarray | float:
+        """d transform(v) / dv per row (1.0 if every row is linear)."""
+        if not (self._any_log or self._any_log10):
+            return 1.0
         out = np.ones(len(v))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self._any_log:
-                out[self._log] = 1.0 / v[self._log]
-            if self._any_log10:
-                out[self._log10] = 1.0 / (v[self._log10] * LN10)
+        if self._any_log:
+            out[self._log] = 1.0 / v[self._log]
+        if self._any_log10:
+            out[self._log10] = 1.0 / (v[self._log10] * LN10)
         return out
 
     # -- outputs -----------------------------------------------------------------------------------------

@@ -52,10 +52,18 @@ class Experiment:
     rows: np.ndarray                 # measurement rows of this experiment
     time_index: np.ndarray           # per row: index into times, or -1 for t = inf
     simple: bool = field(init=False)  # one period from t = 0 (after an optional pre-equilibration)
+    main: list[Period] = field(init=False)        # the periods after the pre-equilibration
+    preeq: Condition | None = field(init=False)   # the pre-equilibration condition, or None
+    sim: Condition = field(init=False)            # the condition of the first period after it
+    label: str = field(init=False)                # "preeq->sim" or "sim"
 
     def __post_init__(self) -> None:
-        main = self.main
-        self.simple = (len(main) == 1 and main[0].start == 0.0 and main[0].condition.x_expr is None)
+        """Derived attributes (again after ``periods`` change)."""
+        self.main = [p for p in self.periods if p.start > -math.inf]
+        self.preeq = self.periods[0].condition if self.periods[0].start == -math.inf else None
+        self.sim = self.main[0].condition
+        self.label = f"{self.preeq.id}->{self.sim.id}" if self.preeq else self.sim.id
+        self.simple = (len(self.main) == 1 and self.main[0].start == 0.0 and self.main[0].condition.x_expr is None)
 
     @classmethod
     def of(cls, sim: Condition, preeq: Condition | None, times: np.ndarray, rows: np.ndarray,
@@ -65,27 +73,8 @@ class Experiment:
         return cls(periods, times, rows, time_index)
 
     @property
-    def preeq(self) -> Condition | None:
-        """The pre-equilibration condition, or None."""
-        return self.periods[0].condition if self.periods[0].start == -math.inf else None
-
-    @property
-    def main(self) -> list[Period]:
-        """The periods after the pre-equilibration."""
-        return [p for p in self.periods if p.start > -math.inf]
-
-    @property
-    def sim(self) -> Condition:
-        """The condition of the first period after the pre-equilibration."""
-        return self.main[0].condition
-
-    @property
     def t0(self) -> float:
         return self.main[0].start
-
-    @property
-    def label(self) -> str:
-        return f"{self.preeq.id}->{self.sim.id}" if self.preeq else self.sim.id
 
     def row_conditions(self) -> list[str]:
         """Per measurement row, the id of the condition in force at its time (at a period's start: that

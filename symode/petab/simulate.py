@@ -253,7 +253,7 @@ class Simulator:
             gx0, gp = np.zeros(self.nx), np.zeros(self.np)
             if res.record is not None:
                 lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
-                np.add.at(lam, res.pos, w)
+                lam[res.pos] = w    # the measurement times are distinct points of the grid
                 gx0, gp = res.record.adjoint(lam)
             elif len(w):  # measurements at t = 0 only
                 gx0 = w.sum(axis=0)
