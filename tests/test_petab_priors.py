@@ -57,6 +57,21 @@ def test_derivative_matches_finite_differences(kind: str, u: float) -> None:
     assert p.derivative(x) == pytest.approx(fd, rel=1e-6, abs=1e-8)
 
 
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(sorted(DISTRIBUTIONS)), u=st.floats(0.05, 0.95))
+def test_second_derivative_matches_finite_differences(kind: str, u: float) -> None:
+    p = _prior(kind)
+    lo, hi = (p.lower, p.upper) if kind not in ("uniform", "log-uniform") else (p.a, p.b)
+    x = lo + u * (hi - lo)
+    if kind in ("laplace", "log-laplace"):
+        centre = p.a if kind == "laplace" else math.exp(p.a)
+        if abs(x - centre) < 1e-3:
+            return
+    h = 1e-5 * max(1.0, abs(x))
+    fd = (p.derivative(x + h) - p.derivative(x - h)) / (2 * h)
+    assert p.second_derivative(x) == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
 def test_outside_the_bounds_is_impossible() -> None:
     p = parse_prior("p", 0, "normal", "4;2", 0.0, 10.0)
     assert p.log_density(-0.1) == -math.inf and p.log_density(10.5) == -math.inf
@@ -109,3 +124,64 @@ def test_infinite_bounds_evaluate_but_do_not_fit() -> None:
     assert ev.log_prior_terms == pytest.approx(sol["log_prior"], abs=1e-12)
     with pytest.raises(SymodeError, match="'p_normal' has an infinite bound"):
         fit_petab(case / "_0025.yaml", n_starts=1)
+
+
+MAP_PARAMETERS = """parameterId\tlowerBound\tupperBound\tnominalValue\testimate\tpriorDistribution\tpriorParameters
+p_normal\t0.0\t10.0\t5.0\ttrue\tnormal\t4.0;2.0
+p_log_normal\t0.0\t10.0\t5.0\ttrue\tlog-normal\t1.0;0.5
+p_cauchy\t0.0\t10.0\t5.0\ttrue\tcauchy\t3.0;5.0
+p_gamma\t0.0\t10.0\t5.0\ttrue\tgamma\t3.0;1.0
+p_rayleigh\t0.0\t10.0\t5.0\ttrue\trayleigh\t3.0
+p_uniform\t0.0\t10.0\t5.0\ttrue\tuniform\t2.0;8.0
+p1\t0.0\t2.0\t1.5\ttrue\t\t
+p_fixed\t\t\t0.5\tfalse\t\t
+"""
+#: the modes of the priors above (inside the bounds): the MAP estimate of a parameter the data do not see
+MODES = {"p_normal": 4.0, "p_log_normal": math.exp(1.0 - 0.5**2), "p_cauchy": 3.0, "p_gamma": 2.0, "p_rayleigh": 3.0}
+
+
+def _map_problem(tmp_path: Path) -> Path:
+    """Case 0024 with priors whose modes lie inside the bounds: p1 is measured (1.0, sigma 0.5), the other
+    parameters only have their priors."""
+    import shutil
+
+    case = tmp_path / "map"
+    shutil.copytree(CASE_0024, case)
+    (case / "_parameters.tsv").write_text(MAP_PARAMETERS)
+    return case / "_0024.yaml"
+
+
+@pytest.mark.parametrize("method", ["scoring", "lbfgs"])
+def test_fit_maximises_the_posterior(tmp_path: Path, method: str) -> None:
+    """With priors the fit is a MAP estimate: every parameter the data do not see ends at its prior's mode,
+    the uniform one inside its support [2, 8] (narrower than the bounds), p1 at its measurement; the result
+    reports the log-prior, and the Fisher analysis includes the priors' curvature (finite intervals for
+    parameters without data)."""
+    from symode.petab.fit import fit_petab
+
+    res = fit_petab(_map_problem(tmp_path), n_starts=3, method=method, workers=1, progress=False)
+    for pid, mode in MODES.items():
+        assert res.parameters[pid] == pytest.approx(mode, rel=1e-4, abs=1e-4), pid
+    assert 2.0 <= res.parameters["p_uniform"] <= 8.0
+    assert res.parameters["p1"] == pytest.approx(1.0, abs=1e-4)
+    doc = res.to_json()
+    assert doc["objective"] == "posterior"
+    assert doc["unnorm_log_posterior"] == pytest.approx(res.llh + res.log_prior)
+    assert all(d["log_prior"] is not None for d in doc["starts"])
+    iv = res.fisher.intervals["p_normal"]["0.95"]
+    assert iv[0] is not None and iv[0] < 4.0 < iv[1]
+
+
+def test_fit_without_priors_and_least_squares_with_priors(tmp_path: Path) -> None:
+    """``priors=False`` fits the likelihood (p1 at its measurement, the log-prior not reported, a warning);
+    least squares refuse informative priors with a one-line reason."""
+    from symode.errors import SymodeError
+    from symode.petab.fit import fit_petab
+
+    path = _map_problem(tmp_path)
+    res = fit_petab(path, n_starts=2, workers=1, progress=False, priors=False)
+    assert res.parameters["p1"] == pytest.approx(1.0, abs=1e-4)
+    assert res.log_prior is None and "objective" in res.to_json() and res.to_json()["objective"] == "likelihood"
+    assert any("prior distributions were left out" in w for w in res.warnings)
+    with pytest.raises(SymodeError, match="no least-squares problem"):
+        fit_petab(path, n_starts=1, method="lm", progress=False)

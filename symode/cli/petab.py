@@ -126,6 +126,9 @@ def fit_main(argv: Sequence[str]) -> int:
                              "(L-BFGS-B with adjoint gradients; default with Laplace noise)")
     parser.add_argument("--no-hierarchical", action="store_true",
                         help="optimise pure noise parameters numerically instead of analytically")
+    parser.add_argument("--no-priors", action="store_true",
+                        help="maximise the likelihood alone (by default a problem with prior distributions, "
+                             "PEtab v2, is fitted by its unnormalised log-posterior)")
     parser.add_argument("--escape-bounds", type=int, default=8, metavar="N",
                         help="a start whose optimum has parameters on bounds gets up to N more local fits with "
                              "those parameters moved to the other side of their box (default 8; 0: off)")
@@ -151,7 +154,7 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"symode: warning: {w}", file=sys.stderr)
     res = fit_petab(obj, n_starts=args.starts, seed=args.seed, method=args.method, workers=args.workers,
                     max_iter=args.max_iter, max_time=args.max_time, hierarchical=not args.no_hierarchical,
-                    escape_bounds=args.escape_bounds, progress=not args.quiet)
+                    escape_bounds=args.escape_bounds, progress=not args.quiet, priors=not args.no_priors)
     out = Path(args.output)
     atomic_write_json(out / "fit.json", res.to_json())
     table = obj.problem.petab.parameter_df.copy()
@@ -161,9 +164,10 @@ def _fit(args: argparse.Namespace) -> int:
     ev = obj.evaluate(obj.problem.from_scaled(res.z))
     atomic_write_text(out / "simulations.tsv", obj.simulation_table(ev).to_csv(sep="\t", index=False))
     atomic_write_text(out / "report.md", render_report(res))
-    n_best = res.n_reaching(res.llh, 0.1)
-    print(f"fit: best llh {res.llh:.6f} (chi2 {res.chi2:.6g}, {res.n_measurements} measurements); {n_best} of "
-          f"{len(res.starts)} starts within 0.1 of it; {res.wall_time_s:.1f} s", file=sys.stderr)
+    n_best = res.n_reaching(res.objective, 0.1)
+    posterior = f"log-posterior {res.objective:.6f}, " if res.log_prior is not None else ""
+    print(f"fit: best {posterior}llh {res.llh:.6f} (chi2 {res.chi2:.6g}, {res.n_measurements} measurements); "
+          f"{n_best} of {len(res.starts)} starts within 0.1 of it; {res.wall_time_s:.1f} s", file=sys.stderr)
     print(f"wrote {out / 'fit.json'}, {out / 'parameters.tsv'}, {out / 'simulations.tsv'}, {out / 'report.md'}",
           file=sys.stderr)
     return 0

@@ -12,6 +12,12 @@ the same Gauss-Newton machinery as the others: symode's bounded Levenberg-Marqua
 exact residual Jacobian from forward sensitivities. Laplace noise (|r| is not a sum of squares) uses
 L-BFGS-B on -llh with the adjoint gradient (``"lbfgs"``, also available for any problem).
 
+With prior distributions (PEtab v2 parameter tables) the fit maximises the unnormalised log-posterior
+llh + sum log pi_k (MAP; ``priors=False``: the likelihood alone): the log-prior's gradient and its curvature
+information on the parameter scales (:meth:`symode.petab.priors.Priors.on_scale`) join the gradient and
+the Fisher information of scoring and L-BFGS-B; least squares ("lm", "trf") refuse informative priors, and
+a noise parameter with an informative prior is not set analytically. Starts are ranked by the objective.
+
 Starts are a Latin hypercube in the box of the estimated parameters on their scales (lin, log, log10),
 run in parallel (:mod:`symode.parallel`). At the best optimum the Fisher information (expected, for the
 noise model: (g'(y) dy/dz / sigma)^2 + 2 (dsigma/dz / sigma)^2 for normal noise) gives Wald intervals
@@ -92,6 +98,12 @@ class StartResult:
     time_s: float
     error: str | None = None
     cpu_s: float = 0.0          # CPU time of the start's process (wall time on a loaded machine is larger)
+    log_prior: float = 0.0      # the log-prior at z (0 when the fit ignores priors)
+
+    @property
+    def objective(self) -> float:
+        """What the fit maximised: llh, plus the log-prior with priors."""
+        return self.llh + self.log_prior
 
 
 @dataclass
@@ -111,10 +123,16 @@ class PetabFitResult:
     fisher: FisherResult | None = None
     n_measurements: int = 0
     warnings: list[str] = field(default_factory=list)
+    log_prior: float | None = None           # at the best point, when the fit maximised the posterior
 
-    def n_reaching(self, llh: float, tol: float = 0.0) -> int:
-        """How many starts ended with llh >= ``llh - tol``."""
-        return sum(1 for s in self.starts if s.error is None and s.llh >= llh - tol)
+    @property
+    def objective(self) -> float:
+        """What the fit maximised at the best point: the llh, or the unnormalised log-posterior."""
+        return self.llh + (self.log_prior or 0.0)
+
+    def n_reaching(self, value: float, tol: float = 0.0) -> int:
+        """How many starts ended with an objective (the llh without priors) >= ``value - tol``."""
+        return sum(1 for s in self.starts if s.error is None and s.objective >= value - tol)
 
     def to_json(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
@@ -123,14 +141,20 @@ class PetabFitResult:
         doc: dict[str, Any] = {
             "problem": self.problem, "method": self.method, "llh": num(self.llh), "chi2": num(self.chi2),
             "n_measurements": self.n_measurements, "wall_time_s": self.wall_time_s,
+            "objective": "likelihood" if self.log_prior is None else "posterior",
             "parameters": {k: {"value": v, "scale": s, "scaled": float(z)}
                            for (k, v), s, z in zip(self.parameters.items(), self.scales, self.z, strict=True)},
             "starts": [{"llh": num(s.llh), "converged": s.converged, "iterations": s.iterations,
                         "message": s.message, "time_s": s.time_s, "cpu_s": s.cpu_s, "start": s.start, "end": s.z,
                         **({"error": s.error} if s.error else {})} for s in self.starts],
             "n_starts": len(self.starts),
-            "n_within_0.1_of_best": self.n_reaching(self.llh, 0.1),
+            "n_within_0.1_of_best": self.n_reaching(self.objective, 0.1),
         }
+        if self.log_prior is not None:
+            doc["log_prior"] = num(self.log_prior)
+            doc["unnorm_log_posterior"] = num(self.llh + self.log_prior)
+            for d, s in zip(doc["starts"], self.starts, strict=True):
+                d["log_prior"] = num(s.log_prior)
         if self.fisher is not None:
             doc["identifiability"] = self.fisher.to_dict()
         if self.warnings:
@@ -145,6 +169,26 @@ class PetabFitResult:
 _OBJECTIVES: dict[tuple[str, tuple[float, float, str]], PetabObjective] = {}
 
 
+def prior_term(pr: Any) -> Any:
+    """z -> (log-prior, its gradient on the estimated parameters' scales, its curvature information)
+    (:meth:`symode.petab.priors.Priors.on_scale`)."""
+    return lambda z: pr.priors.on_scale(pr.from_scaled(z), pr.estimated, pr.scales)
+
+
+def fit_bounds(pr: Any, priors: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The box of the estimated parameters on their scales; with ``priors`` narrowed to the support of their
+    uniform and log-uniform priors (outside it the posterior is 0)."""
+    lb, ub = pr.scaled_bounds()
+    if priors:
+        est = list(np.nonzero(pr.estimated)[0])
+        for p in pr.priors.priors:
+            if p.kind in ("uniform", "log-uniform"):
+                i = est.index(p.index)
+                lb[i] = max(lb[i], pr.to_scaled_value(p.index, p.a))
+                ub[i] = min(ub[i], pr.to_scaled_value(p.index, p.b))
+    return lb, ub
+
+
 def _objective(path: str, options: SolverOptions) -> PetabObjective:
     key = (str(Path(path).resolve()), (options.rtol, options.atol, options.method))
     if key not in _OBJECTIVES:
@@ -155,18 +199,23 @@ def _objective(path: str, options: SolverOptions) -> PetabObjective:
 def _fit_start(job: dict[str, Any]) -> StartResult:
     obj = _objective(job["path"], job["options"])
     pr = obj.problem
-    lb, ub = pr.scaled_bounds()
+    lb, ub = fit_bounds(pr, bool(job.get("priors")))
     z0 = np.clip(np.asarray(job["z0"], dtype=float), lb, ub)
     t0, c0 = time.perf_counter(), time.process_time()
     method = job["method"]
+    prior = prior_term(pr) if job.get("priors") else None
     groups = analytic_noise(pr) if job.get("hierarchical") else None
+    if groups and prior is not None:   # a noise parameter with an informative prior is fitted, not set
+        informative = {p.index for p in pr.priors.priors if p.kind != "uniform"}
+        groups = [g for g in groups if g.theta_index not in informative]
 
     def local(z_start: np.ndarray) -> tuple[np.ndarray, bool, int, str, float]:
+        """A local fit from z_start: (z, converged, iterations, message, objective at z)."""
         if method == "scoring":
             z, converged, iterations, message = _scoring(obj, z_start, lb, ub, job["max_iter"], job["max_time"],
-                                                         groups)
+                                                         groups, prior=prior)
         elif method == "lbfgs":
-            z, converged, iterations, message = _lbfgs(obj, z_start, lb, ub, job["max_iter"], groups)
+            z, converged, iterations, message = _lbfgs(obj, z_start, lb, ub, job["max_iter"], groups, prior=prior)
         else:
             ls = LeastSquares(obj, z_start)
             if method == "lm":
@@ -175,29 +224,33 @@ def _fit_start(job: dict[str, Any]) -> StartResult:
                 z, converged, iterations, message = res.z, res.converged, res.iterations, res.message
             else:
                 z, converged, iterations, message = _trf(ls, z_start, lb, ub, job["max_iter"])
-        return z, converged, iterations, message, obj.evaluate(pr.from_scaled(z)).llh
+        value = obj.evaluate(pr.from_scaled(z)).llh
+        return z, converged, iterations, message, value + (prior(z)[0] if prior is not None else 0.0)
 
     try:
-        z, converged, iterations, message, llh = local(z0)
+        z, converged, iterations, message, value = local(z0)
     except SymodeError as exc:
         return StartResult(list(map(float, z0)), list(map(float, z0)), -math.inf, False, 0, "failed",
                            time.perf_counter() - t0, error=str(exc))
     budget = int(job.get("escape_bounds", 0))
-    if budget > 0 and math.isfinite(llh):
+    if budget > 0 and math.isfinite(value):
         est = np.nonzero(pr.estimated)[0]
         fixed = {int(np.nonzero(est == g.theta_index)[0][0]) for g in groups or []}
-        z, llh, refits = _escape_bounds(local, np.asarray(z, dtype=float), float(llh), lb, ub, fixed, budget)
+        z, value, refits = _escape_bounds(local, np.asarray(z, dtype=float), float(value), lb, ub, fixed, budget)
         if refits:
             message = f"{message}; {refits} bound-flip refits"
-    return StartResult(list(map(float, z0)), list(map(float, z)), float(llh), bool(converged), int(iterations),
-                       message, time.perf_counter() - t0, cpu_s=time.process_time() - c0)
+    log_prior = prior(np.asarray(z, dtype=float))[0] if prior is not None else 0.0
+    return StartResult(list(map(float, z0)), list(map(float, z)), float(value - log_prior), bool(converged),
+                       int(iterations), message, time.perf_counter() - t0, cpu_s=time.process_time() - c0,
+                       log_prior=float(log_prior))
 
 
 def _escape_bounds(local: Any, z: np.ndarray, llh: float, lb: np.ndarray, ub: np.ndarray, fixed: set[int],
                    budget: int) -> tuple[np.ndarray, float, int]:
     """Leave local optima that sit on bounds: refit from the point with one parameter on a bound (within 1%
     of the box width) moved to the opposite side of its box (10% of the width inside the other bound), best
-    first, at most ``budget`` refits; returns the best point, its llh and the number of refits.
+    first, at most ``budget`` refits; returns the best point, its objective (``local``'s last value: the llh,
+    or the log-posterior) and the number of refits.
 
     A rate constant at a bound of a wide log-scale box is a regime (the reaction negligible, or
     instantaneous) that a local method cannot leave when the llh is flat beyond the bound and worse in
@@ -256,8 +309,9 @@ def _trf(ls: LeastSquares, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_i
 
 
 def _lbfgs(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_iter: int,
-           groups: list[NoiseGroup] | None = None) -> tuple[np.ndarray, bool, int, str]:
-    """L-BFGS-B on -llh; with ``groups`` on the reduced objective (those noise parameters analytic)."""
+           groups: list[NoiseGroup] | None = None, prior: Any = None) -> tuple[np.ndarray, bool, int, str]:
+    """L-BFGS-B on -llh (minus the log-prior with ``prior``, :func:`prior_term`); with ``groups`` on the
+    reduced objective (those noise parameters analytic)."""
     from scipy.optimize import minimize
 
     pr = obj.problem
@@ -283,9 +337,13 @@ def _lbfgs(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, 
             ev = obj.evaluate(pr.from_scaled(z), gradient=True)
         except SolverError:
             return 1e300, np.zeros(len(zr))
-        if not math.isfinite(ev.llh) or ev.gradient is None or not np.all(np.isfinite(ev.gradient[free])):
+        value, grad = ev.llh, ev.gradient
+        if prior is not None and grad is not None:
+            lp, g_prior, _ = prior(z)
+            value, grad = value + lp, grad + g_prior
+        if not math.isfinite(value) or grad is None or not np.all(np.isfinite(grad[free])):
             return 1e300, np.zeros(len(zr))
-        return -ev.llh, -ev.gradient[free]
+        return -value, -grad[free]
 
     res = minimize(fg, z0[free], jac=True, method="L-BFGS-B", bounds=list(zip(lb[free], ub[free], strict=True)),
                    options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8})
@@ -293,13 +351,14 @@ def _lbfgs(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, 
 
 
 def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_iter: int,
-             max_time: float, groups: list[NoiseGroup] | None = None, ftol: float = 1e-6
+             max_time: float, groups: list[NoiseGroup] | None = None, ftol: float = 1e-6, prior: Any = None
              ) -> tuple[np.ndarray, bool, int, str]:
     """Fisher scoring with Levenberg-Marquardt damping on -llh: steps (F + lam D) d = -grad with the
     expected Fisher information F (normal noise: sum (g' dy/dz / sigma)^2 + 2 (dsigma/dz / sigma)^2) and
     the exact gradient, kept in the box (active set, clipping); a step is taken if -llh decreases. With
     ``groups`` those noise parameters are set to their analytic optimum after every simulation and the
-    others are optimised on the reduced objective."""
+    others are optimised on the reduced objective. With ``prior`` (:func:`prior_term`) on -llh - log-prior:
+    its gradient joins g and its curvature information the diagonal of F."""
     t_start = time.perf_counter()
     pr = obj.problem
     est = np.nonzero(pr.estimated)[0]
@@ -312,11 +371,13 @@ def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray
             ev = obj.evaluate(pr.from_scaled(z))
         except SolverError:
             return z, math.inf
+        nllh = -ev.llh
         if not groups:
-            return z, -ev.llh if math.isfinite(ev.llh) else math.inf
+            if prior is not None:
+                nllh -= prior(z)[0]
+            return z, nllh if math.isfinite(nllh) else math.inf
         a = ev.residuals * ev.sigma
         z = z.copy()
-        nllh = -ev.llh
         for k, g, v in zip(analytic, groups, optimal_noise(pr, groups, a), strict=True):
             z[k] = pr.to_scaled_value(g.theta_index, v)
             rows, old = g.rows, ev.sigma[g.rows]
@@ -324,6 +385,8 @@ def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray
                 nllh += float(np.sum(np.log(v / old) + np.abs(a[rows]) * (1 / v - 1 / old)))
             else:
                 nllh += float(np.sum(np.log(v / old) + 0.5 * a[rows] ** 2 * (1 / v**2 - 1 / old**2)))
+        if prior is not None:
+            nllh -= prior(z)[0]
         return z, nllh if math.isfinite(nllh) else math.inf
 
     def derivatives(z: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -339,7 +402,12 @@ def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray
         g = -ev.gradient[free]
         if not (np.all(np.isfinite(J)) and np.all(np.isfinite(g))):
             return None
-        return g, J.T @ J
+        F = J.T @ J
+        if prior is not None:
+            _, g_prior, info = prior(z)
+            g = g - g_prior[free]
+            F[np.diag_indices_from(F)] += info[free]
+        return g, F
 
     z, f = complete(np.clip(z0, lb, ub))
     if not math.isfinite(f):
@@ -413,14 +481,17 @@ def _scoring(obj: PetabObjective, z0: np.ndarray, lb: np.ndarray, ub: np.ndarray
 def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed: int = 0, method: str | None = None,
               workers: int | None = None, max_iter: int = 300, max_time: float = 600.0,
               starts: np.ndarray | None = None, options: SolverOptions | None = None,
-              hierarchical: bool = True, escape_bounds: int = 8, progress: bool = True) -> PetabFitResult:
+              hierarchical: bool = True, escape_bounds: int = 8, progress: bool = True, priors: bool = True
+              ) -> PetabFitResult:
     """Multistart fit of a PEtab problem (a YAML path or a built :class:`PetabObjective`).
 
     ``n_starts`` Latin-hypercube starts in the scaled box (or the rows of ``starts``), each a local fit
     by ``method`` ("scoring", "lm", "trf", "lbfgs"; default "scoring", "lbfgs" with Laplace noise), on
     ``workers`` processes (default: all CPUs). A start whose local optimum has parameters on bounds gets up
     to ``escape_bounds`` further local fits from those parameters flipped to the other side of their box
-    (:func:`_escape_bounds`; 0 turns this off). The best optimum gets a Fisher-information analysis."""
+    (:func:`_escape_bounds`; 0 turns this off). With the problem's prior distributions (PEtab v2) the fit
+    maximises the unnormalised log-posterior (``priors=False``: the likelihood). The best optimum gets a
+    Fisher-information analysis (with priors: plus their curvature, a Laplace approximation)."""
     t0 = time.perf_counter()
     options = options or SolverOptions()
     obj = problem if isinstance(problem, PetabObjective) else _objective(str(problem), options)
@@ -434,9 +505,13 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
     if laplace and method in ("lm", "trf"):
         raise SymodeError("Laplace noise is not a least-squares problem: use method 'scoring' or 'lbfgs'",
                           field="method")
+    use_priors = bool(priors and pr.priors)
+    if use_priors and method in ("lm", "trf") and pr.priors.informative:
+        raise SymodeError("the prior distributions make this no least-squares problem: use method 'scoring' or "
+                          "'lbfgs' (or fit the likelihood alone without priors)", field="method")
     if not pr.estimated.any():
         raise SymodeError("no parameter is estimated (estimate = 1 in the parameter table)", file=path)
-    lb, ub = pr.scaled_bounds()
+    lb, ub = fit_bounds(pr, use_priors)
     unbounded = [pid for pid, lo, hi in zip(pr.estimated_ids, lb, ub, strict=True)
                  if not (np.isfinite(lo) and np.isfinite(hi))]
     if unbounded:
@@ -448,14 +523,15 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
         starts = latin_hypercube(lb, ub, n_starts, seed=seed)
     starts = np.atleast_2d(np.asarray(starts, dtype=float))
     jobs = [{"path": path, "options": options, "z0": z, "method": method, "max_iter": max_iter,
-             "max_time": max_time, "hierarchical": hierarchical, "escape_bounds": escape_bounds} for z in starts]
+             "max_time": max_time, "hierarchical": hierarchical, "escape_bounds": escape_bounds,
+             "priors": use_priors} for z in starts]
     bar = progress_bar(total=len(jobs), desc="multistart", unit="start", enabled=progress)
     best = [-math.inf]
 
     def on_result(_k: int, res: Any) -> None:
-        if isinstance(res, StartResult) and res.llh > best[0]:
-            best[0] = res.llh
-            bar.set_postfix_str(f"best llh {best[0]:.6g}")
+        if isinstance(res, StartResult) and res.objective > best[0]:
+            best[0] = res.objective
+            bar.set_postfix_str(f"best {'log-posterior' if use_priors else 'llh'} {best[0]:.6g}")
         bar.update(1)
 
     n_workers = 1 if len(jobs) == 1 else workers
@@ -471,10 +547,10 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
             res = StartResult(list(map(float, z0)), list(map(float, z0)), -math.inf, False, 0, "failed", 0.0,
                               error=str(res))
         out.append(res)
-    ok = [s for s in out if s.error is None and math.isfinite(s.llh)]
+    ok = [s for s in out if s.error is None and math.isfinite(s.objective)]
     if not ok:
         raise SolverError(f"every start failed (first: {out[0].error})")
-    top = max(ok, key=lambda s: s.llh)
+    top = max(ok, key=lambda s: s.objective)
     z = np.array(top.z)
     theta = pr.from_scaled(z)
     ev = obj.evaluate(theta, jacobian=True)
@@ -483,14 +559,19 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
         problem=path, parameter_ids=ids, scales=[pr.scales[pr.parameter_ids.index(i)] for i in ids], z=z,
         parameters={i: float(theta[pr.parameter_ids.index(i)]) for i in ids}, llh=ev.llh, chi2=ev.chi2,
         starts=out, method=method, wall_time_s=time.perf_counter() - t0, n_measurements=ev.n_measurements,
-        warnings=list(pr.warnings))
-    result.fisher = _fisher(obj, ev, z, lb, ub)
+        warnings=list(pr.warnings),
+        log_prior=top.log_prior if use_priors else None)
+    if pr.priors and not use_priors:
+        result.warnings.append("the prior distributions were left out: the fit maximised the likelihood")
+    result.fisher = _fisher(obj, ev, z, lb, ub, prior_term(pr) if use_priors else None)
     return result
 
 
-def _fisher(obj: PetabObjective, ev: Any, z: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> FisherResult | None:
+def _fisher(obj: PetabObjective, ev: Any, z: np.ndarray, lb: np.ndarray, ub: np.ndarray, prior: Any = None
+            ) -> FisherResult | None:
     """Fisher information at the optimum, in the coordinates fisher_analysis expects (natural log for
-    log and log10 parameters)."""
+    log and log10 parameters); with ``prior`` (:func:`prior_term`) plus the priors' curvature information
+    (as rows sqrt(info_k) e_k)."""
     pr = obj.problem
     if ev.residual_jacobian is None or ev.sigma_jacobian is None:
         return None
@@ -499,6 +580,8 @@ def _fisher(obj: PetabObjective, ev: Any, z: np.ndarray, lb: np.ndarray, ub: np.
         Jr = ev.residual_jacobian + (ev.residuals / ev.sigma)[:, None] * ev.sigma_jacobian   # -g'(y) dy/dz / sigma
         Js = ev.sigma_jacobian / ev.sigma[:, None] * np.where(laplace, 1.0, math.sqrt(2.0))[:, None]
     J = np.vstack([Jr, Js[np.any(ev.sigma_jacobian != 0, axis=1)]])
+    if prior is not None:
+        J = np.vstack([J, np.diag(np.sqrt(prior(z)[2]))])
     ids = pr.estimated_ids
     scales = [pr.scales[pr.parameter_ids.index(i)] for i in ids]
     J = J / np.array([LN10 if s == "log10" else 1.0 for s in scales])[None, :]
@@ -512,10 +595,12 @@ def _fisher(obj: PetabObjective, ev: Any, z: np.ndarray, lb: np.ndarray, ub: np.
 
 def render_report(res: PetabFitResult) -> str:
     """A short Markdown report: the best optimum, the starts (waterfall) and the Fisher analysis."""
-    lines = [f"# Fit of {Path(res.problem).name}", "",
+    prior = ([f"- maximised: the unnormalised log-posterior **{res.llh + res.log_prior:.6f}** (log-prior "
+              f"{res.log_prior:.6f})"] if res.log_prior is not None else [])
+    lines = [f"# Fit of {Path(res.problem).name}", "", *prior,
              f"- best llh: **{res.llh:.6f}** (chi2 {res.chi2:.6g}, {res.n_measurements} measurements)",
-             f"- starts: {len(res.starts)} ({res.method}); within 0.1 of the best: {res.n_reaching(res.llh, 0.1)}; "
-             f"failed: {sum(s.error is not None for s in res.starts)}",
+             f"- starts: {len(res.starts)} ({res.method}); within 0.1 of the best: "
+             f"{res.n_reaching(res.objective, 0.1)}; failed: {sum(s.error is not None for s in res.starts)}",
              f"- wall time: {res.wall_time_s:.1f} s", "", "## Parameters", "",
              "| parameter | value | scale | 95% interval | identifiable |", "|---|---|---|---|---|"]
     fisher = res.fisher
@@ -524,8 +609,8 @@ def render_report(res: PetabFitResult) -> str:
         ident = ("yes" if fisher.identifiable[pid] else f"no ({fisher.reasons.get(pid, '')})") if fisher else "?"
         lo, hi = (f"{v:.4g}" if v is not None else "open" for v in iv)
         lines.append(f"| {pid} | {res.parameters[pid]:.6g} | {scale} | [{lo}, {hi}] | {ident} |")
-    lines += ["", "## Starts (sorted by llh)", "", "| llh | converged | iterations | time (s) | message |",
-              "|---|---|---|---|---|"]
-    for s in sorted(res.starts, key=lambda s: -s.llh if math.isfinite(s.llh) else math.inf):
+    lines += ["", f"## Starts (sorted by {'log-posterior' if prior else 'llh'})", "",
+              "| llh | converged | iterations | time (s) | message |", "|---|---|---|---|---|"]
+    for s in sorted(res.starts, key=lambda s: -s.objective if math.isfinite(s.objective) else math.inf):
         lines.append(f"| {s.llh:.6f} | {s.converged} | {s.iterations} | {s.time_s:.1f} | {s.error or s.message} |")
     return "\n".join(lines) + "\n"

@@ -137,6 +137,36 @@ class Prior:
         raise ValueError(f"unknown prior distribution {k!r}")
 
 
+    def second_derivative(self, x: float) -> float:
+        """d^2 log f / dx^2 on the linear scale (0 where log f is piecewise linear; nan outside the support)."""
+        a, b = self.a, self.b
+        k = self.kind
+        if k in ("uniform", "laplace"):
+            return 0.0
+        if k == "normal":
+            return -1.0 / b**2
+        if k == "cauchy":
+            u2 = (x - a) ** 2
+            return -2.0 * (b**2 - u2) / (b**2 + u2) ** 2
+        if x <= 0:
+            return math.nan
+        if k == "exponential":
+            return 0.0
+        if k == "gamma":
+            return -(a - 1.0) / x**2
+        if k == "chisquare":
+            return -(a / 2.0 - 1.0) / x**2
+        if k == "rayleigh":
+            return -1.0 / x**2 - 1.0 / a**2
+        if k == "log-normal":
+            return (1.0 - (1.0 - (math.log(x) - a)) / b**2) / x**2
+        if k == "log-laplace":
+            return (1.0 + float(np.sign(math.log(x) - a)) / b) / x**2
+        if k == "log-uniform":
+            return 1.0 / x**2
+        raise ValueError(f"unknown prior distribution {k!r}")
+
+
 def parse_prior(parameter: str, index: int, kind: str, text: str, lower: float, upper: float) -> Prior:
     """A prior from the table's ``priorDistribution`` and ``priorParameters`` (``a;b``); ValueError with a
     one-line reason if malformed. A blank distribution is the uniform prior on the bounds."""
@@ -180,3 +210,30 @@ class Priors:
         for p in self.priors:
             g[p.index] += p.derivative(float(theta[p.index]))
         return g
+
+    @property
+    def informative(self) -> bool:
+        """Whether some prior is not the uniform one (which is constant inside the bounds)."""
+        return any(p.kind != "uniform" for p in self.priors)
+
+    def on_scale(self, theta: np.ndarray, estimated: np.ndarray, scales: list[str]
+                 ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The log-prior of theta and, for the estimated parameters on their scales z (theta = z, e^z or
+        10^z), its gradient d/dz = (log f)' theta'(z) and its curvature information
+        max(0, -d^2/dz^2) = max(0, -((log f)'' theta'^2 + (log f)' theta'')) (a Fisher-scoring term: the
+        negative Hessian where it is positive)."""
+        index = {int(k): i for i, k in enumerate(np.nonzero(estimated)[0])}
+        g, info = np.zeros(len(index)), np.zeros(len(index))
+        total = 0.0
+        for p in self.priors:
+            x = float(theta[p.index])
+            total += p.log_density(x)
+            i = index[p.index]
+            scale = scales[p.index]
+            c = 1.0 if scale == "lin" else (1.0 if scale == "log" else math.log(10.0))
+            d1 = c * x if scale != "lin" else 1.0          # theta'(z)
+            d2 = c * c * x if scale != "lin" else 0.0      # theta''(z)
+            f1, f2 = p.derivative(x), p.second_derivative(x)
+            g[i] = f1 * d1
+            info[i] = max(0.0, -(f2 * d1 * d1 + f1 * d2))
+        return total, g, info

@@ -293,6 +293,4 @@ def read_priors(path: Path, config: dict, problem: PetabProblem) -> Priors:
             out.append(parse_prior(pid, k, dist, text, float(problem.lower[k]), float(problem.upper[k])))
         except ValueError as exc:
             raise PetabError(f"PEtab v2: {exc}", file=str(path), field="priorParameters") from None
-    problem.warnings.append("prior distributions: evaluations report the log-prior and the unnormalised "
-                            "log-posterior; fits maximise the likelihood (the priors are not part of it)")
     return Priors(out)
