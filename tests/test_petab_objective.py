@@ -178,30 +178,41 @@ def test_gradient_with_a_shared_preequilibration(tmp_path) -> None:
     assert np.allclose(forward, adjoint, rtol=1e-7, atol=1e-9)
 
 
-def test_observation_model_derivatives(tmp_path) -> None:
-    """The observation model's reverse product and Jacobians agree with each other and with finite
-    differences of its values (estimated scaling, offset and noise parameters, a log10 transformation)."""
-    obj = PetabObjective.from_yaml(make_problem(tmp_path, "log10"))
-    om, pr = obj.observation, obj.problem
+@pytest.mark.parametrize("distribution", ["normal", "laplace"])
+def test_observation_model_and_likelihood_derivatives(tmp_path, distribution: str) -> None:
+    """The observation model's Jacobians agree with finite differences of its values (estimated scaling,
+    offset and noise parameters, a log10 transformation); the likelihood's per-row weights a = dn/dy,
+    b = dn/dsigma and dr/dy are the closed forms, and its reverse product W, g (what the adjoint takes back)
+    is a dy/dx + b dsigma/dx and a dy/dtheta + b dsigma/dtheta."""
+    obj = PetabObjective.from_yaml(make_problem(tmp_path, "log10", distribution))
+    om, lik, pr = obj.observation, obj.likelihood, obj.problem
     theta = pr.nominal
     _, X, _ = obj.simulate(theta, "none")
     dydx, dsdx, dydth, dsdth = om.jacobian(X, theta)
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=len(X)), rng.normal(size=len(X))
-    W, g = om.vjp(X, theta, a, b)
+    y, s, r, nllh, a, b, dr_dy, W, g = lik.reverse(X, theta)
+    assert np.allclose(lik.rows(X, theta)[3], nllh, rtol=1e-14, atol=0)
+    gprime = 1.0 / (y * np.log(10.0))
+    dn_dr = np.sign(r) if distribution == "laplace" else r
+    assert np.allclose(dr_dy, -gprime / s, rtol=1e-13)
+    assert np.allclose(a, -dn_dr * gprime / s, rtol=1e-13)
+    assert np.allclose(b, (1.0 - dn_dr * r) / s, rtol=1e-13)
     assert np.allclose(W, a[:, None] * dydx + b[:, None] * dsdx, rtol=1e-13, atol=1e-14)
     assert np.allclose(g, a @ dydth + b @ dsdth, rtol=1e-13, atol=1e-14)
+
+    def values(X_: np.ndarray, th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return lik.rows(X_, th)[:2]
+
     h = 1e-6
     for j in range(X.shape[1]):
         E = np.zeros_like(X)
         E[:, j] = h
-        (yp, sp_), (ym, sm) = om.values(X + E, theta), om.values(X - E, theta)
+        (yp, sp_), (ym, sm) = values(X + E, theta), values(X - E, theta)
         assert np.allclose((yp - ym) / (2 * h), dydx[:, j], rtol=1e-6, atol=1e-8)
         assert np.allclose((sp_ - sm) / (2 * h), dsdx[:, j], rtol=1e-6, atol=1e-8)
     for k in range(len(theta)):
         e = np.zeros(len(theta))
         e[k] = h * max(1.0, abs(theta[k]))
-        (yp, sp_), (ym, sm) = om.values(X, theta + e), om.values(X, theta - e)
+        (yp, sp_), (ym, sm) = values(X, theta + e), values(X, theta - e)
         assert np.allclose((yp - ym) / (2 * e[k]), dydth[:, k], rtol=1e-6, atol=1e-8)
         assert np.allclose((sp_ - sm) / (2 * e[k]), dsdth[:, k], rtol=1e-6, atol=1e-8)
 

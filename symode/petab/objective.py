@@ -12,8 +12,9 @@ b_i = d(-log p_i)/dsigma_i, the gradient of -llh with respect to theta is
 
     sum_i a_i dy_i/dtheta + b_i dsigma_i/dtheta,   dy_i/dtheta = dy/dx_i G(t_i) + (dy/dtheta)_direct
 
-(the same for sigma), with the observation model's derivatives (:mod:`symode.petab.observation`, one
-CasADi function over all rows) and G = dx/dtheta:
+(the same for sigma), with G = dx/dtheta. The rows' -log p_i, a_i, b_i and the reverse product below are
+one CasADi function of (X, theta) over all rows (:mod:`symode.petab.likelihood`, on the observation model
+of :mod:`symode.petab.observation`):
 
 - adjoint (default): the weights w_i = a_i dy/dx_i + b_i dsigma/dx_i are taken back through the recorded
   solves in reverse mode (:meth:`symode.petab.simulate.Simulator.gradient`), never forming G;
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from symode.petab.likelihood import LogLikelihood
 from symode.petab.observation import ObservationModel
 from symode.petab.periods import Experiment, shared_simulations
 from symode.petab.problem import PetabProblem, load_petab
@@ -100,22 +102,11 @@ class PetabObjective:
         observables = list(problem.observables.values())
         self.transformation = np.array([observables[k].transformation for k in problem.row_observable], dtype=object)
         self.laplace = np.array([observables[k].distribution == "laplace" for k in problem.row_observable], dtype=bool)
-        self._log = self.transformation == "log"
-        self._log10 = self.transformation == "log10"
-        # per-call constants of the hot path (evaluate): which rows need which branch
-        self._any_log, self._any_log10 = bool(self._log.any()), bool(self._log10.any())
-        self._any_laplace, self._all_laplace = bool(self.laplace.any()), bool(self.laplace.all())
+        self.likelihood = LogLikelihood(self.observation, problem.measured, self.transformation, self.laplace)
         # d theta_i / d z_i of the estimated parameters (z: theta on its scale) = lin + theta_i * per
         est_scales = np.array(problem.scales, dtype=object)[problem.estimated]
         self._dz_lin = (est_scales == "lin").astype(float)
         self._dz_per = np.where(est_scales == "log", 1.0, np.where(est_scales == "log10", LN10, 0.0))
-        m = problem.measured
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._g_m = self._transform(m)
-        self._jac_m = np.zeros(n_rows)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._jac_m[self._log] = np.log(m[self._log])
-            self._jac_m[self._log10] = np.log(m[self._log10] * LN10)
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -178,18 +169,12 @@ class PetabObjective:
         t0 = time.perf_counter()
         mode = "forward" if jacobian or (gradient and method == "forward") else ("adjoint" if gradient else "none")
         results, X, G = self.simulate(theta, mode)
-        y, s = self.observation.values(X, theta)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g_y = self._transform(y)
-            r = (self._g_m - g_y) / s
-            nllh = self._nllh(r, s)
-            ev = Evaluation(llh=float(-nllh.sum()), chi2=float(r @ r), n_measurements=len(y), simulation=y,
-                            sigma=s, residuals=r)
-            if mode != "none":
-                dg_y = self._transform_derivative(y)
-                dn_dr = self._dnllh_dr(r)
-                a = -dn_dr * dg_y / s                  # d nllh / dy
-                b = (1.0 - dn_dr * r) / s              # d nllh / dsigma
+        if mode == "adjoint":
+            y, s, r, nllh, a, b, dr_dy, Wx, g_direct = self.likelihood.reverse(X, theta)
+        else:
+            y, s, r, nllh, a, b, dr_dy = self.likelihood.rows(X, theta)
+        ev = Evaluation(llh=float(-nllh.sum()), chi2=float(r @ r), n_measurements=len(y), simulation=y,
+                        sigma=s, residuals=r)
         if mode != "none":
             dz = self._dz_lin + theta[pr.estimated] * self._dz_per
             if mode == "forward":
@@ -201,10 +186,10 @@ class PetabObjective:
                     ev.gradient = -(a @ Dy + b @ Ds)
                 if jacobian:
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        ev.residual_jacobian = -(dg_y / s)[:, None] * Dy - (r / s)[:, None] * Ds
+                        ev.residual_jacobian = dr_dy[:, None] * Dy - (r / s)[:, None] * Ds
                     ev.sigma_jacobian = Ds
             else:
-                ev.gradient = -self._adjoint_gradient(theta, X, results, a, b)[pr.estimated] * dz
+                ev.gradient = -self._adjoint_gradient(theta, results, Wx, g_direct)[pr.estimated] * dz
         if pr.priors:
             ev.log_prior_terms = pr.priors.terms(theta)
             if gradient:
@@ -213,12 +198,11 @@ class PetabObjective:
         ev.timings = {"gradient" if mode != "none" else "simulate": time.perf_counter() - t0}
         return ev
 
-    def _adjoint_gradient(self, theta: np.ndarray, X: np.ndarray, results: list[ExperimentResult], a: np.ndarray,
-                          b: np.ndarray) -> np.ndarray:
-        """d nllh/dtheta = sum_i a_i dy_i/dtheta + b_i dsigma_i/dtheta: the observation model's direct terms
-        and its weights w_i = a_i dy_i/dx + b_i dsigma_i/dx on the states, taken back through the solves by
-        :meth:`Simulator.gradient`."""
-        Wx, grad = self.observation.vjp(X, theta, a, b)
+    def _adjoint_gradient(self, theta: np.ndarray, results: list[ExperimentResult], Wx: np.ndarray,
+                          grad: np.ndarray) -> np.ndarray:
+        """d nllh/dtheta = sum_i a_i dy_i/dtheta + b_i dsigma_i/dtheta: the direct terms ``grad`` and the weights
+        w_i = a_i dy_i/dx + b_i dsigma_i/dx on the states (``Wx``, :meth:`LogLikelihood.reverse`), taken back
+        through the solves by :meth:`Simulator.gradient`."""
         W, W_inf = [], []
         for exp, (rows_f, index_f, rows_i) in zip(self.experiments, self._rows, strict=True):
             w = np.zeros((len(exp.times), self.simulator.nx))
@@ -226,40 +210,6 @@ class PetabObjective:
             W.append(w)
             W_inf.append(Wx[rows_i].sum(axis=0))
         return grad + self.simulator.gradient(self.experiments, results, theta, W, W_inf)
-
-    def _nllh(self, r: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """-log p_i of every row (normal or Laplace, J_i included; module docstring)."""
-        normal = (0.5 * np.log(2 * np.pi * s**2) + 0.5 * r**2) if not self._all_laplace else None
-        if not self._any_laplace:
-            return normal + self._jac_m
-        laplace = np.log(2 * s) + np.abs(r)
-        return (laplace if normal is None else np.where(self.laplace, laplace, normal)) + self._jac_m
-
-    def _dnllh_dr(self, r: np.ndarray) -> np.ndarray:
-        """d(-log p_i)/dr_i: r_i (normal) or sign(r_i) (Laplace)."""
-        if not self._any_laplace:
-            return r
-        return np.sign(r) if self._all_laplace else np.where(self.laplace, np.sign(r), r)
-
-    def _transform(self, v: np.ndarray) -> np.ndarray:
-        """The rows' transformations (lin, log, log10) of v (call under np.errstate: log(0) = -inf)."""
-        out = v.astype(float)   # a copy
-        if self._any_log:
-            out[self._log] = np.log(v[self._log])
-        if self._any_log10:
-            out[self._log10] = np.log10(v[self._log10])
-        return out
-
-    def _transform_derivative(self, v: np.ndarray) -> np.ndarray | float:
-        """d transform(v) / dv per row (1.0 if every row is linear)."""
-        if not (self._any_log or self._any_log10):
-            return 1.0
-        out = np.ones(len(v))
-        if self._any_log:
-            out[self._log] = 1.0 / v[self._log]
-        if self._any_log10:
-            out[self._log10] = 1.0 / (v[self._log10] * LN10)
-        return out
 
     # -- outputs -----------------------------------------------------------------------------------------
     def simulation_table(self, ev: Evaluation) -> Any:

@@ -7,12 +7,9 @@ Row i measures observable k_i at time t_i in simulation condition c_i:
 with x_i the states at that row (the columns of X, nx x rows), p_c(theta) the condition's model parameters
 and phi_i(theta) the row's observable and noise parameters (entries of theta or constants,
 :class:`symode.petab.problem.Mapping`). All rows are one SX expression of (X, theta), built once, so that
-one call evaluates every row, and CasADi's AD gives
-
-- ``vjp``: for weights a, b (rows), W = d(a.y + b.sigma)/dX (nx x rows) and g = d(a.y + b.sigma)/dtheta
-  (reverse mode: the adjoint gradient's observation part);
-- ``jacobian``: dy_i/dx_i and dsigma_i/dx_i (rows x nx), dy/dtheta and dsigma/dtheta (rows x n_theta)
-  (forward sensitivities and the residual Jacobian).
+one call evaluates every row: the log-likelihood (:mod:`symode.petab.likelihood`) is built on ``y`` and
+``sigma``, and CasADi's AD gives ``jacobian``: dy_i/dx_i and dsigma_i/dx_i (rows x nx), dy/dtheta and
+dsigma/dtheta (rows x n_theta) (forward sensitivities and the residual Jacobian).
 """
 
 from __future__ import annotations
@@ -63,28 +60,7 @@ class ObservationModel:
                 y[r], s[r] = fn(float(t_row[r]), self.X[:, int(r)], p_cond[row_condition[r]],
                                 mapping_sx(problem.row_phi[r], self.theta))
         self.y, self.sigma = ca.vertcat(*y) if n_rows else ca.SX(0, 1), ca.vertcat(*s) if n_rows else ca.SX(0, 1)
-        self._values = BufferedFunction(ca.Function("petab_y", [self.X, self.theta],
-                                                    [ca.densify(self.y), ca.densify(self.sigma)]))
-        self._vjp: Any = None
         self._jacobian: Any = None
-
-    def values(self, X: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(y, sigma) per row; ``X`` (rows, nx)."""
-        yv, sv = self._values(X, theta)
-        return yv[:, 0].copy(), sv[:, 0].copy()
-
-    def vjp(self, X: np.ndarray, theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(W (rows, nx), g (n_theta)): the derivatives of sum_i a_i y_i + b_i sigma_i with respect to each
-        row's states and to theta."""
-        if self._vjp is None:
-            a_s, b_s = ca.SX.sym("a", self.n_rows), ca.SX.sym("b", self.n_rows)
-            e = ca.dot(a_s, self.y) + ca.dot(b_s, self.sigma)
-            self._vjp = BufferedFunction(ca.Function(
-                "petab_y_vjp", [self.X, self.theta, a_s, b_s],
-                [ca.densify(ca.reshape(ca.jacobian(e, ca.vec(self.X)), self.nx, self.n_rows)),
-                 ca.densify(ca.jacobian(e, self.theta))]))
-        W, g = self._vjp(X, theta, a, b)
-        return W.T.copy(), g[0].copy()
 
     def jacobian(self, X: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(dy/dx, dsigma/dx) per row (rows, nx) and (dy/dtheta, dsigma/dtheta) (rows, n_theta)."""
