@@ -144,7 +144,8 @@ def fit_main(argv: Sequence[str]) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from symode.io import atomic_write_json, atomic_write_text
-    from symode.petab.fit import fit_petab, render_report
+    from symode.petab.fit import fit_petab
+    from symode.petab.fit_result import render_report
     from symode.petab.objective import PetabObjective
 
     if args.starts < 1:

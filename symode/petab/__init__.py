@@ -8,7 +8,8 @@ fitting (docs/petab.md). Needs the optional dependencies ``petab`` and ``python-
 - :func:`symode.petab.export.export_petab` — a symode spec and its data as a PEtab problem.
 """
 
-from symode.petab.fit import PetabFitResult, fit_petab
+from symode.petab.fit import fit_petab
+from symode.petab.fit_result import PetabFitResult
 from symode.petab.objective import Evaluation, PetabObjective
 from symode.petab.problem import PetabError, PetabProblem, load_petab
 from symode.petab.sbml import ImportedModel, import_sbml
