@@ -185,3 +185,19 @@ def test_fit_without_priors_and_least_squares_with_priors(tmp_path: Path) -> Non
     assert any("prior distributions were left out" in w for w in res.warnings)
     with pytest.raises(SymodeError, match="no least-squares problem"):
         fit_petab(path, n_starts=1, method="lm", progress=False)
+
+
+def test_cli_fit_reports_the_posterior(tmp_path: Path) -> None:
+    """`symode fit` on a problem with priors: fit.json says what was maximised, report.md gives the
+    log-posterior; `--no-priors` fits the likelihood."""
+    path = _map_problem(tmp_path)
+    out, out_ml = tmp_path / "fit", tmp_path / "fit-ml"
+    assert main(["fit", str(path), "-o", str(out), "--starts", "2", "--workers", "1", "--quiet"]) == 0
+    doc = json.loads((out / "fit.json").read_text())
+    assert doc["objective"] == "posterior" and doc["unnorm_log_posterior"] == pytest.approx(
+        doc["llh"] + doc["log_prior"])
+    assert "unnormalised log-posterior" in (out / "report.md").read_text()
+    assert main(["fit", str(path), "-o", str(out_ml), "--starts", "2", "--workers", "1", "--quiet",
+                 "--no-priors"]) == 0
+    doc = json.loads((out_ml / "fit.json").read_text())
+    assert doc["objective"] == "likelihood" and "log_prior" not in doc

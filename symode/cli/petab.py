@@ -95,7 +95,8 @@ def _finite(v: float) -> float | None:
 
 
 def is_petab_problem(path: str) -> bool:
-    """Whether ``path`` is a PEtab problem file (a YAML file with ``format_version`` and ``problems``)."""
+    """Whether ``path`` is a PEtab problem file: a YAML file with ``format_version`` and ``problems`` (v1) or
+    ``parameter_files`` (v2)."""
     p = Path(path)
     if p.suffix.lower() not in (".yaml", ".yml") or not p.is_file():
         return False
@@ -105,7 +106,7 @@ def is_petab_problem(path: str) -> bool:
         doc = load_data_file(p)
     except Exception:   # not readable as data: not a PEtab problem (the spec loader will say why)
         return False
-    return isinstance(doc, dict) and "problems" in doc and "format_version" in doc
+    return isinstance(doc, dict) and "format_version" in doc and ("problems" in doc or "parameter_files" in doc)
 
 
 def fit_main(argv: Sequence[str]) -> int:
