@@ -461,7 +461,8 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true", help="rebuild AMICI models (measure the build time again)")
     ap.add_argument("--fd", action="store_true",
                     help="also check AMICI's gradients against central finite differences at rtol 1e-12")
-    ap.add_argument("--repeat", type=int, default=3, help="timing: at least N calls (and 0.3 s) per measured quantity; the minimum is reported (3)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timing: at least N calls (and 0.3 s) per measured quantity; the minimum is reported (3)")
     ap.add_argument("--timeout", type=float, default=WORKER_TIMEOUT, help="seconds per tool and problem")
     ap.add_argument("--json", metavar="OUT", help="also write every measured number as JSON")
     ap.add_argument("--worker", choices=("amici", "symode"), help=argparse.SUPPRESS)
