@@ -48,7 +48,7 @@ class BufferedFunction:
 
     def __call__(self, *args: Any) -> list[np.ndarray]:
         for buf, a in zip(self.args, args, strict=True):
-            buf[:] = np.ravel(a)
+            buf[:] = a.ravel() if isinstance(a, np.ndarray) else np.ravel(a)
         self._eval()
         return self.results
 

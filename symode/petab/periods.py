@@ -56,6 +56,7 @@ class Experiment:
     preeq: Condition | None = field(init=False)   # the pre-equilibration condition, or None
     sim: Condition = field(init=False)            # the condition of the first period after it
     label: str = field(init=False)                # "preeq->sim" or "sim"
+    has_inf: bool = field(init=False)             # some row measures the steady state (t = inf)
 
     def __post_init__(self) -> None:
         """Derived attributes (again after ``periods`` change)."""
@@ -64,6 +65,7 @@ class Experiment:
         self.sim = self.main[0].condition
         self.label = f"{self.preeq.id}->{self.sim.id}" if self.preeq else self.sim.id
         self.simple = (len(self.main) == 1 and self.main[0].start == 0.0 and self.main[0].condition.x_expr is None)
+        self.has_inf = bool(np.any(self.time_index < 0))
 
     @classmethod
     def of(cls, sim: Condition, preeq: Condition | None, times: np.ndarray, rows: np.ndarray,

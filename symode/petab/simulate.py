@@ -103,6 +103,7 @@ class Simulator:
         self._P: dict[str, np.ndarray] = {}
         self.U = np.zeros(0)
         self._grids: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._x0_last: dict[str, tuple[bytes, np.ndarray, np.ndarray]] = {}
         # experiments with several periods or a model with events (symode.petab.timeline)
         self.timeline = Timeline(self) if problem.sbml.events or not all(e.simple for e in problem.experiments) \
             else None
@@ -114,10 +115,19 @@ class Simulator:
 
     # -- initial states --------------------------------------------------------------------------------
     def initial(self, cond: Condition, theta: np.ndarray, sens: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        p = cond.p(theta)
-        x0, J = self.x0(p)
+        x0, J = self._x0(cond, theta)
         G0 = J @ self.P(cond) if sens else None
         return self.override(cond, theta, x0, G0)
+
+    def _x0(self, cond: Condition, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x0(p_c(theta)) and dx0/dp (read only), the last point of each condition kept: the adjoint asks
+        for the Jacobian at the point the simulation just used."""
+        key = theta.tobytes()
+        hit = self._x0_last.get(cond.id)
+        if hit is None or hit[0] != key:
+            hit = (key, *self.x0(cond.p(theta)))
+            self._x0_last[cond.id] = hit
+        return hit[1], hit[2]
 
     def override(self, cond: Condition, theta: np.ndarray, x: np.ndarray, G: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -151,7 +161,7 @@ class Simulator:
         x_out, G_out, rec = self.trajectory(grid, pos, x0, G0, p, self.P(cond) if forward else None, exp.label,
                                             record=record)
         inf = None
-        if np.any(exp.time_index < 0):
+        if exp.has_inf:
             inf = self.steady_state(x0, G0, p, self.P(cond) if forward else None,
                                     f"condition {exp.label!r} (time inf)", record=record)
         return ExperimentResult(x_out, G_out, None if inf is None else inf.x, None if inf is None else inf.G, p,
@@ -330,8 +340,8 @@ class Simulator:
 
     def _initial_adjoint(self, cond: Condition, theta: np.ndarray, gx: np.ndarray, grad: np.ndarray) -> None:
         """Adds gx . dx0(p)/dtheta (the model's initial values) to grad."""
-        if np.any(gx):
-            _, J = self.x0(cond.p(theta))
+        if gx.any():
+            _, J = self._x0(cond, theta)
             grad += (gx @ J) @ self.P(cond)
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,
