@@ -315,6 +315,7 @@ class Recording(IntegrationResult):
                  x: np.ndarray, status: int, stats: dict[str, Any]) -> None:
         super().__init__(x, status, stats)
         self.lib, self.handle, self.times, self.p, self.U = backend.lib, handle, times, p, U
+        self._pu = (p.ctypes.data, U.ctypes.data)   # addresses of the arrays this object keeps alive
         self.nx, self.np = backend.nx, backend.np
         self._free = weakref.finalize(self, backend.lib.symode_record_free, handle)
 
@@ -327,8 +328,7 @@ class Recording(IntegrationResult):
         if lam.shape != self.x.shape:
             raise ValueError(f"expected weights of shape {self.x.shape}, got {lam.shape}")
         gx0, gp = np.empty(max(self.nx, 1)), np.empty(max(self.np, 1))
-        rc = self.lib.symode_record_adjoint(self.handle, self.p.ctypes.data, self.U.ctypes.data, lam.ctypes.data,
-                                            gx0.ctypes.data, gp.ctypes.data)
+        rc = self.lib.symode_record_adjoint(self.handle, *self._pu, lam.ctypes.data, gx0.ctypes.data, gp.ctypes.data)
         if rc:
             raise RuntimeError(f"discrete adjoint failed ({ERRORS.get(rc, rc)})")
         return gx0[: self.nx], gp[: self.np]
@@ -343,14 +343,14 @@ class Recording(IntegrationResult):
         if seed is not None:
             D = _seed(seed, self.nx + self.np)
             G = np.zeros((nt, self.nx, D.shape[1]))
-            rc = self.lib.symode_record_sens_seeded(self.handle, self.p.ctypes.data, self.U.ctypes.data, D.shape[1],
+            rc = self.lib.symode_record_sens_seeded(self.handle, *self._pu, D.shape[1],
                                                     D.ctypes.data, G.ctypes.data) if D.shape[1] else 0
             if rc:
                 raise RuntimeError(f"discrete sensitivities failed ({ERRORS.get(rc, rc)})")
             return G
         S = np.empty((nt, self.nx + self.np, self.nx))  # column-major blocks
         fn = self.lib.symode_record_sens_dense if dense else self.lib.symode_record_sens
-        rc = fn(self.handle, self.p.ctypes.data, self.U.ctypes.data, S.ctypes.data)
+        rc = fn(self.handle, *self._pu, S.ctypes.data)
         if rc:
             raise RuntimeError(f"discrete sensitivities failed ({ERRORS.get(rc, rc)})")
         return np.transpose(S, (0, 2, 1))
