@@ -158,16 +158,23 @@ k1b\tlog\t0.01\t10\t0.5\t1
 """
 
 
+def _case_0018(case: Path, conditions: str, measurements: str, parameters: str) -> Path:
+    """Case 0018's model (pre-equilibration, rate rules) with these condition, measurement and parameter
+    tables; the problem file."""
+    shutil.copytree(VENDORED / "0018", case)
+    (case / "_conditions.tsv").write_text(conditions)
+    (case / "_measurements.tsv").write_text(measurements)
+    (case / "_parameters.tsv").write_text(parameters)
+    return case / "_0018.yaml"
+
+
 def test_gradient_with_a_shared_preequilibration(tmp_path) -> None:
     """Two experiments after the same pre-equilibration (estimated rate there, a state override and an
     estimated initial value after it, a steady-state row) and one without: the adjoint takes the
     pre-equilibration back once with the sum of the experiments' weights."""
-    case = tmp_path / "shared"
-    shutil.copytree(VENDORED / "0018", case)
-    (case / "_conditions.tsv").write_text(SHARED_PREEQ_CONDITIONS)
-    (case / "_measurements.tsv").write_text(SHARED_PREEQ_MEASUREMENTS)
-    (case / "_parameters.tsv").write_text(SHARED_PREEQ_PARAMETERS)
-    obj = PetabObjective.from_yaml(case / "_0018.yaml", options=SolverOptions(rtol=1e-11, atol=1e-13))
+    path = _case_0018(tmp_path / "shared", SHARED_PREEQ_CONDITIONS, SHARED_PREEQ_MEASUREMENTS,
+                      SHARED_PREEQ_PARAMETERS)
+    obj = PetabObjective.from_yaml(path, options=SolverOptions(rtol=1e-11, atol=1e-13))
     assert sum(exp.preeq is not None for exp in obj.problem.experiments) == 2
     z = obj.problem.to_scaled(obj.problem.nominal)
     adjoint = obj.evaluate(gradient=True).gradient
@@ -242,13 +249,10 @@ def test_identical_simulations_are_solved_once(tmp_path) -> None:
     """Conditions with other ids but the same parameter mappings and state overrides (after the same
     pre-equilibration) are one simulation on the union of their times; a condition whose values agree at
     the nominal point only (k1c = k1b there) is not merged, and the result is that of separate solves."""
-    case = tmp_path / "merged"
-    shutil.copytree(VENDORED / "0018", case)
-    (case / "_conditions.tsv").write_text(SHARED_SIMULATION_CONDITIONS)
-    (case / "_measurements.tsv").write_text(SHARED_SIMULATION_MEASUREMENTS)
-    (case / "_parameters.tsv").write_text(SHARED_PREEQ_PARAMETERS + "k1c\tlog\t0.01\t10\t0.5\t1\n")
+    path = _case_0018(tmp_path / "merged", SHARED_SIMULATION_CONDITIONS, SHARED_SIMULATION_MEASUREMENTS,
+                      SHARED_PREEQ_PARAMETERS + "k1c\tlog\t0.01\t10\t0.5\t1\n")
     opts = SolverOptions(rtol=1e-11, atol=1e-13)
-    obj = PetabObjective.from_yaml(case / "_0018.yaml", options=opts)
+    obj = PetabObjective.from_yaml(path, options=opts)
     assert len(obj.problem.experiments) == 6
     assert sorted(len(e.rows) for e in obj.experiments) == [1, 1, 3, 4]   # c0+c0_again, c1+c1_again, ...
     separate = PetabObjective(obj.problem, obj.model, opts)

@@ -42,34 +42,32 @@ def test_truncated_density_integrates_to_one(kind: str) -> None:
     assert mass == pytest.approx(1.0, rel=1e-8)
 
 
-@settings(max_examples=40, deadline=None)
-@given(kind=st.sampled_from(sorted(DISTRIBUTIONS)), u=st.floats(0.05, 0.95))
-def test_derivative_matches_finite_differences(kind: str, u: float) -> None:
-    p = _prior(kind)
-    lo, hi = (p.lower, p.upper) if kind not in ("uniform", "log-uniform") else (p.a, p.b)
-    x = lo + u * (hi - lo)
-    if kind in ("laplace", "log-laplace"):   # the kink at the location: not differentiable there
-        centre = p.a if kind == "laplace" else math.exp(p.a)
-        if abs(x - centre) < 1e-3:
-            return
-    h = 1e-6 * max(1.0, abs(x))
-    fd = (p.log_density(x + h) - p.log_density(x - h)) / (2 * h)
-    assert p.derivative(x) == pytest.approx(fd, rel=1e-6, abs=1e-8)
-
-
-@settings(max_examples=40, deadline=None)
-@given(kind=st.sampled_from(sorted(DISTRIBUTIONS)), u=st.floats(0.05, 0.95))
-def test_second_derivative_matches_finite_differences(kind: str, u: float) -> None:
+def _interior_point(kind: str, u: float) -> tuple[Prior, float | None]:
+    """The test prior of ``kind`` and the point a fraction u into its support within the bounds (None next
+    to the kink of a Laplace density, where it is not differentiable)."""
     p = _prior(kind)
     lo, hi = (p.lower, p.upper) if kind not in ("uniform", "log-uniform") else (p.a, p.b)
     x = lo + u * (hi - lo)
     if kind in ("laplace", "log-laplace"):
         centre = p.a if kind == "laplace" else math.exp(p.a)
         if abs(x - centre) < 1e-3:
-            return
-    h = 1e-5 * max(1.0, abs(x))
-    fd = (p.derivative(x + h) - p.derivative(x - h)) / (2 * h)
-    assert p.second_derivative(x) == pytest.approx(fd, rel=1e-5, abs=1e-7)
+            return p, None
+    return p, x
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(sorted(DISTRIBUTIONS)), u=st.floats(0.05, 0.95))
+def test_derivatives_match_finite_differences(order: int, kind: str, u: float) -> None:
+    """d log f / dx (order 1) against differences of log f, d^2 log f / dx^2 (order 2) against differences
+    of the first derivative."""
+    p, x = _interior_point(kind, u)
+    if x is None:
+        return
+    f, df, step, rel, abs_ = ((p.log_density, p.derivative, 1e-6, 1e-6, 1e-8) if order == 1 else
+                              (p.derivative, p.second_derivative, 1e-5, 1e-5, 1e-7))
+    h = step * max(1.0, abs(x))
+    assert df(x) == pytest.approx((f(x + h) - f(x - h)) / (2 * h), rel=rel, abs=abs_)
 
 
 def test_outside_the_bounds_is_impossible() -> None:
