@@ -348,47 +348,59 @@ static int ros_adjoint(wspace *w, const tape_step *s)
     const int n = w->n;
     const double h = s->h;
     const symode_derivs *d = w->d;
-    int i, j, l;
+    int i, j, m, q;
     double *a = w->ybar, *Yb = w->w, *fxbar = w->fxbar, *abar_out = w->ftmp;
-    /* y_new = y + sum_j a_6j k_j + k_6 */
+    double **Ybar = w->kbar; /* Ybar[m] = f_x(T_m, Y_m)^T rbar_m (m = 1..5) */
     memcpy(abar_out, a, (size_t)n * sizeof(double));
-    memset(fxbar, 0, (size_t)n * sizeof(double));
-    for (j = 0; j < 5; j++)
-        for (i = 0; i < n; i++) w->kbar[j][i] = RS_A[5][j] * abar_out[i];
-    memcpy(w->kbar[5], abar_out, (size_t)n * sizeof(double));
-    /* a accumulates dL/dy */
     for (j = 5; j >= 0; j--) {
-        double *rb = w->rbar[j];
-        memcpy(rb, w->kbar[j], (size_t)n * sizeof(double));
-        lu_solve_t(w->lu, rb);
-        for (l = 0; l < j; l++) {
-            double c = RS_CM[j][l] / h;
-            for (i = 0; i < n; i++) w->kbar[l][i] += c * rb[i];
-        }
-        if (RS_DV[j] != 0.0) {
-            double c = h * RS_DV[j];
-            for (i = 0; i < n; i++) fxbar[i] += c * rb[i];
-        }
-        if (j >= 1) {
-            /* F_j = f(T_j, Y_j), Y_j = y + sum_l a_jl k_l */
-            memset(Yb, 0, (size_t)n * sizeof(double));
-            if (vjp_acc(w, w->T[j], w->Y[j], rb, Yb, 1.0)) return SYMODE_ERR_RHS;
-            for (i = 0; i < n; i++) a[i] += Yb[i];
-            for (l = 0; l < j; l++) {
-                double c = RS_A[j][l];
-                if (c != 0.0)
-                    for (i = 0; i < n; i++) w->kbar[l][i] += c * Yb[i];
+        /* y_new = y + sum_l a_6l k_l + k_6 and Y_m = y + sum_{l<m} a_ml k_l, r_m = F_m + sum_{l<m} (c_ml / h) u_l:
+           kbar_j = a_6j ybar_new + sum_{m>j} ((c_mj / h) rbar_m + a_mj Ybar_m), summed in one pass in the
+           order the terms arise (m descending), then rbar_j = E^{-T} kbar_j */
+        double *rb = w->rbar[j], coef[10];
+        const double *src[10];
+        const double c6 = j < 5 ? RS_A[5][j] : 1.0;
+        int nt = 0;
+        for (m = 5; m > j; m--) {
+            coef[nt] = RS_CM[m][j] / h;
+            src[nt++] = w->rbar[m];
+            if (RS_A[m][j] != 0.0) {
+                coef[nt] = RS_A[m][j];
+                src[nt++] = Ybar[m];
             }
         }
-        /* J-dependence of the solve: rbar^T dJ k_j (all six at once below with vjp2s) */
+        for (i = 0; i < n; i++) {
+            double v = c6 * abar_out[i];
+            for (q = 0; q < nt; q++) v += coef[q] * src[q][i];
+            rb[i] = v;
+        }
+        lu_solve_t(w->lu, rb);
+        if (j >= 1) { /* F_j = f(T_j, Y_j) */
+            if (d->vjp(w->m->ctx, w->T[j], w->Y[j], w->p, w->u, rb, Ybar[j], w->op) != 0) return SYMODE_ERR_RHS;
+            for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
+        }
         if (!d->vjp2s) {
+            /* J-dependence of the solve: rbar^T dJ k_j, stage by stage */
+            if (j >= 1)
+                for (i = 0; i < n; i++) a[i] += Ybar[j][i];
             if (d->vjp2(w->m->ctx, s->t, w->Y[0], w->p, w->u, w->K[j], rb, w->ox, w->op) != 0)
                 return SYMODE_ERR_RHS;
             for (i = 0; i < n; i++) a[i] += w->ox[i];
             for (i = 0; i < w->np; i++) w->gp[i] += w->op[i];
         }
     }
+    if (w->delt != 0.0) /* the df/dt terms h d_j f_t of stages 1-4 */
+        for (i = 0; i < n; i++) {
+            double v = 0.0;
+            for (j = 5; j >= 0; j--)
+                if (RS_DV[j] != 0.0) v += (h * RS_DV[j]) * w->rbar[j][i];
+            fxbar[i] = v;
+        }
     if (d->vjp2s) {
+        for (i = 0; i < n; i++) { /* y enters every Y_m (m = 1..5) with weight 1 */
+            double v = a[i];
+            for (j = 5; j >= 1; j--) v += Ybar[j][i];
+            a[i] = v;
+        }
         /* V = [k_1 .. k_6], W = [rbar_1 .. rbar_6] (n x 6): the stage vectors are consecutive in memory
            (the tape's and the replay's), rbar too (ws_alloc) */
         const double *V = w->K[0];
