@@ -245,7 +245,7 @@ obs_a\tpreeq_c0\tc1_other\t2\t0.31
 """
 
 
-def test_identical_simulations_are_solved_once(tmp_path) -> None:
+def test_identical_simulations_are_solved_once(tmp_path, capsys) -> None:
     """Conditions with other ids but the same parameter mappings and state overrides (after the same
     pre-equilibration) are one simulation on the union of their times; a condition whose values agree at
     the nominal point only (k1c = k1b there) is not merged, and the result is that of separate solves."""
@@ -264,3 +264,7 @@ def test_identical_simulations_are_solved_once(tmp_path) -> None:
         assert np.allclose(ev.gradient, want.gradient, rtol=1e-6, atol=1e-9)
     z = obj.problem.to_scaled(obj.problem.nominal)
     assert np.allclose(obj.evaluate(gradient=True).gradient, _fd(obj, z), rtol=1e-5, atol=1e-7)
+    from symode.cli.main import main
+
+    assert main(["petab", "evaluate", str(path)]) == 0
+    assert "6 experiments solved as 4 simulations" in capsys.readouterr().err

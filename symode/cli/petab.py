@@ -62,7 +62,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ev_grad = obj.evaluate(theta, gradient=True)
         gradient, prior_gradient = ev_grad.gradient, ev_grad.log_prior_gradient
         t_grad = time.perf_counter() - t2
-    print(f"{args.problem}: llh = {ev.llh:.10g}, chi2 = {ev.chi2:.10g}, {ev.n_measurements} measurements "
+    n_exp, n_sim = len(problem.experiments), len(obj.experiments)
+    runs = f"{n_exp} experiment{'s' * (n_exp != 1)}" + (f" solved as {n_sim} simulations" if n_sim < n_exp else "")
+    print(f"{args.problem}: llh = {ev.llh:.10g}, chi2 = {ev.chi2:.10g}, {ev.n_measurements} measurements, {runs} "
           f"(build {build:.2f} s, simulate {simulate:.4f} s"
           + (f", gradient {t_grad:.4f} s)" if t_grad is not None else ")"), file=sys.stderr)
     if ev.log_prior is not None:
