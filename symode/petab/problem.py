@@ -508,6 +508,7 @@ class _Loader:
             value.append(0.0)
         return Mapping(np.array(index, dtype=int), np.array(value, dtype=float))
 
+
 def resolve_model_name(sbml: ImportedModel, name: str, theta_index: dict[str, int],
                        extra: dict[str, sp.Symbol]) -> sp.Expr:
     """A name in a PEtab formula: ``time``, the model's ids (states, parameters, assignment-rule variables),

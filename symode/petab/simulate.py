@@ -115,11 +115,11 @@ class Simulator:
 
     # -- initial states --------------------------------------------------------------------------------
     def initial(self, cond: Condition, theta: np.ndarray, sens: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        x0, J = self._x0(cond, theta)
+        x0, J = self.initial_values(cond, theta)
         G0 = J @ self.P(cond) if sens else None
         return self.override(cond, theta, x0, G0)
 
-    def _x0(self, cond: Condition, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def initial_values(self, cond: Condition, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x0(p_c(theta)) and dx0/dp (read only), the last point of each condition kept: the adjoint asks
         for the Jacobian at the point the simulation just used."""
         key = theta.tobytes()
@@ -253,31 +253,25 @@ class Simulator:
             if self.timeline is not None and self.timeline.handles(exp):
                 gx0, g = self.timeline.adjoint(res, w)   # back to the state before the first period's changes
                 grad += g
-                if exp.preeq is None:
-                    self._initial_adjoint(cond, theta, gx0, grad)
-                    continue
-                assert res.preeq is not None
-                pre_w[exp.preeq.id] = pre_w.get(exp.preeq.id, 0.0) + gx0
-                pre_state[exp.preeq.id] = (exp.preeq, res.preeq)
-                continue
-            gx0, gp = np.zeros(self.nx), np.zeros(self.np)
-            if res.record is not None:
-                lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
-                lam[res.pos] = w    # the measurement times are distinct points of the grid
-                gx0, gp = res.record.adjoint(lam)
-            elif len(w):  # measurements at t = 0 only
-                gx0 = w.sum(axis=0)
-            if res.inf is not None and np.any(w_inf):
-                gx, gq = self.steady_state_adjoint(res.inf, w_inf)
-                gx0, gp = gx0 + gx, gp + gq
-            grad += gp @ self.P(cond)
-            gx0 = self._override_adjoint(cond, gx0, grad)
-            if exp.preeq is not None:
-                assert res.preeq is not None
-                pre_w[exp.preeq.id] = pre_w.get(exp.preeq.id, 0.0) + gx0
-                pre_state[exp.preeq.id] = (exp.preeq, res.preeq)
             else:
+                gx0, gp = np.zeros(self.nx), np.zeros(self.np)
+                if res.record is not None:
+                    lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
+                    lam[res.pos] = w    # the measurement times are distinct points of the grid
+                    gx0, gp = res.record.adjoint(lam)
+                elif len(w):  # measurements at t = 0 only
+                    gx0 = w.sum(axis=0)
+                if res.inf is not None and np.any(w_inf):
+                    gx, gq = self.steady_state_adjoint(res.inf, w_inf)
+                    gx0, gp = gx0 + gx, gp + gq
+                grad += gp @ self.P(cond)
+                gx0 = self._override_adjoint(cond, gx0, grad)
+            if exp.preeq is None:
                 self._initial_adjoint(cond, theta, gx0, grad)
+                continue
+            assert res.preeq is not None
+            pre_w[exp.preeq.id] = pre_w.get(exp.preeq.id, 0.0) + gx0
+            pre_state[exp.preeq.id] = (exp.preeq, res.preeq)
         for key, v in pre_w.items():
             cond, ss = pre_state[key]
             gx, gq = self.steady_state_adjoint(ss, v)
@@ -341,7 +335,7 @@ class Simulator:
     def _initial_adjoint(self, cond: Condition, theta: np.ndarray, gx: np.ndarray, grad: np.ndarray) -> None:
         """Adds gx . dx0(p)/dtheta (the model's initial values) to grad."""
         if gx.any():
-            _, J = self._x0(cond, theta)
+            _, J = self.initial_values(cond, theta)
             grad += (gx @ J) @ self.P(cond)
 
     def steady_state(self, x0: np.ndarray, G0: np.ndarray | None, p: np.ndarray, P: np.ndarray | None,

@@ -149,7 +149,7 @@ class Timeline:
             x, G = pre.x, pre.G
             p_prev, P_prev = exp.preeq.p(theta), sim.P(exp.preeq) if sens else None
         else:
-            x, J = sim.x0(ps[0])
+            x, J = sim.initial_values(main[0].condition, theta)
             G = J @ Ps[0] if forward else None
             p_prev, P_prev = ps[0], Ps[0]
         ops: list[tuple[Any, ...]] = []
