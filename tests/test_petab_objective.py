@@ -268,3 +268,20 @@ def test_identical_simulations_are_solved_once(tmp_path, capsys) -> None:
 
     assert main(["petab", "evaluate", str(path)]) == 0
     assert "6 experiments solved as 4 simulations" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("time_index", [[2, 0, 2, 1, 0, 2], [3, 1, 0], [], [0, 0, 0]])
+def test_time_sum_matches_add_at(time_index):
+    """TimeSum (the adjoint's per-time weights) gives np.add.at's sums, with and without rows sharing a time."""
+    from symode.petab.objective import TimeSum
+
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(10, 4))
+    index = np.array(time_index, dtype=int)
+    rows = rng.permutation(10)[: len(index)]
+    expected = np.zeros((4, 4))
+    np.add.at(expected, index, W[rows])
+    got = TimeSum(rows, index, 4)(W)
+    assert got.shape == (4, 4)
+    np.testing.assert_allclose(got, expected, rtol=1e-15, atol=1e-15)
+    assert not np.any(got[np.setdiff1d(np.arange(4), index)])

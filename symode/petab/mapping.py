@@ -20,9 +20,9 @@ class Mapping:
     linear: dict[int, list[tuple[int, float]]] = field(default_factory=dict)   # entry -> [(theta index, coef)]
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
-        out = self.value.copy()
-        sel = self.index >= 0
-        out[sel] = theta[self.index[sel]]
+        idx = self.index
+        # theta[-1] at the constant entries is discarded by the mask (a theta without entries: constants only)
+        out = np.where(idx >= 0, theta[idx], self.value) if len(theta) else self.value.copy()
         for row, terms in self.linear.items():
             out[row] += sum(c * theta[i] for i, c in terms)
         return out

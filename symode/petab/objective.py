@@ -120,6 +120,8 @@ class PetabObjective:
         # per experiment: its rows with finite times, their time indices, its rows at t = inf
         self._rows = [(e.rows[e.time_index >= 0], e.time_index[e.time_index >= 0], e.rows[e.time_index < 0])
                       for e in value]
+        self._time_sums = [TimeSum(rows_f, index_f, len(e.times))
+                           for e, (rows_f, index_f, _) in zip(value, self._rows, strict=True)]
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, validate: bool = True, options: SolverOptions | None = None
@@ -203,12 +205,9 @@ class PetabObjective:
         """d nllh/dtheta = sum_i a_i dy_i/dtheta + b_i dsigma_i/dtheta: the direct terms ``grad`` and the weights
         w_i = a_i dy_i/dx + b_i dsigma_i/dx on the states (``Wx``, :meth:`LogLikelihood.reverse`), taken back
         through the solves by :meth:`Simulator.gradient`."""
-        W, W_inf = [], []
-        for exp, (rows_f, index_f, rows_i) in zip(self.experiments, self._rows, strict=True):
-            w = np.zeros((len(exp.times), self.simulator.nx))
-            np.add.at(w, index_f, Wx[rows_f])
-            W.append(w)
-            W_inf.append(Wx[rows_i].sum(axis=0))
+        nx = self.simulator.nx
+        W = [time_sum(Wx) for time_sum in self._time_sums]
+        W_inf = [Wx[rows_i].sum(axis=0) if len(rows_i) else np.zeros(nx) for _, _, rows_i in self._rows]
         return grad + self.simulator.gradient(self.experiments, results, theta, W, W_inf)
 
     # -- outputs -----------------------------------------------------------------------------------------
@@ -218,6 +217,29 @@ class PetabObjective:
         df = self.problem.measurements.copy()
         df["measurement"] = ev.simulation
         return df.rename(columns={"measurement": "simulation"})
+
+
+class TimeSum:
+    """The weights of an experiment's measurement rows summed per measurement time:
+    w[t] = sum of W[r] over its rows r at time index t. ``np.add.at``'s sums (up to the order of the
+    additions) by one ``np.add.reduceat`` over the rows sorted by time, a tenth of its cost; a plain
+    assignment when no two rows share a time."""
+
+    def __init__(self, rows: np.ndarray, time_index: np.ndarray, n_times: int) -> None:
+        order = np.argsort(time_index, kind="stable")
+        self.rows, index = rows[order], time_index[order]
+        self.starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]]) if len(index) else np.zeros(0, int)
+        self.times = index[self.starts]
+        self.distinct = len(self.starts) == len(index)
+        self.n_times = n_times
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        """(n_times, W.shape[1]) from the row weights ``W`` (all rows of the problem)."""
+        w = np.zeros((self.n_times, W.shape[1]))
+        if len(self.rows):
+            v = W[self.rows]
+            w[self.times] = v if self.distinct else np.add.reduceat(v, self.starts, axis=0)
+        return w
 
 
 def adjoint_spec(spec: Any) -> Any:

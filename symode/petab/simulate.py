@@ -254,13 +254,12 @@ class Simulator:
                 gx0, g = self.timeline.adjoint(res, w)   # back to the state before the first period's changes
                 grad += g
             else:
-                gx0, gp = np.zeros(self.nx), np.zeros(self.np)
                 if res.record is not None:
                     lam = np.zeros((len(res.grid), self.nx))  # type: ignore[arg-type]
                     lam[res.pos] = w    # the measurement times are distinct points of the grid
                     gx0, gp = res.record.adjoint(lam)
-                elif len(w):  # measurements at t = 0 only
-                    gx0 = w.sum(axis=0)
+                else:  # measurements at t = 0 only
+                    gx0, gp = w.sum(axis=0) if len(w) else np.zeros(self.nx), np.zeros(self.np)
                 if res.inf is not None and np.any(w_inf):
                     gx, gq = self.steady_state_adjoint(res.inf, w_inf)
                     gx0, gp = gx0 + gx, gp + gq

@@ -10,7 +10,6 @@ afterwards as often as wanted (:class:`Recording`); the virtual machine refuses 
 from __future__ import annotations
 
 import ctypes
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,8 @@ class CompiledBackend:
         self.lib = ctypes.CDLL(str(library))
         self.nx, self.np, self.nU = len(layout.states), len(layout.parameters), layout.nu_interval
         self.ny = len(layout.observables)
+        self._record_options: dict[tuple[float, float, str], Options] = {}
+        self._no_inputs = np.zeros(max(self.nU, 1))   # the inputs of a model without any (read only)
         dims = (ctypes.c_int * 4)()
         self.lib.symode_model_dims(dims)
         if tuple(dims) != (self.nx, self.np, self.nU, self.ny):
@@ -155,7 +156,7 @@ class CompiledBackend:
         U = np.ascontiguousarray(U, dtype=np.float64).reshape(-1)
         if U.size != max(len(times) - 1, 0) * self.nU:
             raise ValueError(f"expected {(len(times) - 1) * self.nU} interval inputs, got {U.size}")
-        return times, _f64(x0, self.nx), _f64(p, self.np), (U if U.size else np.zeros(max(self.nU, 1)))
+        return times, _f64(x0, self.nx), _f64(p, self.np), (U if U.size else self._no_inputs)
 
     def observe(self, times: np.ndarray, X: np.ndarray, p: np.ndarray, U: np.ndarray) -> np.ndarray:
         """Observables at every sample time, (nt, ny)."""
@@ -220,13 +221,17 @@ class CompiledBackend:
         without solving again."""
         times, x0, p, U = self._prep(times, x0, p, U)
         X = np.empty((len(times), self.nx))
-        opts, stats, status = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method]), Stats(), ctypes.c_int(0)
+        key = (rtol, atol, method)
+        opts = self._record_options.get(key)
+        if opts is None:   # read only by the C code: one per setting
+            opts = self._record_options[key] = Options(rtol, atol, 0.0, 0.0, 0, METHODS[method])
+        stats, status = Stats(), ctypes.c_int(0)
         handle = self.lib.symode_record(ctypes.addressof(opts), len(times), times.ctypes.data, x0.ctypes.data,
                                         p.ctypes.data, U.ctypes.data, X.ctypes.data, ctypes.addressof(stats),
                                         ctypes.addressof(status))
         if not handle:
             raise MemoryError("could not allocate the tape of a forward solve")
-        return Recording(self, handle, times, p, U, X, status.value, _stats(stats))
+        return Recording(self, handle, times, p, U, X, status.value, stats)
 
     def workspace(self, times: np.ndarray, U: np.ndarray, data: np.ndarray, sigma: np.ndarray) -> Workspace:
         """Buffers and raw addresses for repeated gradient calls on one data set (the hot path of fitting
@@ -312,12 +317,21 @@ class Recording(IntegrationResult):
     and ``stats`` as :class:`IntegrationResult`; the tape is released with the object."""
 
     def __init__(self, backend: CompiledBackend, handle: int, times: np.ndarray, p: np.ndarray, U: np.ndarray,
-                 x: np.ndarray, status: int, stats: dict[str, Any]) -> None:
-        super().__init__(x, status, stats)
+                 x: np.ndarray, status: int, stats: Stats) -> None:
+        self.x, self.status, self._raw_stats = x, status, stats
         self.lib, self.handle, self.times, self.p, self.U = backend.lib, handle, times, p, U
         self._pu = (p.ctypes.data, U.ctypes.data)   # addresses of the arrays this object keeps alive
         self.nx, self.np = backend.nx, backend.np
-        self._free = weakref.finalize(self, backend.lib.symode_record_free, handle)
+
+    def __del__(self) -> None:
+        handle, self.handle = getattr(self, "handle", None), None
+        if handle:
+            self.lib.symode_record_free(handle)
+
+    @property
+    def stats(self) -> dict[str, Any]:  # type: ignore[override]
+        """The solver's counters (built on first access: the hot paths never read them)."""
+        return _stats(self._raw_stats)
 
     def adjoint(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sum_i lam_i . dx(t_i)/dx0, sum_i lam_i . dx(t_i)/dp) through the recorded steps (discrete
