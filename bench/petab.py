@@ -1,7 +1,7 @@
 """PEtab benchmark: symode vs AMICI on the Benchmark-collection problems, side by side in one run.
 
 Run: python3 bench/petab.py [--root DIR] [--problems NAME,...] [--no-amici] [--no-symode] [--rebuild]
-                            [--repeat N] [--json OUT.json]
+                            [--repeat N] [--rounds N] [--fd] [--json OUT.json]
 
 For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/benchmark) and for each tool:
 
@@ -13,7 +13,9 @@ For every problem listed in DIR/reference-llh.tsv (default ../shared/petab/bench
 - gradient forward / adjoint: one llh gradient with respect to the estimated parameters on their
   parameter scales by forward and by adjoint sensitivities;
 - every time is the minimum over at least --repeat calls and at least 0.3 s of calls (at most 300 calls;
-  :func:`_best`), the same rule for both tools;
+  :func:`_best`), the same rule for both tools; with ``--rounds N`` each tool's worker runs N times per
+  problem, the tools alternating, and each time is the minimum over the rounds (:func:`merge_round`), so
+  that a moment of load on the shared machine moves neither tool's number;
 - llh: at the nominal parameters, and its difference from the reference value (AMICI's own test suite);
   ``fwd/adj`` is max |g_fwd - g_adj| / max |g_fwd|; with ``--fd`` each gradient is also compared with
   central finite differences (step 1e-5 on the parameter scale, rtol 1e-12): max |g - g_fd| / max |g_fd|,
@@ -354,12 +356,14 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def run_worker(tool: str, problem_yaml: Path, args: argparse.Namespace) -> dict:
+def run_worker(tool: str, problem_yaml: Path, args: argparse.Namespace, fd: bool | None = None) -> dict:
+    """One tool's worker on one problem, in a subprocess; ``fd`` (default ``args.fd``): with the finite
+    differences and the tolerance sweep."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tool, "--problem-yaml", str(problem_yaml),
            "--repeat", str(args.repeat)]
     if args.rebuild:
         cmd.append("--rebuild")
-    if args.fd:
+    if args.fd if fd is None else fd:
         cmd.append("--fd")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
         os.pathsep))
@@ -375,6 +379,25 @@ def run_worker(tool: str, problem_yaml: Path, args: argparse.Namespace) -> dict:
     out = json.loads(lines[-1])
     out["wall_s"] = time.perf_counter() - t0
     return out
+
+
+#: the timings that --rounds takes the minimum of (with their sweep suffixes)
+TIMED = ("simulate_s", "gradient_forward_s", "gradient_adjoint_s")
+
+
+def merge_round(row: dict, again: dict) -> None:
+    """Each timing of ``row`` (:data:`TIMED`, at any tolerance) becomes the smaller of it and the same timing
+    in ``again`` (a later round's worker output for the same tool and problem); AMICI's solver CPU time
+    follows the call it belongs to."""
+    if "error" in again:
+        return
+    for key, value in again.items():
+        if key.split("@")[0] in TIMED and key in row and value < row[key]:
+            row[key] = value
+            cpu = key.replace("_s", "_cpu_ms", 1)
+            if cpu in again:
+                row[cpu] = again[cpu]
+    row["rounds"] = row.get("rounds", 1) + 1
 
 
 def load_references(root: Path) -> dict[str, float]:
@@ -468,6 +491,9 @@ def main() -> int:
                     help="also check AMICI's gradients against central finite differences at rtol 1e-12")
     ap.add_argument("--repeat", type=int, default=3,
                     help="timing: at least N calls (and 0.3 s) per measured quantity; the minimum is reported (3)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run each tool's worker N times per problem, alternating the tools, and report each "
+                         "timing's minimum over the rounds (the finite differences and the sweep: first round) (1)")
     ap.add_argument("--timeout", type=float, default=WORKER_TIMEOUT, help="seconds per tool and problem")
     ap.add_argument("--json", metavar="OUT", help="also write every measured number as JSON")
     ap.add_argument("--worker", choices=("amici", "symode"), help=argparse.SUPPRESS)
@@ -492,11 +518,16 @@ def main() -> int:
     for name in names:
         problem_yaml = root / name / f"{name}.yaml"
         results[name] = {}
-        for tool in ("amici", "symode"):
-            if getattr(args, f"no_{tool}"):
-                continue
-            print(f"{name}: {tool} ...", file=sys.stderr, flush=True)
-            results[name][tool] = run_worker(tool, problem_yaml, args)
+        for r in range(args.rounds):   # the tools alternate, so that both see the same machine
+            for tool in ("amici", "symode"):
+                if getattr(args, f"no_{tool}"):
+                    continue
+                print(f"{name}: {tool}{f' (round {r + 1}/{args.rounds})' if args.rounds > 1 else ''} ...",
+                      file=sys.stderr, flush=True)
+                if r == 0:
+                    results[name][tool] = run_worker(tool, problem_yaml, args)
+                else:   # timings only: the finite differences and the sweep once
+                    merge_round(results[name][tool], run_worker(tool, problem_yaml, args, fd=False))
         ga = results[name].get("amici", {}).get("gradient")
         gs = results[name].get("symode", {}).get("gradient")
         if gs and ga and set(ga) == set(gs):
@@ -505,9 +536,10 @@ def main() -> int:
         cross_check_fd(results[name])
     load_end = os.getloadavg()
 
+    rounds = f"; timings: minimum over {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\nPEtab benchmark, {started}; {machine()}; load average {load_start[0]:.1f} at the start, "
           f"{load_end[0]:.1f} at the end; AMICI {_version('amici')}, petab {_version('petab')}; "
-          f"rtol = atol = {RTOL:g}\n")
+          f"rtol = atol = {RTOL:g}{rounds}\n")
     print("| problem | tool | build | simulate | gradient fwd | gradient adj | solver CPU sim / fwd / adj | "
           "llh | llh - reference | llh tight - reference | fwd/adj | fwd, adj vs FD | gradient vs AMICI |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -566,7 +598,7 @@ def main() -> int:
             print(f"| {name} | {cells[0]} | {cells[1]} | {ratio} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"started": started, "machine": machine(), "load": [load_start,
-                                              load_end], "results": results}, indent=1))
+                                              load_end], "rounds": args.rounds, "results": results}, indent=1))
     return 0
 
 
