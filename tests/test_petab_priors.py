@@ -199,3 +199,100 @@ def test_cli_fit_reports_the_posterior(tmp_path: Path) -> None:
                  "--no-priors"]) == 0
     doc = json.loads((out_ml / "fit.json").read_text())
     assert doc["objective"] == "likelihood" and "log_prior" not in doc
+
+
+# -- PEtab v1 objective priors ------------------------------------------------------------------------------
+
+V1_PARAMETERS = {"uniform": (0.01, 50.0), "normal": (3.0, 2.0), "laplace": (3.0, 2.0), "logNormal": (0.5, 1.2),
+                 "logLaplace": (0.5, 1.2), "parameterScaleUniform": (-1.5, 2.0), "parameterScaleNormal": (0.6, 0.4),
+                 "parameterScaleLaplace": (0.6, 0.5)}
+
+
+@pytest.mark.parametrize("scale", ["lin", "log", "log10"])
+@pytest.mark.parametrize("type_", sorted(V1_PARAMETERS))
+def test_v1_priors_match_the_petab_library(type_: str, scale: str) -> None:
+    """Every v1 objectivePriorType on every parameter scale has the log-density that petab.v1.priors.Prior
+    gives it (truncated to the bounds), and its derivative matches finite differences."""
+    from petab.v1.priors import Prior as PetabPrior
+
+    from symode.petab.priors import parse_v1_prior
+
+    a, b = V1_PARAMETERS[type_]
+    if type_ == "parameterScaleUniform" and scale == "lin":
+        a = 0.2
+    lb, ub = 1e-3, 1e3
+    ours = parse_v1_prior("k", 0, type_, f"{a};{b}", scale, lb, ub)
+    ref = PetabPrior(type_, (a, b), bounds=(lb, ub), transformation=scale)
+    for x in (2e-3, 0.37, 1.7, 3.9, 40.0, 900.0):
+        got = ours.log_density(x)
+        if ref.pdf(x) > 0:
+            assert got == pytest.approx(-float(ref.neglogprior(x)), rel=1e-12, abs=1e-12)
+        else:   # outside the support, or a density below the smallest double (whose log is still finite here)
+            assert got < math.log(5e-324)
+        if math.isfinite(got) and not (type_.endswith("aplace") and abs(x - 3.9) < 1e-9):
+            h = 1e-6 * x
+            fd = (ours.log_density(x + h) - ours.log_density(x - h)) / (2 * h)
+            assert ours.derivative(x) == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize(("type_", "text", "message"), [
+    ("gaussian", "1;2", "not a PEtab v1 prior"),
+    ("normal", "1", "not two numbers"),
+    ("normal", "1;-2", "invalid parameters"),
+    ("parameterScaleUniform", "2;1", "invalid parameters"),
+])
+def test_malformed_v1_priors_are_refused(type_: str, text: str, message: str) -> None:
+    from symode.petab.priors import parse_v1_prior
+
+    with pytest.raises(ValueError, match=message):
+        parse_v1_prior("k", 0, type_, text, "log10", 1e-3, 1e3)
+
+
+def _with_v1_prior(tmp_path: Path, prior: str, parameters: str) -> Path:
+    """Vendored test-suite case 0001 with an objective prior on its estimated parameter a0."""
+    import shutil
+
+    import pandas as pd
+
+    case = tmp_path / "case"
+    shutil.copytree(Path(__file__).parent / "data" / "petab" / "0001", case)
+    table = next(case.glob("*parameters*.tsv"))
+    df = pd.read_csv(table, sep="\t")
+    df["objectivePriorType"] = [prior if pid == "a0" else "" for pid in df["parameterId"]]
+    df["objectivePriorParameters"] = [parameters if pid == "a0" else "" for pid in df["parameterId"]]
+    df.to_csv(table, sep="\t", index=False)
+    return next(case.glob("_0001.yaml"))
+
+
+def test_v1_objective_prior_in_evaluate_and_fit(tmp_path: Path) -> None:
+    """A v1 problem's objective prior is evaluated (the petab library's value) and pulls a MAP fit towards
+    its mode; --no-priors fits the likelihood alone."""
+    from petab.v1.priors import Prior as PetabPrior
+
+    from symode.petab.fit import fit_petab
+    from symode.petab.objective import PetabObjective
+
+    yaml_path = _with_v1_prior(tmp_path, "parameterScaleNormal", "0.5;0.05")
+    obj = PetabObjective.from_yaml(yaml_path, validate=False)
+    pr = obj.problem
+    k = pr.parameter_ids.index("a0")
+    assert not pr.warnings
+    ev = obj.evaluate(gradient=True)
+    ref = PetabPrior("parameterScaleNormal", (0.5, 0.05), bounds=(pr.lower[k], pr.upper[k]),
+                     transformation=pr.scales[k])
+    assert ev.log_prior_terms["a0"] == pytest.approx(-float(ref.neglogprior(pr.nominal[k])), rel=1e-12)
+    # a narrow prior around z = 0.5 (on the parameter's scale) moves the optimum there; without it the
+    # likelihood's optimum stays put
+    mle = fit_petab(yaml_path, n_starts=2, seed=1, priors=False)
+    map_ = fit_petab(yaml_path, n_starts=2, seed=1)
+    z_map = pr.to_scaled_value(k, map_.parameters["a0"])
+    z_mle = pr.to_scaled_value(k, mle.parameters["a0"])
+    assert abs(z_map - 0.5) < abs(z_mle - 0.5)
+    assert abs(z_map - 0.5) < 0.05
+
+
+def test_malformed_v1_prior_in_a_table_names_the_field(tmp_path: Path) -> None:
+    from symode.petab.problem import PetabError, load_petab
+
+    with pytest.raises(PetabError, match="objectivePriorParameters"):
+        load_petab(_with_v1_prior(tmp_path, "normal", "1;-2"), validate=False)

@@ -1,5 +1,6 @@
-"""Prior distributions of PEtab v2 parameter tables: the log-prior of the estimated parameters and its
-gradient.
+"""Prior distributions of PEtab parameter tables: the log-prior of the estimated parameters and its
+gradient (PEtab v2; the objective priors of v1 tables are read into the same distributions by
+:func:`parse_v1_prior`).
 
 Every estimated parameter has a prior (PEtab v2): its ``priorDistribution`` with ``priorParameters``, or,
 without one, the uniform distribution on [lowerBound, upperBound]. A prior is truncated to the bounds:
@@ -189,6 +190,40 @@ def parse_prior(parameter: str, index: int, kind: str, text: str, lower: float, 
             (kind == "log-uniform" and not (a > 0)):
         raise ValueError(f"the {kind} prior of {parameter!r} has invalid parameters {text!r}")
     return Prior(parameter, index, kind, a, b, lower, upper)
+
+
+#: PEtab v1 ``objectivePriorType`` values (:func:`parse_v1_prior`).
+V1_TYPES = ("uniform", "normal", "laplace", "logNormal", "logLaplace", "parameterScaleUniform",
+            "parameterScaleNormal", "parameterScaleLaplace")
+
+
+def parse_v1_prior(parameter: str, index: int, type_: str, text: str, scale: str, lower: float,
+                   upper: float) -> Prior:
+    """A PEtab v1 objective prior (``objectivePriorType``, ``objectivePriorParameters`` ``a;b``) as the
+    distribution of the linear-scale value that the petab library gives it (``petab.v1.priors.Prior``),
+    truncated to the bounds like a v2 prior. The ``parameterScale*`` types are distributions of z, the value
+    on the parameter scale: on lin they are uniform, normal and Laplace; on log and log10 (z = c ln x, c = 1
+    or 1 / ln 10) parameterScaleUniform(a, b) is log-uniform(e^(a/c), e^(b/c)), parameterScaleNormal(mu, s)
+    log-normal(mu / c, s / c) and parameterScaleLaplace(mu, b) log-Laplace(mu / c, b / c). ValueError with
+    a one-line reason if malformed or unknown."""
+    type_ = type_.strip()
+    if type_ not in V1_TYPES:
+        raise ValueError(f"objective prior {type_!r} of {parameter!r} is not a PEtab v1 prior ({', '.join(V1_TYPES)})")
+    parts = [p.strip() for p in text.split(";")]
+    try:
+        a, b = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"objectivePriorParameters {text!r} of {parameter!r} are not two numbers a;b") from None
+    kind = {"logNormal": "log-normal", "logLaplace": "log-laplace"}.get(type_, type_)
+    if type_.startswith("parameterScale"):
+        kind = type_[len("parameterScale"):].lower()
+        if scale != "lin":
+            c = 1.0 if scale == "log" else math.log(10.0)   # ln x = c z
+            if kind == "uniform":
+                kind, a, b = "log-uniform", math.exp(c * a), math.exp(c * b)
+            else:
+                kind, a, b = f"log-{kind}", c * a, c * b
+    return parse_prior(parameter, index, kind, f"{a!r};{b!r}", lower, upper)
 
 
 class Priors:

@@ -30,6 +30,7 @@ from symode.errors import SymodeError
 from symode.petab.mapping import Mapping
 from symode.petab.math import parse_petab_math
 from symode.petab.periods import Experiment, StateExpressions, check_experiments
+from symode.petab.priors import Prior, Priors, parse_v1_prior
 from symode.petab.sbml import ImportedModel, import_sbml
 from symode.petab.sbml_math import UnsupportedSBML
 from symode.spec import Spec
@@ -92,7 +93,7 @@ class PetabProblem:
     row_phi: list[Mapping]                       # per row
     measured: np.ndarray                         # float per row
     warnings: list[str] = field(default_factory=list)
-    priors: Any = None                           # symode.petab.priors.Priors (PEtab v2) or None
+    priors: Any = None                           # symode.petab.priors.Priors or None
 
     @property
     def n_theta(self) -> int:
@@ -272,6 +273,7 @@ class _Loader:
         # parameter table
         ids = [str(i) for i in pdf.index]
         scales, lower, upper, nominal, estimated = [], [], [], [], []
+        v1_priors: list[Prior] = []
         for row, pid in enumerate(ids):
             r = pdf.loc[pid]
             scale = str(r.get("parameterScale", "lin"))
@@ -292,10 +294,14 @@ class _Loader:
                                                                    "lowerBound <= upperBound")
                 if scale != "lin" and lo <= 0:
                     raise self.err("parameter", row, "lowerBound", f"{pid}: {scale} scale needs a positive lower bound")
-            if any(c in pdf.columns for c in ("objectivePriorType", "initializationPriorType")):
-                prior = r.get("objectivePriorType")
-                if isinstance(prior, str) and prior and est == 1:
-                    warnings.append(f"parameter {pid}: objective prior {prior!r} is not included in the llh")
+            prior = r.get("objectivePriorType") if "objectivePriorType" in pdf.columns else None
+            if isinstance(prior, str) and prior.strip() and est == 1:   # v1 objective priors: MAP fits
+                text = r.get("objectivePriorParameters")
+                try:
+                    v1_priors.append(parse_v1_prior(pid, row, prior, text if isinstance(text, str) else "",
+                                                    scale, lo, hi))
+                except ValueError as exc:
+                    raise self.err("parameter", row, "objectivePriorParameters", str(exc)) from None
             scales.append(scale)
             lower.append(lo)
             upper.append(hi)
@@ -389,7 +395,8 @@ class _Loader:
             lower=np.array(lower, dtype=float), upper=np.array(upper, dtype=float),
             nominal=np.array(nominal, dtype=float), estimated=np.array(estimated, dtype=bool),
             conditions=conditions, experiments=experiments, observables=observables, measurements=mdf,
-            row_observable=row_obs, row_phi=row_phi, measured=measured, warnings=warnings)
+            row_observable=row_obs, row_phi=row_phi, measured=measured, warnings=warnings,
+            priors=Priors(v1_priors) if v1_priors else None)
         check_experiments(out)
         return out
 
