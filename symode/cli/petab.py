@@ -131,7 +131,7 @@ def fit_main(argv: Sequence[str]) -> int:
                         help="optimise pure noise parameters numerically instead of analytically")
     parser.add_argument("--no-priors", action="store_true",
                         help="maximise the likelihood alone (by default a problem with prior distributions, "
-                             "PEtab v2, is fitted by its unnormalised log-posterior)")
+                             "PEtab v2 or v1 objective priors, is fitted by its unnormalised log-posterior)")
     parser.add_argument("--escape-bounds", type=int, default=8, metavar="N",
                         help="a start whose optimum has parameters on bounds gets up to N more local fits with "
                              "those parameters moved to the other side of their box (default 8; 0: off)")

@@ -12,11 +12,12 @@ the same Gauss-Newton machinery as the others: symode's bounded Levenberg-Marqua
 exact residual Jacobian from forward sensitivities. Laplace noise (|r| is not a sum of squares) uses
 L-BFGS-B on -llh with the adjoint gradient (``"lbfgs"``, also available for any problem).
 
-With prior distributions (PEtab v2 parameter tables) the fit maximises the unnormalised log-posterior
-llh + sum log pi_k (MAP; ``priors=False``: the likelihood alone): the log-prior's gradient and its curvature
-information on the parameter scales (:meth:`symode.petab.priors.Priors.on_scale`) join the gradient and
-the Fisher information of scoring and L-BFGS-B; least squares ("lm", "trf") refuse informative priors, and
-a noise parameter with an informative prior is not set analytically. Starts are ranked by the objective.
+With prior distributions (PEtab v2 parameter tables, v1 objective priors) the fit maximises the
+unnormalised log-posterior llh + sum log pi_k (MAP; ``priors=False``: the likelihood alone): the
+log-prior's gradient and its curvature information on the parameter scales
+(:meth:`symode.petab.priors.Priors.on_scale`) join the gradient and the Fisher information of scoring and
+L-BFGS-B; least squares ("lm", "trf") refuse informative priors, and a noise parameter with an informative
+prior is not set analytically. Starts are ranked by the objective.
 
 Starts are a Latin hypercube in the box of the estimated parameters on their scales (lin, log, log10),
 run in parallel (:mod:`symode.parallel`). At the best optimum the Fisher information (expected, for the
@@ -129,7 +130,7 @@ def _fit_start(job: dict[str, Any]) -> StartResult:
     prior = prior_term(pr) if job.get("priors") else None
     groups = analytic_noise(pr) if job.get("hierarchical") else None
     if groups and prior is not None:   # a noise parameter with an informative prior is fitted, not set
-        informative = {p.index for p in pr.priors.priors if p.kind != "uniform"}
+        informative = pr.priors.informative_indices
         groups = [g for g in groups if g.theta_index not in informative]
 
     def local(z_start: np.ndarray) -> tuple[np.ndarray, bool, int, str, float]:
@@ -412,9 +413,10 @@ def fit_petab(problem: str | Path | PetabObjective, *, n_starts: int = 20, seed:
     by ``method`` ("scoring", "lm", "trf", "lbfgs"; default "scoring", "lbfgs" with Laplace noise), on
     ``workers`` processes (default: all CPUs). A start whose local optimum has parameters on bounds gets up
     to ``escape_bounds`` further local fits from those parameters flipped to the other side of their box
-    (:func:`_escape_bounds`; 0 turns this off). With the problem's prior distributions (PEtab v2) the fit
-    maximises the unnormalised log-posterior (``priors=False``: the likelihood). The best optimum gets a
-    Fisher-information analysis (with priors: plus their curvature, a Laplace approximation)."""
+    (:func:`_escape_bounds`; 0 turns this off). With the problem's prior distributions (PEtab v2, v1
+    objective priors) the fit maximises the unnormalised log-posterior (``priors=False``: the likelihood).
+    The best optimum gets a Fisher-information analysis (with priors: plus their curvature, a Laplace
+    approximation)."""
     t0 = time.perf_counter()
     options = options or SolverOptions()
     obj = problem if isinstance(problem, PetabObjective) else _objective(str(problem), options)

@@ -194,8 +194,7 @@ class PetabObjective:
                 ev.gradient = -self._adjoint_gradient(theta, results, Wx, g_direct)[pr.estimated] * dz
         if pr.priors:
             ev.log_prior_terms = pr.priors.terms(theta)
-            if gradient:
-                dz = self._dz_lin + theta[pr.estimated] * self._dz_per
+            if gradient:   # mode != "none": dz is the gradient's
                 ev.log_prior_gradient = pr.priors.gradient(theta)[pr.estimated] * dz
         ev.timings = {"gradient" if mode != "none" else "simulate": time.perf_counter() - t0}
         return ev

@@ -137,7 +137,6 @@ class Prior:
             return -1.0 / x
         raise ValueError(f"unknown prior distribution {k!r}")
 
-
     def second_derivative(self, x: float) -> float:
         """d^2 log f / dx^2 on the linear scale (0 where log f is piecewise linear; nan outside the support)."""
         a, b = self.a, self.b
@@ -247,9 +246,14 @@ class Priors:
         return g
 
     @property
+    def informative_indices(self) -> set[int]:
+        """The theta indices whose prior is not the uniform one (which is constant inside the bounds)."""
+        return {p.index for p in self.priors if p.kind != "uniform"}
+
+    @property
     def informative(self) -> bool:
-        """Whether some prior is not the uniform one (which is constant inside the bounds)."""
-        return any(p.kind != "uniform" for p in self.priors)
+        """Whether some prior is not uniform."""
+        return bool(self.informative_indices)
 
     def on_scale(self, theta: np.ndarray, estimated: np.ndarray, scales: list[str]
                  ) -> tuple[float, np.ndarray, np.ndarray]:
@@ -265,9 +269,9 @@ class Priors:
             total += p.log_density(x)
             i = index[p.index]
             scale = scales[p.index]
-            c = 1.0 if scale == "lin" else (1.0 if scale == "log" else math.log(10.0))
+            c = math.log(10.0) if scale == "log10" else 1.0
             d1 = c * x if scale != "lin" else 1.0          # theta'(z)
-            d2 = c * c * x if scale != "lin" else 0.0      # theta''(z)
+            d2 = c * d1 if scale != "lin" else 0.0         # theta''(z)
             f1, f2 = p.derivative(x), p.second_derivative(x)
             g[i] = f1 * d1
             info[i] = max(0.0, -(f2 * d1 * d1 + f1 * d2))

@@ -93,7 +93,7 @@ class PetabProblem:
     row_phi: list[Mapping]                       # per row
     measured: np.ndarray                         # float per row
     warnings: list[str] = field(default_factory=list)
-    priors: Any = None                           # symode.petab.priors.Priors or None
+    priors: Any = None                           # symode.petab.priors.Priors (v2; v1 objective priors) or None
 
     @property
     def n_theta(self) -> int:
@@ -146,17 +146,6 @@ def _scale(v: float, scale: str) -> float:
 
 def _unscale(v: float, scale: str) -> float:
     return float(v) if scale == "lin" else (math.exp(v) if scale == "log" else 10.0 ** v)
-
-
-def scale_derivative(theta: np.ndarray, scales: list[str]) -> np.ndarray:
-    """d theta / d (theta on its scale), elementwise."""
-    out = np.ones(len(theta))
-    for i, s in enumerate(scales):
-        if s == "log":
-            out[i] = theta[i]
-        elif s == "log10":
-            out[i] = theta[i] * math.log(10.0)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
